@@ -1,0 +1,61 @@
+/* What every verb gets: global options, the store, and an error to fill. */
+#pragma once
+#include "store.h"
+#include "util.h"
+#include <json-c/json.h>
+
+/* Exit codes: 0 ok, 1 error, 2 usage. `run`/`exec` return the program's own status. */
+enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
+
+struct cmd_ctx {
+	bool json;
+	bool quiet;
+	int verbose;
+	const char *verb;
+	char *subject; /* the VM the error is about, printed as "hutch: VERB 'SUBJECT': why" */
+	struct store store;
+	struct hutch_error err;
+};
+
+struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv, struct cmd_ctx *c);
+	int min_args, max_args; /* positional arguments after options; -1 = unlimited */
+	const char *usage;
+	const char *summary;
+};
+
+/* Fail with a usage message: returns EXIT_USAGE. */
+int cmd_usage(struct cmd_ctx *c, const char *fmt, ...) _printf_(2, 3);
+/* Set the error and return EXIT_ERR (or the given code). */
+int cmd_fail(struct cmd_ctx *c, int r);
+void cmd_set_subject(struct cmd_ctx *c, const char *name);
+/* Print a JSON object (and put it). */
+void cmd_print_json(json_object *o);
+/* Parse --memory/--cpus/--disk/--timeout style values, failing with a usage error. */
+int cmd_parse_size(struct cmd_ctx *c, const char *opt, const char *v, uint64_t *ret);
+int cmd_parse_uint(struct cmd_ctx *c, const char *opt, const char *v, long long max, long long *ret);
+int cmd_parse_duration(struct cmd_ctx *c, const char *opt, const char *v, uint64_t *ret_ms);
+/* Check positional argument count for the current verb. */
+int cmd_check_args(struct cmd_ctx *c, int argc, int optind_, int min, int max);
+bool cmd_color(void);
+
+#define VERB(n) int cmd_##n(int argc, char **argv, struct cmd_ctx *c)
+VERB(create);
+VERB(start);
+VERB(stop);
+VERB(destroy);
+VERB(list);
+VERB(inspect);
+VERB(console);
+VERB(logs);
+VERB(exec);
+VERB(shell);
+VERB(run);
+VERB(cp);
+VERB(doctor);
+VERB(monitor);
+VERB(help);
+
+/* NAME plus -i INSTANCE -> the VM name; sets the error subject. Returns 0 or EXIT_ERR. */
+int cmd_vm_name(struct cmd_ctx *c, const char *name, const char *instance, char **ret);

@@ -1,0 +1,108 @@
+#include "backend.h"
+#include "cmd.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, const char *name)
+{
+	struct vm_status st;
+	if (b->status(vm, &st, &c->err) < 0)
+		return EXIT_ERR;
+	_cleanup_free_ char *spec = spec_render_yaml(vm->spec);
+	_cleanup_free_ char *dir = store_vm_dir(&c->store, name);
+	_cleanup_free_ char *state = store_read_state(&c->store, name);
+	if (c->json) {
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "name", json_object_new_string(name));
+		json_object_object_add(j, "backend", json_object_new_string(b->name));
+		json_object_object_add(j, "state", json_object_new_string(st.running ? "running" : "stopped"));
+		json_object_object_add(j, "memory", json_object_new_int64((int64_t)vm->spec->memory));
+		json_object_object_add(j, "cpus", json_object_new_int((int)vm->spec->cpus));
+		json_object_object_add(j, "source", json_object_new_string(vm->spec->source == SOURCE_TEMPLATE ? "template" : "image"));
+		if (st.running) {
+			json_object_object_add(j, "accel", json_object_new_string(st.kvm ? "kvm" : "tcg"));
+			json_object_object_add(j, "uptime_s", json_object_new_int64((int64_t)st.uptime_s));
+			json_object_object_add(j, "agent", json_object_new_string(st.agent_state));
+			json_object_object_add(j, "sessions", json_object_new_int(st.sessions));
+		}
+		json_object_object_add(j, "dir", json_object_new_string(dir));
+		json_object_object_add(j, "spec", json_object_new_string(spec));
+		json_object *last = state ? json_tokener_parse(state) : NULL;
+		if (last)
+			json_object_object_add(j, "last", last);
+		cmd_print_json(j);
+	} else {
+		printf("name:    %s\nbackend: %s\nstate:   %s\n", name, b->name, st.running ? "running" : "stopped");
+		if (st.running)
+			printf("accel:   %s\nuptime:  %llus\nagent:   %s\nsessions: %d\n", st.kvm ? "kvm" : "tcg",
+			       (unsigned long long)st.uptime_s, st.agent_state, st.sessions);
+		printf("dir:     %s\n", dir);
+		if (state)
+			printf("last:    %s\n", state);
+		printf("spec:\n%s", spec);
+	}
+	return EXIT_OK;
+}
+
+VERB(inspect)
+{
+	bool render = false;
+	const char *instance = NULL;
+	static const struct option opts[] = {
+		{"render", no_argument, NULL, 'r'},
+		{"json", no_argument, NULL, 'J'},
+		{"instance", required_argument, NULL, 'i'},
+		{0},
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "ri:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'r':
+			render = true;
+			break;
+		case 'J':
+			c->json = true;
+			break;
+		case 'i':
+			instance = optarg;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
+		}
+	}
+	if (cmd_check_args(c, argc, optind, 1, 1))
+		return EXIT_USAGE;
+	_cleanup_free_ char *name = NULL;
+	if (cmd_vm_name(c, argv[optind], instance, &name))
+		return EXIT_ERR;
+	struct vm vm;
+	if (vm_load(&c->store, name, &vm, &c->err) < 0)
+		return EXIT_ERR;
+	const struct backend_ops *b = backend_for(vm.spec, &c->err);
+	int rc = EXIT_ERR;
+	if (!b)
+		goto out;
+	if (render) {
+		struct strbuf sb = STRBUF_INIT;
+		if (b->render(&vm, &sb, &c->err) < 0) {
+			strbuf_release(&sb);
+			goto out;
+		}
+		if (c->json) {
+			json_object *j = json_object_new_object();
+			json_object_object_add(j, "name", json_object_new_string(name));
+			json_object_object_add(j, "backend", json_object_new_string(b->name));
+			json_object_object_add(j, "render", json_object_new_string(strbuf_str(&sb)));
+			cmd_print_json(j);
+		} else
+			fputs(strbuf_str(&sb), stdout);
+		strbuf_release(&sb);
+		rc = EXIT_OK;
+		goto out;
+	}
+	rc = show(c, &vm, b, name);
+out:
+	vm_release(&vm);
+	return rc;
+}

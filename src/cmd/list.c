@@ -1,0 +1,119 @@
+#include "backend.h"
+#include "cmd.h"
+
+#include <getopt.h>
+#include <string.h>
+
+struct row {
+	char *name;
+	const char *state;
+	char accel[8];
+	uint64_t memory;
+	unsigned cpus;
+	uint64_t uptime_s;
+	char *error;
+};
+
+static void collect(struct cmd_ctx *c, const char *name, struct row *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->name = xstrdup(name);
+	struct vm vm;
+	struct hutch_error err = {0};
+	bool running = store_is_running(&c->store, name);
+	if (vm_load(&c->store, name, &vm, &err) < 0) {
+		/* One broken spec must not hide the others. */
+		r->state = running ? "running" : "broken";
+		r->error = err.msg ? xstrdup(err.msg) : NULL;
+		snprintf(r->accel, sizeof(r->accel), "-");
+		hutch_error_clear(&err);
+		return;
+	}
+	r->memory = vm.spec->memory;
+	r->cpus = vm.spec->cpus;
+	r->state = "stopped";
+	snprintf(r->accel, sizeof(r->accel), "-");
+	if (running) {
+		struct vm_status st;
+		const struct backend_ops *b = backend_for(vm.spec, &err);
+		r->state = "running";
+		if (b && b->status(&vm, &st, &err) == 0 && st.running) {
+			snprintf(r->accel, sizeof(r->accel), "%s", st.kvm ? "kvm" : "tcg");
+			r->uptime_s = st.uptime_s;
+		}
+		hutch_error_clear(&err);
+	}
+	vm_release(&vm);
+}
+
+static void fmt_uptime(uint64_t s, char *buf, size_t len)
+{
+	if (s >= 86400)
+		snprintf(buf, len, "%llud%lluh", (unsigned long long)(s / 86400), (unsigned long long)(s % 86400 / 3600));
+	else if (s >= 3600)
+		snprintf(buf, len, "%lluh%llum", (unsigned long long)(s / 3600), (unsigned long long)(s % 3600 / 60));
+	else if (s >= 60)
+		snprintf(buf, len, "%llum%llus", (unsigned long long)(s / 60), (unsigned long long)(s % 60));
+	else
+		snprintf(buf, len, "%llus", (unsigned long long)s);
+}
+
+VERB(list)
+{
+	bool all = false;
+	static const struct option opts[] = {{"all", no_argument, NULL, 'a'}, {"json", no_argument, NULL, 'J'}, {0}};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "a", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'a':
+			all = true;
+			break;
+		case 'J':
+			c->json = true;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
+		}
+	}
+	if (cmd_check_args(c, argc, optind, 0, 0))
+		return EXIT_USAGE;
+	_cleanup_strv_ char **names = NULL;
+	if (store_list(&c->store, &names, &c->err) < 0)
+		return EXIT_ERR;
+	json_object *arr = c->json ? json_object_new_array() : NULL;
+	if (!c->json)
+		printf("%-24s %-8s %-5s %7s %4s %8s\n", "NAME", "STATE", "ACCEL", "MEMORY", "CPUS", "UPTIME");
+	for (size_t i = 0; names[i]; i++) {
+		struct row r;
+		collect(c, names[i], &r);
+		bool show = all || strcmp(r.state, "stopped") != 0;
+		if (show && c->json) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(r.name));
+			json_object_object_add(o, "state", json_object_new_string(r.state));
+			json_object_object_add(o, "accel", strcmp(r.accel, "-") ? json_object_new_string(r.accel) : NULL);
+			json_object_object_add(o, "memory", json_object_new_int64((int64_t)r.memory));
+			json_object_object_add(o, "cpus", json_object_new_int((int)r.cpus));
+			json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)r.uptime_s));
+			if (r.error)
+				json_object_object_add(o, "error", json_object_new_string(r.error));
+			json_object_array_add(arr, o);
+		} else if (show) {
+			char mem[32] = "-", up[32] = "-", cpus[16] = "-";
+			if (r.memory)
+				format_size(r.memory, mem, sizeof(mem));
+			if (r.cpus)
+				snprintf(cpus, sizeof(cpus), "%u", r.cpus);
+			if (!strcmp(r.state, "running"))
+				fmt_uptime(r.uptime_s, up, sizeof(up));
+			printf("%-24s %-8s %-5s %7s %4s %8s\n", r.name, r.state, r.accel, mem, cpus, up);
+			if (r.error && c->verbose)
+				printf("  %s\n", r.error);
+		}
+		free(r.name);
+		free(r.error);
+	}
+	if (c->json)
+		cmd_print_json(arr);
+	return EXIT_OK;
+}

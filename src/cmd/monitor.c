@@ -1,0 +1,27 @@
+/* The hidden __monitor verb: `hutch __monitor NAME LOCKFD NOTIFYFD TIMEOUT_MS ephemeral|keep`. */
+#include "cmd.h"
+#include "monitor.h"
+
+#include <string.h>
+
+VERB(monitor)
+{
+	long long lock_fd, notify_fd, timeout;
+	if (argc != 6 || parse_ll(argv[2], 0, 1 << 20, &lock_fd) < 0 || parse_ll(argv[3], -1, 1 << 20, &notify_fd) < 0 ||
+	    parse_ll(argv[4], 0, 1ll << 40, &timeout) < 0)
+		return cmd_usage(c, "internal verb: bad arguments");
+	if (store_check_name(argv[1], &c->err) < 0)
+		return EXIT_ERR;
+	fd_set_cloexec((int)lock_fd, true);
+	if (notify_fd >= 0)
+		fd_set_cloexec((int)notify_fd, true);
+	struct monitor_args a = {
+		.name = argv[1],
+		.lock_fd = (int)lock_fd,
+		.notify_fd = (int)notify_fd,
+		.boot_timeout_ms = (uint64_t)timeout,
+		.ephemeral = strcmp(argv[5], "ephemeral") == 0,
+	};
+	hutch_log_level = LOG_DEBUG;
+	return monitor_main(&c->store, &a);
+}

@@ -1,0 +1,365 @@
+/* The embedded QEMU backend: start spawns the monitor, the rest talks to it. */
+#include "backend.h"
+
+#include "client.h"
+#include "monitor.h"
+#include "qemu.h"
+#include "template.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+int vm_load(struct store *st, const char *name, struct vm *ret, struct hutch_error *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	int r = store_check_name(name, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *path = store_vm_file(st, name, "spec.yml");
+	if (access(path, F_OK) < 0)
+		return hutch_error_set(err, ENOENT, "no VM named '%s' (see 'hutch list -a', or create it)", name);
+	struct vm_spec *spec = NULL;
+	r = spec_find_in_file(path, name, &spec, err);
+	if (r < 0)
+		return r;
+	spec_apply_defaults(spec);
+	ret->store = st;
+	ret->name = xstrdup(name);
+	ret->spec = spec;
+	return 0;
+}
+
+void vm_release(struct vm *vm)
+{
+	free(vm->name);
+	spec_free(vm->spec);
+	memset(vm, 0, sizeof(*vm));
+}
+
+int agent_binary_path(char **ret, struct hutch_error *err)
+{
+	const char *env = getenv("HUTCH_AGENT");
+	if (env && *env) {
+		if (access(env, R_OK) < 0)
+			return hutch_error_set(err, ENOENT, "HUTCH_AGENT='%s' is not readable", env);
+		*ret = xstrdup(env);
+		return 0;
+	}
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = 0;
+			const char *cands[] = {"%s/hutch-agent", "%s/../libexec/hutch/hutch-agent",
+					       "%s/../lib/hutch/hutch-agent"};
+			for (size_t i = 0; i < ARRAY_SIZE(cands); i++) {
+				_cleanup_free_ char *p = xasprintf(cands[i], self);
+				if (access(p, R_OK) == 0) {
+					*ret = realpath(p, NULL);
+					if (*ret)
+						return 0;
+				}
+			}
+		}
+	}
+	return hutch_error_set(err, ENOENT, "hutch-agent not found beside the hutch binary: rebuild, or set HUTCH_AGENT");
+}
+
+int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	int r = qemu_find_binary(&ret->binary, err);
+	if (r < 0)
+		goto fail;
+	ret->vm_dir = store_vm_dir(vm->store, vm->name);
+	ret->run_dir = store_run_dir(vm->store, vm->name);
+	ret->accel = xcalloc(1, sizeof(*ret->accel));
+	qemu_detect_accel(ret->accel);
+
+	if (vm->spec->source == SOURCE_TEMPLATE) {
+		if (vm->spec->template && strcmp(vm->spec->template, "micro") != 0) {
+			r = hutch_error_set(err, EINVAL, "unknown template '%s' (the built-in one is 'micro')",
+					    vm->spec->template);
+			goto fail;
+		}
+		_cleanup_free_ char *agent = NULL;
+		r = agent_binary_path(&agent, err);
+		if (r < 0)
+			goto fail;
+		_cleanup_free_ char *cache = xasprintf("%s/micro", vm->store->cache_dir);
+		struct template_inputs in = {.kernel = vm->spec->kernel, .agent = agent, .cache_dir = cache};
+		struct micro_template t = {0};
+		uint64_t t0 = now_ms();
+		r = template_micro_ensure(&in, &t, err);
+		ret->template_ms = now_ms() - t0;
+		if (r < 0)
+			goto fail;
+		ret->kernel = TAKE_PTR(t.kernel);
+		ret->initrd = TAKE_PTR(t.initrd);
+		ret->kernel_release = TAKE_PTR(t.kernel_release);
+		micro_template_release(&t);
+	} else {
+		r = hutch_error_set(err, ENOTSUP, "image VMs are not supported by this build yet");
+		goto fail;
+	}
+	struct qemu_config c = {
+		.name = vm->name,
+		.spec = vm->spec,
+		.binary = ret->binary,
+		.run_dir = ret->run_dir,
+		.vm_dir = ret->vm_dir,
+		.kernel = ret->kernel,
+		.initrd = ret->initrd,
+		.accel = ret->accel,
+	};
+	r = qemu_build_argv(&c, &ret->argv, err);
+	if (r < 0)
+		goto fail;
+	return 0;
+fail:
+	qemu_plan_release(ret);
+	return r;
+}
+
+void qemu_plan_release(struct qemu_plan *p)
+{
+	free(p->binary);
+	free(p->kernel);
+	free(p->initrd);
+	free(p->kernel_release);
+	free(p->vm_dir);
+	free(p->run_dir);
+	free(p->accel);
+	strv_free(p->argv);
+	memset(p, 0, sizeof(*p));
+}
+
+/* ---- start: spawn the monitor and wait for its word ---- */
+
+static int spawn_monitor(struct vm *vm, const struct start_opts *o, int lock_fd, int notify_w,
+			 struct hutch_error *err)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return hutch_error_set(err, errno, "cannot find the hutch binary: %s", strerror(errno));
+	self[n] = 0;
+	_cleanup_free_ char *logp = store_vm_file(vm->store, vm->name, "monitor.log");
+	char lockfd_s[16], notify_s[16], timeout_s[32];
+	snprintf(lockfd_s, sizeof(lockfd_s), "%d", lock_fd);
+	snprintf(notify_s, sizeof(notify_s), "%d", notify_w);
+	snprintf(timeout_s, sizeof(timeout_s), "%llu", (unsigned long long)o->timeout_ms);
+	pid_t pid = fork();
+	if (pid < 0)
+		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* Daemonize: new session, then a grandchild nobody waits on, reparented to init. */
+		setsid();
+		pid_t g = fork();
+		if (g != 0)
+			_exit(g < 0 ? 1 : 0);
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(logfd >= 0 ? logfd : nul, 2);
+		fd_set_cloexec(lock_fd, false);
+		fd_set_cloexec(notify_w, false);
+		char *argv[] = {self, "__monitor", vm->name, lockfd_s, notify_s, timeout_s,
+				o->ephemeral ? "ephemeral" : "keep", NULL};
+		execv(self, argv);
+		_exit(127);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+static int read_notify(int fd, uint64_t timeout_ms, json_object **ret, struct hutch_error *err)
+{
+	struct strbuf sb = STRBUF_INIT;
+	uint64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		uint64_t t = now_ms();
+		if (t >= deadline) {
+			strbuf_release(&sb);
+			return hutch_error_set(err, ETIMEDOUT, "the monitor did not report within %llu s",
+					       (unsigned long long)(timeout_ms / 1000));
+		}
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		int r = poll(&p, 1, (int)(deadline - t));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			continue;
+		char buf[4096];
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (sb.len + (size_t)n > 65536)
+			break;
+		strbuf_add(&sb, buf, (size_t)n);
+	}
+	json_object *o = sb.len ? json_tokener_parse(sb.buf) : NULL;
+	strbuf_release(&sb);
+	if (!o)
+		return hutch_error_set(err, EPIPE, "the monitor exited without a word");
+	*ret = o;
+	return 0;
+}
+
+static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_result *ret, struct hutch_error *err)
+{
+	uint64_t t0 = now_ms();
+	int r = store_prepare_run_dir(vm->store, vm->name, err);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int lock_fd = -1;
+	r = store_lock_run(vm->store, vm->name, &lock_fd, err);
+	if (r < 0)
+		return r;
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return hutch_error_set(err, errno, "pipe: %s", strerror(errno));
+	r = spawn_monitor(vm, o, lock_fd, p[1], err);
+	close(p[1]);
+	if (r < 0) {
+		close(p[0]);
+		return r;
+	}
+	json_object *res = NULL;
+	r = read_notify(p[0], (o->timeout_ms ? o->timeout_ms : 60000) + 15000, &res, err);
+	close(p[0]);
+	if (r < 0) {
+		_cleanup_free_ char *logp = store_vm_file(vm->store, vm->name, "monitor.log");
+		return hutch_error_wrap(err, "see %s", logp);
+	}
+	json_object *v;
+	if (!json_object_object_get_ex(res, "ok", &v) || !json_object_get_boolean(v)) {
+		const char *msg = json_object_object_get_ex(res, "error", &v) ? json_object_get_string(v) : "failed";
+		r = hutch_error_set(err, EIO, "%s", msg);
+		json_object_put(res);
+		/* the monitor cleans up and releases the lock; don't report "stopped" before it has */
+		wait_stopped(vm->store, vm->name, 10000);
+		return r;
+	}
+	memset(ret, 0, sizeof(*ret));
+	ret->boot_ms = now_ms() - t0;
+	if (json_object_object_get_ex(res, "spawn_ms", &v))
+		ret->spawn_ms = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(res, "qmp_ms", &v))
+		ret->qmp_ms = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(res, "hello_ms", &v))
+		ret->hello_ms = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(res, "kvm", &v))
+		ret->kvm = json_object_get_boolean(v);
+	if (json_object_object_get_ex(res, "accel_why", &v))
+		snprintf(ret->accel_why, sizeof(ret->accel_why), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(res, "kernel_release", &v))
+		snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", json_object_get_string(v));
+	json_object_put(res);
+	return 0;
+}
+
+static int qemu_stop(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err)
+{
+	uint64_t t0 = now_ms();
+	memset(ret, 0, sizeof(*ret));
+	if (!store_is_running(vm->store, vm->name)) {
+		snprintf(ret->method, sizeof(ret->method), "not-running");
+		return 0;
+	}
+	_cleanup_close_ int fd = -1;
+	int r = monitor_connect(vm->store, vm->name, &fd, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "the monitor holds the lock but does not answer");
+	uint64_t timeout = o->timeout_ms ? o->timeout_ms : 30000;
+	json_object *req = json_object_new_object();
+	json_object_object_add(req, "op", json_object_new_string("stop"));
+	json_object_object_add(req, "force", json_object_new_boolean(o->force));
+	json_object_object_add(req, "timeout_ms", json_object_new_int64((int64_t)timeout));
+	json_object *res = NULL;
+	/* The monitor escalates on its own (agent, ACPI, quit, kill); allow for the kill step too. */
+	r = monitor_request(fd, req, timeout + 10000, &res, err);
+	if (r == 0) {
+		json_object *v;
+		if (json_object_object_get_ex(res, "method", &v))
+			snprintf(ret->method, sizeof(ret->method), "%s", json_object_get_string(v));
+		json_object_put(res);
+	} else if (r != -EPIPE)
+		return r;
+	hutch_error_clear(err);
+	if (wait_stopped(vm->store, vm->name, 10000) < 0)
+		return hutch_error_set(err, ETIMEDOUT, "the VM did not stop (monitor still holds the lock)");
+	if (!ret->method[0])
+		snprintf(ret->method, sizeof(ret->method), "guest");
+	ret->ms = now_ms() - t0;
+	return 0;
+}
+
+static int qemu_status(struct vm *vm, struct vm_status *ret, struct hutch_error *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (!store_is_running(vm->store, vm->name))
+		return 0;
+	ret->running = true;
+	snprintf(ret->agent_state, sizeof(ret->agent_state), "unknown");
+	_cleanup_close_ int fd = -1;
+	if (monitor_connect(vm->store, vm->name, &fd, NULL) < 0)
+		return 0;
+	json_object *req = json_object_new_object(), *res = NULL, *v;
+	json_object_object_add(req, "op", json_object_new_string("status"));
+	if (monitor_request(fd, req, 5000, &res, err) < 0) {
+		hutch_error_clear(err);
+		return 0;
+	}
+	if (json_object_object_get_ex(res, "kvm", &v))
+		ret->kvm = json_object_get_boolean(v);
+	if (json_object_object_get_ex(res, "uptime_ms", &v))
+		ret->uptime_s = (uint64_t)json_object_get_int64(v) / 1000;
+	if (json_object_object_get_ex(res, "agent", &v)) {
+		snprintf(ret->agent_state, sizeof(ret->agent_state), "%s", json_object_get_string(v));
+		ret->agent = !strcmp(ret->agent_state, "ready");
+	}
+	if (json_object_object_get_ex(res, "sessions", &v))
+		ret->sessions = json_object_get_int(v);
+	json_object_put(res);
+	return 0;
+}
+
+static int qemu_render(struct vm *vm, struct strbuf *out, struct hutch_error *err)
+{
+	struct qemu_plan p;
+	int r = qemu_plan_make(vm, &p, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *s = qemu_render_argv(p.argv);
+	strbuf_adds(out, s);
+	qemu_plan_release(&p);
+	return 0;
+}
+
+const struct backend_ops backend_qemu = {
+	.name = "qemu",
+	.start = qemu_start,
+	.stop = qemu_stop,
+	.status = qemu_status,
+	.render = qemu_render,
+};
+
+const struct backend_ops *backend_for(const struct vm_spec *spec, struct hutch_error *err)
+{
+	if (!spec->backend || !strcmp(spec->backend, "qemu"))
+		return &backend_qemu;
+	hutch_error_set(err, ENOTSUP, "backend '%s' is not available in this build", spec->backend);
+	return NULL;
+}

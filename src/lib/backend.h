@@ -1,0 +1,71 @@
+/* Backends run VMs. The verbs only see struct backend_ops, so libvirt can sit beside the embedded
+ * QEMU backend without touching them. */
+#pragma once
+#include "spec.h"
+#include "store.h"
+#include "util.h"
+
+struct vm {
+	struct store *store;
+	char *name;
+	struct vm_spec *spec; /* resolved spec from data/vms/NAME/spec.yml */
+};
+/* Load data/vms/NAME/spec.yml. -ENOENT "no VM named 'x'" when it isn't defined. */
+int vm_load(struct store *st, const char *name, struct vm *ret, struct hutch_error *err);
+void vm_release(struct vm *vm);
+
+struct start_opts {
+	uint64_t timeout_ms; /* until the agent says HELLO */
+	bool ephemeral;      /* destroy the instance when it stops (run --rm) */
+};
+struct start_result {
+	uint64_t boot_ms;     /* start -> HELLO, as seen by the caller */
+	uint64_t spawn_ms;    /* monitor ready to spawn qemu (template check, argv) */
+	uint64_t qmp_ms;      /* QMP handshake done */
+	uint64_t hello_ms;    /* agent HELLO */
+	bool kvm;
+	char accel_why[160];
+	char kernel_release[64];
+};
+struct stop_opts {
+	bool force;
+	uint64_t timeout_ms;
+};
+struct stop_result {
+	char method[32]; /* agent | acpi | quit | kill | not-running */
+	uint64_t ms;
+};
+struct vm_status {
+	bool running;
+	bool kvm;
+	uint64_t uptime_s;
+	bool agent;          /* the agent said HELLO and is healthy */
+	char agent_state[32];
+	int sessions;
+};
+
+struct backend_ops {
+	const char *name;
+	int (*start)(struct vm *vm, const struct start_opts *o, struct start_result *ret, struct hutch_error *err);
+	int (*stop)(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err);
+	int (*status)(struct vm *vm, struct vm_status *ret, struct hutch_error *err);
+	/* The exact command or document that start would use, without starting anything. */
+	int (*render)(struct vm *vm, struct strbuf *out, struct hutch_error *err);
+};
+
+const struct backend_ops *backend_for(const struct vm_spec *spec, struct hutch_error *err);
+extern const struct backend_ops backend_qemu;
+
+/* Shared by the qemu backend and the monitor: everything needed to build QEMU's argv. */
+struct qemu_plan {
+	char *binary;
+	char *kernel, *initrd, *kernel_release;
+	char *vm_dir, *run_dir;
+	char **argv;
+	struct accel_info *accel;
+	uint64_t template_ms; /* time spent making sure the template is cached */
+};
+int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err);
+void qemu_plan_release(struct qemu_plan *p);
+/* Where the static agent binary is: HUTCH_AGENT, beside the hutch binary, or libexec. */
+int agent_binary_path(char **ret, struct hutch_error *err);

@@ -1,0 +1,994 @@
+/* The monitor. One per running VM, a daemon re-executed from the hutch binary. It spawns QEMU as
+ * its child (PR_SET_PDEATHSIG, so QEMU never outlives it), holds the VM's run lock for its whole
+ * life, speaks QMP, and multiplexes CLI sessions onto the one agent channel. It keeps no session
+ * state on disk. When QEMU exits it records why, cleans the runtime dir, and exits.
+ *
+ * Everything runs in one poll loop. All sockets are non-blocking with bounded output buffers. */
+#include "monitor.h"
+
+#include "proto.h"
+#include "qemu.h"
+#include "qmp.h"
+
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#define MAX_CLIENTS 128
+#define CLIENT_OUT_MAX (16u * 1024 * 1024)
+#define AGENT_OUT_MAX (32u * 1024 * 1024)
+#define MAX_CHANNELS 1024
+
+enum agent_state { AGENT_WAITING = 0, AGENT_READY, AGENT_BROKEN, AGENT_GONE };
+static const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone"};
+
+struct outbuf {
+	struct proto_buf b;
+	size_t off;
+};
+
+struct client {
+	int fd;
+	struct proto_reader rd;
+	struct outbuf out;
+	bool wants_stop_reply; /* answer when QEMU is gone */
+	bool is_run;           /* a `run` session: counts for on_app_exit / ephemeral */
+	bool closing;
+};
+
+struct channel {
+	uint32_t id;        /* agent-side channel */
+	struct client *cl;  /* NULL once the client went away */
+	uint32_t cl_chan;   /* client-side channel */
+	bool app;
+};
+
+struct mon {
+	struct store *st;
+	const struct monitor_args *a;
+	char *name, *run_dir, *vm_dir;
+	struct vm vm;
+	struct qemu_plan plan;
+	pid_t qemu_pid;
+	int qemu_status;
+	bool qemu_exited;
+	int sigfd, listen_fd, agent_fd;
+	struct qmp *qmp;
+	struct proto_reader agent_rd;
+	struct outbuf agent_out;
+	enum agent_state agent_state;
+	char kernel_release[64];
+	struct client *clients[MAX_CLIENTS];
+	struct channel *chans[MAX_CHANNELS];
+	uint32_t next_chan;
+	uint64_t t_start, t_spawn, t_qmp, t_hello, t_boot_deadline;
+	enum stop_step stop_step;
+	uint64_t stop_deadline, stop_begun;
+	uint64_t stop_total_ms;
+	char stop_method[32];
+	char exit_reason[256];
+	int apps_started, apps_live;
+	uint64_t last_activity;
+	bool boot_reported;
+};
+
+static void mon_log(struct mon *m, const char *fmt, ...) _printf_(2, 3);
+static void mon_log(struct mon *m, const char *fmt, ...)
+{
+	(void)m;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "[%llu] ", (unsigned long long)now_ms());
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/* ---- output buffers ---- */
+
+static int outbuf_flush(int fd, struct outbuf *o)
+{
+	while (o->off < o->b.len) {
+		ssize_t n = send(fd, o->b.data + o->off, o->b.len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			return -errno;
+		}
+		o->off += (size_t)n;
+	}
+	o->b.len = o->off = 0;
+	return 0;
+}
+
+static size_t outbuf_pending(const struct outbuf *o) { return o->b.len - o->off; }
+
+static void outbuf_frame(struct outbuf *o, uint8_t type, uint32_t chan, const void *p, size_t len)
+{
+	if (o->off > 0 && o->off == o->b.len)
+		o->b.len = o->off = 0;
+	proto_frame_append(&o->b, type, chan, p, len);
+}
+
+/* ---- clients ---- */
+
+static void client_send(struct client *c, uint8_t type, uint32_t chan, const void *p, size_t len)
+{
+	if (c->closing)
+		return;
+	outbuf_frame(&c->out, type, chan, p, len);
+	if (outbuf_pending(&c->out) > CLIENT_OUT_MAX)
+		c->closing = true; /* a client that stopped reading loses its connection, not our memory */
+}
+
+static void client_send_json(struct client *c, json_object *o)
+{
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	client_send(c, MSG_CTL, 0, s, strlen(s));
+	json_object_put(o);
+}
+
+static void client_send_error(struct client *c, uint32_t chan, const char *msg)
+{
+	struct proto_buf b = {0};
+	proto_put_str(&b, msg);
+	client_send(c, MSG_ERROR, chan, b.data, b.len);
+	proto_buf_free(&b);
+}
+
+static void agent_send(struct mon *m, uint8_t type, uint32_t chan, const void *p, size_t len)
+{
+	if (m->agent_fd < 0 || m->agent_state == AGENT_BROKEN)
+		return;
+	outbuf_frame(&m->agent_out, type, chan, p, len);
+}
+
+static void chan_free(struct mon *m, struct channel *ch)
+{
+	for (size_t i = 0; i < MAX_CHANNELS; i++)
+		if (m->chans[i] == ch)
+			m->chans[i] = NULL;
+	if (ch->app && m->apps_live > 0)
+		m->apps_live--;
+	free(ch);
+}
+
+static struct channel *chan_by_id(struct mon *m, uint32_t id)
+{
+	for (size_t i = 0; i < MAX_CHANNELS; i++)
+		if (m->chans[i] && m->chans[i]->id == id)
+			return m->chans[i];
+	return NULL;
+}
+
+static struct channel *chan_by_client(struct mon *m, struct client *c, uint32_t cl_chan)
+{
+	for (size_t i = 0; i < MAX_CHANNELS; i++)
+		if (m->chans[i] && m->chans[i]->cl == c && m->chans[i]->cl_chan == cl_chan)
+			return m->chans[i];
+	return NULL;
+}
+
+static int count_sessions(struct mon *m)
+{
+	int n = 0;
+	for (size_t i = 0; i < MAX_CHANNELS; i++)
+		n += m->chans[i] != NULL;
+	return n;
+}
+
+static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char *why);
+
+static void client_free(struct mon *m, struct client *c)
+{
+	bool was_run = c->is_run;
+	/* A client that vanished (Ctrl-C twice, killed) gets its guest processes hung up. */
+	for (size_t i = 0; i < MAX_CHANNELS; i++) {
+		struct channel *ch = m->chans[i];
+		if (!ch || ch->cl != c)
+			continue;
+		uint32_t sig = SIGHUP;
+		struct proto_buf b = {0};
+		proto_put_u32(&b, sig);
+		agent_send(m, MSG_SIGNAL, ch->id, b.data, b.len);
+		proto_buf_free(&b);
+		ch->cl = NULL;
+	}
+	for (size_t i = 0; i < MAX_CLIENTS; i++)
+		if (m->clients[i] == c)
+			m->clients[i] = NULL;
+	close(c->fd);
+	proto_reader_free(&c->rd);
+	proto_buf_free(&c->out.b);
+	free(c);
+	m->last_activity = now_ms();
+	if (was_run && m->a->ephemeral && m->stop_step == STOP_NONE)
+		begin_stop(m, false, 20000, "the disposable VM's client went away");
+}
+
+/* ---- QEMU ---- */
+
+static int listen_unix(const char *path, struct hutch_error *err)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return store_check_sun_path(path, err);
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+		int e = errno;
+		close(fd);
+		return hutch_error_set(err, e, "cannot listen on '%s': %s", path, strerror(e));
+	}
+	return fd;
+}
+
+static int connect_unix(const char *path, struct hutch_error *err)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return store_check_sun_path(path, err);
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		close(fd);
+		return hutch_error_set(err, e, "cannot connect to '%s': %s", path, strerror(e));
+	}
+	return fd;
+}
+
+static int spawn_qemu(struct mon *m, struct hutch_error *err)
+{
+	_cleanup_free_ char *qmp_path = xasprintf("%s/qmp.sock", m->run_dir);
+	_cleanup_free_ char *agent_path = xasprintf("%s/agent.sock", m->run_dir);
+	_cleanup_free_ char *log_path = xasprintf("%s/qemu.log", m->vm_dir);
+	_cleanup_close_ int qmp_l = listen_unix(qmp_path, err);
+	if (qmp_l < 0)
+		return qmp_l;
+	_cleanup_close_ int agent_l = listen_unix(agent_path, err);
+	if (agent_l < 0)
+		return agent_l;
+	_cleanup_close_ int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return hutch_error_set(err, errno, "cannot create '%s': %s", log_path, strerror(errno));
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		int nul = open("/dev/null", O_RDWR);
+		/* Move the sockets above the target numbers first so dup2 can't clobber one with the other. */
+		int q = fcntl(qmp_l, F_DUPFD, 10), a = fcntl(agent_l, F_DUPFD, 10);
+		dup2(nul, 0);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		dup2(q, QEMU_FD_QMP);
+		dup2(a, QEMU_FD_AGENT);
+		for (int fd = QEMU_FD_AGENT + 1; fd < 1024; fd++)
+			close(fd);
+		execv(m->plan.argv[0], m->plan.argv);
+		dprintf(2, "hutch: cannot execute %s: %s\n", m->plan.argv[0], strerror(errno));
+		_exit(127);
+	}
+	m->qemu_pid = pid;
+	/* Connections queue in the listen backlog, so this succeeds before QEMU even accepts. */
+	int qfd = connect_unix(qmp_path, err);
+	if (qfd < 0)
+		return qfd;
+	m->agent_fd = connect_unix(agent_path, err);
+	if (m->agent_fd < 0) {
+		close(qfd);
+		return m->agent_fd;
+	}
+	fd_set_nonblock(m->agent_fd, true);
+	uint64_t left = m->a->boot_timeout_ms ? m->a->boot_timeout_ms : 60000;
+	int r = qmp_open(qfd, left < 30000 ? left : 30000, &m->qmp, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "qemu did not answer on QMP (see %s)", log_path);
+	m->t_qmp = now_ms();
+	return 0;
+}
+
+static void describe_exit(struct mon *m)
+{
+	if (m->stop_method[0])
+		snprintf(m->exit_reason, sizeof(m->exit_reason), "stopped (%s)", m->stop_method);
+	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0)
+		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest powered off");
+	else if (WIFEXITED(m->qemu_status))
+		snprintf(m->exit_reason, sizeof(m->exit_reason), "qemu exited with status %d (see %s/qemu.log)",
+			 WEXITSTATUS(m->qemu_status), m->vm_dir);
+	else if (WIFSIGNALED(m->qemu_status))
+		snprintf(m->exit_reason, sizeof(m->exit_reason), "qemu was killed by signal %d",
+			 WTERMSIG(m->qemu_status));
+}
+
+/* ---- notify the starting CLI ---- */
+
+static void notify(struct mon *m, json_object *o)
+{
+	if (m->a->notify_fd < 0 || m->boot_reported) {
+		json_object_put(o);
+		return;
+	}
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	write_all(m->a->notify_fd, s, strlen(s));
+	close(m->a->notify_fd);
+	m->boot_reported = true;
+	json_object_put(o);
+}
+
+static void notify_error(struct mon *m, const char *msg)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	notify(m, o);
+}
+
+static void notify_ready(struct mon *m)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "spawn_ms", json_object_new_int64((int64_t)(m->t_spawn - m->t_start)));
+	json_object_object_add(o, "qmp_ms", json_object_new_int64((int64_t)(m->t_qmp - m->t_start)));
+	json_object_object_add(o, "hello_ms", json_object_new_int64((int64_t)(m->t_hello - m->t_start)));
+	json_object_object_add(o, "kvm", json_object_new_boolean(m->plan.accel->kvm));
+	json_object_object_add(o, "accel_why", json_object_new_string(m->plan.accel->why));
+	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
+	notify(m, o);
+}
+
+/* ---- stop escalation ---- */
+
+static void stop_advance(struct mon *m)
+{
+	uint64_t t = now_ms();
+	uint64_t left = m->stop_begun + m->stop_total_ms > t ? m->stop_begun + m->stop_total_ms - t : 0;
+	struct hutch_error err = {0};
+	for (;;) {
+		m->stop_step++;
+		switch (m->stop_step) {
+		case STOP_AGENT:
+			if (m->agent_state != AGENT_READY)
+				continue;
+			agent_send(m, MSG_POWEROFF, 0, NULL, 0);
+			m->stop_deadline = t + (left * 4 / 10 > 1000 ? left * 4 / 10 : 1000);
+			snprintf(m->stop_method, sizeof(m->stop_method), "agent");
+			return;
+		case STOP_ACPI:
+			if (!m->qmp || qmp_execute(m->qmp, "system_powerdown", NULL, 2000, NULL, &err) < 0) {
+				hutch_error_clear(&err);
+				continue;
+			}
+			m->stop_deadline = t + (left / 2 > 1000 ? left / 2 : 1000);
+			snprintf(m->stop_method, sizeof(m->stop_method), "acpi");
+			return;
+		case STOP_QUIT:
+			if (!m->qmp || qmp_execute(m->qmp, "quit", NULL, 2000, NULL, &err) < 0) {
+				hutch_error_clear(&err);
+				continue;
+			}
+			m->stop_deadline = t + 3000;
+			snprintf(m->stop_method, sizeof(m->stop_method), "quit");
+			return;
+		case STOP_KILL:
+			kill(m->qemu_pid, SIGKILL);
+			m->stop_deadline = 0;
+			snprintf(m->stop_method, sizeof(m->stop_method), "kill");
+			return;
+		case STOP_NONE:
+		default:
+			return;
+		}
+	}
+}
+
+static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char *why)
+{
+	if (m->qemu_exited)
+		return;
+	if (m->stop_step != STOP_NONE && !force)
+		return;
+	mon_log(m, "stopping%s: %s", force ? " (forced)" : "", why);
+	m->stop_begun = now_ms();
+	m->stop_total_ms = total_ms ? total_ms : 30000;
+	if (force && m->stop_step < STOP_ACPI)
+		m->stop_step = STOP_ACPI; /* next is quit */
+	stop_advance(m);
+}
+
+/* ---- agent frames ---- */
+
+static void agent_broken(struct mon *m, const char *why)
+{
+	mon_log(m, "agent protocol error: %s; closing the agent channel", why);
+	m->agent_state = AGENT_BROKEN;
+	if (m->agent_fd >= 0)
+		close(m->agent_fd);
+	m->agent_fd = -1;
+	for (size_t i = 0; i < MAX_CHANNELS; i++) {
+		struct channel *ch = m->chans[i];
+		if (!ch)
+			continue;
+		if (ch->cl) {
+			client_send_error(ch->cl, ch->cl_chan, "the guest agent sent a malformed message; "
+							       "the VM is now agent-less (see the monitor log)");
+			struct proto_buf b = {0};
+			proto_encode_exit(&b, EXIT_FAILED, EPROTO);
+			client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
+			proto_buf_free(&b);
+		}
+		chan_free(m, ch);
+	}
+	if (!m->boot_reported)
+		notify_error(m, "the guest agent sent a malformed message");
+}
+
+static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
+{
+	if (f->type == MSG_HELLO) {
+		struct proto_hello h;
+		if (proto_decode_hello(f, &h) < 0)
+			return agent_broken(m, "malformed HELLO");
+		if (h.version != PROTO_VERSION) {
+			mon_log(m, "agent speaks protocol %u, we speak %u", h.version, PROTO_VERSION);
+			proto_hello_free(&h);
+			return agent_broken(m, "protocol version mismatch");
+		}
+		/* untrusted: only printable characters of the release are kept */
+		size_t k = 0;
+		for (const char *p = h.kernel_release; *p && k + 1 < sizeof(m->kernel_release); p++)
+			if (*p > 32 && *p < 127)
+				m->kernel_release[k++] = *p;
+		m->kernel_release[k] = 0;
+		proto_hello_free(&h);
+		if (m->agent_state != AGENT_READY) {
+			m->agent_state = AGENT_READY;
+			m->t_hello = now_ms();
+			mon_log(m, "agent ready (kernel %s) after %llu ms", m->kernel_release,
+				(unsigned long long)(m->t_hello - m->t_start));
+			notify_ready(m);
+		}
+		return;
+	}
+	if (m->agent_state != AGENT_READY)
+		return agent_broken(m, "message before HELLO");
+	switch (f->type) {
+	case MSG_PONG:
+	case MSG_ERROR:
+		if (f->channel == 0)
+			return;
+		break;
+	case MSG_ACTIVITY:
+		m->last_activity = now_ms();
+		return;
+	case MSG_STDOUT:
+	case MSG_STDERR:
+	case MSG_EXIT:
+	case MSG_WINDOW:
+		break;
+	default:
+		return agent_broken(m, "unexpected message type");
+	}
+	struct channel *ch = chan_by_id(m, f->channel);
+	if (!ch)
+		return; /* a channel we already closed */
+	m->last_activity = now_ms();
+	if (f->type == MSG_EXIT) {
+		struct proto_exit ex;
+		if (proto_decode_exit(f, &ex) < 0)
+			return agent_broken(m, "malformed EXIT");
+	}
+	if (ch->cl)
+		client_send(ch->cl, f->type, ch->cl_chan, f->payload, f->len);
+	else if (f->type == MSG_STDOUT || f->type == MSG_STDERR) {
+		/* Nobody reads an orphaned session any more: keep its credit flowing until it exits. */
+		struct proto_buf b = {0};
+		proto_put_u32(&b, f->len);
+		agent_send(m, MSG_WINDOW, ch->id, b.data, b.len);
+		proto_buf_free(&b);
+	}
+	if (f->type == MSG_EXIT) {
+		bool app = ch->app;
+		chan_free(m, ch);
+		if (app && m->apps_live == 0 && m->vm.spec->on_app_exit && m->stop_step == STOP_NONE)
+			begin_stop(m, false, 20000, "the last app exited (auto_shutdown.on_app_exit)");
+	}
+}
+
+static void agent_readable(struct mon *m)
+{
+	long n = proto_reader_read_fd(&m->agent_rd, m->agent_fd);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		if (n < 0 && errno == EMSGSIZE)
+			return agent_broken(m, "oversized frame");
+		mon_log(m, "agent channel closed by qemu");
+		close(m->agent_fd);
+		m->agent_fd = -1;
+		if (m->agent_state == AGENT_READY || m->agent_state == AGENT_WAITING)
+			m->agent_state = AGENT_GONE;
+		return;
+	}
+	struct proto_frame f;
+	int k;
+	while (m->agent_fd >= 0 && (k = proto_reader_next(&m->agent_rd, &f)) == 1)
+		handle_agent_frame(m, &f);
+	if (m->agent_fd >= 0 && k < 0)
+		agent_broken(m, "malformed frame header (bad type or length over 1 MiB)");
+}
+
+/* ---- client requests ---- */
+
+static json_object *status_json(struct mon *m)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "running", json_object_new_boolean(!m->qemu_exited));
+	json_object_object_add(o, "kvm", json_object_new_boolean(m->plan.accel->kvm));
+	json_object_object_add(o, "uptime_ms", json_object_new_int64((int64_t)(now_ms() - m->t_start)));
+	json_object_object_add(o, "agent", json_object_new_string(agent_state_names[m->agent_state]));
+	json_object_object_add(o, "sessions", json_object_new_int(count_sessions(m)));
+	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
+	return o;
+}
+
+static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame *f)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *req = json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->len);
+	json_tokener_free(tok);
+	json_object *op = NULL;
+	if (!req || !json_object_object_get_ex(req, "op", &op) || !json_object_is_type(op, json_type_string)) {
+		json_object_put(req);
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "ok", json_object_new_boolean(0));
+		json_object_object_add(e, "error", json_object_new_string("malformed request"));
+		client_send_json(c, e);
+		return;
+	}
+	const char *o = json_object_get_string(op);
+	json_object *v;
+	if (!strcmp(o, "status")) {
+		client_send_json(c, status_json(m));
+	} else if (!strcmp(o, "stop")) {
+		bool force = json_object_object_get_ex(req, "force", &v) && json_object_get_boolean(v);
+		uint64_t t = json_object_object_get_ex(req, "timeout_ms", &v) ? (uint64_t)json_object_get_int64(v) : 0;
+		c->wants_stop_reply = true;
+		begin_stop(m, force, t, "requested by the CLI");
+	} else if (!strcmp(o, "hello")) {
+		c->is_run = json_object_object_get_ex(req, "run", &v) && json_object_get_boolean(v);
+		client_send_json(c, status_json(m));
+	} else {
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "ok", json_object_new_boolean(0));
+		json_object_object_add(e, "error", json_object_new_string("unknown request"));
+		client_send_json(c, e);
+	}
+	json_object_put(req);
+}
+
+static void handle_client_exec(struct mon *m, struct client *c, const struct proto_frame *f)
+{
+	if (f->channel == 0 || chan_by_client(m, c, f->channel)) {
+		client_send_error(c, f->channel, "bad or duplicate channel");
+		return;
+	}
+	if (m->agent_state != AGENT_READY || m->stop_step != STOP_NONE) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "the guest agent is %s: see 'hutch logs %s'",
+			 m->stop_step != STOP_NONE ? "stopping" : agent_state_names[m->agent_state], m->name);
+		client_send_error(c, f->channel, msg);
+		struct proto_buf b = {0};
+		proto_encode_exit(&b, EXIT_FAILED, EHOSTDOWN);
+		client_send(c, MSG_EXIT, f->channel, b.data, b.len);
+		proto_buf_free(&b);
+		return;
+	}
+	size_t slot = MAX_CHANNELS;
+	for (size_t i = 0; i < MAX_CHANNELS && slot == MAX_CHANNELS; i++)
+		if (!m->chans[i])
+			slot = i;
+	struct proto_exec e;
+	if (slot == MAX_CHANNELS || proto_decode_exec(f, &e) < 0) {
+		client_send_error(c, f->channel, slot == MAX_CHANNELS ? "too many sessions" : "malformed EXEC");
+		return;
+	}
+	struct channel *ch = xcalloc(1, sizeof(*ch));
+	ch->id = ++m->next_chan ? m->next_chan : ++m->next_chan;
+	ch->cl = c;
+	ch->cl_chan = f->channel;
+	ch->app = (e.flags & EXEC_APP) != 0;
+	if (ch->app) {
+		m->apps_live++;
+		m->apps_started++;
+	}
+	proto_exec_free(&e);
+	m->chans[slot] = ch;
+	agent_send(m, MSG_EXEC, ch->id, f->payload, f->len);
+}
+
+static void handle_client_frame(struct mon *m, struct client *c, const struct proto_frame *f)
+{
+	m->last_activity = now_ms();
+	if (f->type == MSG_CTL)
+		return handle_ctl(m, c, f);
+	if (f->type == MSG_EXEC)
+		return handle_client_exec(m, c, f);
+	switch (f->type) {
+	case MSG_STDIN:
+	case MSG_STDIN_EOF:
+	case MSG_SIGNAL:
+	case MSG_WINSIZE:
+	case MSG_WINDOW: {
+		struct channel *ch = chan_by_client(m, c, f->channel);
+		if (ch)
+			agent_send(m, f->type, ch->id, f->payload, f->len);
+		return;
+	}
+	case MSG_PING:
+		client_send(c, MSG_PONG, f->channel, f->payload, f->len);
+		return;
+	default:
+		c->closing = true;
+		return;
+	}
+}
+
+static void client_readable(struct mon *m, struct client *c)
+{
+	long n = proto_reader_read_fd(&c->rd, c->fd);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		c->closing = true;
+		return;
+	}
+	struct proto_frame f;
+	int k;
+	while (!c->closing && (k = proto_reader_next(&c->rd, &f)) == 1)
+		handle_client_frame(m, c, &f);
+	if (k < 0)
+		c->closing = true;
+}
+
+static void accept_clients(struct mon *m)
+{
+	for (;;) {
+		int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0)
+			return;
+		size_t slot = MAX_CLIENTS;
+		for (size_t i = 0; i < MAX_CLIENTS && slot == MAX_CLIENTS; i++)
+			if (!m->clients[i])
+				slot = i;
+		if (slot == MAX_CLIENTS) {
+			close(fd);
+			continue;
+		}
+		struct client *c = xcalloc(1, sizeof(*c));
+		c->fd = fd;
+		proto_reader_init(&c->rd);
+		m->clients[slot] = c;
+	}
+}
+
+/* ---- lifecycle ---- */
+
+static void record_exit(struct mon *m)
+{
+	if (m->a->ephemeral) {
+		_cleanup_free_ char *d = store_vm_dir(m->st, m->name);
+		rm_rf(d);
+		return;
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "last_exit_reason", json_object_new_string(m->exit_reason));
+	json_object_object_add(o, "last_exit_at", json_object_new_int64((int64_t)now_real_s()));
+	json_object_object_add(o, "last_boot_ms",
+			       json_object_new_int64(m->t_hello ? (int64_t)(m->t_hello - m->t_start) : -1));
+	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
+	store_write_state(m->st, m->name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY), NULL);
+	json_object_put(o);
+}
+
+static void cleanup_run_dir(struct mon *m)
+{
+	static const char *const files[] = {"monitor.sock", "qmp.sock", "agent.sock", "console.sock", "lock"};
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", m->run_dir, files[i]);
+		unlink(p);
+	}
+	rmdir(m->run_dir);
+}
+
+static uint64_t next_timeout(struct mon *m)
+{
+	uint64_t t = now_ms(), dl = UINT64_MAX;
+	if (m->stop_deadline)
+		dl = m->stop_deadline;
+	if (!m->boot_reported && m->t_boot_deadline && m->t_boot_deadline < dl)
+		dl = m->t_boot_deadline;
+	if (m->vm.spec->idle_s && m->stop_step == STOP_NONE && m->agent_state == AGENT_READY) {
+		uint64_t idle_dl = m->last_activity + m->vm.spec->idle_s * 1000;
+		if (idle_dl < dl)
+			dl = idle_dl;
+	}
+	if (dl == UINT64_MAX)
+		return UINT64_MAX;
+	return dl > t ? dl - t : 0;
+}
+
+static bool any_client_connected(struct mon *m)
+{
+	for (size_t i = 0; i < MAX_CLIENTS; i++)
+		if (m->clients[i])
+			return true;
+	return false;
+}
+
+static void check_timers(struct mon *m)
+{
+	uint64_t t = now_ms();
+	if (m->stop_deadline && t >= m->stop_deadline && !m->qemu_exited) {
+		mon_log(m, "stop step '%s' timed out, escalating", m->stop_method);
+		stop_advance(m);
+	}
+	if (!m->boot_reported && m->t_boot_deadline && t >= m->t_boot_deadline) {
+		char msg[512];
+		snprintf(msg, sizeof(msg),
+			 "the guest agent did not say HELLO within %llu s: see the console log with "
+			 "'hutch logs %s' (%s/console.log)",
+			 (unsigned long long)(m->a->boot_timeout_ms / 1000), m->name, m->vm_dir);
+		notify_error(m, msg);
+		begin_stop(m, true, 5000, "boot timed out");
+	}
+	if (m->vm.spec->idle_s && m->stop_step == STOP_NONE && m->agent_state == AGENT_READY &&
+	    count_sessions(m) == 0 && !any_client_connected(m) && t >= m->last_activity + m->vm.spec->idle_s * 1000)
+		begin_stop(m, false, 20000, "idle (auto_shutdown.idle)");
+}
+
+static void handle_signals(struct mon *m)
+{
+	struct signalfd_siginfo si;
+	while (read(m->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP)
+			begin_stop(m, false, 20000, "monitor got a termination signal");
+	}
+	int status;
+	pid_t p;
+	while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (p == m->qemu_pid) {
+			m->qemu_exited = true;
+			m->qemu_status = status;
+		}
+	}
+}
+
+static void reply_stoppers(struct mon *m)
+{
+	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = m->clients[i];
+		if (!c || !c->wants_stop_reply)
+			continue;
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+		json_object_object_add(o, "method", json_object_new_string(m->stop_method[0] ? m->stop_method : "guest"));
+		json_object_object_add(o, "ms", json_object_new_int64((int64_t)(now_ms() - m->stop_begun)));
+		client_send_json(c, o);
+		/* best effort: the socket is non-blocking, and the client also watches the lock */
+		fd_set_nonblock(c->fd, false);
+		outbuf_flush(c->fd, &c->out);
+	}
+}
+
+static void fail_sessions(struct mon *m)
+{
+	for (size_t i = 0; i < MAX_CHANNELS; i++) {
+		struct channel *ch = m->chans[i];
+		if (!ch)
+			continue;
+		if (ch->cl) {
+			client_send_error(ch->cl, ch->cl_chan, "the VM stopped");
+			struct proto_buf b = {0};
+			proto_encode_exit(&b, EXIT_FAILED, ESHUTDOWN);
+			client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
+			proto_buf_free(&b);
+			fd_set_nonblock(ch->cl->fd, false);
+			outbuf_flush(ch->cl->fd, &ch->cl->out);
+		}
+		chan_free(m, ch);
+	}
+}
+
+static void loop(struct mon *m)
+{
+	while (!m->qemu_exited) {
+		struct pollfd pfd[4 + MAX_CLIENTS];
+		struct client *who[4 + MAX_CLIENTS];
+		nfds_t n = 0;
+		pfd[n] = (struct pollfd){.fd = m->sigfd, .events = POLLIN};
+		who[n++] = NULL;
+		pfd[n] = (struct pollfd){.fd = m->listen_fd, .events = POLLIN};
+		who[n++] = NULL;
+		pfd[n] = (struct pollfd){.fd = m->qmp ? qmp_fd(m->qmp) : -1, .events = POLLIN};
+		who[n++] = NULL;
+		pfd[n] = (struct pollfd){.fd = m->agent_fd,
+					 .events = (short)(POLLIN | (outbuf_pending(&m->agent_out) ? POLLOUT : 0))};
+		who[n++] = NULL;
+		for (size_t i = 0; i < MAX_CLIENTS; i++) {
+			struct client *c = m->clients[i];
+			if (!c)
+				continue;
+			pfd[n] = (struct pollfd){.fd = c->fd,
+						 .events = (short)(POLLIN | (outbuf_pending(&c->out) ? POLLOUT : 0))};
+			who[n++] = c;
+		}
+		uint64_t to = next_timeout(m);
+		int r = poll(pfd, n, to == UINT64_MAX ? -1 : (int)(to > 60000 ? 60000 : to));
+		if (r < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents)
+			handle_signals(m);
+		if (pfd[1].revents & POLLIN)
+			accept_clients(m);
+		if (m->qmp && (pfd[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+			struct hutch_error err = {0};
+			if (qmp_process_input(m->qmp, &err) < 0) {
+				mon_log(m, "qmp: %s", err.msg ? err.msg : "closed");
+				qmp_close(m->qmp);
+				m->qmp = NULL;
+			}
+			hutch_error_clear(&err);
+			json_object *ev;
+			while (m->qmp && (ev = qmp_next_event(m->qmp))) {
+				json_object *name;
+				if (json_object_object_get_ex(ev, "event", &name))
+					mon_log(m, "qmp event %s", json_object_get_string(name));
+				json_object_put(ev);
+			}
+		}
+		if (m->agent_fd >= 0 && (pfd[3].revents & (POLLIN | POLLHUP | POLLERR)))
+			agent_readable(m);
+		if (m->agent_fd >= 0 && outbuf_pending(&m->agent_out)) {
+			if (outbuf_flush(m->agent_fd, &m->agent_out) < 0)
+				mon_log(m, "write to agent failed");
+			else if (outbuf_pending(&m->agent_out) > AGENT_OUT_MAX)
+				agent_broken(m, "agent stopped reading");
+		}
+		for (nfds_t i = 4; i < n; i++) {
+			struct client *c = who[i];
+			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+				client_readable(m, c);
+		}
+		for (size_t i = 0; i < MAX_CLIENTS; i++) {
+			struct client *c = m->clients[i];
+			if (!c)
+				continue;
+			if (!c->closing && outbuf_pending(&c->out) && outbuf_flush(c->fd, &c->out) < 0)
+				c->closing = true;
+			if (c->closing)
+				client_free(m, c);
+		}
+		check_timers(m);
+	}
+}
+
+static int setup(struct mon *m, struct hutch_error *err)
+{
+	int r = vm_load(m->st, m->name, &m->vm, err);
+	if (r < 0)
+		return r;
+	r = qemu_plan_make(&m->vm, &m->plan, err);
+	if (r < 0)
+		return r;
+	m->vm_dir = xstrdup(m->plan.vm_dir);
+	m->run_dir = xstrdup(m->plan.run_dir);
+	_cleanup_free_ char *mon_path = xasprintf("%s/monitor.sock", m->run_dir);
+	m->listen_fd = listen_unix(mon_path, err);
+	if (m->listen_fd < 0)
+		return m->listen_fd;
+	fd_set_nonblock(m->listen_fd, true);
+	m->t_spawn = now_ms();
+	r = spawn_qemu(m, err);
+	if (r < 0)
+		return r;
+	if (!m->plan.accel->kvm)
+		mon_log(m, "using TCG: %s", m->plan.accel->why);
+	return 0;
+}
+
+int monitor_main(struct store *st, const struct monitor_args *a)
+{
+	struct mon m = {.st = st, .a = a, .agent_fd = -1, .listen_fd = -1, .sigfd = -1};
+	m.name = xstrdup(a->name);
+	m.t_start = now_ms();
+	m.last_activity = m.t_start;
+	if (a->boot_timeout_ms)
+		m.t_boot_deadline = m.t_start + a->boot_timeout_ms;
+	proto_reader_init(&m.agent_rd);
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	m.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	struct hutch_error err = {0};
+	int rc = 0;
+	if (setup(&m, &err) < 0) {
+		mon_log(&m, "start failed: %s", err.msg);
+		notify_error(&m, err.msg);
+		if (m.qemu_pid > 0) {
+			kill(m.qemu_pid, SIGKILL);
+			waitpid(m.qemu_pid, NULL, 0);
+		}
+		rc = 1;
+	} else {
+		loop(&m);
+		describe_exit(&m);
+		mon_log(&m, "qemu is gone: %s", m.exit_reason);
+		if (!m.boot_reported) {
+			char msg[512];
+			snprintf(msg, sizeof(msg), "the VM stopped before the agent said HELLO: %s; see 'hutch logs %s'",
+				 m.exit_reason, m.name);
+			notify_error(&m, msg);
+			rc = 1;
+		}
+		fail_sessions(&m);
+	}
+	hutch_error_clear(&err);
+	if (m.vm.spec)
+		record_exit(&m);
+	if (m.run_dir)
+		cleanup_run_dir(&m);
+	else {
+		_cleanup_free_ char *rd = store_run_dir(st, a->name);
+		_cleanup_free_ char *lk = store_run_file(st, a->name, "lock");
+		_cleanup_free_ char *ms = store_run_file(st, a->name, "monitor.sock");
+		unlink(ms);
+		unlink(lk);
+		rmdir(rd);
+	}
+	reply_stoppers(&m);
+	for (size_t i = 0; i < MAX_CLIENTS; i++)
+		if (m.clients[i])
+			client_free(&m, m.clients[i]);
+	qmp_close(m.qmp);
+	if (m.agent_fd >= 0)
+		close(m.agent_fd);
+	proto_reader_free(&m.agent_rd);
+	proto_buf_free(&m.agent_out.b);
+	qemu_plan_release(&m.plan);
+	vm_release(&m.vm);
+	free(m.name);
+	free(m.vm_dir);
+	free(m.run_dir);
+	/* The lock goes last: once it is released, the VM is "stopped" and may be started again. */
+	close(a->lock_fd);
+	return rc;
+}

@@ -1,0 +1,29 @@
+/* Lifecycle operations the verbs call: one library call per verb. */
+#pragma once
+#include "backend.h"
+
+struct create_opts {
+	const char *name;      /* base name (the spec key) */
+	const char *instance;  /* -i: the VM is NAME-INSTANCE */
+	const char *template;  /* --template */
+	const char *from;      /* --from FILE.yml */
+	uint64_t memory, disk; /* overrides, 0 = keep */
+	unsigned cpus;
+	bool ephemeral;        /* run --rm: a throwaway instance */
+};
+/* Resolve the spec (template, --from, or hutch.yml), apply overrides, write data/vms/NAME/spec.yml.
+ * *ret_name receives the final VM name. */
+int vm_create(struct store *st, const struct create_opts *o, char **ret_name, struct hutch_error *err);
+int vm_start(struct store *st, const char *name, const struct start_opts *o, struct start_result *ret,
+	     struct hutch_error *err);
+int vm_stop(struct store *st, const char *name, const struct stop_opts *o, struct stop_result *ret,
+	    struct hutch_error *err);
+struct destroy_opts {
+	bool force; /* stop it first if running */
+	bool disk;  /* also delete the disk */
+};
+int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o, struct hutch_error *err);
+/* The instance name NAME-INSTANCE, validated. */
+int vm_instance_name(const char *name, const char *instance, char **ret, struct hutch_error *err);
+
+#define OP_LOCK_TIMEOUT_MS 10000
