@@ -436,6 +436,8 @@ static void child_exec(struct proto_exec *e, struct user_info *ui, int in, int o
 		if (chdir("/") < 0)
 			_exit(126);
 	}
+	if (!e->argv[0][0])
+		e->argv[0] = ui->shell; /* "" = the user's login shell */
 	char *argv0 = e->argv[0];
 	if (e->flags & EXEC_LOGIN) {
 		const char *base = strrchr(argv0, '/');

@@ -1,9 +1,129 @@
 #include "cmd.h"
+#include "session.h"
+#include "vmops.h"
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <string.h>
+
+int cmd_exec_option(struct cmd_ctx *c, int opt, struct exec_opts *o, int *tty_mode);
+void cmd_exec_finish(struct exec_opts *o, int tty_mode);
+
+/* A disposable instance name: NAME-XXXXXXXX from the kernel's random pool. */
+static char *ephemeral_name(const char *base)
+{
+	unsigned char r[4] = {0};
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		read_full(fd, r, sizeof(r));
+		close(fd);
+	}
+	return xasprintf("%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+}
+
+static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
+{
+	if (store_is_running(&c->store, name))
+		return 0;
+	struct start_opts so = {.timeout_ms = 120000, .ephemeral = ephemeral};
+	struct start_result res;
+	int r = vm_start(&c->store, name, &so, &res, &c->err);
+	if (r == -EALREADY) {
+		hutch_error_clear(&c->err);
+		return 0; /* somebody else started it meanwhile: fine */
+	}
+	if (r < 0)
+		return r;
+	if (!res.kvm)
+		log_info("no KVM, using TCG: %s", res.accel_why);
+	log_info("started %s in %.2f s", name, (double)res.boot_ms / 1000.0);
+	return 0;
+}
 
 VERB(run)
 {
-	(void)argc;
-	(void)argv;
-	hutch_error_set(&c->err, ENOTSUP, "not implemented yet");
-	return EXIT_ERR;
+	struct exec_opts o = {0};
+	bool rm = false;
+	int tty_mode = -1;
+	static const struct option opts[] = {
+		{"rm", no_argument, NULL, 'R'},         {"tty", no_argument, NULL, 't'},
+		{"no-tty", no_argument, NULL, 'T'},     {"interactive", no_argument, NULL, 'i'},
+		{"env", required_argument, NULL, 'e'},  {"workdir", required_argument, NULL, 'w'},
+		{"user", required_argument, NULL, 'u'}, {0},
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "+tTie:w:u:", opts, NULL)) != -1) {
+		if (opt == 'R') {
+			rm = true;
+			continue;
+		}
+		if (cmd_exec_option(c, opt == 'i' ? 'I' : opt, &o, &tty_mode)) {
+			strv_free(o.env);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		strv_free(o.env);
+		return cmd_usage(c, "missing VM or template name");
+	}
+	const char *base = argv[optind++];
+	if (optind < argc && !strcmp(argv[optind], "--"))
+		optind++;
+	if (optind >= argc) {
+		strv_free(o.env);
+		return cmd_usage(c, "missing command (hutch run NAME -- CMD...)");
+	}
+	cmd_set_subject(c, base);
+	if (store_check_name(base, &c->err) < 0) {
+		strv_free(o.env);
+		return EXIT_ERR;
+	}
+	_cleanup_free_ char *name = NULL;
+	int rc = EXIT_ERR;
+	if (rm) {
+		/* A fresh instance of NAME's spec (or of the template), destroyed when the program ends. */
+		_cleanup_free_ char *suffix = ephemeral_name(base);
+		struct create_opts co = {.name = base, .instance = suffix, .ephemeral = true};
+		_cleanup_free_ char *src = store_vm_file(&c->store, base, "spec.yml");
+		if (store_vm_exists(&c->store, base))
+			co.from = src;
+		else if (!strcmp(base, "micro"))
+			co.template = "micro";
+		if (vm_create(&c->store, &co, &name, &c->err) < 0)
+			goto out;
+	} else {
+		name = xstrdup(base);
+		if (!store_vm_exists(&c->store, name)) {
+			struct create_opts co = {.name = base};
+			_cleanup_free_ char *created = NULL;
+			if (vm_create(&c->store, &co, &created, &c->err) < 0)
+				goto out;
+		}
+	}
+	cmd_set_subject(c, name);
+	if (ensure_running(c, name, rm) < 0) {
+		if (rm) {
+			struct destroy_opts d = {.force = true, .disk = true};
+			vm_destroy(&c->store, name, &d, NULL);
+		}
+		goto out;
+	}
+	o.argv = argv + optind;
+	o.app = true;
+	o.run_client = rm;
+	cmd_exec_finish(&o, tty_mode);
+	int status = 0;
+	int r = exec_session(&c->store, name, &o, &status, &c->err);
+	if (rm) {
+		/* The monitor removes the instance once QEMU is gone; wait for that so nothing is left. */
+		struct stop_opts so = {.timeout_ms = 20000};
+		struct stop_result sr;
+		struct hutch_error e2 = {0};
+		vm_stop(&c->store, name, &so, &sr, &e2);
+		hutch_error_clear(&e2);
+	}
+	rc = r < 0 ? EXIT_ERR : status;
+out:
+	strv_free(o.env);
+	return rc;
 }

@@ -26,6 +26,7 @@
 #define CLIENT_OUT_MAX (16u * 1024 * 1024)
 #define AGENT_OUT_MAX (32u * 1024 * 1024)
 #define MAX_CHANNELS 1024
+#define EPHEMERAL_GRACE_MS 60000
 
 enum agent_state { AGENT_WAITING = 0, AGENT_READY, AGENT_BROKEN, AGENT_GONE };
 static const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone"};
@@ -78,6 +79,7 @@ struct mon {
 	int apps_started, apps_live;
 	uint64_t last_activity;
 	bool boot_reported;
+	bool run_client_seen;
 };
 
 static void mon_log(struct mon *m, const char *fmt, ...) _printf_(2, 3);
@@ -581,6 +583,8 @@ static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame
 		begin_stop(m, force, t, "requested by the CLI");
 	} else if (!strcmp(o, "hello")) {
 		c->is_run = json_object_object_get_ex(req, "run", &v) && json_object_get_boolean(v);
+		if (c->is_run)
+			m->run_client_seen = true;
 		client_send_json(c, status_json(m));
 	} else {
 		json_object *e = json_object_new_object();
@@ -700,7 +704,9 @@ static void record_exit(struct mon *m)
 {
 	if (m->a->ephemeral) {
 		_cleanup_free_ char *d = store_vm_dir(m->st, m->name);
+		_cleanup_free_ char *oplock = xasprintf("%s/vms/.%s.lock", m->st->data_dir, m->name);
 		rm_rf(d);
+		unlink(oplock);
 		return;
 	}
 	json_object *o = json_object_new_object();
@@ -730,6 +736,8 @@ static uint64_t next_timeout(struct mon *m)
 		dl = m->stop_deadline;
 	if (!m->boot_reported && m->t_boot_deadline && m->t_boot_deadline < dl)
 		dl = m->t_boot_deadline;
+	if (m->a->ephemeral && !m->run_client_seen && m->t_hello && m->t_hello + EPHEMERAL_GRACE_MS < dl)
+		dl = m->t_hello + EPHEMERAL_GRACE_MS;
 	if (m->vm.spec->idle_s && m->stop_step == STOP_NONE && m->agent_state == AGENT_READY) {
 		uint64_t idle_dl = m->last_activity + m->vm.spec->idle_s * 1000;
 		if (idle_dl < dl)
@@ -764,6 +772,9 @@ static void check_timers(struct mon *m)
 		notify_error(m, msg);
 		begin_stop(m, true, 5000, "boot timed out");
 	}
+	if (m->a->ephemeral && !m->run_client_seen && m->stop_step == STOP_NONE && m->t_hello &&
+	    t >= m->t_hello + EPHEMERAL_GRACE_MS)
+		begin_stop(m, false, 20000, "no client came for the disposable VM");
 	if (m->vm.spec->idle_s && m->stop_step == STOP_NONE && m->agent_state == AGENT_READY &&
 	    count_sessions(m) == 0 && !any_client_connected(m) && t >= m->last_activity + m->vm.spec->idle_s * 1000)
 		begin_stop(m, false, 20000, "idle (auto_shutdown.idle)");
