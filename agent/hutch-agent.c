@@ -556,6 +556,10 @@ static void handle_exec(const struct proto_frame *f)
 	}
 	if (s->in_fd >= 0)
 		fcntl(s->in_fd, F_SETFL, fcntl(s->in_fd, F_GETFL) | O_NONBLOCK);
+	if (s->out_fd >= 0)
+		fcntl(s->out_fd, F_SETFL, fcntl(s->out_fd, F_GETFL) | O_NONBLOCK);
+	if (s->err_fd >= 0)
+		fcntl(s->err_fd, F_SETFL, fcntl(s->err_fd, F_GETFL) | O_NONBLOCK);
 	g.s[slot] = s;
 	proto_exec_free(&e);
 	send_activity();
@@ -632,22 +636,34 @@ static void session_read(struct session *s, int *fdp, uint8_t type, bool *eof)
 {
 	static uint8_t buf[READ_CHUNK];
 	size_t want = s->credit < sizeof(buf) ? s->credit : sizeof(buf);
-	if (want == 0)
-		return;
-	ssize_t n = read(*fdp, buf, want);
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		/* EIO on a pty master means the slave side is gone: that's EOF. */
+	size_t got = 0;
+	bool hit_eof = false;
+	/* Coalesce: programs often write in small pieces, and every frame costs a trip through
+	 * virtio-serial. Gather what is already there (the fd is non-blocking) into one frame. */
+	while (got < want) {
+		ssize_t n = read(*fdp, buf + got, want - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			/* EIO on a pty master means the slave side is gone: that's EOF. */
+			hit_eof = true;
+			break;
+		}
+		got += (size_t)n;
+	}
+	if (got) {
+		s->credit -= (uint32_t)got;
+		send_frame(type, s->channel, buf, got);
+	}
+	if (hit_eof) {
 		*eof = true;
 		send_frame(type, s->channel, NULL, 0);
 		if (s->tty && s->in_fd == *fdp)
 			s->in_fd = -1;
 		close_fd(fdp);
-		return;
 	}
-	s->credit -= (uint32_t)n;
-	send_frame(type, s->channel, buf, (size_t)n);
 }
 
 static void session_flush_stdin(struct session *s)
