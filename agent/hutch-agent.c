@@ -851,6 +851,49 @@ static void main_loop(int sigfd)
 	}
 }
 
+
+#ifdef HUTCH_TEST_HOSTILE
+/* Test build only (hostile-agent): misbehaves on purpose so the tests can show that a hostile guest
+ * can't crash, hang or bloat the host. Mode from the kernel command line: hutch.hostile=MODE. */
+static void hostile_main(const char *cmdline)
+{
+	const char *m = cmdline ? strstr(cmdline, "hutch.hostile=") : NULL;
+	char mode[32] = "garbage";
+	if (m)
+		sscanf(m + strlen("hutch.hostile="), "%31[a-z]", mode);
+	logmsg("hostile mode '%s'", mode);
+	if (strcmp(mode, "nohello") != 0 && strcmp(mode, "badhello") != 0)
+		send_hello();
+	if (!strcmp(mode, "garbage")) {
+		static const uint8_t junk[] = {5, 0, 0, 0, 0xee, 1, 0, 0, 0, 'x', 'x', 'x', 'x', 'x'};
+		write_all(g.port, junk, sizeof(junk));
+	} else if (!strcmp(mode, "oversized")) {
+		uint8_t hdr[9] = {0, 0, 0x20, 0, MSG_STDOUT, 1, 0, 0, 0}; /* 2 MiB */
+		write_all(g.port, hdr, sizeof(hdr));
+		static uint8_t fill[65536];
+		for (int i = 0; i < 40; i++)
+			write_all(g.port, fill, sizeof(fill));
+	} else if (!strcmp(mode, "badhello")) {
+		send_frame(MSG_HELLO, 0, "\x01", 1);
+	} else if (!strcmp(mode, "flood")) {
+		/* Wait for an EXEC, then ignore the credit window entirely. */
+		struct proto_frame f;
+		for (;;) {
+			if (proto_reader_read_fd(&g.rd, g.port) <= 0)
+				usleep(100000);
+			if (proto_reader_next(&g.rd, &f) == 1 && f.type == MSG_EXEC)
+				break;
+		}
+		uint32_t ch = f.channel;
+		static uint8_t fill[65536];
+		for (int i = 0; i < 2048; i++)
+			send_frame(MSG_STDOUT, ch, fill, sizeof(fill));
+	}
+	for (;;)
+		pause();
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	g.pid1 = getpid() == 1;
@@ -895,6 +938,9 @@ int main(int argc, char **argv)
 		reap_children();
 		usleep(tries < 50 ? 20000 : 200000);
 	}
+#ifdef HUTCH_TEST_HOSTILE
+	hostile_main(cmdline);
+#endif
 	send_hello();
 	logmsg("ready in %llu ms (kernel %s)", (unsigned long long)(mono_ms() - g.boot_ms), u.release);
 	free(cmdline);

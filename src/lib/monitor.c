@@ -50,6 +50,7 @@ struct channel {
 	struct client *cl;  /* NULL once the client went away */
 	uint32_t cl_chan;   /* client-side channel */
 	bool app;
+	uint64_t credit;    /* bytes the agent may still send us on this channel */
 };
 
 struct mon {
@@ -385,7 +386,8 @@ static void stop_advance(struct mon *m)
 				hutch_error_clear(&err);
 				continue;
 			}
-			m->stop_deadline = t + (left / 2 > 1000 ? left / 2 : 1000);
+			/* micro has no ACPI daemon: the power button is only worth a moment there */
+			m->stop_deadline = t + (m->vm.spec->source == SOURCE_TEMPLATE ? 1000 : (left / 2 > 1000 ? left / 2 : 1000));
 			snprintf(m->stop_method, sizeof(m->stop_method), "acpi");
 			return;
 		case STOP_QUIT:
@@ -445,8 +447,12 @@ static void agent_broken(struct mon *m, const char *why)
 		}
 		chan_free(m, ch);
 	}
-	if (!m->boot_reported)
-		notify_error(m, "the guest agent sent a malformed message");
+	if (!m->boot_reported) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "the guest agent sent a malformed message (%s): see 'hutch logs %s'", why, m->name);
+		notify_error(m, msg);
+		begin_stop(m, true, 5000, "the agent failed during boot");
+	}
 }
 
 static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
@@ -499,6 +505,12 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 	if (!ch)
 		return; /* a channel we already closed */
 	m->last_activity = now_ms();
+	if (f->type == MSG_STDOUT || f->type == MSG_STDERR) {
+		/* The window is what keeps a flooding guest from filling our memory: enforce it. */
+		if (f->len > ch->credit)
+			return agent_broken(m, "exceeded the flow-control window");
+		ch->credit -= f->len;
+	}
 	if (f->type == MSG_EXIT) {
 		struct proto_exit ex;
 		if (proto_decode_exit(f, &ex) < 0)
@@ -508,6 +520,7 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 		client_send(ch->cl, f->type, ch->cl_chan, f->payload, f->len);
 	else if (f->type == MSG_STDOUT || f->type == MSG_STDERR) {
 		/* Nobody reads an orphaned session any more: keep its credit flowing until it exits. */
+		ch->credit += f->len;
 		struct proto_buf b = {0};
 		proto_put_u32(&b, f->len);
 		agent_send(m, MSG_WINDOW, ch->id, b.data, b.len);
@@ -625,6 +638,7 @@ static void handle_client_exec(struct mon *m, struct client *c, const struct pro
 	ch->id = ++m->next_chan ? m->next_chan : ++m->next_chan;
 	ch->cl = c;
 	ch->cl_chan = f->channel;
+	ch->credit = PROTO_WINDOW_INIT;
 	ch->app = (e.flags & EXEC_APP) != 0;
 	if (ch->app) {
 		m->apps_live++;
@@ -649,8 +663,17 @@ static void handle_client_frame(struct mon *m, struct client *c, const struct pr
 	case MSG_WINSIZE:
 	case MSG_WINDOW: {
 		struct channel *ch = chan_by_client(m, c, f->channel);
-		if (ch)
-			agent_send(m, f->type, ch->id, f->payload, f->len);
+		if (!ch)
+			return;
+		if (f->type == MSG_WINDOW) {
+			uint32_t v;
+			if (proto_decode_u32(f, &v) < 0 || ch->credit + v > 64ull * PROTO_WINDOW_INIT) {
+				c->closing = true;
+				return;
+			}
+			ch->credit += v;
+		}
+		agent_send(m, f->type, ch->id, f->payload, f->len);
 		return;
 	}
 	case MSG_PING:

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Run hutch's integration tests: shell TAP against the built binary and real QEMU.
+#
+#   tests/integration/run.sh [TEST...]     TEST: a file name or its number prefix (10, 10-lifecycle.sh)
+#
+# hutch is rootless, so the tests run as an unprivileged user. Started as root, this creates the
+# user `hutchtest` (HUTCH_TEST_USER) if needed and re-runs itself as that user. Either way it first
+# copies hutch, hutch-agent (hutch finds it beside itself), the test helpers and these scripts into
+# a fresh world-readable temp dir, because the checkout may sit under a root-only path and the build
+# may change while the tests run.
+#
+# Prints each test's TAP lines (indented), one summary line per test file, and as its last line
+# exactly `N passed, N failed`, counting individual assertions. Exits non-zero if any failed.
+#
+# Environment: BUILDDIR (default: build), HUTCH_TEST_TIMEOUT (per test file, default 420 s),
+# HUTCH_TEST_USER (default hutchtest), HUTCH_KEEP=1 keeps the staging dir.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+summary()
+{
+	echo "$1 passed, $2 failed"
+}
+
+# ---- phase 1: stage the binaries and drop privileges ----
+if [ -z "${HUTCH_IT_STAGED:-}" ]; then
+	root=$(cd "$here/../.." && pwd)
+	builddir=${BUILDDIR:-$root/build}
+	case "$builddir" in /*) ;; *) builddir=$root/$builddir ;; esac
+	for f in hutch hutch-agent; do
+		if [ ! -x "$builddir/$f" ]; then
+			echo "run.sh: $builddir/$f is missing: build first (make build)" >&2
+			summary 0 1
+			exit 1
+		fi
+	done
+	stage=$(mktemp -d "${TMPDIR:-/tmp}/hutch-stage.XXXXXX")
+	if [ "${HUTCH_KEEP:-}" != 1 ]; then
+		trap 'rm -rf "$stage"' EXIT
+	fi
+	mkdir -p "$stage/bin" "$stage/tests"
+	cp "$builddir/hutch" "$builddir/hutch-agent" "$stage/bin/"
+	for h in "$root"/tests/helpers/*.c; do
+		[ -e "$h" ] || continue
+		h=$(basename "$h" .c)
+		[ -x "$builddir/$h" ] && cp "$builddir/$h" "$stage/bin/"
+	done
+	cp -r "$here/." "$stage/tests/"
+	chmod -R a+rX "$stage"
+	chmod 755 "$stage"
+
+	passenv=(HUTCH_IT_STAGED="$stage" PATH="$stage/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+		 HUTCH_TEST_TIMEOUT="${HUTCH_TEST_TIMEOUT:-}" TMPDIR=/tmp LANG=C.UTF-8 LC_ALL=C.UTF-8)
+	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM; do
+		[ -n "${!v:-}" ] && passenv+=("$v=${!v}")
+	done
+	if [ "$(id -u)" -eq 0 ]; then
+		user=${HUTCH_TEST_USER:-hutchtest}
+		if ! id "$user" >/dev/null 2>&1; then
+			useradd -m -s /bin/bash "$user" || {
+				echo "run.sh: cannot create user '$user'" >&2
+				summary 0 1
+				exit 1
+			}
+		fi
+		home=$(getent passwd "$user" | cut -d: -f6)
+		runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" "${passenv[@]}" \
+			bash "$stage/tests/run.sh" "$@"
+	else
+		env "${passenv[@]}" bash "$stage/tests/run.sh" "$@"
+	fi
+	exit $?
+fi
+
+# ---- phase 2: as the unprivileged user, run each test file ----
+stage=$HUTCH_IT_STAGED
+export HUTCH=$stage/bin/hutch
+export HUTCH_HELPERS=$stage/bin
+timeout_s=${HUTCH_TEST_TIMEOUT:-420}
+[ -n "$timeout_s" ] || timeout_s=420
+
+work=$(mktemp -d /tmp/hutch-itw.XXXXXX)
+chmod 755 "$work"
+trap 'rm -rf "$work"' EXIT
+
+tests=()
+if [ $# -eq 0 ]; then
+	for t in "$stage"/tests/[0-9][0-9]-*.sh; do
+		[ -e "$t" ] && tests+=("$t")
+	done
+else
+	for a in "$@"; do
+		a=$(basename "$a")
+		found=
+		for t in "$stage"/tests/"$a" "$stage"/tests/"$a"-*.sh "$stage"/tests/"$a".sh; do
+			if [ -f "$t" ]; then
+				tests+=("$t")
+				found=1
+				break
+			fi
+		done
+		[ -n "$found" ] || {
+			echo "run.sh: no test '$a'" >&2
+			summary 0 1
+			exit 1
+		}
+	done
+fi
+
+# sweep DIR: kill our processes whose HUTCH_HOME is under DIR. Prints how many it found.
+sweep()
+{
+	local n=0 p
+	for p in $(pgrep -u "$(id -u)"); do
+		[ "$p" != $$ ] || continue
+		if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^HUTCH_HOME=$1/"; then
+			kill -9 "$p" 2>/dev/null && n=$((n + 1))
+		fi
+	done
+	echo $n
+}
+
+total_pass=0
+total_fail=0
+t_suite=$SECONDS
+echo "integration: ${#tests[@]} test files as $(id -un), hutch $("$HUTCH" --version 2>&1 | head -1)"
+for t in "${tests[@]}"; do
+	name=$(basename "$t")
+	dir=$work/${name%.sh}
+	mkdir -p "$dir"
+	log=$dir.tap
+	t0=$SECONDS
+	echo "# $name"
+	HUTCH_TEST_TMP=$dir timeout -k 20 "$timeout_s" bash "$t" 2>&1 | tee "$log" | sed -u 's/^/    /'
+	rc=${PIPESTATUS[0]}
+	p=$(grep -c '^ok ' "$log")
+	f=$(grep -c '^not ok ' "$log")
+	plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$log" | tail -1)
+	why=
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		why="timed out after ${timeout_s} s"
+	elif [ -z "$plan" ]; then
+		why="ended without a plan (exit status $rc)"
+	elif [ "$plan" -ne $((p + f)) ]; then
+		why="planned $plan assertions, ran $((p + f))"
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		why="exit status $rc"
+	fi
+	if [ -n "$why" ]; then
+		echo "    not ok - $name: $why"
+		f=$((f + 1))
+	fi
+	left=$(sweep "$dir")
+	if [ "$left" -ne 0 ]; then
+		echo "    not ok - $name: left $left hutch/QEMU processes behind (killed)"
+		f=$((f + 1))
+	fi
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + f))
+	if [ "$f" -eq 0 ]; then
+		echo "# $name: ok, $p assertions, $((SECONDS - t0)) s"
+	else
+		echo "# $name: FAILED, $f of $((p + f)) assertions failed, $((SECONDS - t0)) s"
+	fi
+done
+echo "# integration: $((SECONDS - t_suite)) s"
+summary "$total_pass" "$total_fail"
+[ "$total_fail" -eq 0 ]
