@@ -138,8 +138,8 @@ pids_of_home()
 	local p
 	for p in $(pgrep -u "$(id -u)" -f -- "$1"); do
 		[ "$p" != $$ ] || continue
-		if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "HUTCH_HOME=$HUTCH_HOME" ||
-			tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "$HUTCH_HOME/"; then
+		if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qxF "HUTCH_HOME=$HUTCH_HOME" ||
+			tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$HUTCH_HOME/"; then
 			echo "$p"
 		fi
 	done

@@ -41,6 +41,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 	fi
 	mkdir -p "$stage/bin" "$stage/tests"
 	cp "$builddir/hutch" "$builddir/hutch-agent" "$stage/bin/"
+	[ -x "$builddir/hostile-agent" ] && cp "$builddir/hostile-agent" "$stage/bin/"
 	for h in "$root"/tests/helpers/*.c; do
 		[ -e "$h" ] || continue
 		h=$(basename "$h" .c)
@@ -114,7 +115,7 @@ sweep()
 	local n=0 p
 	for p in $(pgrep -u "$(id -u)"); do
 		[ "$p" != $$ ] || continue
-		if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^HUTCH_HOME=$1/"; then
+		if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -q "^HUTCH_HOME=$1/"; then
 			kill -9 "$p" 2>/dev/null && n=$((n + 1))
 		fi
 	done
@@ -124,7 +125,7 @@ sweep()
 total_pass=0
 total_fail=0
 t_suite=$SECONDS
-echo "integration: ${#tests[@]} test files as $(id -un), hutch $("$HUTCH" --version 2>&1 | head -1)"
+echo "integration: ${#tests[@]} test files as $(id -un), $("$HUTCH" --version 2>&1 | head -1)"
 for t in "${tests[@]}"; do
 	name=$(basename "$t")
 	dir=$work/${name%.sh}
