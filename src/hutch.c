@@ -20,6 +20,7 @@ static const struct verb verbs[] = {
 	{"shell", cmd_shell, 1, 1, "shell NAME [-i INSTANCE] [-u USER]", "interactive login shell in a running VM"},
 	{"run", cmd_run, 1, -1, "run [--rm] NAME|TEMPLATE [--] CMD...", "run a program, starting the VM on demand"},
 	{"cp", cmd_cp, 2, 2, "cp [-r] SRC DST   (one side is NAME:/path)", "copy files into or out of a VM"},
+	{"port", cmd_port, 2, 3, "port NAME add|rm HOST:GUEST[/tcp|/udp] | port NAME ls", "change port forwards of a running VM"},
 	{"doctor", cmd_doctor, 0, 0, "doctor", "check this host: QEMU, KVM, kernel, agent"},
 	{"help", cmd_help, 0, 1, "help [VERB]", "show help"},
 	{"__monitor", cmd_monitor, 5, 5, NULL, NULL}, /* hidden: the per-VM monitor */

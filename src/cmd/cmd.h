@@ -54,6 +54,7 @@ VERB(shell);
 VERB(run);
 VERB(cp);
 VERB(doctor);
+VERB(port);
 VERB(monitor);
 VERB(help);
 

@@ -74,6 +74,7 @@ int agent_binary_path(char **ret, struct hutch_error *err)
 int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
+	_cleanup_free_ char *tpm_sock = NULL;
 	int r = qemu_find_binary(&ret->binary, err);
 	if (r < 0)
 		goto fail;
@@ -118,6 +119,8 @@ int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err
 		.initrd = ret->initrd,
 		.accel = ret->accel,
 	};
+	tpm_sock = vm->spec->tpm ? xasprintf("%s/swtpm.sock", ret->run_dir) : NULL;
+	c.tpm_sock = tpm_sock;
 	r = qemu_build_argv(&c, &ret->argv, err);
 	if (r < 0)
 		goto fail;

@@ -81,6 +81,8 @@ struct mon {
 	uint64_t last_activity;
 	bool boot_reported;
 	bool run_client_seen;
+	pid_t swtpm_pid;
+	char **forwards; /* active port forwards, as "HOST:GUEST/proto" */
 };
 
 static void mon_log(struct mon *m, const char *fmt, ...) _printf_(2, 3);
@@ -571,6 +573,89 @@ static json_object *status_json(struct mon *m)
 	return o;
 }
 
+static void reply_error(struct client *c, const char *msg)
+{
+	json_object *e = json_object_new_object();
+	json_object_object_add(e, "ok", json_object_new_boolean(0));
+	json_object_object_add(e, "error", json_object_new_string(msg));
+	client_send_json(c, e);
+}
+
+static json_object *ports_json(struct mon *m)
+{
+	json_object *o = json_object_new_object(), *arr = json_object_new_array();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	for (size_t i = 0; m->forwards && m->forwards[i]; i++)
+		json_object_array_add(arr, json_object_new_string(m->forwards[i]));
+	json_object_object_add(o, "forwards", arr);
+	return o;
+}
+
+/* hostfwd_add/remove through HMP: QMP has no native command for user-net forwards. */
+static int hmp(struct mon *m, const char *line, struct hutch_error *err)
+{
+	if (!m->qmp)
+		return hutch_error_set(err, ENOTCONN, "QMP is not connected");
+	json_object *args = json_object_new_object(), *ret = NULL;
+	json_object_object_add(args, "command-line", json_object_new_string(line));
+	int r = qmp_execute(m->qmp, "human-monitor-command", args, 5000, &ret, err);
+	if (r < 0)
+		return r;
+	const char *out = ret && json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : "";
+	/* HMP prints nothing on success, except hostfwd_remove's "... removed" */
+	if (out && *out && !strstr(out, " removed"))
+		r = hutch_error_set(err, EIO, "qemu: %.*s", (int)strcspn(out, "\r\n"), out);
+	json_object_put(ret);
+	return r;
+}
+
+static void handle_port(struct mon *m, struct client *c, const char *op, json_object *req)
+{
+	if (!strcmp(op, "port-ls"))
+		return client_send_json(c, ports_json(m));
+	json_object *v;
+	const char *spec = json_object_object_get_ex(req, "spec", &v) ? json_object_get_string(v) : NULL;
+	struct forward f;
+	if (!spec || forward_parse(spec, &f) < 0)
+		return reply_error(c, "invalid forward: expected HOST:GUEST or HOST:GUEST/tcp|udp with ports 1-65535");
+	if (m->vm.spec->net_mode != NET_USER)
+		return reply_error(c, "the VM has no user-mode network (network.mode is not 'user')");
+	_cleanup_free_ char *key = xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp");
+	size_t idx = SIZE_MAX;
+	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
+		struct forward g;
+		if (forward_parse(m->forwards[i], &g) == 0 && g.host == f.host && g.udp == f.udp)
+			idx = i;
+	}
+	struct hutch_error err = {0};
+	if (!strcmp(op, "port-add")) {
+		if (idx != SIZE_MAX)
+			return reply_error(c, "that host port is already forwarded");
+		_cleanup_free_ char *rule = forward_rule(&f);
+		_cleanup_free_ char *line = xasprintf("hostfwd_add net0 %s", rule);
+		if (forward_check_free(&f, &err) < 0 || hmp(m, line, &err) < 0) {
+			reply_error(c, err.msg);
+			hutch_error_clear(&err);
+			return;
+		}
+		m->forwards = strv_push(m->forwards, TAKE_PTR(key));
+	} else {
+		if (idx == SIZE_MAX)
+			return reply_error(c, "no such forward");
+		_cleanup_free_ char *line = xasprintf("hostfwd_remove net0 %s:127.0.0.1:%u", f.udp ? "udp" : "tcp", f.host);
+		if (hmp(m, line, &err) < 0) {
+			reply_error(c, err.msg);
+			hutch_error_clear(&err);
+			return;
+		}
+		free(m->forwards[idx]);
+		size_t n = strv_len(m->forwards);
+		memmove(&m->forwards[idx], &m->forwards[idx + 1], (n - idx) * sizeof(char *));
+	}
+	mon_log(m, "%s %s", op, spec);
+	client_send_json(c, ports_json(m));
+}
+
 static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame *f)
 {
 	json_tokener *tok = json_tokener_new();
@@ -594,6 +679,8 @@ static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame
 		uint64_t t = json_object_object_get_ex(req, "timeout_ms", &v) ? (uint64_t)json_object_get_int64(v) : 0;
 		c->wants_stop_reply = true;
 		begin_stop(m, force, t, "requested by the CLI");
+	} else if (!strncmp(o, "port-", 5)) {
+		handle_port(m, c, o, req);
 	} else if (!strcmp(o, "hello")) {
 		c->is_run = json_object_object_get_ex(req, "run", &v) && json_object_get_boolean(v);
 		if (c->is_run)
@@ -816,6 +903,9 @@ static void handle_signals(struct mon *m)
 		if (p == m->qemu_pid) {
 			m->qemu_exited = true;
 			m->qemu_status = status;
+		} else if (p == m->swtpm_pid) {
+			mon_log(m, "swtpm exited (status 0x%x)", (unsigned)status);
+			m->swtpm_pid = 0;
 		}
 	}
 }
@@ -929,6 +1019,61 @@ static void loop(struct mon *m)
 	}
 }
 
+/* TPM 2.0 emulation: swtpm on a unix socket, our child like QEMU, exiting when QEMU disconnects. */
+static int spawn_swtpm(struct mon *m, struct hutch_error *err)
+{
+	_cleanup_free_ char *state = xasprintf("%s/tpm", m->vm_dir);
+	_cleanup_free_ char *sock = xasprintf("%s/swtpm.sock", m->run_dir);
+	_cleanup_free_ char *log = xasprintf("%s/swtpm.log", m->vm_dir);
+	int r = store_check_sun_path(sock, err);
+	if (r < 0)
+		return r;
+	if (mkdir_p(state, 0700) < 0)
+		return hutch_error_set(err, errno, "cannot create '%s': %s", state, strerror(errno));
+	const char *bin = getenv("HUTCH_SWTPM");
+	if (!bin || !*bin)
+		bin = "/usr/bin/swtpm";
+	if (access(bin, X_OK) < 0)
+		return hutch_error_set(err, ENOENT, "swtpm not found: install Debian's swtpm and swtpm-tools packages");
+	unlink(sock);
+	_cleanup_free_ char *state_arg = xasprintf("dir=%s,mode=0600", state);
+	_cleanup_free_ char *ctrl_arg = xasprintf("type=unixio,path=%s", sock);
+	_cleanup_free_ char *log_arg = xasprintf("file=%s", log);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		int nul = open("/dev/null", O_RDWR);
+		dup2(nul, 0);
+		dup2(nul, 1);
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		execl(bin, bin, "socket", "--tpm2", "--tpmstate", state_arg, "--ctrl", ctrl_arg, "--terminate",
+		      "--log", log_arg, (char *)NULL);
+		_exit(127);
+	}
+	m->swtpm_pid = pid;
+	/* bounded wait for its socket */
+	for (int i = 0; i < 500; i++) {
+		if (access(sock, F_OK) == 0)
+			return 0;
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			m->swtpm_pid = 0;
+			return hutch_error_set(err, EIO, "swtpm exited at start (see %s)", log);
+		}
+		usleep(10000);
+	}
+	return hutch_error_set(err, ETIMEDOUT, "swtpm did not create its socket within 5 s (see %s)", log);
+}
+
 static int setup(struct mon *m, struct hutch_error *err)
 {
 	int r = vm_load(m->st, m->name, &m->vm, err);
@@ -944,6 +1089,20 @@ static int setup(struct mon *m, struct hutch_error *err)
 	if (m->listen_fd < 0)
 		return m->listen_fd;
 	fd_set_nonblock(m->listen_fd, true);
+	for (size_t i = 0; m->vm.spec->net_mode == NET_USER && m->vm.spec->forward && m->vm.spec->forward[i]; i++) {
+		struct forward f;
+		if (forward_parse(m->vm.spec->forward[i], &f) < 0)
+			return hutch_error_set(err, EINVAL, "invalid port forward '%s'", m->vm.spec->forward[i]);
+		r = forward_check_free(&f, err);
+		if (r < 0)
+			return r;
+		m->forwards = strv_push(m->forwards, xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp"));
+	}
+	if (m->vm.spec->tpm) {
+		r = spawn_swtpm(m, err);
+		if (r < 0)
+			return r;
+	}
 	m->t_spawn = now_ms();
 	r = spawn_qemu(m, err);
 	if (r < 0)
@@ -1019,6 +1178,7 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 	proto_buf_free(&m.agent_out.b);
 	qemu_plan_release(&m.plan);
 	vm_release(&m.vm);
+	strv_free(m.forwards);
 	free(m.name);
 	free(m.vm_dir);
 	free(m.run_dir);

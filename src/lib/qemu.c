@@ -1,6 +1,9 @@
 #include "qemu.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -99,12 +102,28 @@ char *qemu_micro_cmdline(const struct qemu_config *c)
 
 #define ARG(...) argv = strv_push(argv, xasprintf(__VA_ARGS__))
 
+/* QEMU's option syntax splits on ',' and reads ',,' as a literal comma. */
+static char *opt_escape(const char *s)
+{
+	struct strbuf sb = STRBUF_INIT;
+	for (; s && *s; s++) {
+		if (*s == ',')
+			strbuf_addch(&sb, ',');
+		strbuf_addch(&sb, *s);
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
 int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_error *err)
 {
 	const struct vm_spec *s = c->spec;
 	bool micro = s->source == SOURCE_TEMPLATE;
 	const char *bus = micro ? "device" : "pci";
 	char **argv = NULL;
+	_cleanup_free_ char *run_dir = opt_escape(c->run_dir), *vm_dir = opt_escape(c->vm_dir);
+	_cleanup_free_ char *disk = opt_escape(c->disk), *seed = opt_escape(c->seed), *fw_code = opt_escape(c->fw_code);
+	_cleanup_free_ char *nvram = opt_escape(c->nvram), *tpm_sock = opt_escape(c->tpm_sock);
+	_cleanup_free_ char *smbios = opt_escape(c->smbios_cred);
 
 	if (micro && (!c->kernel || !c->initrd))
 		return hutch_error_set(err, EINVAL, "micro VM '%s' has no kernel or initramfs", c->name);
@@ -118,7 +137,7 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	if (micro)
 		ARG("microvm,rtc=on,isa-serial=on,pcie=off");
 	else
-		ARG("q35%s", s->firmware == FIRMWARE_UEFI_SECURE ? ",smm=on" : "");
+		ARG("q35,smm=%s", s->firmware == FIRMWARE_UEFI_SECURE ? "on" : "off");
 	ARG("-accel");
 	ARG("%s", c->accel->kvm ? "kvm" : "tcg");
 	ARG("-cpu");
@@ -143,7 +162,7 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	ARG("chardev=qmp,mode=control");
 	ARG("-chardev");
 	ARG("socket,id=console,path=%s/console.sock,server=on,wait=off,logfile=%s/console.log,logappend=off",
-	    c->run_dir, c->vm_dir);
+	    run_dir, vm_dir);
 	ARG("-serial");
 	ARG("chardev:console");
 	ARG("-device");
@@ -161,13 +180,40 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 		ARG("-append");
 		argv = strv_push(argv, qemu_micro_cmdline(c));
 	} else {
+		bool uefi = s->firmware == FIRMWARE_UEFI || s->firmware == FIRMWARE_UEFI_SECURE;
+		if (uefi && (!c->fw_code || !c->nvram)) {
+			strv_free(argv);
+			return hutch_error_set(err, EINVAL, "UEFI VM '%s' has no firmware or NVRAM", c->name);
+		}
+		if (s->firmware == FIRMWARE_UEFI_SECURE) {
+			ARG("-global");
+			ARG("driver=cfi.pflash01,property=secure,value=on");
+		}
+		if (uefi) {
+			ARG("-drive");
+			ARG("if=pflash,format=raw,unit=0,readonly=on,file=%s", fw_code);
+			ARG("-drive");
+			ARG("if=pflash,format=raw,unit=1,file=%s", nvram);
+		}
+		if (c->tpm_sock) {
+			ARG("-chardev");
+			ARG("socket,id=chrtpm,path=%s", tpm_sock);
+			ARG("-tpmdev");
+			ARG("emulator,id=tpm0,chardev=chrtpm");
+			ARG("-device");
+			ARG("tpm-crb,tpmdev=tpm0");
+		}
+		if (c->smbios_cred) {
+			ARG("-smbios");
+			ARG("type=11,value=%s", smbios);
+		}
 		ARG("-drive");
-		ARG("file=%s,if=none,id=disk0,format=qcow2,discard=unmap", c->disk);
+		ARG("file=%s,if=none,id=disk0,format=qcow2,discard=unmap", disk);
 		ARG("-device");
 		ARG("virtio-blk-pci,drive=disk0,bootindex=1");
 		if (c->seed) {
 			ARG("-drive");
-			ARG("file=%s,if=none,id=seed,format=raw,media=cdrom,readonly=on", c->seed);
+			ARG("file=%s,if=none,id=seed,format=raw,media=cdrom,readonly=on", seed);
 			ARG("-device");
 			ARG("ide-cd,drive=seed,bus=ide.1");
 		}
@@ -177,18 +223,14 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 		struct strbuf nd = STRBUF_INIT;
 		strbuf_adds(&nd, "user,id=net0");
 		for (size_t i = 0; s->forward && s->forward[i]; i++) {
-			char proto[8] = "tcp";
-			unsigned hp = 0, gp = 0;
-			const char *slash = strchr(s->forward[i], '/');
-			if (sscanf(s->forward[i], "%u:%u", &hp, &gp) != 2 || hp == 0 || gp == 0 || hp > 65535 ||
-			    gp > 65535) {
+			struct forward f;
+			if (forward_parse(s->forward[i], &f) < 0) {
 				strbuf_release(&nd);
 				strv_free(argv);
 				return hutch_error_set(err, EINVAL, "invalid port forward '%s'", s->forward[i]);
 			}
-			if (slash)
-				snprintf(proto, sizeof(proto), "%.3s", slash + 1);
-			strbuf_addf(&nd, ",hostfwd=%s:127.0.0.1:%u-:%u", proto, hp, gp);
+			_cleanup_free_ char *rule = forward_rule(&f);
+			strbuf_addf(&nd, ",hostfwd=%s", rule);
 		}
 		ARG("-netdev");
 		argv = strv_push(argv, strbuf_detach(&nd, NULL));
@@ -200,6 +242,36 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	ARG("-device");
 	ARG("virtio-rng-%s", bus);
 	*ret_argv = argv;
+	return 0;
+}
+
+int qemu_firmware_paths(enum firmware fw, char **ret_code, char **ret_vars, struct hutch_error *err)
+{
+	const char *dir = getenv("HUTCH_OVMF_DIR");
+	if (!dir || !*dir)
+		dir = "/usr/share/OVMF";
+	const char *code, *vars;
+	switch (fw) {
+	case FIRMWARE_UEFI:
+		code = "OVMF_CODE_4M.fd";
+		vars = "OVMF_VARS_4M.fd";
+		break;
+	case FIRMWARE_UEFI_SECURE:
+		/* Secure Boot with Microsoft's keys enrolled, as distributions' shims expect. */
+		code = "OVMF_CODE_4M.secboot.fd";
+		vars = "OVMF_VARS_4M.ms.fd";
+		break;
+	case FIRMWARE_DEFAULT:
+	case FIRMWARE_BIOS:
+	default:
+		*ret_code = *ret_vars = NULL;
+		return 0;
+	}
+	_cleanup_free_ char *c = xasprintf("%s/%s", dir, code), *v = xasprintf("%s/%s", dir, vars);
+	if (access(c, R_OK) < 0 || access(v, R_OK) < 0)
+		return hutch_error_set(err, ENOENT, "UEFI firmware not found ('%s'): install Debian's ovmf package", access(c, R_OK) < 0 ? c : v);
+	*ret_code = TAKE_PTR(c);
+	*ret_vars = TAKE_PTR(v);
 	return 0;
 }
 
@@ -227,4 +299,58 @@ char *qemu_render_argv(char *const *argv)
 	}
 	strbuf_addch(&sb, '\n');
 	return strbuf_detach(&sb, NULL);
+}
+
+static bool parse_port(const char *s, size_t len, unsigned *ret)
+{
+	char buf[8];
+	long long v;
+	if (len == 0 || len >= sizeof(buf) || strspn(s, "0123456789") < len)
+		return false;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	if (parse_ll(buf, 1, 65535, &v) < 0)
+		return false;
+	*ret = (unsigned)v;
+	return true;
+}
+
+int forward_parse(const char *s, struct forward *ret)
+{
+	const char *colon = s ? strchr(s, ':') : NULL;
+	if (!colon)
+		return -EINVAL;
+	const char *guest = colon + 1, *slash = strchr(guest, '/');
+	struct forward f = {0};
+	if (!parse_port(s, (size_t)(colon - s), &f.host) ||
+	    !parse_port(guest, slash ? (size_t)(slash - guest) : strlen(guest), &f.guest))
+		return -EINVAL;
+	if (slash && strcmp(slash, "/tcp") != 0 && strcmp(slash, "/udp") != 0)
+		return -EINVAL;
+	f.udp = slash && !strcmp(slash, "/udp");
+	*ret = f;
+	return 0;
+}
+
+int forward_check_free(const struct forward *f, struct hutch_error *err)
+{
+	_cleanup_close_ int fd = socket(AF_INET, (f->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->host)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		if (e == EADDRINUSE)
+			return hutch_error_set(err, EADDRINUSE, "port %u/%s is already in use on the host", f->host,
+					       f->udp ? "udp" : "tcp");
+		return hutch_error_set(err, e, "cannot use port %u/%s on the host: %s", f->host, f->udp ? "udp" : "tcp",
+				       strerror(e));
+	}
+	return 0;
+}
+
+char *forward_rule(const struct forward *f)
+{
+	return xasprintf("%s:127.0.0.1:%u-:%u", f->udp ? "udp" : "tcp", f->host, f->guest);
 }

@@ -25,8 +25,16 @@ struct qemu_config {
 	const char *initrd;    /* micro */
 	const char *disk;      /* image VMs: qcow2 overlay */
 	const char *seed;      /* image VMs: cloud-init ISO */
+	const char *fw_code;   /* uefi: OVMF code (read-only) */
+	const char *nvram;     /* uefi: this VM's copy of the OVMF variables */
+	const char *tpm_sock;  /* tpm: swtpm's control socket */
+	const char *smbios_cred; /* SMBIOS type 11 value, e.g. io.systemd.credential.binary:... */
 	const struct accel_info *accel;
 };
+
+/* OVMF code and variable-store template for a firmware kind. -ENOENT names the ovmf package.
+ * HUTCH_OVMF_DIR overrides /usr/share/OVMF. */
+int qemu_firmware_paths(enum firmware fw, char **ret_code, char **ret_vars, struct hutch_error *err);
 
 int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_error *err);
 /* The kernel command line for micro VMs. */
@@ -35,3 +43,14 @@ char *qemu_micro_cmdline(const struct qemu_config *c);
 char *qemu_render_argv(char *const *argv);
 /* Find qemu-system-x86_64 (HUTCH_QEMU overrides). -ENOENT names the Debian package. */
 int qemu_find_binary(char **ret, struct hutch_error *err);
+
+/* Port forwards "HOST:GUEST[/tcp|/udp]", bound to 127.0.0.1 on the host. */
+struct forward {
+	bool udp;
+	unsigned host, guest;
+};
+int forward_parse(const char *s, struct forward *ret);
+/* Is the host port free? -EADDRINUSE with "port N/tcp is already in use on the host". */
+int forward_check_free(const struct forward *f, struct hutch_error *err);
+/* The QEMU hostfwd rule: "tcp:127.0.0.1:8080-:80". */
+char *forward_rule(const struct forward *f);

@@ -178,7 +178,7 @@ static int lock_once(const char *path, int *ret_fd)
 	struct stat a, b;
 	if (fstat(fd, &a) < 0 || stat(path, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
 		close(fd);
-		return -EAGAIN; /* stale: retry */
+		return -ESTALE; /* replaced under us: retry */
 	}
 	*ret_fd = fd;
 	return 0;
@@ -192,7 +192,9 @@ int store_lock_file(const char *path, uint64_t timeout_ms, int *ret_fd, struct h
 		int r = lock_once(path, ret_fd);
 		if (r == 0)
 			return 0;
-		if (r != -EWOULDBLOCK && r != -EAGAIN)
+		if (r == -ESTALE)
+			continue;
+		if (r != -EWOULDBLOCK)
 			return hutch_error_set(err, -r, "cannot lock '%s': %s", path, strerror(-r));
 		if (r == -EWOULDBLOCK && timeout_ms == 0)
 			return -EWOULDBLOCK;

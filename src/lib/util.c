@@ -347,7 +347,9 @@ static int fsync_parent(const char *path)
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct hutch_error *err)
 {
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* A leftover tmp from a killed writer must not lend us its mode or a symlink. */
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return hutch_error_set(err, errno, "cannot create '%s': %s", tmp, strerror(errno));
 	int r = 0;

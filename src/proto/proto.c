@@ -51,6 +51,8 @@ static int reader_reserve(struct proto_reader *r, size_t want)
 
 int proto_reader_feed(struct proto_reader *r, const void *data, size_t len)
 {
+	if (len == 0)
+		return 0;
 	reader_compact(r);
 	if (len > READER_CAP - r->len)
 		return -1;

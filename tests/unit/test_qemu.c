@@ -5,7 +5,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "qemu.h"
 #include "spec.h"
@@ -123,30 +126,123 @@ static void test_golden_micro_net_none(void **state UNUSED)
 	assert_null(strstr(r, "virtio-net"));
 }
 
-static void test_golden_image(void **state UNUSED)
+static struct vm_spec *image_spec(void)
 {
-	_cleanup_(spec_freep) struct vm_spec *s = spec_new("deb");
+	struct vm_spec *s = spec_new("deb");
 	s->source = SOURCE_IMAGE;
 	s->image = xstrdup("https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2");
 	s->memory = 2ull << 30;
 	s->cpus = 4;
-	s->firmware = FIRMWARE_UEFI_SECURE;
 	s->net_mode = NET_USER;
 	s->forward = strv_push(s->forward, xstrdup("2222:22"));
-	struct qemu_config c = {
+	return s;
+}
+
+static struct qemu_config image_config(const struct vm_spec *s, const struct accel_info *accel)
+{
+	return (struct qemu_config){
 		.name = "deb",
 		.spec = s,
 		.binary = "/usr/bin/qemu-system-x86_64",
 		.run_dir = "/run/user/1000/hutch/deb",
 		.vm_dir = "/home/user/.local/share/hutch/vms/deb",
 		.disk = "/home/user/.local/share/hutch/vms/deb/disk.qcow2",
-		.seed = "/home/user/.local/share/hutch/vms/deb/seed.iso",
-		.accel = &accel_kvm,
+		.accel = accel,
 	};
+}
+
+static void test_golden_image_bios(void **state UNUSED)
+{
+	_cleanup_(spec_freep) struct vm_spec *s = image_spec();
+	struct qemu_config c = image_config(s, &accel_tcg);
 	_cleanup_free_ char *r = render(&c);
-	check_golden("image-kvm.txt", r);
+	check_golden("image-bios-tcg.txt", r);
 	assert_null(strstr(r, "-kernel"));
+	assert_null(strstr(r, "pflash"));
+	assert_null(strstr(r, "ide-cd"));
+	assert_null(strstr(r, "tsc_early_khz")); /* only micro guests are told the TSC rate */
+}
+
+static void test_golden_image_uefi_secure(void **state UNUSED)
+{
+	_cleanup_(spec_freep) struct vm_spec *s = image_spec();
+	s->firmware = FIRMWARE_UEFI_SECURE;
+	s->tpm = true;
+	struct qemu_config c = image_config(s, &accel_kvm);
+	c.seed = "/home/user/.local/share/hutch/vms/deb/seed.iso";
+	c.fw_code = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+	c.nvram = "/home/user/.local/share/hutch/vms/deb/OVMF_VARS.fd";
+	c.tpm_sock = "/run/user/1000/hutch/deb/swtpm.sock";
+	c.smbios_cred = "io.systemd.credential:hutch.hostname=deb";
+	_cleanup_free_ char *r = render(&c);
+	check_golden("image-uefi-secure-kvm.txt", r);
 	assert_non_null(strstr(r, "virtio-net-pci,netdev=net0"));
+}
+
+static void test_uefi_needs_firmware(void **state UNUSED)
+{
+	static const enum firmware fws[] = {FIRMWARE_UEFI, FIRMWARE_UEFI_SECURE};
+	for (size_t i = 0; i < ARRAY_SIZE(fws); i++) {
+		_cleanup_(spec_freep) struct vm_spec *s = image_spec();
+		s->firmware = fws[i];
+		struct qemu_config c = image_config(s, &accel_kvm);
+		c.fw_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+		char **argv = NULL;
+		struct hutch_error err = {0};
+		assert_int_equal(qemu_build_argv(&c, &argv, &err), -EINVAL);
+		assert_string_equal(err.msg, "UEFI VM 'deb' has no firmware or NVRAM");
+		assert_null(argv);
+		hutch_error_clear(&err);
+	}
+}
+
+static void test_firmware_paths(void **state UNUSED)
+{
+	const char *old = getenv("HUTCH_OVMF_DIR");
+	_cleanup_free_ char *saved = old ? xstrdup(old) : NULL;
+	const char *t = getenv("TMPDIR");
+	_cleanup_free_ char *dir = xasprintf("%s/hutch-test-qemu.XXXXXX", t && *t ? t : "/tmp");
+	assert_non_null(mkdtemp(dir));
+	setenv("HUTCH_OVMF_DIR", dir, 1);
+
+	char *code = (char *)"unset", *vars = (char *)"unset";
+	struct hutch_error err = {0};
+	assert_int_equal(qemu_firmware_paths(FIRMWARE_BIOS, &code, &vars, &err), 0);
+	assert_null(code);
+	assert_null(vars);
+	assert_int_equal(qemu_firmware_paths(FIRMWARE_DEFAULT, &code, &vars, &err), 0);
+	assert_null(code);
+
+	/* Missing files: -ENOENT naming the file and the package. */
+	assert_int_equal(qemu_firmware_paths(FIRMWARE_UEFI, &code, &vars, &err), -ENOENT);
+	_cleanup_free_ char *want = xasprintf("UEFI firmware not found ('%s/OVMF_CODE_4M.fd'): install Debian's "
+					      "ovmf package", dir);
+	assert_string_equal(err.msg, want);
+	hutch_error_clear(&err);
+
+	static const char *const files[] = {"OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd", "OVMF_CODE_4M.secboot.fd",
+					    "OVMF_VARS_4M.ms.fd"};
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", dir, files[i]);
+		assert_int_equal(write_file_atomic(p, "fw", 2, 0644, NULL), 0);
+	}
+	assert_int_equal(qemu_firmware_paths(FIRMWARE_UEFI, &code, &vars, &err), 0);
+	_cleanup_free_ char *wc = xasprintf("%s/OVMF_CODE_4M.fd", dir), *wv = xasprintf("%s/OVMF_VARS_4M.fd", dir);
+	assert_string_equal(code, wc);
+	assert_string_equal(vars, wv);
+	free(code);
+	free(vars);
+	assert_int_equal(qemu_firmware_paths(FIRMWARE_UEFI_SECURE, &code, &vars, &err), 0);
+	assert_non_null(strstr(code, "/OVMF_CODE_4M.secboot.fd"));
+	assert_non_null(strstr(vars, "/OVMF_VARS_4M.ms.fd"));
+	free(code);
+	free(vars);
+
+	if (saved)
+		setenv("HUTCH_OVMF_DIR", saved, 1);
+	else
+		unsetenv("HUTCH_OVMF_DIR");
+	rm_rf(dir);
 }
 
 /* ---- pieces ---- */
@@ -214,7 +310,8 @@ static void expect_forward_error(const char *fwd)
 static void test_invalid_forward(void **state UNUSED)
 {
 	static const char *const bad[] = {"", "80", ":80", "80:", "0:80", "80:0", "65536:80", "80:65536",
-					  "a:b", "http:80", "-1:80", "80:-1"};
+					  "a:b", "http:80", "-1:80", "80:-1", "80:80x", "80:80/sctp",
+					  "4294967376:80"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		expect_forward_error(bad[i]);
 
@@ -243,6 +340,68 @@ static void test_invalid_forward(void **state UNUSED)
 		i++;
 	assert_string_equal(argv[i + 1], "user,id=net0");
 	strv_free(argv);
+}
+
+static void test_forward_parse(void **state UNUSED)
+{
+	struct forward f = {.udp = true, .host = 7, .guest = 7};
+	assert_int_equal(forward_parse("8080:80", &f), 0);
+	assert_false(f.udp);
+	assert_int_equal(f.host, 8080);
+	assert_int_equal(f.guest, 80);
+	_cleanup_free_ char *r1 = forward_rule(&f);
+	assert_string_equal(r1, "tcp:127.0.0.1:8080-:80");
+
+	assert_int_equal(forward_parse("5353:53/udp", &f), 0);
+	assert_true(f.udp);
+	_cleanup_free_ char *r2 = forward_rule(&f);
+	assert_string_equal(r2, "udp:127.0.0.1:5353-:53");
+
+	assert_int_equal(forward_parse("1:65535/tcp", &f), 0);
+	assert_false(f.udp);
+	assert_int_equal(f.host, 1);
+	assert_int_equal(f.guest, 65535);
+
+	static const char *const bad[] = {"", "80", ":80", "80:", "0:80", "80:0", "65536:80", "80:65536",
+					  "a:b", "-1:80", "+80:80", " 80:80", "80:80 ", "80:80x", "80:80/",
+					  "80:80/sctp", "80:80/tcpx", "80:80/UDP", "4294967376:80", "080000:80",
+					  "1:2:3"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		f = (struct forward){.udp = true, .host = 7, .guest = 7};
+		if (forward_parse(bad[i], &f) != -EINVAL)
+			fail_msg("forward_parse('%s') accepted it", bad[i]);
+		assert_true(f.udp && f.host == 7 && f.guest == 7); /* untouched */
+	}
+	assert_int_equal(forward_parse(NULL, &f), -EINVAL);
+}
+
+static void test_forward_check_free(void **state UNUSED)
+{
+	/* Take a port on 127.0.0.1 (the kernel picks it), then ask about it. */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	socklen_t len = sizeof(sa);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	unsigned port = ntohs(sa.sin_port);
+
+	struct forward f = {.udp = false, .host = port, .guest = 80};
+	struct hutch_error err = {0};
+	assert_int_equal(forward_check_free(&f, &err), -EADDRINUSE);
+	_cleanup_free_ char *want = xasprintf("port %u/tcp is already in use on the host", port);
+	assert_string_equal(err.msg, want);
+	hutch_error_clear(&err);
+
+	/* The same number over UDP is a different port. */
+	f.udp = true;
+	assert_int_equal(forward_check_free(&f, &err), 0);
+	close(fd);
+	f.udp = false;
+	assert_int_equal(forward_check_free(&f, &err), 0);
+	assert_null(err.msg);
 }
 
 static void test_missing_inputs(void **state UNUSED)
@@ -305,7 +464,12 @@ int main(void)
 		cmocka_unit_test(test_golden_micro_tcg),
 		cmocka_unit_test(test_golden_micro_kvm),
 		cmocka_unit_test(test_golden_micro_net_none),
-		cmocka_unit_test(test_golden_image),
+		cmocka_unit_test(test_golden_image_bios),
+		cmocka_unit_test(test_golden_image_uefi_secure),
+		cmocka_unit_test(test_uefi_needs_firmware),
+		cmocka_unit_test(test_firmware_paths),
+		cmocka_unit_test(test_forward_parse),
+		cmocka_unit_test(test_forward_check_free),
 		cmocka_unit_test(test_micro_cmdline),
 		cmocka_unit_test(test_invalid_forward),
 		cmocka_unit_test(test_missing_inputs),

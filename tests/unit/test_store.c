@@ -44,6 +44,8 @@ int fcntl(int fd, int cmd, ...)
 
 /* ---- environment ---- */
 
+static void set_env(const char *name, const char *value) { assert_int_equal(setenv(name, value, 1), 0); }
+
 static const char *const env_names[] = {"HUTCH_HOME", "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
 					"XDG_CACHE_HOME", "XDG_RUNTIME_DIR"};
 static char *saved_env[ARRAY_SIZE(env_names)];
@@ -61,7 +63,7 @@ static int restore_env(void **state UNUSED)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(env_names); i++) {
 		if (saved_env[i])
-			setenv(env_names[i], saved_env[i], 1);
+			set_env(env_names[i], saved_env[i]);
 		else
 			unsetenv(env_names[i]);
 		free(saved_env[i]);
@@ -88,7 +90,7 @@ static char *make_tmpdir(void)
 static char *open_home_store(struct store *st)
 {
 	char *home = make_tmpdir();
-	setenv("HUTCH_HOME", home, 1);
+	set_env("HUTCH_HOME", home);
 	struct hutch_error err = {0};
 	if (store_open(st, &err) < 0)
 		fail_msg("store_open: %s", err.msg);
@@ -121,7 +123,7 @@ static int count_open_fds(void)
 static void test_open_hutch_home(void **state UNUSED)
 {
 	clear_env();
-	setenv("HUTCH_HOME", "/srv/h", 1);
+	set_env("HUTCH_HOME", "/srv/h");
 	struct store st;
 	struct hutch_error err = {0};
 	assert_int_equal(store_open(&st, &err), 0);
@@ -143,12 +145,12 @@ static void test_open_hutch_home(void **state UNUSED)
 	store_release(&st);
 
 	/* HUTCH_HOME wins over XDG. */
-	setenv("XDG_CONFIG_HOME", "/xdg/config", 1);
+	set_env("XDG_CONFIG_HOME", "/xdg/config");
 	assert_int_equal(store_open(&st, &err), 0);
 	assert_string_equal(st.config_dir, "/srv/h/config");
 	store_release(&st);
 
-	setenv("HUTCH_HOME", "relative/dir", 1);
+	set_env("HUTCH_HOME", "relative/dir");
 	assert_int_equal(store_open(&st, &err), -EINVAL);
 	assert_string_equal(err.msg, "HUTCH_HOME must be an absolute path, not 'relative/dir'");
 	assert_null(st.config_dir);
@@ -162,11 +164,11 @@ static void test_open_xdg(void **state UNUSED)
 	struct store st;
 	struct hutch_error err = {0};
 
-	setenv("HOME", "/home/u", 1);
-	setenv("HUTCH_HOME", "", 1); /* empty means unset */
-	setenv("XDG_CONFIG_HOME", "/cfg", 1);
-	setenv("XDG_DATA_HOME", "relative", 1); /* ignored: not absolute */
-	setenv("XDG_RUNTIME_DIR", rt, 1);
+	set_env("HOME", "/home/u");
+	set_env("HUTCH_HOME", ""); /* empty means unset */
+	set_env("XDG_CONFIG_HOME", "/cfg");
+	set_env("XDG_DATA_HOME", "relative"); /* ignored: not absolute */
+	set_env("XDG_RUNTIME_DIR", rt);
 	assert_int_equal(store_open(&st, &err), 0);
 	assert_string_equal(st.config_dir, "/cfg/hutch");
 	assert_string_equal(st.data_dir, "/home/u/.local/share/hutch");
@@ -177,19 +179,19 @@ static void test_open_xdg(void **state UNUSED)
 
 	/* A runtime dir that does not exist, or belongs to someone else, is not used. */
 	_cleanup_free_ char *tmp_rt = xasprintf("/tmp/hutch-%u", (unsigned)getuid());
-	setenv("XDG_RUNTIME_DIR", "/nonexistent/run/user/1000", 1);
+	set_env("XDG_RUNTIME_DIR", "/nonexistent/run/user/1000");
 	assert_int_equal(store_open(&st, &err), 0);
 	assert_string_equal(st.runtime_dir, tmp_rt);
 	store_release(&st);
 
 	if (geteuid() == 0)
 		assert_int_equal(chown(rt, 65534, 65534), 0);
-	setenv("XDG_RUNTIME_DIR", geteuid() == 0 ? rt : "/", 1);
+	set_env("XDG_RUNTIME_DIR", geteuid() == 0 ? rt : "/");
 	assert_int_equal(store_open(&st, &err), 0);
 	assert_string_equal(st.runtime_dir, tmp_rt);
 	store_release(&st);
 
-	setenv("XDG_RUNTIME_DIR", "run", 1);
+	set_env("XDG_RUNTIME_DIR", "run");
 	assert_int_equal(store_open(&st, &err), 0);
 	assert_string_equal(st.runtime_dir, tmp_rt);
 	store_release(&st);
@@ -202,12 +204,12 @@ static void test_open_xdg(void **state UNUSED)
 	assert_null(st.runtime_dir);
 	hutch_error_clear(&err);
 
-	setenv("HOME", "not/absolute", 1);
+	set_env("HOME", "not/absolute");
 	assert_int_equal(store_open(&st, &err), -EINVAL);
 	hutch_error_clear(&err);
 
-	setenv("XDG_DATA_HOME", "/d", 1);
-	setenv("XDG_CACHE_HOME", "/c", 1);
+	set_env("XDG_DATA_HOME", "/d");
+	set_env("XDG_CACHE_HOME", "/c");
 	assert_int_equal(store_open(&st, &err), 0);
 	assert_string_equal(st.data_dir, "/d/hutch");
 	assert_string_equal(st.cache_dir, "/c/hutch");
@@ -344,7 +346,7 @@ static void test_prepare_run_dir_too_long(void **state UNUSED)
 	strbuf_addf(&sb, "%s/", base);
 	while (sb.len < 100)
 		strbuf_addch(&sb, 'd');
-	setenv("HUTCH_HOME", sb.buf, 1);
+	set_env("HUTCH_HOME", sb.buf);
 	struct store st;
 	struct hutch_error err = {0};
 	assert_int_equal(store_open(&st, &err), 0);
@@ -646,27 +648,31 @@ static void test_lock_recheck_wait(void **state UNUSED)
 static void test_lock_recheck_try(void **state UNUSED)
 {
 	struct store st;
-	_cleanup_free_ char *home = open_home_store(&st);
+	char *home = open_home_store(&st); /* no _cleanup_: skip() below longjmps past cleanups */
 	assert_int_equal(store_prepare_run_dir(&st, "web", NULL), 0);
-	_cleanup_free_ char *lock = store_run_file(&st, "web", "lock");
+	char *lock = store_run_file(&st, "web", "lock");
 
 	int before = count_open_fds();
 	int fd = -1;
 	int r = lock_with_race(lock, lock_run, &st, &fd);
-	if (r == -EALREADY && race_setlk_calls == 1) {
+	bool known_bug = r == -EALREADY && race_setlk_calls == 1;
+	if (r == 0) {
+		assert_locked_current(fd, lock, before);
+		assert_true(store_is_running(&st, "web"));
+		close(fd);
+	}
+	store_release(&st);
+	rm_rf(home);
+	free(home);
+	free(lock);
+	if (known_bug) {
 		/* KNOWN BUG (store.c lock_once): the "stale, retry" result is -EAGAIN, which equals
-		 * -EWOULDBLOCK on Linux, so a TRY lock reports the stale file as held. Delete this branch
-		 * once lock_once returns a distinct code (e.g. -ESTALE). */
-		store_release(&st);
-		rm_rf(home);
+		 * -EWOULDBLOCK on Linux, so a TRY lock reports the stale file as held ("already
+		 * running"). Delete this branch once lock_once returns a distinct code (e.g. -ESTALE). */
+		print_message("known bug: a lock file replaced under store_lock_run reads as already running\n");
 		skip();
 	}
 	assert_int_equal(r, 0);
-	assert_locked_current(fd, lock, before);
-	assert_true(store_is_running(&st, "web"));
-	close(fd);
-	store_release(&st);
-	rm_rf(home);
 }
 
 /* A holder that unlinks its lock file (the monitor cleaning up) before releasing: a waiter that

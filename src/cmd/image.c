@@ -1,0 +1,289 @@
+/* hutch image ls | pull URL|NAME [--checksum SPEC] | rm [--force] IMAGE... | prune: the image cache. */
+#include "cmd.h"
+#include "image.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <string.h>
+
+int cmd_image(int argc, char **argv, struct cmd_ctx *c);
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static const char *human(uint64_t b, char *buf, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double d = (double)b;
+	unsigned u = 0;
+	while (d >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)b);
+	else
+		snprintf(buf, len, "%.1f %s", d, units[u]);
+	return buf;
+}
+
+struct bar {
+	bool drawn;
+	bool finished;
+};
+
+static void bar_draw(const struct image_progress_info *pi, void *userdata)
+{
+	struct bar *b = userdata;
+	char done[24], total[24], rate[24], eta[24] = "--:--";
+	uint64_t fresh = pi->done - pi->resumed;
+	uint64_t bps = pi->elapsed_ms ? fresh * 1000 / pi->elapsed_ms : 0;
+	human(pi->done, done, sizeof(done));
+	human(bps, rate, sizeof(rate));
+	if (pi->total && bps && pi->total > pi->done) {
+		uint64_t s = (pi->total - pi->done) / bps;
+		if (s >= 3600)
+			snprintf(eta, sizeof(eta), "%llu:%02llu:%02llu", (unsigned long long)(s / 3600),
+				 (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
+		else
+			snprintf(eta, sizeof(eta), "%02llu:%02llu", (unsigned long long)(s / 60), (unsigned long long)(s % 60));
+	} else if (pi->finished) {
+		snprintf(eta, sizeof(eta), "done");
+	}
+	if (pi->total) {
+		unsigned pct = (unsigned)(pi->done >= pi->total ? 100 : pi->done * 100 / pi->total);
+		char hashes[21];
+		memset(hashes, ' ', 20);
+		memset(hashes, '#', pct / 5);
+		hashes[20] = 0;
+		fprintf(stderr, "\r[%s] %3u%% %s / %s  %s/s  ETA %s\033[K", hashes, pct, done,
+			human(pi->total, total, sizeof(total)), rate, eta);
+	} else {
+		fprintf(stderr, "\r%s  %s/s\033[K", done, rate);
+	}
+	if (pi->finished)
+		fputc('\n', stderr);
+	b->drawn = true;
+	b->finished = pi->finished;
+}
+
+static int image_pull(struct cmd_ctx *c, int argc, char **argv)
+{
+	const char *checksum = NULL;
+	static const struct option opts[] = {
+		{"checksum", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'J'}, {0}};
+	int opt;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			checksum = optarg;
+			break;
+		case 'J':
+			c->json = true;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
+		}
+	}
+	if (cmd_check_args(c, argc, optind, 1, 1))
+		return EXIT_USAGE;
+	_cleanup_free_ char *url = NULL, *catalog_checksum = NULL;
+	if (image_resolve_catalog(argv[optind], &url, &catalog_checksum, &c->err) < 0)
+		return EXIT_ERR;
+	if (!checksum)
+		checksum = catalog_checksum;
+
+	struct bar b = {0};
+	struct image_progress prog = {.userdata = &b, .cancel = &interrupted};
+	if (isatty(STDERR_FILENO) && !c->quiet)
+		prog.fn = bar_draw;
+	/* Ctrl-C stops the transfer between two writes, so image.part stays whole for the next run. */
+	struct sigaction sa = {.sa_handler = on_sigint}, old;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old);
+	_cleanup_free_ char *path = NULL;
+	int r = image_fetch(&c->store, url, checksum, &prog, &path, &c->err);
+	sigaction(SIGINT, &old, NULL);
+	if (b.drawn && !b.finished)
+		fputc('\n', stderr);
+	if (r < 0)
+		return interrupted ? 130 : EXIT_ERR;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "url", json_object_new_string(url));
+		json_object_object_add(o, "path", json_object_new_string(path));
+		cmd_print_json(o);
+	} else {
+		printf("%s\n", path);
+	}
+	return EXIT_OK;
+}
+
+static const char *entry_state(const struct image_entry *e)
+{
+	if (e->path && e->digest)
+		return "ready";
+	if (e->part_size)
+		return "partial";
+	return e->path ? "unverified" : "empty";
+}
+
+static int image_ls(struct cmd_ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {{"json", no_argument, NULL, 'J'}, {0}};
+	int opt;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'J':
+			c->json = true;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
+		}
+	}
+	if (cmd_check_args(c, argc, optind, 0, 0))
+		return EXIT_USAGE;
+	struct image_entry *v = NULL;
+	size_t n = 0;
+	if (image_list(&c->store, &v, &n, &c->err) < 0)
+		return EXIT_ERR;
+	json_object *arr = c->json ? json_object_new_array() : NULL;
+	if (!c->json)
+		printf("%-12s %10s %-8s %-16s %s\n", "ID", "SIZE", "STATE", "USED BY", "URL");
+	for (size_t i = 0; i < n; i++) {
+		const struct image_entry *e = &v[i];
+		_cleanup_strv_ char **users = NULL;
+		if (image_users(&c->store, e, &users, &c->err) < 0) {
+			image_entries_free(v, n);
+			json_object_put(arr);
+			return EXIT_ERR;
+		}
+		if (c->json) {
+			json_object *o = json_object_new_object();
+			json_object *u = json_object_new_array();
+			for (size_t k = 0; users[k]; k++)
+				json_object_array_add(u, json_object_new_string(users[k]));
+			json_object_object_add(o, "id", json_object_new_string(e->id));
+			json_object_object_add(o, "url", e->url ? json_object_new_string(e->url) : NULL);
+			json_object_object_add(o, "state", json_object_new_string(entry_state(e)));
+			json_object_object_add(o, "digest", e->digest ? json_object_new_string(e->digest) : NULL);
+			json_object_object_add(o, "path", e->path ? json_object_new_string(e->path) : NULL);
+			json_object_object_add(o, "size", json_object_new_int64((int64_t)e->size));
+			json_object_object_add(o, "partial_bytes", json_object_new_int64((int64_t)e->part_size));
+			json_object_object_add(o, "used_by", u);
+			json_object_array_add(arr, o);
+			continue;
+		}
+		char size[24];
+		struct strbuf ub = STRBUF_INIT;
+		for (size_t k = 0; users[k]; k++)
+			strbuf_addf(&ub, "%s%s", k ? "," : "", users[k]);
+		human(e->path ? e->size : e->part_size, size, sizeof(size));
+		printf("%-12.12s %10s %-8s %-16s %s\n", e->id, size, entry_state(e), ub.len ? ub.buf : "-",
+		       e->url ? e->url : "?");
+		strbuf_release(&ub);
+	}
+	image_entries_free(v, n);
+	if (c->json)
+		cmd_print_json(arr);
+	return EXIT_OK;
+}
+
+static int image_rm(struct cmd_ctx *c, int argc, char **argv)
+{
+	bool force = false;
+	static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {"json", no_argument, NULL, 'J'}, {0}};
+	int opt;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			force = true;
+			break;
+		case 'J':
+			c->json = true;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
+		}
+	}
+	if (cmd_check_args(c, argc, optind, 1, -1))
+		return EXIT_USAGE;
+	json_object *arr = c->json ? json_object_new_array() : NULL;
+	int rc = EXIT_OK;
+	for (int i = optind; i < argc; i++) {
+		_cleanup_free_ char *id = NULL;
+		if (image_remove(&c->store, argv[i], force, &id, &c->err) < 0) {
+			rc = EXIT_ERR;
+			break;
+		}
+		if (c->json)
+			json_object_array_add(arr, json_object_new_string(id));
+		else if (!c->quiet)
+			printf("removed %s\n", argv[i]);
+	}
+	if (c->json && rc == EXIT_OK)
+		cmd_print_json(arr);
+	else
+		json_object_put(arr);
+	return rc;
+}
+
+static int image_prune_cmd(struct cmd_ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {{"json", no_argument, NULL, 'J'}, {0}};
+	int opt;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'J':
+			c->json = true;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
+		}
+	}
+	if (cmd_check_args(c, argc, optind, 0, 0))
+		return EXIT_USAGE;
+	_cleanup_strv_ char **removed = NULL;
+	if (image_prune(&c->store, &removed, &c->err) < 0)
+		return EXIT_ERR;
+	if (c->json) {
+		json_object *arr = json_object_new_array();
+		for (size_t i = 0; removed[i]; i++)
+			json_object_array_add(arr, json_object_new_string(removed[i]));
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "removed", arr);
+		cmd_print_json(o);
+	} else if (!c->quiet) {
+		for (size_t i = 0; removed[i]; i++)
+			printf("removed %s\n", removed[i]);
+	}
+	return EXIT_OK;
+}
+
+int cmd_image(int argc, char **argv, struct cmd_ctx *c)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct cmd_ctx *c, int argc, char **argv);
+	} subs[] = {
+		{"ls", image_ls},
+		{"pull", image_pull},
+		{"rm", image_rm},
+		{"prune", image_prune_cmd},
+	};
+	if (argc < 2)
+		return cmd_usage(c, "missing subcommand: ls, pull, rm or prune");
+	for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
+		if (!strcmp(argv[1], subs[i].name))
+			return subs[i].fn(c, argc - 1, argv + 1);
+	return cmd_usage(c, "unknown subcommand '%s': use ls, pull, rm or prune", argv[1]);
+}
