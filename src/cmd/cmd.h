@@ -2,7 +2,10 @@
 #pragma once
 #include "store.h"
 #include "util.h"
+#include "image.h"
+
 #include <json-c/json.h>
+#include <signal.h>
 
 /* Exit codes: 0 ok, 1 error, 2 usage. `run`/`exec` return the program's own status. */
 enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
@@ -60,3 +63,23 @@ VERB(help);
 
 /* NAME plus -i INSTANCE -> the VM name; sets the error subject. Returns 0 or EXIT_ERR. */
 int cmd_vm_name(struct cmd_ctx *c, const char *name, const char *instance, char **ret);
+
+/* Download progress for image fetches (create, build, image pull). */
+struct cmd_bar {
+	bool drawn;
+	bool finished;
+};
+struct cmd_progress {
+	struct image_progress ip;
+	struct cmd_bar bar;
+	struct sigaction old;
+	bool armed;
+};
+const struct image_progress *cmd_progress_init(struct cmd_ctx *c, struct cmd_progress *p);
+/* Restores SIGINT; true when the user interrupted. */
+bool cmd_progress_done(struct cmd_progress *p);
+/* "1.5 GiB" */
+const char *cmd_human(uint64_t b, char *buf, size_t len);
+VERB(image);
+VERB(build);
+VERB(ssh);

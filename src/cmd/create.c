@@ -10,6 +10,7 @@ VERB(create)
 		{"template", required_argument, NULL, 't'}, {"from", required_argument, NULL, 'f'},
 		{"instance", required_argument, NULL, 'i'}, {"memory", required_argument, NULL, 'm'},
 		{"cpus", required_argument, NULL, 'c'},     {"disk", required_argument, NULL, 'd'},
+		{"image", required_argument, NULL, 'I'},    {"checksum", required_argument, NULL, 'C'},
 		{0},
 	};
 	int opt;
@@ -21,6 +22,12 @@ VERB(create)
 			break;
 		case 'f':
 			o.from = optarg;
+			break;
+		case 'I':
+			o.image = optarg;
+			break;
+		case 'C':
+			o.checksum = optarg;
 			break;
 		case 'i':
 			o.instance = optarg;
@@ -44,12 +51,18 @@ VERB(create)
 	}
 	if (cmd_check_args(c, argc, optind, 1, 1))
 		return EXIT_USAGE;
-	if (o.template && o.from)
-		return cmd_usage(c, "--template and --from exclude each other");
+	if (!!o.template + !!o.from + !!o.image > 1)
+		return cmd_usage(c, "--template, --from and --image exclude each other");
+	if (o.checksum && !o.image)
+		return cmd_usage(c, "--checksum goes with --image");
+	struct cmd_progress prog;
+	o.progress = cmd_progress_init(c, &prog);
 	o.name = argv[optind];
 	cmd_set_subject(c, o.name);
 	_cleanup_free_ char *name = NULL;
-	if (vm_create(&c->store, &o, &name, &c->err) < 0)
+	int r = vm_create(&c->store, &o, &name, &c->err);
+	cmd_progress_done(&prog);
+	if (r < 0)
 		return EXIT_ERR;
 	cmd_set_subject(c, name);
 	if (c->json) {

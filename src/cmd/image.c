@@ -8,70 +8,6 @@
 
 int cmd_image(int argc, char **argv, struct cmd_ctx *c);
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-static const char *human(uint64_t b, char *buf, size_t len)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double d = (double)b;
-	unsigned u = 0;
-	while (d >= 1024 && u + 1 < ARRAY_SIZE(units)) {
-		d /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%llu B", (unsigned long long)b);
-	else
-		snprintf(buf, len, "%.1f %s", d, units[u]);
-	return buf;
-}
-
-struct bar {
-	bool drawn;
-	bool finished;
-};
-
-static void bar_draw(const struct image_progress_info *pi, void *userdata)
-{
-	struct bar *b = userdata;
-	char done[24], total[24], rate[24], eta[24] = "--:--";
-	uint64_t fresh = pi->done - pi->resumed;
-	uint64_t bps = pi->elapsed_ms ? fresh * 1000 / pi->elapsed_ms : 0;
-	human(pi->done, done, sizeof(done));
-	human(bps, rate, sizeof(rate));
-	if (pi->total && bps && pi->total > pi->done) {
-		uint64_t s = (pi->total - pi->done) / bps;
-		if (s >= 3600)
-			snprintf(eta, sizeof(eta), "%llu:%02llu:%02llu", (unsigned long long)(s / 3600),
-				 (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
-		else
-			snprintf(eta, sizeof(eta), "%02llu:%02llu", (unsigned long long)(s / 60), (unsigned long long)(s % 60));
-	} else if (pi->finished) {
-		snprintf(eta, sizeof(eta), "done");
-	}
-	if (pi->total) {
-		unsigned pct = (unsigned)(pi->done >= pi->total ? 100 : pi->done * 100 / pi->total);
-		char hashes[21];
-		memset(hashes, ' ', 20);
-		memset(hashes, '#', pct / 5);
-		hashes[20] = 0;
-		fprintf(stderr, "\r[%s] %3u%% %s / %s  %s/s  ETA %s\033[K", hashes, pct, done,
-			human(pi->total, total, sizeof(total)), rate, eta);
-	} else {
-		fprintf(stderr, "\r%s  %s/s\033[K", done, rate);
-	}
-	if (pi->finished)
-		fputc('\n', stderr);
-	b->drawn = true;
-	b->finished = pi->finished;
-}
-
 static int image_pull(struct cmd_ctx *c, int argc, char **argv)
 {
 	const char *checksum = NULL;
@@ -99,19 +35,11 @@ static int image_pull(struct cmd_ctx *c, int argc, char **argv)
 	if (!checksum)
 		checksum = catalog_checksum;
 
-	struct bar b = {0};
-	struct image_progress prog = {.userdata = &b, .cancel = &interrupted};
-	if (isatty(STDERR_FILENO) && !c->quiet)
-		prog.fn = bar_draw;
-	/* Ctrl-C stops the transfer between two writes, so image.part stays whole for the next run. */
-	struct sigaction sa = {.sa_handler = on_sigint}, old;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old);
+	struct cmd_progress prog;
+	const struct image_progress *ip = cmd_progress_init(c, &prog);
 	_cleanup_free_ char *path = NULL;
-	int r = image_fetch(&c->store, url, checksum, &prog, &path, &c->err);
-	sigaction(SIGINT, &old, NULL);
-	if (b.drawn && !b.finished)
-		fputc('\n', stderr);
+	int r = image_fetch(&c->store, url, checksum, ip, &path, &c->err);
+	bool interrupted = cmd_progress_done(&prog);
 	if (r < 0)
 		return interrupted ? 130 : EXIT_ERR;
 	if (c->json) {
@@ -185,7 +113,7 @@ static int image_ls(struct cmd_ctx *c, int argc, char **argv)
 		struct strbuf ub = STRBUF_INIT;
 		for (size_t k = 0; users[k]; k++)
 			strbuf_addf(&ub, "%s%s", k ? "," : "", users[k]);
-		human(e->path ? e->size : e->part_size, size, sizeof(size));
+		cmd_human(e->path ? e->size : e->part_size, size, sizeof(size));
 		printf("%-12.12s %10s %-8s %-16s %s\n", e->id, size, entry_state(e), ub.len ? ub.buf : "-",
 		       e->url ? e->url : "?");
 		strbuf_release(&ub);

@@ -4,6 +4,7 @@
 #include "client.h"
 #include "monitor.h"
 #include "qemu.h"
+#include "seed.h"
 #include "template.h"
 
 #include <fcntl.h>
@@ -71,6 +72,42 @@ int agent_binary_path(char **ret, struct hutch_error *err)
 	return hutch_error_set(err, ENOENT, "hutch-agent not found beside the hutch binary: rebuild, or set HUTCH_AGENT");
 }
 
+/* Image VMs: the overlay, the seed, firmware and NVRAM, and the SMBIOS credential made at create. */
+static int image_plan(struct vm *vm, struct qemu_plan *p, struct hutch_error *err)
+{
+	p->disk = store_vm_file(vm->store, vm->name, "disk.qcow2");
+	if (access(p->disk, F_OK) < 0)
+		return hutch_error_set(err, ENOENT, "no disk at '%s': destroy and create the VM again", p->disk);
+	_cleanup_free_ char *seed = store_vm_file(vm->store, vm->name, "seed.iso");
+	if (access(seed, F_OK) == 0)
+		p->seed = TAKE_PTR(seed);
+	if (vm->spec->firmware == FIRMWARE_UEFI || vm->spec->firmware == FIRMWARE_UEFI_SECURE) {
+		_cleanup_free_ char *vars = NULL;
+		int r = qemu_firmware_paths(vm->spec->firmware, &p->fw_code, &vars, err);
+		if (r < 0)
+			return r;
+		p->nvram = store_vm_file(vm->store, vm->name, "nvram.fd");
+		if (access(p->nvram, F_OK) < 0)
+			return hutch_error_set(err, ENOENT, "no NVRAM at '%s': destroy and create the VM again", p->nvram);
+	}
+	_cleanup_free_ char *kp = store_vm_file(vm->store, vm->name, "authorized_keys");
+	char *text = NULL;
+	size_t len;
+	if (read_file(kp, 1 << 20, &text, &len, NULL) == 0) {
+		char **keys = NULL;
+		for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			if (*line)
+				keys = strv_push(keys, xstrdup(line));
+		_cleanup_free_ char *full = keys ? seed_smbios_credential(keys) : NULL;
+		const char *prefix = "type=11,value=";
+		if (full && !strncmp(full, prefix, strlen(prefix)))
+			p->smbios = xstrdup(full + strlen(prefix));
+		strv_free(keys);
+		free(text);
+	}
+	return 0;
+}
+
 int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
@@ -106,8 +143,9 @@ int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err
 		ret->kernel_release = TAKE_PTR(t.kernel_release);
 		micro_template_release(&t);
 	} else {
-		r = hutch_error_set(err, ENOTSUP, "image VMs are not supported by this build yet");
-		goto fail;
+		r = image_plan(vm, ret, err);
+		if (r < 0)
+			goto fail;
 	}
 	struct qemu_config c = {
 		.name = vm->name,
@@ -117,6 +155,11 @@ int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err
 		.vm_dir = ret->vm_dir,
 		.kernel = ret->kernel,
 		.initrd = ret->initrd,
+		.disk = ret->disk,
+		.seed = ret->seed,
+		.fw_code = ret->fw_code,
+		.nvram = ret->nvram,
+		.smbios_cred = ret->smbios,
 		.accel = ret->accel,
 	};
 	tpm_sock = vm->spec->tpm ? xasprintf("%s/swtpm.sock", ret->run_dir) : NULL;
@@ -136,6 +179,11 @@ void qemu_plan_release(struct qemu_plan *p)
 	free(p->kernel);
 	free(p->initrd);
 	free(p->kernel_release);
+	free(p->disk);
+	free(p->seed);
+	free(p->fw_code);
+	free(p->nvram);
+	free(p->smbios);
 	free(p->vm_dir);
 	free(p->run_dir);
 	free(p->accel);

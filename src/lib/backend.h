@@ -60,6 +60,7 @@ extern const struct backend_ops backend_qemu;
 struct qemu_plan {
 	char *binary;
 	char *kernel, *initrd, *kernel_release;
+	char *disk, *seed, *fw_code, *nvram, *smbios; /* image VMs */
 	char *vm_dir, *run_dir;
 	char **argv;
 	struct accel_info *accel;

@@ -1,6 +1,11 @@
 #include "vmops.h"
 
 #include "client.h"
+#include "image.h"
+#include "qemu.h"
+#include "seed.h"
+
+#include <pwd.h>
 
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +25,18 @@ int vm_instance_name(const char *name, const char *instance, char **ret, struct 
 
 static int resolve_spec(struct store *st, const struct create_opts *o, struct vm_spec **ret, struct hutch_error *err)
 {
+	if (o->image) {
+		_cleanup_free_ char *url = NULL, *sum = NULL;
+		int r = image_resolve_catalog(o->image, &url, &sum, err);
+		if (r < 0)
+			return r;
+		struct vm_spec *s = spec_new(o->name);
+		s->source = SOURCE_IMAGE;
+		s->image = TAKE_PTR(url);
+		s->checksum = o->checksum ? xstrdup(o->checksum) : TAKE_PTR(sum);
+		*ret = s;
+		return 0;
+	}
 	if (o->template) {
 		if (strcmp(o->template, "micro") != 0)
 			return hutch_error_set(err, EINVAL, "unknown template '%s' (the built-in one is 'micro')",
@@ -44,6 +61,120 @@ static int resolve_spec(struct store *st, const struct create_opts *o, struct vm
 	}
 	return hutch_error_set(err, ENOENT, "no spec for '%s': pass --template micro or --from FILE.yml, or define it in %s",
 			       o->name, cfg);
+}
+
+/* The base image for an image VM: catalog names resolve, and a checksum is required. */
+static int fetch_base(struct store *st, struct vm_spec *spec, const struct image_progress *prog, char **ret_path,
+		      struct hutch_error *err)
+{
+	if (!spec->checksum) {
+		_cleanup_free_ char *url = NULL, *sum = NULL;
+		if (image_resolve_catalog(spec->image, &url, &sum, NULL) == 0 && sum) {
+			spec->checksum = TAKE_PTR(sum);
+			free(spec->image);
+			spec->image = TAKE_PTR(url);
+		}
+	}
+	if (!spec->checksum)
+		return hutch_error_set(err, EINVAL,
+				       "image '%s' has no checksum: set source.checksum (sha256:HEX or sha256:URL-of-SUMS)",
+				       spec->image);
+	int r = image_fetch(st, spec->image, spec->checksum, prog, ret_path, err);
+	return r < 0 ? hutch_error_wrap(err, "fetch") : 0;
+}
+
+static const char *host_user(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+	return pw ? pw->pw_name : NULL;
+}
+
+/* cloud-init seed + keys: regenerated on every create, so spec edits apply without a rebuild. */
+static int make_seed(struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err)
+{
+	_cleanup_free_ char *dir = store_vm_dir(st, name);
+	_cleanup_strv_ char **keys = NULL;
+	_cleanup_free_ char *priv = NULL;
+	int r = seed_ssh_key(spec->ssh_key, dir, &keys, &priv, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "ssh key");
+	_cleanup_free_ char *agent = NULL;
+	if (agent_binary_path(&agent, NULL) < 0)
+		log_warn("hutch-agent not found: exec, run and cp will not work in '%s'", name);
+	_cleanup_free_ char *iid = seed_new_instance_id();
+	struct seed_input in = {
+		.spec = spec,
+		.hostname = name,
+		.instance_id = iid,
+		.default_user = host_user(),
+		.authorized_keys = keys,
+		.agent_path = agent,
+	};
+	_cleanup_free_ char *ud = NULL, *md = NULL, *nc = NULL;
+	r = seed_render(&in, &ud, &md, &nc, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "cloud-init");
+	_cleanup_free_ char *iso = store_vm_file(st, name, "seed.iso");
+	r = seed_write_iso(iso, ud, md, nc, agent, NULL, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "seed");
+	/* The same keys go in through SMBIOS type 11 at start; keep them beside the disk. */
+	struct strbuf sb = STRBUF_INIT;
+	for (size_t i = 0; keys && keys[i]; i++)
+		strbuf_addf(&sb, "%s\n", keys[i]);
+	_cleanup_free_ char *kp = store_vm_file(st, name, "authorized_keys");
+	r = write_file_atomic(kp, strbuf_str(&sb), sb.len, 0600, err);
+	strbuf_release(&sb);
+	return r;
+}
+
+static int copy_file(const char *src, const char *dst, struct hutch_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int r = read_file(src, 64u << 20, &buf, &len, err);
+	if (r < 0)
+		return r;
+	r = write_file_atomic(dst, buf, len, 0600, err);
+	free(buf);
+	return r;
+}
+
+static int prepare_image_vm(struct store *st, const struct create_opts *o, struct vm_spec *spec, const char *name,
+			    struct hutch_error *err)
+{
+	_cleanup_free_ char *base = NULL;
+	int r = fetch_base(st, spec, o->progress, &base, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
+	if (access(disk, F_OK) == 0)
+		log_info("keeping the existing disk of '%s'", name);
+	else if ((r = image_make_overlay(base, disk, spec->disk, err)) < 0)
+		return hutch_error_wrap(err, "disk");
+	if (spec->firmware == FIRMWARE_UEFI || spec->firmware == FIRMWARE_UEFI_SECURE) {
+		_cleanup_free_ char *code = NULL, *vars = NULL;
+		_cleanup_free_ char *nvram = store_vm_file(st, name, "nvram.fd");
+		r = qemu_firmware_paths(spec->firmware, &code, &vars, err);
+		if (r < 0)
+			return r;
+		if (access(nvram, F_OK) < 0 && (r = copy_file(vars, nvram, err)) < 0)
+			return hutch_error_wrap(err, "nvram");
+	}
+	return make_seed(st, spec, name, err);
+}
+
+int vm_build(struct store *st, const struct create_opts *o, char **ret_image_path, struct hutch_error *err)
+{
+	_cleanup_(spec_freep) struct vm_spec *spec = NULL;
+	int r = resolve_spec(st, o, &spec, err);
+	if (r < 0)
+		return r;
+	if (spec->source != SOURCE_IMAGE) {
+		*ret_image_path = NULL; /* the micro template is built at start */
+		return 0;
+	}
+	return fetch_base(st, spec, o->progress, ret_image_path, err);
 }
 
 int vm_create(struct store *st, const struct create_opts *o, char **ret_name, struct hutch_error *err)
@@ -83,6 +214,21 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 	r = mkdir_p(dir, 0700);
 	if (r < 0)
 		return hutch_error_set(err, -r, "cannot create '%s': %s", dir, strerror(-r));
+	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
+	bool had_disk = access(disk, F_OK) == 0;
+	if (spec->source == SOURCE_IMAGE && (r = prepare_image_vm(st, o, spec, name, err)) < 0) {
+		if (!had_disk)
+			unlink(disk);
+		/* nothing half-made stays behind; a disk kept by an earlier destroy survives */
+		static const char *const made[] = {"seed.iso", "authorized_keys", "nvram.fd", "id_ed25519", "id_ed25519.pub"};
+		for (size_t i = 0; i < ARRAY_SIZE(made); i++) {
+			_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
+			unlink(p);
+		}
+		rmdir(dir);
+		return r;
+	}
+	/* spec.yml last: its presence is what makes the VM exist */
 	_cleanup_free_ char *yaml = spec_render_yaml(spec);
 	_cleanup_free_ char *path = store_vm_file(st, name, "spec.yml");
 	r = write_file_atomic(path, yaml, strlen(yaml), 0600, err);

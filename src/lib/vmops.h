@@ -10,7 +10,13 @@ struct create_opts {
 	uint64_t memory, disk; /* overrides, 0 = keep */
 	unsigned cpus;
 	bool ephemeral;        /* run --rm: a throwaway instance */
+	const char *image;     /* --image URL|CATALOG-NAME */
+	const char *checksum;  /* --checksum SPEC */
+	const struct image_progress *progress; /* download progress, may be NULL */
 };
+struct image_progress;
+/* Image VMs: fetch and verify the base image (cached) without creating anything. */
+int vm_build(struct store *st, const struct create_opts *o, char **ret_image_path, struct hutch_error *err);
 /* Resolve the spec (template, --from, or hutch.yml), apply overrides, write data/vms/NAME/spec.yml.
  * *ret_name receives the final VM name. */
 int vm_create(struct store *st, const struct create_opts *o, char **ret_name, struct hutch_error *err);

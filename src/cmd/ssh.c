@@ -1,0 +1,131 @@
+/* hutch ssh: the system ssh with the VM's user, forwarded port, key and its own known_hosts. */
+#include "backend.h"
+#include "client.h"
+#include "cmd.h"
+#include "qemu.h"
+#include "seed.h"
+
+#include <getopt.h>
+#include <pwd.h>
+#include <string.h>
+
+static int find_ssh_port(struct cmd_ctx *c, const char *name, unsigned guest, unsigned *ret)
+{
+	_cleanup_close_ int fd = -1;
+	if (monitor_connect(&c->store, name, &fd, &c->err) < 0)
+		return -1;
+	json_object *req = json_object_new_object(), *res = NULL, *fw;
+	json_object_object_add(req, "op", json_object_new_string("port-ls"));
+	if (monitor_request(fd, req, 10000, &res, &c->err) < 0)
+		return -1;
+	int r = -1;
+	if (json_object_object_get_ex(res, "forwards", &fw))
+		for (size_t i = 0; i < json_object_array_length(fw) && r < 0; i++) {
+			struct forward f;
+			if (forward_parse(json_object_get_string(json_object_array_get_idx(fw, i)), &f) == 0 && !f.udp &&
+			    f.guest == guest) {
+				*ret = f.host;
+				r = 0;
+			}
+		}
+	json_object_put(res);
+	if (r < 0)
+		hutch_error_set(&c->err, ENOENT, "no port forward to guest port %u: add one with 'hutch port %s add 2222:%u'",
+				guest, name, guest);
+	return r;
+}
+
+/* Never returns on success: ssh replaces us, and its exit status is the command's. */
+static int exec_ssh(struct cmd_ctx *c, const struct vm_spec *spec, const char *name, unsigned host_port,
+		    const char *user, int argc, char **argv)
+{
+	int optind_ = 0;
+	struct passwd *pw = getpwuid(getuid());
+	const char *login = user ? user : seed_login_user(spec, pw ? pw->pw_name : NULL);
+	_cleanup_free_ char *dir = store_vm_dir(&c->store, name);
+	_cleanup_free_ char *kh = xasprintf("UserKnownHostsFile=%s/known_hosts", dir);
+	_cleanup_free_ char *alias = xasprintf("HostKeyAlias=hutch-%s", name);
+	_cleanup_free_ char *port_s = xasprintf("%u", host_port);
+	_cleanup_free_ char *dest = xasprintf("%s@127.0.0.1", login);
+	_cleanup_free_ char *key = NULL;
+	if (seed_ssh_key(spec->ssh_key, dir, NULL, &key, NULL) < 0)
+		key = NULL;
+	char **av = NULL;
+	av = strv_push(av, xstrdup("ssh"));
+	av = strv_push(av, xstrdup("-p"));
+	av = strv_push(av, xstrdup(port_s));
+	/* per-VM known_hosts: the first key is accepted, a changed one is refused (never disabled) */
+	const char *fixed[] = {"-o", kh, "-o", "StrictHostKeyChecking=accept-new", "-o", alias, "-o", "LogLevel=ERROR"};
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+		av = strv_push(av, xstrdup(fixed[i]));
+	if (key) {
+		av = strv_push(av, xstrdup("-i"));
+		av = strv_push(av, xstrdup(key));
+		av = strv_push(av, xstrdup("-o"));
+		av = strv_push(av, xstrdup("IdentitiesOnly=yes"));
+	}
+	av = strv_push(av, xstrdup(dest));
+	if (optind_ < argc) {
+		av = strv_push(av, xstrdup("--"));
+		for (int i = optind_; i < argc; i++)
+			av = strv_push(av, xstrdup(argv[i]));
+	}
+	fflush(NULL);
+	execvp("ssh", av);
+	hutch_error_set(&c->err, errno, errno == ENOENT ? "ssh not found: install Debian's openssh-client package"
+							: "cannot run ssh: %s", strerror(errno));
+	strv_free(av);
+	return EXIT_ERR;
+}
+
+VERB(ssh)
+{
+	const char *user = NULL, *instance = NULL;
+	long long port = 0;
+	static const struct option opts[] = {
+		{"login", required_argument, NULL, 'l'},
+		{"port", required_argument, NULL, 'p'},
+		{"instance", required_argument, NULL, 'i'},
+		{0},
+	};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "+l:p:i:", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'l':
+			user = optarg;
+			break;
+		case 'p':
+			if (cmd_parse_uint(c, "--port", optarg, 65535, &port) || port == 0)
+				return cmd_usage(c, "--port: expected 1..65535");
+			break;
+		case 'i':
+			instance = optarg;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
+		}
+	}
+	if (optind >= argc)
+		return cmd_usage(c, "missing VM name");
+	const char *base = argv[optind++];
+	if (optind < argc && !strcmp(argv[optind], "--"))
+		optind++;
+	_cleanup_free_ char *name = NULL;
+	if (cmd_vm_name(c, base, instance, &name))
+		return EXIT_ERR;
+	struct vm vm;
+	if (vm_load(&c->store, name, &vm, &c->err) < 0)
+		return EXIT_ERR;
+	int rc = EXIT_ERR;
+	if (!store_is_running(&c->store, name)) {
+		hutch_error_set(&c->err, ENOTCONN, "is not running: start it first");
+		goto out;
+	}
+	unsigned host_port = (unsigned)port;
+	if (!host_port && find_ssh_port(c, name, vm.spec->ssh_port ? (unsigned)vm.spec->ssh_port : 22, &host_port) < 0)
+		goto out;
+	rc = exec_ssh(c, vm.spec, name, host_port, user, argc - optind, argv + optind);
+out:
+	vm_release(&vm);
+	return rc;
+}
