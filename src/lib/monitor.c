@@ -15,6 +15,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -1074,6 +1076,39 @@ static int spawn_swtpm(struct mon *m, struct hutch_error *err)
 	return hutch_error_set(err, ETIMEDOUT, "swtpm did not create its socket within 5 s (see %s)", log);
 }
 
+/* Image VMs get a forward to their sshd on a free loopback port, as Lima does, unless the spec
+ * already forwards it. `hutch ssh` finds it with port-ls. */
+static void auto_ssh_forward(struct mon *m)
+{
+	const struct vm_spec *s = m->vm.spec;
+	unsigned guest = s->ssh_port > 0 ? (unsigned)s->ssh_port : 22;
+	if (s->source != SOURCE_IMAGE || s->net_mode != NET_USER || (s->ssh_key && !strcmp(s->ssh_key, "none")))
+		return;
+	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
+		struct forward f;
+		if (forward_parse(m->forwards[i], &f) == 0 && !f.udp && f.guest == guest)
+			return;
+	}
+	_cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
+		return;
+	struct forward f = {.host = ntohs(sa.sin_port), .guest = guest};
+	close(TAKE_FD(fd));
+	_cleanup_free_ char *rule = forward_rule(&f);
+	_cleanup_free_ char *line = xasprintf("hostfwd_add net0 %s", rule);
+	struct hutch_error err = {0};
+	if (hmp(m, line, &err) < 0) {
+		mon_log(m, "ssh forward: %s", err.msg);
+		hutch_error_clear(&err);
+		return;
+	}
+	m->forwards = strv_push(m->forwards, xasprintf("%u:%u/tcp", f.host, f.guest));
+	mon_log(m, "ssh is forwarded from 127.0.0.1:%u", f.host);
+}
+
 static int setup(struct mon *m, struct hutch_error *err)
 {
 	int r = vm_load(m->st, m->name, &m->vm, err);
@@ -1109,6 +1144,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 		return r;
 	if (!m->plan.accel->kvm)
 		mon_log(m, "using TCG: %s", m->plan.accel->why);
+	auto_ssh_forward(m);
 	return 0;
 }
 

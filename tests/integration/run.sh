@@ -12,7 +12,7 @@
 # Prints each test's TAP lines (indented), one summary line per test file, and as its last line
 # exactly `N passed, N failed`, counting individual assertions. Exits non-zero if any failed.
 #
-# Environment: BUILDDIR (default: build), HUTCH_TEST_TIMEOUT (per test file, default 420 s),
+# Environment: BUILDDIR (default: build), HUTCH_TEST_TIMEOUT (per test file, default 600 s),
 # HUTCH_TEST_USER (default hutchtest), HUTCH_KEEP=1 keeps the staging dir.
 set -uo pipefail
 
@@ -78,8 +78,8 @@ fi
 stage=$HUTCH_IT_STAGED
 export HUTCH=$stage/bin/hutch
 export HUTCH_HELPERS=$stage/bin
-timeout_s=${HUTCH_TEST_TIMEOUT:-420}
-[ -n "$timeout_s" ] || timeout_s=420
+timeout_s=${HUTCH_TEST_TIMEOUT:-600}
+[ -n "$timeout_s" ] || timeout_s=600
 
 work=$(mktemp -d /tmp/hutch-itw.XXXXXX)
 chmod 755 "$work"

@@ -872,6 +872,17 @@ static void test_instance_id(void **state)
 		free(ids[i]);
 }
 
+/* The unit the seed ships is the one in agent/, so the two never drift apart. */
+static void test_agent_unit_matches_file(void **state)
+{
+	(void)state;
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(read_file(SRCDIR "/agent/hutch-agent.service", 1 << 16, &text, &len, NULL), 0);
+	assert_string_equal(text, seed_agent_unit_default);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -882,6 +893,7 @@ int main(void)
 		cmocka_unit_test(test_check_pubkey),	    cmocka_unit_test(test_key_file),
 		cmocka_unit_test(test_key_generate),	    cmocka_unit_test(test_key_generate_concurrent),
 		cmocka_unit_test(test_keygen_missing),	    cmocka_unit_test(test_instance_id),
+		cmocka_unit_test(test_agent_unit_matches_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
