@@ -146,3 +146,21 @@ bool cmd_progress_done(struct cmd_progress *p)
 		fputc('\n', stderr);
 	return interrupted != 0;
 }
+
+int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len,
+		      int *ret_opt_argc, char ***ret_cmd)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			/* Options may sit anywhere before "--", after the VM name too. */
+			*ret_opt_argc = i;
+			*ret_cmd = argv + i + 1;
+			snprintf(optbuf, optbuf_len, "%s", optstring);
+			return 0;
+		}
+	/* Without "--" options end at the VM name; what follows it is the command. */
+	*ret_opt_argc = argc;
+	*ret_cmd = NULL;
+	snprintf(optbuf, optbuf_len, "+%s", optstring);
+	return 0;
+}

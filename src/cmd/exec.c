@@ -60,9 +60,11 @@ VERB(exec)
 		{"workdir", required_argument, NULL, 'w'}, {"user", required_argument, NULL, 'u'},
 		{"instance", required_argument, NULL, 'N'}, {0},
 	};
-	int opt;
-	/* '+': options end at the VM name; -i is docker's --interactive here. */
-	while ((opt = getopt_long(argc, argv, "+tTie:w:u:", opts, NULL)) != -1) {
+	int opt, oargc;
+	char optstr[32], **cmdv;
+	cmd_command_split(argc, argv, "tTie:w:u:", optstr, sizeof(optstr), &oargc, &cmdv);
+	/* -i is docker's --interactive here; the instance is --instance */
+	while ((opt = getopt_long(oargc, argv, optstr, opts, NULL)) != -1) {
 		if (opt == 'N') {
 			instance = optarg;
 			continue;
@@ -72,14 +74,18 @@ VERB(exec)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind >= argc) {
+	if (optind >= oargc) {
 		strv_free(o.env);
 		return cmd_usage(c, "missing VM name");
 	}
 	const char *vm = argv[optind++];
-	if (optind < argc && !strcmp(argv[optind], "--"))
-		optind++;
-	if (optind >= argc) {
+	if (cmdv && optind < oargc) {
+		strv_free(o.env);
+		return cmd_usage(c, "unexpected '%s' before '--'", argv[optind]);
+	}
+	if (!cmdv)
+		cmdv = argv + optind;
+	if (!*cmdv) {
 		strv_free(o.env);
 		return cmd_usage(c, "missing command (hutch exec NAME -- CMD...)");
 	}
@@ -88,7 +94,7 @@ VERB(exec)
 		strv_free(o.env);
 		return EXIT_ERR;
 	}
-	o.argv = argv + optind;
+	o.argv = cmdv;
 	cmd_exec_finish(&o, tty_mode);
 	int status = 0;
 	int r = exec_session(&c->store, name, &o, &status, &c->err);

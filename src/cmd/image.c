@@ -1,6 +1,6 @@
 /* hutch image ls | pull URL|NAME [--checksum SPEC] | rm [--force] IMAGE... | prune: the image cache. */
-#include "cmd.h"
 #include "image.h"
+#include "cmd.h"
 
 #include <getopt.h>
 #include <signal.h>

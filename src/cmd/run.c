@@ -51,8 +51,10 @@ VERB(run)
 		{"env", required_argument, NULL, 'e'},  {"workdir", required_argument, NULL, 'w'},
 		{"user", required_argument, NULL, 'u'}, {0},
 	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "+tTie:w:u:", opts, NULL)) != -1) {
+	int opt, oargc;
+	char optstr[32], **cmdv;
+	cmd_command_split(argc, argv, "tTie:w:u:", optstr, sizeof(optstr), &oargc, &cmdv);
+	while ((opt = getopt_long(oargc, argv, optstr, opts, NULL)) != -1) {
 		if (opt == 'R') {
 			rm = true;
 			continue;
@@ -62,14 +64,18 @@ VERB(run)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind >= argc) {
+	if (optind >= oargc) {
 		strv_free(o.env);
 		return cmd_usage(c, "missing VM or template name");
 	}
 	const char *base = argv[optind++];
-	if (optind < argc && !strcmp(argv[optind], "--"))
-		optind++;
-	if (optind >= argc) {
+	if (cmdv && optind < oargc) {
+		strv_free(o.env);
+		return cmd_usage(c, "unexpected '%s' before '--'", argv[optind]);
+	}
+	if (!cmdv)
+		cmdv = argv + optind;
+	if (!*cmdv) {
 		strv_free(o.env);
 		return cmd_usage(c, "missing command (hutch run NAME -- CMD...)");
 	}
@@ -108,7 +114,7 @@ VERB(run)
 		}
 		goto out;
 	}
-	o.argv = argv + optind;
+	o.argv = cmdv;
 	o.app = true;
 	o.run_client = rm;
 	cmd_exec_finish(&o, tty_mode);

@@ -88,8 +88,10 @@ VERB(ssh)
 		{"instance", required_argument, NULL, 'i'},
 		{0},
 	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "+l:p:i:", opts, NULL)) != -1) {
+	int opt, oargc;
+	char optstr[16], **cmdv;
+	cmd_command_split(argc, argv, "l:p:i:", optstr, sizeof(optstr), &oargc, &cmdv);
+	while ((opt = getopt_long(oargc, argv, optstr, opts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
 			user = optarg;
@@ -105,11 +107,13 @@ VERB(ssh)
 			return cmd_usage(c, "unknown option");
 		}
 	}
-	if (optind >= argc)
+	if (optind >= oargc)
 		return cmd_usage(c, "missing VM name");
 	const char *base = argv[optind++];
-	if (optind < argc && !strcmp(argv[optind], "--"))
-		optind++;
+	if (cmdv && optind < oargc)
+		return cmd_usage(c, "unexpected '%s' before '--'", argv[optind]);
+	if (!cmdv)
+		cmdv = argv + optind;
 	_cleanup_free_ char *name = NULL;
 	if (cmd_vm_name(c, base, instance, &name))
 		return EXIT_ERR;
@@ -124,7 +128,7 @@ VERB(ssh)
 	unsigned host_port = (unsigned)port;
 	if (!host_port && find_ssh_port(c, name, vm.spec->ssh_port ? (unsigned)vm.spec->ssh_port : 22, &host_port) < 0)
 		goto out;
-	rc = exec_ssh(c, vm.spec, name, host_port, user, argc - optind, argv + optind);
+	rc = exec_ssh(c, vm.spec, name, host_port, user, (int)strv_len(cmdv), cmdv);
 out:
 	vm_release(&vm);
 	return rc;

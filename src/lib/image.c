@@ -5,7 +5,9 @@
  *   image.part  bytes downloaded so far; only ever appended to, so a rerun resumes with Range
  *   image       the verified image; renamed from image.part only after its digest matched
  *   digest      "sha256:HEX" lines the image was verified against; removed before image is replaced
- *   url         the URL, for ls and prune */
+ *   url         the URL, for ls and prune
+ *   by-digest/<algo>-<hex>  hard links to each verified version: what image_fetch returns and
+ *               overlays are based on, so a new upstream version never changes an existing VM's base */
 #include "image.h"
 #include "spec.h"
 
@@ -263,9 +265,9 @@ static int parse_sums(const char *buf, size_t len, enum image_algo algo, const c
 			continue;
 		}
 		if (e->hex_len != want || hex_prefix_len(e->hex, e->hex_len) != want)
-			return hutch_error_set(err, EINVAL,
-					       "malformed %s digest for '%s' on line %zu of %s: expected %zu hex digits",
-					       image_algo_name(algo), filename, lineno, source, want);
+			return hutch_error_set(
+				err, EINVAL, "malformed %s digest for '%s' on line %zu of %s: expected %zu hex digits",
+				image_algo_name(algo), filename, lineno, source, want);
 		if (found && strncasecmp(found, e->hex, want))
 			return hutch_error_set(err, EINVAL, "conflicting entries for '%s' in %s (line %zu)", filename,
 					       source, lineno);
@@ -338,7 +340,8 @@ int image_url_filename(const char *url, char **ret, struct hutch_error *err)
 	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
 		char ch = seg[i];
-		if (ch == '%' && i + 2 < n && isxdigit((unsigned char)seg[i + 1]) && isxdigit((unsigned char)seg[i + 2])) {
+		if (ch == '%' && i + 2 < n && isxdigit((unsigned char)seg[i + 1]) &&
+		    isxdigit((unsigned char)seg[i + 2])) {
 			ch = (char)(unhex(seg[i + 1]) * 16 + unhex(seg[i + 2]));
 			i += 2;
 		}
@@ -358,7 +361,8 @@ int image_url_filename(const char *url, char **ret, struct hutch_error *err)
 static const struct image_catalog_entry catalog[] = {
 	{"debian-12", "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
 	 "sha512:https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS"},
-	{"ubuntu-24.04", "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img",
+	{"ubuntu-24.04",
+	 "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img",
 	 "sha256:https://cloud-images.ubuntu.com/releases/24.04/release/SHA256SUMS"},
 	{"fedora-41",
 	 "https://download.fedoraproject.org/pub/fedora/linux/releases/41/Cloud/x86_64/images/"
@@ -475,7 +479,8 @@ static int cache_lock(const char *dir, bool wait, const struct image_progress *p
 		if (!wait)
 			return -EWOULDBLOCK;
 		if (cancelled(prog))
-			return hutch_error_set(err, EINTR, "interrupted while waiting for another download of the image");
+			return hutch_error_set(err, EINTR,
+					       "interrupted while waiting for another download of the image");
 		usleep(100 * 1000);
 	}
 }
@@ -572,19 +577,16 @@ static int cache_commit(const char *dir, const char *url, const char *digest_lin
 
 struct http_req {
 	const char *url;
-	long status;         /* of the latest response */
+	long status;	     /* of the latest response */
 	int64_t range_start; /* its Content-Range start, -1 without one */
-	char *location;      /* the latest Location header, for messages about refused redirects */
+	char *location;	     /* the latest Location header, for messages about refused redirects */
 	const struct image_progress *prog;
 	char errbuf[CURL_ERROR_SIZE];
 };
 
 static void http_req_release(struct http_req *rq) { free(rq->location); }
 
-static bool header_is(const char *line, const char *name)
-{
-	return !strncasecmp(line, name, strlen(name));
-}
+static bool header_is(const char *line, const char *name) { return !strncasecmp(line, name, strlen(name)); }
 
 static size_t http_header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 {
@@ -604,7 +606,11 @@ static size_t http_header_cb(char *buf, size_t size, size_t nitems, void *userda
 		const char *v = line + strlen("location:");
 		v += strspn(v, " \t");
 		free(rq->location);
-		rq->location = xstrdup(v);
+		/* untrusted: it ends up in an error message on a terminal */
+		rq->location = xstrndup(v, 2048);
+		for (char *c = rq->location; *c; c++)
+			if ((unsigned char)*c < ' ' || *c == 0x7f)
+				*c = '?';
 	} else if (header_is(line, "content-range:")) {
 		const char *v = line + strlen("content-range:");
 		v += strspn(v, " \t");
@@ -680,16 +686,18 @@ static int http_fail(CURLcode rc, const struct http_req *rq, struct hutch_error 
 				       rq->url);
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		if (rq->location && url_is_https(rq->url) && !strncasecmp(rq->location, "http://", 7))
-			return hutch_error_set(err, EPERM,
-					       "refusing redirect from '%s' to '%s': an https download never falls back to http",
-					       rq->url, rq->location);
+			return hutch_error_set(
+				err, EPERM,
+				"refusing redirect from '%s' to '%s': an https download never falls back to http",
+				rq->url, rq->location);
 		if (rq->location)
 			return hutch_error_set(err, EPERM,
 					       "refusing redirect from '%s' to '%s': only http and https are allowed",
 					       rq->url, rq->location);
 		return hutch_error_set(err, EPERM, "cannot fetch '%s': only http and https are allowed", rq->url);
 	case CURLE_TOO_MANY_REDIRECTS:
-		return hutch_error_set(err, ELOOP, "more than %d redirects fetching '%s'", IMAGE_MAX_REDIRECTS, rq->url);
+		return hutch_error_set(err, ELOOP, "more than %d redirects fetching '%s'", IMAGE_MAX_REDIRECTS,
+				       rq->url);
 	case CURLE_OPERATION_TIMEDOUT:
 		if (strstr(why, "too slow"))
 			return hutch_error_set(err, ETIMEDOUT, "download of '%s' stalled: under 1 KiB/s for %ld s",
@@ -864,10 +872,11 @@ static int dl_write_fail(const struct download *d, const char *part, struct hutc
 	char kept[32];
 	format_size(d->offset + d->written, kept, sizeof(kept));
 	if (d->write_errno == ENOSPC || d->write_errno == EDQUOT)
-		return hutch_error_set(err, d->write_errno,
-				       "no space left on device writing '%s' (%s kept: free some space and run again to "
-				       "resume)",
-				       part, kept);
+		return hutch_error_set(
+			err, d->write_errno,
+			"no space left on device writing '%s' (%s kept: free some space and run again to "
+			"resume)",
+			part, kept);
 	return hutch_error_set(err, d->write_errno, "cannot write '%s': %s", part, strerror(d->write_errno));
 }
 
@@ -967,6 +976,38 @@ static int sums_lookup(const struct image_checksum *ck, const char *filename, co
 #endif
 }
 
+/* The path overlays are built on: by-digest/<algo>-<hex>, a hard link to the image as verified.
+ * `image` is replaced when the file behind a URL changes upstream (a "latest" URL); this name never
+ * is, so the overlays of existing VMs keep the exact base they were created on. */
+static int cache_link(const char *dir, const char *digest_line, char **ret_path, struct hutch_error *err)
+{
+	_cleanup_free_ char *bd = xasprintf("%s/by-digest", dir);
+	_cleanup_free_ char *image = xasprintf("%s/image", dir);
+	_cleanup_free_ char *name = xstrdup(digest_line);
+	char *colon = strchr(name, ':');
+	if (colon)
+		*colon = '-';
+	_cleanup_free_ char *path = xasprintf("%s/%s", bd, name);
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		/* Already there: the same verified content, maybe an older copy some overlay uses. */
+		*ret_path = TAKE_PTR(path);
+		return 0;
+	}
+	if (mkdir(bd, 0700) < 0 && errno != EEXIST)
+		return hutch_error_set(err, errno, "cannot create '%s': %s", bd, strerror(errno));
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	unlink(tmp);
+	if (link(image, tmp) < 0 || rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return hutch_error_set(err, e, "cannot link '%s' to '%s': %s", image, path, strerror(e));
+	}
+	fsync_dir(bd);
+	*ret_path = TAKE_PTR(path);
+	return 0;
+}
+
 int image_fetch(const struct store *st, const char *url, const char *checksum_spec, const struct image_progress *prog,
 		char **ret_path, struct hutch_error *err)
 {
@@ -1003,11 +1044,16 @@ int image_fetch(const struct store *st, const char *url, const char *checksum_sp
 	r = cache_lock(dir, true, prog, &lock_fd, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *image = xasprintf("%s/image", dir);
-	if (cache_verified(dir, ck.algo, digest_line, prog)) {
-		*ret_path = TAKE_PTR(image);
+	/* A by-digest name exists only for content that was verified as that digest: it may be an
+	 * earlier version a pinned checksum still asks for. */
+	_cleanup_free_ char *pinned = xasprintf("%s/by-digest/%s-%s", dir, image_algo_name(ck.algo), want);
+	struct stat pst;
+	if (lstat(pinned, &pst) == 0 && S_ISREG(pst.st_mode)) {
+		*ret_path = TAKE_PTR(pinned);
 		return 0;
 	}
+	if (cache_verified(dir, ck.algo, digest_line, prog))
+		return cache_link(dir, digest_line, ret_path, err);
 #ifdef HAVE_CURL
 	_cleanup_free_ char *part = xasprintf("%s/image.part", dir);
 	_cleanup_free_ char *urlf = xasprintf("%s/url", dir);
@@ -1024,8 +1070,7 @@ int image_fetch(const struct store *st, const char *url, const char *checksum_sp
 	r = cache_commit(dir, url, digest_line, err);
 	if (r < 0)
 		return r;
-	*ret_path = TAKE_PTR(image);
-	return 0;
+	return cache_link(dir, digest_line, ret_path, err);
 #else
 	return hutch_error_set(err, ENOTSUP, "hutch was built without libcurl: cannot download '%s'", url);
 #endif
@@ -1041,7 +1086,8 @@ static bool qemu_lock_held(const char *path, int perm_bit)
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return false;
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = QEMU_LOCK_PERM_BASE + perm_bit, .l_len = 1};
+	struct flock fl = {
+		.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = QEMU_LOCK_PERM_BASE + perm_bit, .l_len = 1};
 	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
 }
 
@@ -1198,7 +1244,8 @@ static bool vm_disk_uses(const struct store *st, const char *name, const char *d
 		if (!b)
 			continue;
 		size_t dl = strlen(dir), rl = real_dir ? strlen(real_dir) : 0;
-		used = (!strncmp(b, dir, dl) && b[dl] == '/') || (real_dir && !strncmp(b, real_dir, rl) && b[rl] == '/');
+		used = (!strncmp(b, dir, dl) && b[dl] == '/') ||
+		       (real_dir && !strncmp(b, real_dir, rl) && b[rl] == '/');
 	}
 	closedir(d);
 	return used;
@@ -1257,6 +1304,27 @@ static int resolve_id(const struct store *st, const char *what, char **ret_id, s
 	return 0;
 }
 
+/* Does a running QEMU read the image or one of its earlier versions? */
+static bool dir_open_by_qemu(const char *dir)
+{
+	_cleanup_free_ char *image = xasprintf("%s/image", dir);
+	if (qemu_lock_held(image, QEMU_PERM_CONSISTENT_READ))
+		return true;
+	_cleanup_free_ char *bd = xasprintf("%s/by-digest", dir);
+	DIR *d = opendir(bd);
+	bool held = false;
+	struct dirent *de;
+	while (d && !held && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *p = xasprintf("%s/%s", bd, de->d_name);
+		held = qemu_lock_held(p, QEMU_PERM_CONSISTENT_READ);
+	}
+	if (d)
+		closedir(d);
+	return held;
+}
+
 static int remove_entry(const struct store *st, const struct image_entry *e, struct hutch_error *err)
 {
 	_cleanup_free_ char *dir = xasprintf("%s/images/%s", st->cache_dir, e->id);
@@ -1266,7 +1334,7 @@ static int remove_entry(const struct store *st, const struct image_entry *e, str
 		return hutch_error_set(err, EBUSY, "a download of '%s' is in progress", e->url ? e->url : e->id);
 	if (r < 0)
 		return r;
-	if (e->path && qemu_lock_held(e->path, QEMU_PERM_CONSISTENT_READ))
+	if (dir_open_by_qemu(dir))
 		return hutch_error_set(err, EBUSY, "image '%s' is in use by a running VM: stop it first",
 				       e->url ? e->url : e->id);
 	r = rm_rf(dir);
@@ -1308,6 +1376,66 @@ int image_remove(const struct store *st, const char *what, bool force, char **re
 	return r;
 }
 
+/* Backing files of every VM's qcow2 disks. */
+static char **collect_backings(const struct store *st)
+{
+	char **v = xcalloc(1, sizeof(char *));
+	_cleanup_strv_ char **names = NULL;
+	if (store_list(st, &names, NULL) < 0)
+		return v;
+	for (size_t i = 0; names[i]; i++) {
+		_cleanup_free_ char *vmdir = store_vm_dir(st, names[i]);
+		DIR *d = opendir(vmdir);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			size_t n = strlen(de->d_name);
+			if (n < 6 || strcmp(de->d_name + n - 6, ".qcow2"))
+				continue;
+			_cleanup_free_ char *p = xasprintf("%s/%s", vmdir, de->d_name);
+			char *b = qcow2_backing(p);
+			if (b)
+				v = strv_push(v, b);
+		}
+		if (d)
+			closedir(d);
+	}
+	return v;
+}
+
+static bool strv_has(char *const *v, const char *s)
+{
+	for (size_t i = 0; s && v && v[i]; i++)
+		if (!strcmp(v[i], s))
+			return true;
+	return false;
+}
+
+/* In an entry that stays, drop the by-digest copies of earlier versions no disk is based on. */
+static void prune_old_versions(const char *dir, char *const *backings)
+{
+	_cleanup_free_ char *bd = xasprintf("%s/by-digest", dir);
+	_cleanup_free_ char *image = xasprintf("%s/image", dir);
+	struct stat cur;
+	bool have_cur = stat(image, &cur) == 0;
+	DIR *d = opendir(bd);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *p = xasprintf("%s/%s", bd, de->d_name);
+		_cleanup_free_ char *real = realpath(p, NULL);
+		struct stat st;
+		if (lstat(p, &st) < 0 || (have_cur && st.st_ino == cur.st_ino && st.st_dev == cur.st_dev))
+			continue;
+		if (strv_has(backings, p) || strv_has(backings, real) || qemu_lock_held(p, QEMU_PERM_CONSISTENT_READ))
+			continue;
+		unlink(p);
+	}
+	closedir(d);
+}
+
 int image_prune(const struct store *st, char ***ret_removed, struct hutch_error *err)
 {
 	struct image_entry *v = NULL;
@@ -1316,11 +1444,19 @@ int image_prune(const struct store *st, char ***ret_removed, struct hutch_error 
 	if (r < 0)
 		return r;
 	char **removed = xcalloc(1, sizeof(char *));
+	_cleanup_strv_ char **backings = collect_backings(st);
 	for (size_t i = 0; i < n && r == 0; i++) {
 		_cleanup_strv_ char **users = NULL;
 		r = image_users(st, &v[i], &users, err);
-		if (r < 0 || users[0])
+		if (r < 0)
 			continue;
+		if (users[0]) {
+			_cleanup_free_ char *dir = xasprintf("%s/images/%s", st->cache_dir, v[i].id);
+			_cleanup_close_ int lock_fd = -1;
+			if (cache_lock(dir, false, NULL, &lock_fd, NULL) == 0)
+				prune_old_versions(dir, backings);
+			continue;
+		}
 		struct hutch_error e2 = {0};
 		if (remove_entry(st, &v[i], &e2) == 0)
 			removed = strv_push(removed, xstrdup(v[i].url ? v[i].url : v[i].id));
@@ -1394,7 +1530,8 @@ static int run_qemu_img(char *const argv[], struct proc_out *ret, struct hutch_e
 		close(po[0]);
 		close(pe[0]);
 		if (r == ENOENT)
-			return hutch_error_set(err, ENOENT, "qemu-img not found: install the Debian package qemu-utils");
+			return hutch_error_set(err, ENOENT,
+					       "qemu-img not found: install the Debian package qemu-utils");
 		return hutch_error_set(err, r, "cannot run qemu-img: %s", strerror(r));
 	}
 	struct proc_out p = {STRBUF_INIT, STRBUF_INIT, 0};
@@ -1476,10 +1613,12 @@ static int base_info(const char *path, struct base_info *ret, struct hutch_error
 	}
 	const char *f = json_object_get_string(fmt);
 	if (strcmp(f, "qcow2") && strcmp(f, "raw"))
-		r = hutch_error_set(err, EINVAL, "image '%s' has format '%s': only qcow2 and raw can be a base", path, f);
+		r = hutch_error_set(err, EINVAL, "image '%s' has format '%s': only qcow2 and raw can be a base", path,
+				    f);
 	/* A base with a backing file of its own could point anywhere on the host. */
 	else if (json_object_object_get_ex(o, "backing-filename", &backing))
-		r = hutch_error_set(err, EINVAL, "image '%s' has a backing file of its own: refusing it as a base", path);
+		r = hutch_error_set(err, EINVAL, "image '%s' has a backing file of its own: refusing it as a base",
+				    path);
 	else if (json_object_get_int64(vs) < 0)
 		r = hutch_error_set(err, EIO, "qemu-img reports a negative size for '%s'", path);
 	if (r == 0) {
@@ -1505,7 +1644,8 @@ int image_make_overlay(const char *base, const char *overlay, uint64_t size, str
 	}
 	/* qemu-img info and create -b do not take the locks that would notice a writer: ask directly. */
 	if (qemu_lock_held(abs, QEMU_PERM_WRITE))
-		return hutch_error_set(err, EBUSY, "base image '%s' is in use by another process that writes to it", abs);
+		return hutch_error_set(err, EBUSY, "base image '%s' is in use by another process that writes to it",
+				       abs);
 	struct base_info bi = {0};
 	int r = base_info(abs, &bi, err);
 	if (r < 0)
@@ -1514,7 +1654,8 @@ int image_make_overlay(const char *base, const char *overlay, uint64_t size, str
 	if (size && size < bi.virtual_size) {
 		char want[32], have[32];
 		return hutch_error_set(err, EINVAL, "disk size %s is smaller than the image's %s",
-				       format_size(size, want, sizeof(want)), format_size(bi.virtual_size, have, sizeof(have)));
+				       format_size(size, want, sizeof(want)),
+				       format_size(bi.virtual_size, have, sizeof(have)));
 	}
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", overlay, (int)getpid());
 	char sizebuf[32];

@@ -1,5 +1,6 @@
 /* Cloud images: checksum specs and sums files, a verified download cache under
- * cache/images/<sha256(url)>/{image,digest,url,image.part,lock}, and qcow2 overlays on a cached base.
+ * cache/images/<sha256(url)>/{image,digest,url,image.part,lock,by-digest/}, and qcow2 overlays on a
+ * cached base.
  * Nothing here prints: progress goes through a callback the caller passes in. */
 #pragma once
 #include <signal.h>
@@ -10,17 +11,17 @@
 #define IMAGE_SUMS_MAX (1024 * 1024) /* a larger sums file is refused */
 #define IMAGE_SUMS_LINE_MAX 4096     /* and so is a sums file with a longer line */
 #define IMAGE_MAX_REDIRECTS 5
-#define IMAGE_STALL_SECONDS 30       /* below 1 KiB/s for this long is a stall (env HUTCH_STALL_SECONDS) */
+#define IMAGE_STALL_SECONDS 30 /* below 1 KiB/s for this long is a stall (env HUTCH_STALL_SECONDS) */
 
 enum image_algo { IMAGE_SHA256 = 0, IMAGE_SHA512 };
 
 const char *image_algo_name(enum image_algo a); /* "sha256" | "sha512" */
-size_t image_algo_hexlen(enum image_algo a);    /* 64 | 128 */
+size_t image_algo_hexlen(enum image_algo a);	/* 64 | 128 */
 
 /* A parsed checksum spec: exactly one of hex and sums_url is set. */
 struct image_checksum {
 	enum image_algo algo;
-	char *hex;      /* lowercase digest */
+	char *hex;	/* lowercase digest */
 	char *sums_url; /* http(s) URL of a sums file that names the image */
 };
 
@@ -58,11 +59,11 @@ const struct image_catalog_entry *image_catalog(size_t *ret_n);
 int image_resolve_catalog(const char *name_or_url, char **ret_url, char **ret_checksum, struct hutch_error *err);
 
 struct image_progress_info {
-	uint64_t done;       /* bytes of the image on disk, resumed ones included */
-	uint64_t total;      /* 0 while unknown */
+	uint64_t done;	     /* bytes of the image on disk, resumed ones included */
+	uint64_t total;	     /* 0 while unknown */
 	uint64_t resumed;    /* bytes that were already there when this transfer began */
 	uint64_t elapsed_ms; /* since this transfer began */
-	bool finished;       /* last call, after the final byte */
+	bool finished;	     /* last call, after the final byte */
 };
 
 struct image_progress {
@@ -78,19 +79,21 @@ struct image_progress {
 char *image_cache_dir(const struct store *st, const char *url);
 
 /* Make sure URL is in the cache, verified against CHECKSUM_SPEC (required: an unverified file is
- * never used), and return the path of the cached image. A cached image is reused only when its
- * recorded digest matches; otherwise the download resumes image.part with a Range request (or starts
- * over when the server ignores it), hashes while writing, and renames into place only after the
- * digest matches. Concurrent fetches of one URL serialise on the cache dir's lock. prog may be NULL. */
+ * never used), and return the path to base overlays on: by-digest/<algo>-<hex>, a hard link to the
+ * cached `image` that a later upstream version never replaces. A cached image is reused only when
+ * its recorded digest matches; otherwise the download resumes image.part with a Range request (or
+ * starts over when the server ignores it or the kept bytes turn out stale), hashes while writing,
+ * and renames to `image` only after the digest matches. Concurrent fetches of one URL serialise on
+ * the cache dir's lock. prog may be NULL. */
 int image_fetch(const struct store *st, const char *url, const char *checksum_spec, const struct image_progress *prog,
 		char **ret_path, struct hutch_error *err);
 
 struct image_entry {
-	char *id;           /* sha256(url): the cache dir's name */
-	char *url;          /* NULL when the url file is missing */
-	char *digest;       /* "sha256:HEX" as verified; NULL when nothing is verified */
-	char *path;         /* the image; NULL when there is none yet */
-	uint64_t size;      /* bytes of the image */
+	char *id;	    /* sha256(url): the cache dir's name */
+	char *url;	    /* NULL when the url file is missing */
+	char *digest;	    /* "sha256:HEX" as verified; NULL when nothing is verified */
+	char *path;	    /* the image; NULL when there is none yet */
+	uint64_t size;	    /* bytes of the image */
 	uint64_t part_size; /* bytes of an interrupted download */
 };
 /* Every cache entry, sorted by URL. */
@@ -100,9 +103,11 @@ void image_entries_free(struct image_entry *v, size_t n);
  * of their qcow2 disks has it as backing file. */
 int image_users(const struct store *st, const struct image_entry *e, char ***ret_vms, struct hutch_error *err);
 /* Remove one cache entry, named by URL, catalog name, id or a unique id prefix (at least 8 digits).
- * -EBUSY when a VM uses it (unless force) or a download of it is in progress. */
+ * -EBUSY when a VM uses it (unless force), a running QEMU has it open (even with force), or a
+ * download of it is in progress. */
 int image_remove(const struct store *st, const char *what, bool force, char **ret_id, struct hutch_error *err);
-/* Remove every entry no VM uses; ret_removed (may be NULL) gets their URLs (ids when unknown). */
+/* Remove every entry no VM uses, and in the others the earlier versions no disk is based on;
+ * ret_removed (may be NULL) gets the URLs (ids when unknown) of the entries removed. */
 int image_prune(const struct store *st, char ***ret_removed, struct hutch_error *err);
 
 /* Create OVERLAY as a qcow2 on BASE (qcow2 or raw, detected with qemu-img info), with an absolute

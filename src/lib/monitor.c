@@ -198,12 +198,13 @@ static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char 
 
 static void client_free(struct mon *m, struct client *c)
 {
-	bool was_run = c->is_run;
+	bool was_run = c->is_run, had_sessions = false;
 	/* A client that vanished (Ctrl-C twice, killed) gets its guest processes hung up. */
 	for (size_t i = 0; i < MAX_CHANNELS; i++) {
 		struct channel *ch = m->chans[i];
 		if (!ch || ch->cl != c)
 			continue;
+		had_sessions = true;
 		uint32_t sig = SIGHUP;
 		struct proto_buf b = {0};
 		proto_put_u32(&b, sig);
@@ -218,7 +219,8 @@ static void client_free(struct mon *m, struct client *c)
 	proto_reader_free(&c->rd);
 	proto_buf_free(&c->out.b);
 	free(c);
-	m->last_activity = now_ms();
+	if (had_sessions || was_run)
+		m->last_activity = now_ms();
 	if (was_run && m->a->ephemeral && m->stop_step == STOP_NONE)
 		begin_stop(m, false, 20000, "the disposable VM's client went away");
 }
@@ -258,6 +260,21 @@ static int connect_unix(const char *path, struct hutch_error *err)
 		return hutch_error_set(err, e, "cannot connect to '%s': %s", path, strerror(e));
 	}
 	return fd;
+}
+
+/* The last non-empty line of a small log, for error messages. */
+static char *last_line(const char *path)
+{
+	char *buf = NULL;
+	size_t len;
+	if (read_file(path, 1 << 20, &buf, &len, NULL) < 0)
+		return NULL;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = 0;
+	char *nl = strrchr(buf, '\n');
+	char *line = len ? xstrndup(nl ? nl + 1 : buf, 300) : NULL;
+	free(buf);
+	return line;
 }
 
 static int spawn_qemu(struct mon *m, struct hutch_error *err)
@@ -311,7 +328,27 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 	}
 	fd_set_nonblock(m->agent_fd, true);
 	uint64_t left = m->a->boot_timeout_ms ? m->a->boot_timeout_ms : 60000;
-	int r = qmp_open(qfd, left < 30000 ? left : 30000, &m->qmp, err);
+	if (left > 30000)
+		left = 30000;
+	/* Until the greeting arrives, watch QEMU too: one that dies at once must not look like a hang. */
+	uint64_t deadline = now_ms() + left;
+	for (;;) {
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			close(qfd);
+			m->qemu_pid = 0;
+			_cleanup_free_ char *last = last_line(log_path);
+			return hutch_error_set(err, EIO, "qemu exited at start with %s %d%s%s (see %s)",
+					       WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+					       last ? ": " : "", last ? last : "", log_path);
+		}
+		struct pollfd p = {.fd = qfd, .events = POLLIN};
+		uint64_t t = now_ms();
+		if (t >= deadline || poll(&p, 1, 50) > 0)
+			break;
+	}
+	uint64_t t = now_ms();
+	int r = qmp_open(qfd, deadline > t ? deadline - t : 1, &m->qmp, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "qemu did not answer on QMP (see %s)", log_path);
 	m->t_qmp = now_ms();
@@ -480,6 +517,7 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 		if (m->agent_state != AGENT_READY) {
 			m->agent_state = AGENT_READY;
 			m->t_hello = now_ms();
+			m->last_activity = m->t_hello; /* the idle clock starts when the guest is up */
 			mon_log(m, "agent ready (kernel %s) after %llu ms", m->kernel_release,
 				(unsigned long long)(m->t_hello - m->t_start));
 			notify_ready(m);
@@ -740,7 +778,9 @@ static void handle_client_exec(struct mon *m, struct client *c, const struct pro
 
 static void handle_client_frame(struct mon *m, struct client *c, const struct proto_frame *f)
 {
-	m->last_activity = now_ms();
+	/* Sessions are activity; a `list` or `inspect` asking for status is not. */
+	if (f->type != MSG_CTL)
+		m->last_activity = now_ms();
 	if (f->type == MSG_CTL)
 		return handle_ctl(m, c, f);
 	if (f->type == MSG_EXEC)

@@ -23,6 +23,7 @@ struct sess {
 	int status;
 	char errmsg[512];
 	uint64_t last_sigint;
+	bool out_broken; /* our stdout or stderr reader went away */
 	bool raw;
 	struct termios saved;
 };
@@ -83,8 +84,13 @@ static int handle_frame(struct sess *s, const struct proto_frame *f)
 			return 0; /* EOF on that stream */
 		int out = f->type == MSG_STDOUT ? s->o->out_fd : s->o->err_fd;
 		/* Blocking write, then return the credit: a slow reader back-pressures the guest. */
-		if (write_all(out, f->payload, f->len) < 0 && errno != EPIPE)
-			return -errno;
+		if (!s->out_broken && write_all(out, f->payload, f->len) < 0) {
+			if (errno != EPIPE)
+				return -errno;
+			/* Like a pipeline: our reader left, so the program gets SIGPIPE. Drain until EXIT. */
+			s->out_broken = true;
+			send_u32(s->fd, MSG_SIGNAL, SIGPIPE);
+		}
 		return send_u32(s->fd, MSG_WINDOW, f->len);
 	}
 	case MSG_WINDOW: {
@@ -201,8 +207,11 @@ static int register_run_client(int fd, struct hutch_error *err)
 int exec_session(const struct store *st, const char *name, const struct exec_opts *o, int *ret_status,
 		 struct hutch_error *err)
 {
-	if (!store_is_running(st, name))
+	if (!store_is_running(st, name)) {
+		if (!store_vm_exists(st, name))
+			return hutch_error_set(err, ENOENT, "no VM named '%s'", name);
 		return hutch_error_set(err, ENOTCONN, "is not running: start it first, or use 'hutch run %s -- CMD'", name);
+	}
 	struct sess s = {.fd = -1, .o = o, .stdin_credit = PROTO_WINDOW_INIT};
 	int r = monitor_connect(st, name, &s.fd, err);
 	if (r < 0)

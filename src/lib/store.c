@@ -151,8 +151,10 @@ int store_list(const struct store *s, char ***ret_names, struct hutch_error *err
 		return hutch_error_set(err, errno, "cannot read '%s': %s", dir, strerror(errno));
 	}
 	struct dirent *de;
+	/* A VM exists when its spec.yml does: a dir left by a failed create, or one holding only a
+	 * disk kept by destroy, is not a VM. */
 	while ((de = readdir(d)))
-		if (store_name_valid(de->d_name))
+		if (store_name_valid(de->d_name) && store_vm_exists(s, de->d_name))
 			names = strv_push(names, xstrdup(de->d_name));
 	closedir(d);
 	qsort(names, strv_len(names), sizeof(char *), cmp_str);

@@ -546,12 +546,21 @@ static struct archive_entry *cpio_entry(struct cpio *c, const char *path, mode_t
 	return e;
 }
 
+/* libarchive's own text hides ENOSPC behind "Write error": name the errno as well. */
+static int archive_fail(struct hutch_error *err, struct archive *a, const char *fmt, const char *what)
+{
+	int e = archive_errno(a);
+	_cleanup_free_ char *msg = xasprintf(fmt, what);
+	if (e > 0)
+		return hutch_error_set(err, e, "%s: %s (%s)", msg, archive_error_string(a), strerror(e));
+	return hutch_error_set(err, EIO, "%s: %s", msg, archive_error_string(a));
+}
+
 static int cpio_header(struct cpio *c, struct archive_entry *e, struct hutch_error *err)
 {
 	int r = archive_write_header(c->a, e);
 	if (r != ARCHIVE_OK) {
-		r = hutch_error_set(err, EIO, "cannot write '%s' to the initramfs: %s", archive_entry_pathname(e),
-				    archive_error_string(c->a));
+		r = archive_fail(err, c->a, "cannot write '%s' to the initramfs", archive_entry_pathname(e));
 	}
 	archive_entry_free(e);
 	return r == ARCHIVE_OK ? 0 : r;
@@ -560,8 +569,7 @@ static int cpio_header(struct cpio *c, struct archive_entry *e, struct hutch_err
 static int cpio_write(struct cpio *c, const char *path, const void *data, size_t len, struct hutch_error *err)
 {
 	if (len > 0 && archive_write_data(c->a, data, len) != (la_ssize_t)len)
-		return hutch_error_set(err, EIO, "cannot write '%s' to the initramfs: %s", path,
-				       archive_error_string(c->a));
+		return archive_fail(err, c->a, "cannot write '%s' to the initramfs", path);
 	return 0;
 }
 
@@ -852,12 +860,12 @@ static int micro_write_cpio(int fd, const struct micro_build *b, struct hutch_er
 	if (archive_write_set_format_cpio_newc(c.a) != ARCHIVE_OK || archive_write_add_filter_none(c.a) != ARCHIVE_OK ||
 	    archive_write_set_bytes_per_block(c.a, 65536) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(c.a, 1) != ARCHIVE_OK || archive_write_open_fd(c.a, fd) != ARCHIVE_OK)
-		return hutch_error_set(err, EIO, "cannot start the initramfs: %s", archive_error_string(c.a));
+		return archive_fail(err, c.a, "cannot start the %s", "initramfs");
 	int r = micro_write_base(&c, b, err);
 	if (r < 0 || (r = micro_write_modules(&c, b, err)) < 0)
 		return r;
 	if (archive_write_close(c.a) != ARCHIVE_OK)
-		return hutch_error_set(err, EIO, "cannot finish the initramfs: %s", archive_error_string(c.a));
+		return archive_fail(err, c.a, "cannot finish the %s", "initramfs");
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -344,8 +345,36 @@ static int fsync_parent(const char *path)
 	return fsync(fd) < 0 ? -errno : 0;
 }
 
+/* Writers killed between create and rename leave PATH.tmp.PID behind; sweep those whose writer is
+ * gone. A live (or reused) pid keeps its file: it is never read as state either way. */
+static void sweep_stale_tmp(const char *path)
+{
+	_cleanup_free_ char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = 0;
+	_cleanup_free_ char *prefix = xasprintf("%s.tmp.", slash + 1);
+	size_t pl = strlen(prefix);
+	DIR *d = opendir(*dir ? dir : "/");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		long long pid;
+		if (strncmp(de->d_name, prefix, pl) != 0 || parse_ll(de->d_name + pl, 1, INT_MAX, &pid) < 0)
+			continue;
+		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+			_cleanup_free_ char *p = xasprintf("%s/%s", dir, de->d_name);
+			unlink(p);
+		}
+	}
+	closedir(d);
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct hutch_error *err)
 {
+	sweep_stale_tmp(path);
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
 	/* A leftover tmp from a killed writer must not lend us its mode or a symlink. */
 	unlink(tmp);

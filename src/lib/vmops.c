@@ -318,5 +318,8 @@ int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o,
 	r = rm_rf(dir);
 	if (r < 0)
 		return hutch_error_set(err, -r, "cannot remove '%s': %s", dir, strerror(-r));
+	/* Unlinked while held: a waiter re-checks the inode after locking and starts over. */
+	_cleanup_free_ char *oplock = xasprintf("%s/vms/.%s.lock", st->data_dir, name);
+	unlink(oplock);
 	return 0;
 }

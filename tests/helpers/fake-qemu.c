@@ -94,9 +94,8 @@ static void send_events(int fd, int n)
 
 static void reply(int fd, json_object *id, const char *ret)
 {
-	_cleanup_free_ char *s =
-		xasprintf("{\"return\": %s, \"id\": %s}\r\n", ret,
-			  id ? json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN) : "null");
+	_cleanup_free_ char *s = xasprintf("{\"return\": %s, \"id\": %s}\r\n", ret,
+					   id ? json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN) : "null");
 	send_str(fd, s);
 }
 
@@ -213,8 +212,9 @@ static void handle_cmd(struct conn *c, json_object *cmd)
 	bool quit = name && !strcmp(name, "quit");
 	reply(c->fd, id, name && !strcmp(name, "query-status") ? "{\"status\": \"running\", \"running\": true}" : "{}");
 	if (quit) {
-		send_str(c->fd, "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}, "
-				"\"timestamp\": {\"seconds\": 2, \"microseconds\": 0}}\r\n");
+		send_str(c->fd,
+			 "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}, "
+			 "\"timestamp\": {\"seconds\": 2, \"microseconds\": 0}}\r\n");
 		say("quit");
 		exit(0);
 	}
@@ -229,9 +229,9 @@ int main(int argc, char **argv)
 	const char *m = getenv("FAKE_QEMU_MODE");
 	if (m && *m)
 		mode = m;
-	static const char *const modes[] = {"ok",         "events-first", "event-flood", "no-greeting",
-					    "bad-greeting", "eof-mid-reply", "no-reply", "oversized",
-					    "bad-json",   "crash"};
+	static const char *const modes[] = {"ok",	    "events-first",  "event-flood", "no-greeting",
+					    "bad-greeting", "eof-mid-reply", "no-reply",    "oversized",
+					    "bad-json",	    "crash"};
 	bool known = false;
 	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
 		known |= is(modes[i]);

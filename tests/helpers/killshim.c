@@ -28,8 +28,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -149,7 +149,8 @@ static void read_str(pid_t pid, uint64_t addr, char *out, size_t len)
 		size_t chunk = 4096 - (size_t)(a % 4096);
 		if (chunk > len - 1 - got)
 			chunk = len - 1 - got;
-		struct iovec l = {.iov_base = out + got, .iov_len = chunk}, r = {.iov_base = (void *)(uintptr_t)a, .iov_len = chunk};
+		struct iovec l = {.iov_base = out + got, .iov_len = chunk},
+			     r = {.iov_base = (void *)(uintptr_t)a, .iov_len = chunk};
 		ssize_t n = process_vm_readv(pid, &l, 1, &r, 1, 0);
 		if (n <= 0)
 			break;
@@ -191,7 +192,8 @@ static void write_half(pid_t pid, const struct seccomp_notif *n)
 {
 	size_t len = (size_t)n->data.args[2] / 2;
 	char *buf = xmalloc(len + 1);
-	struct iovec l = {.iov_base = buf, .iov_len = len}, r = {.iov_base = (void *)(uintptr_t)n->data.args[1], .iov_len = len};
+	struct iovec l = {.iov_base = buf, .iov_len = len},
+		     r = {.iov_base = (void *)(uintptr_t)n->data.args[1], .iov_len = len};
 	ssize_t got = len ? process_vm_readv(pid, &l, 1, &r, 1, 0) : 0;
 	char p[64];
 	snprintf(p, sizeof(p), "/proc/%d/fdinfo/%llu", (int)pid, (unsigned long long)n->data.args[0]);
@@ -233,7 +235,8 @@ static void handle(int lfd)
 			if (step == S_FSYNC)
 				match = strstr(path, tmp_marker) != NULL;
 			else
-				match = pid == renamed_by && is_dir_fd(pid, n.data.args[0]) && !strcmp(path, renamed_dir);
+				match = pid == renamed_by && is_dir_fd(pid, n.data.args[0]) &&
+					!strcmp(path, renamed_dir);
 		} else if (nr == __NR_rename || nr == __NR_renameat || nr == __NR_renameat2) {
 			uint64_t from = nr == __NR_rename ? n.data.args[0] : n.data.args[1];
 			uint64_t to = nr == __NR_rename ? n.data.args[1] : n.data.args[3];

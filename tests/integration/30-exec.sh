@@ -35,7 +35,7 @@ is "$OUT" "$(printf 'HELLO\nWORLD')" "stdin is piped to the program"
 run hutch exec d -- sh -c 'cat >/dev/null; echo after-eof' <"$T/in.txt"
 is "$OUT" "after-eof" "the program sees EOF on stdin"
 run hutch exec d -- wc -c </dev/null
-is "$(echo $OUT)" 0 "empty stdin reads as EOF"
+is "$(printf '%s' "$OUT" | tr -d ' ')" 0 "empty stdin reads as EOF"
 
 # ---- 50 MiB binary round-trip ----
 head -c 50M /dev/urandom >"$T/blob"
@@ -80,7 +80,7 @@ is "$OUT" "65534" "-u nobody runs as uid 65534"
 run hutch exec d -w /nonexistent-dir -- true
 ok "-w to a missing directory fails (exit $RC)" test "$RC" -ne 0
 run hutch exec d -t -- sh -c 'test -t 0 && test -t 1 && echo tty'
-is "$OUT" "tty" "-t gives the program a terminal"
+is "$(printf '%s' "$OUT" | tr -d '\r')" "tty" "-t gives the program a terminal (a pty: CRLF output)"
 run hutch exec d -- sh -c 'test -t 1 && echo tty || echo notty'
 is "$OUT" "notty" "without -t and without a local terminal, no pty"
 run hutch exec -e FOO=bar d -- sh -c 'echo "$FOO"'

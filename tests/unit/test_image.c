@@ -2,9 +2,10 @@
  * a loopback port (never anything but 127.0.0.1): cache reuse, sums URLs, mismatch, HTTP errors,
  * refused redirects, resume after a cut, stall, Ctrl-C and ENOSPC; ls/rm/prune; overlays with the
  * real qemu-img, and "in use" with a real QEMU holding the disk. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
+
 #include <cmocka.h>
 
 #include <fcntl.h>
@@ -96,9 +97,21 @@ static int fixture_start(struct fixture *f, const char *cert, const char *key)
 	if (f->pid < 0)
 		return -1;
 	if (f->pid == 0) {
-		const char *argv[] = {"python3",	 FIXTURE,      "--root",	  f->root, "--log", f->log,
-				      "--port-file",	 pf,	       "--stall-seconds", "20",    cert ? "--cert" : NULL,
-				      cert,		 "--key",      key,		  NULL};
+		const char *argv[] = {"python3",
+				      FIXTURE,
+				      "--root",
+				      f->root,
+				      "--log",
+				      f->log,
+				      "--port-file",
+				      pf,
+				      "--stall-seconds",
+				      "20",
+				      cert ? "--cert" : NULL,
+				      cert,
+				      "--key",
+				      key,
+				      NULL};
 		execvp(argv[0], (char **)argv);
 		_exit(127);
 	}
@@ -163,9 +176,9 @@ static char *http_url(const char *path) { return url_of(&http_fx, "http", path);
 
 /* ---- environment: proxies off, so nothing ever leaves loopback ---- */
 
-static const char *const env_names[] = {"HUTCH_HOME",	"HUTCH_STALL_SECONDS", "HUTCH_CA_BUNDLE", "http_proxy",
-					"https_proxy", "HTTP_PROXY",	       "HTTPS_PROXY",	  "ALL_PROXY",
-					"all_proxy",   "no_proxy",	       "NO_PROXY",	  "PATH"};
+static const char *const env_names[] = {
+	"HUTCH_HOME",  "HUTCH_STALL_SECONDS", "HUTCH_CA_BUNDLE", "http_proxy", "https_proxy", "HTTP_PROXY",
+	"HTTPS_PROXY", "ALL_PROXY",	      "all_proxy",	 "no_proxy",   "NO_PROXY",    "PATH"};
 static char *saved_env[ARRAY_SIZE(env_names)];
 
 static int group_setup(void **state UNUSED)
@@ -199,10 +212,11 @@ static int group_setup(void **state UNUSED)
 	put_file(r, "other.img", disk_data, DISK_LEN / 2);
 	put_file(r, "third.img", disk_data, DISK_LEN / 3);
 	put_file(r, "down.img", disk_data, DISK_LEN);
-	_cleanup_free_ char *gnu = xasprintf("0000000000000000000000000000000000000000000000000000000000000000  a.iso\n"
-					     "%s *disk.img\n"
-					     "1111111111111111111111111111111111111111111111111111111111111111  other.img\n",
-					     disk_sha256);
+	_cleanup_free_ char *gnu =
+		xasprintf("0000000000000000000000000000000000000000000000000000000000000000  a.iso\n"
+			  "%s *disk.img\n"
+			  "1111111111111111111111111111111111111111111111111111111111111111  other.img\n",
+			  disk_sha256);
 	put_str(r, "SHA256SUMS", gnu);
 	_cleanup_free_ char *bsd = xasprintf("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
 					     "# disk.img: %d bytes\nSHA512 (disk.img) = %s\n"
@@ -355,8 +369,8 @@ static void test_sums_gnu(void **state UNUSED)
 	hutch_error_clear(&err);
 	_cleanup_free_ char *big = sums(H128 "  x.img\n", "sha512", "x.img", &err);
 	assert_string_equal(big, H128);
-	_cleanup_free_ char *upper = sums("0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF *u.img", "sha256",
-					  "u.img", &err);
+	_cleanup_free_ char *upper = sums("0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF *u.img",
+					  "sha256", "u.img", &err);
 	assert_string_equal(upper, H64C);
 	assert_null(err.msg);
 }
@@ -380,7 +394,8 @@ static void test_sums_bsd(void **state UNUSED)
 	assert_string_equal(err.msg, "no entry for 'Fedora-Cloud-Base-Generic-41-1.4.x86_64.qcow2' in sums file with a "
 				     "sha512 digest (it has SHA256)");
 	hutch_error_clear(&err);
-	_cleanup_free_ char *c = sums("SHA512 (x.img) = " H128 "\nSHA256 (x.img) = " H64A "\n", "sha512", "x.img", &err);
+	_cleanup_free_ char *c =
+		sums("SHA512 (x.img) = " H128 "\nSHA256 (x.img) = " H64A "\n", "sha512", "x.img", &err);
 	assert_string_equal(c, H128);
 }
 
@@ -407,7 +422,8 @@ static void test_sums_malformed_hex(void **state UNUSED)
 	assert_string_equal(ok, H64A);
 	assert_null(sums("# x\nabc123  disk.img\n", "sha256", "disk.img", &err));
 	assert_int_equal(err.code, EINVAL);
-	assert_string_equal(err.msg, "malformed sha256 digest for 'disk.img' on line 2 of sums file: expected 64 hex digits");
+	assert_string_equal(err.msg,
+			    "malformed sha256 digest for 'disk.img' on line 2 of sums file: expected 64 hex digits");
 	hutch_error_clear(&err);
 	assert_null(sums("g" H64A "  disk.img\n", "sha256", "disk.img", &err));
 	assert_int_equal(err.code, EINVAL);
@@ -493,7 +509,10 @@ static void test_checksum_spec(void **state UNUSED)
 	assert_string_equal(c.hex, H64C);
 	assert_null(c.sums_url);
 	image_checksum_release(&c);
-	assert_int_equal(image_checksum_parse("SHA512:" "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF" H64A, &c, &err), 0);
+	assert_int_equal(image_checksum_parse("SHA512:"
+					      "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF" H64A,
+					      &c, &err),
+			 0);
 	assert_int_equal(c.algo, IMAGE_SHA512);
 	assert_string_equal(c.hex, H128);
 	image_checksum_release(&c);
@@ -529,12 +548,9 @@ static void test_url_filename(void **state UNUSED)
 	static const struct {
 		const char *url, *name;
 	} good[] = {
-		{"https://h/a/b/disk.qcow2", "disk.qcow2"},
-		{"http://h:8080/x.img?token=1/2", "x.img"},
-		{"https://h/x.img#frag", "x.img"},
-		{"https://h/a%20b%2Bc.img", "a b+c.img"},
-		{"https://h/100%25.img", "100%.img"},
-		{"https://h/bad%zz.img", "bad%zz.img"},
+		{"https://h/a/b/disk.qcow2", "disk.qcow2"}, {"http://h:8080/x.img?token=1/2", "x.img"},
+		{"https://h/x.img#frag", "x.img"},	    {"https://h/a%20b%2Bc.img", "a b+c.img"},
+		{"https://h/100%25.img", "100%.img"},	    {"https://h/bad%zz.img", "bad%zz.img"},
 	};
 	struct hutch_error err = {0};
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
@@ -542,9 +558,9 @@ static void test_url_filename(void **state UNUSED)
 		assert_int_equal(image_url_filename(good[i].url, &n, &err), 0);
 		assert_string_equal(n, good[i].name);
 	}
-	static const char *const bad[] = {"https://h/", "https://h", "https://h?x=/y.img", "https://h/a%2Fb",
-					  "https://h/%00", "file:///x.img", "ftp://h/x.img", "https:///x.img",
-					  "https://h/x y.img"};
+	static const char *const bad[] = {"https://h/",	     "https://h",      "https://h?x=/y.img",
+					  "https://h/a%2Fb", "https://h/%00",  "file:///x.img",
+					  "ftp://h/x.img",   "https:///x.img", "https://h/x y.img"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		char *n = NULL;
 		assert_int_equal(image_url_filename(bad[i], &n, &err), -EINVAL);
@@ -624,9 +640,16 @@ static void test_fetch_sha256_reuse(void **state)
 	_cleanup_free_ char *path = NULL;
 	assert_int_equal(image_fetch(&e->st, url, spec, &prog, &path, &err), 0);
 	assert_null(err.msg);
-	_cleanup_free_ char *want_path = cache_file(e, url, "image");
+	/* Overlays are built on the by-digest name, a hard link to the image. */
+	_cleanup_free_ char *want_rel = xasprintf("by-digest/sha256-%s", disk_sha256);
+	_cleanup_free_ char *want_path = cache_file(e, url, want_rel);
+	_cleanup_free_ char *image = cache_file(e, url, "image");
 	assert_string_equal(path, want_path);
 	assert_file_is_disk(path, DISK_LEN);
+	struct stat a, b;
+	assert_int_equal(stat(path, &a), 0);
+	assert_int_equal(stat(image, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
 	assert_true(pr.finished);
 	assert_int_equal(pr.done, DISK_LEN);
 	assert_int_equal(pr.total, DISK_LEN);
@@ -724,6 +747,19 @@ static void test_fetch_sums_missing_entry(void **state)
 	assert_string_equal(err.msg, want2);
 	hutch_error_clear(&err);
 	assert_null(path);
+	/* A sums file over 1 MiB is refused while it arrives. */
+	struct strbuf big = STRBUF_INIT;
+	while (big.len <= IMAGE_SUMS_MAX)
+		strbuf_adds(&big, H64A "  filler.img\n");
+	put_file(http_fx.root, "BIG-SUMS", big.buf, big.len);
+	strbuf_release(&big);
+	_cleanup_free_ char *bigurl = http_url("/files/BIG-SUMS");
+	_cleanup_free_ char *spec3 = xasprintf("sha256:%s", bigurl);
+	assert_int_equal(fetch(e, url, spec3, &path, &err), -EFBIG);
+	_cleanup_free_ char *want3 = xasprintf("'%s' is larger than %d bytes", bigurl, IMAGE_SUMS_MAX);
+	assert_string_equal(err.msg, want3);
+	hutch_error_clear(&err);
+	assert_null(path);
 }
 
 static void test_fetch_mismatch(void **state)
@@ -733,8 +769,8 @@ static void test_fetch_mismatch(void **state)
 	struct hutch_error err = {0};
 	char *path = NULL;
 	assert_int_equal(fetch(e, url, "sha256:" H64A, &path, &err), -EBADMSG);
-	_cleanup_free_ char *want = xasprintf("checksum mismatch for %s: expected sha256:" H64A ", got sha256:%s", url,
-					      disk_sha256);
+	_cleanup_free_ char *want =
+		xasprintf("checksum mismatch for %s: expected sha256:" H64A ", got sha256:%s", url, disk_sha256);
 	assert_string_equal(err.msg, want);
 	hutch_error_clear(&err);
 	assert_null(path);
@@ -750,7 +786,9 @@ static void test_fetch_http_errors(void **state)
 		const char *path;
 		int code;
 		long status;
-	} cases[] = {{"/status/404/disk.img", ENOENT, 404}, {"/status/500/disk.img", EIO, 500}, {"/status/403/disk.img", EIO, 403}};
+	} cases[] = {{"/status/404/disk.img", ENOENT, 404},
+		     {"/status/500/disk.img", EIO, 500},
+		     {"/status/403/disk.img", EIO, 403}};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		_cleanup_free_ char *url = http_url(cases[i].path);
 		_cleanup_free_ char *spec = xasprintf("sha256:%s", disk_sha256);
@@ -772,9 +810,10 @@ static void test_fetch_redirects(void **state)
 	char *path = NULL;
 	_cleanup_free_ char *url = http_url("/redirect?to=file:///etc/passwd");
 	assert_int_equal(fetch(e, url, spec, &path, &err), -EPERM);
-	_cleanup_free_ char *want = xasprintf("refusing redirect from '%s' to 'file:///etc/passwd': only http and https are "
-					      "allowed",
-					      url);
+	_cleanup_free_ char *want =
+		xasprintf("refusing redirect from '%s' to 'file:///etc/passwd': only http and https are "
+			  "allowed",
+			  url);
 	assert_string_equal(err.msg, want);
 	hutch_error_clear(&err);
 	assert_not_cached(e, url);
@@ -993,9 +1032,10 @@ static void test_https_no_downgrade(void **state)
 	_cleanup_free_ char *dir = xstrdup("/tmp/hutch-test-image-tls.XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	_cleanup_free_ char *cert = xasprintf("%s/cert.pem", dir), *key = xasprintf("%s/key.pem", dir);
-	_cleanup_free_ char *cmd = xasprintf("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 "
-					     "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1",
-					     key, cert);
+	_cleanup_free_ char *cmd = xasprintf(
+		"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1 "
+		"-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1",
+		key, cert);
 	assert_int_equal(system(cmd), 0);
 	struct fixture tls = {0};
 	assert_int_equal(fixture_start(&tls, cert, key), 0);
@@ -1099,7 +1139,8 @@ static void test_list_remove_prune(void **state)
 	_cleanup_strv_ char **removed = NULL;
 	assert_int_equal(image_prune(&e->st, &removed, &err), 0);
 	assert_int_equal(strv_len(removed), 2);
-	assert_true((!strcmp(removed[0], c) && !strcmp(removed[1], d)) || (!strcmp(removed[0], d) && !strcmp(removed[1], c)));
+	assert_true((!strcmp(removed[0], c) && !strcmp(removed[1], d)) ||
+		    (!strcmp(removed[0], d) && !strcmp(removed[1], c)));
 	assert_true(exists(pa));
 	assert_true(exists(pb));
 	assert_false(exists(pc));
@@ -1175,6 +1216,66 @@ static char *tmpdir(void)
 	return d;
 }
 
+/* A "latest" URL whose file changes upstream: the new version replaces `image`, but a VM's overlay
+ * keeps the exact base it was made on, and prune drops the old version only once no disk uses it. */
+static void test_fetch_upstream_change(void **state)
+{
+	struct env *e = *state;
+	struct hutch_error err = {0};
+	_cleanup_free_ char *url = http_url("/files/latest.img");
+	put_file(http_fx.root, "latest.img", disk_data, DISK_LEN);
+	_cleanup_free_ char *spec1 = xasprintf("sha256:%s", disk_sha256);
+	_cleanup_free_ char *v1 = NULL;
+	assert_int_equal(fetch(e, url, spec1, &v1, &err), 0);
+	_cleanup_free_ char *yaml = xasprintf("old:\n  source: {image: %s, checksum: \"%s\"}\n", url, spec1);
+	write_vm_spec(e, "old", yaml);
+	_cleanup_free_ char *disk = store_vm_file(&e->st, "old", "disk.qcow2");
+	assert_int_equal(image_make_overlay(v1, disk, 0, &err), 0);
+
+	/* Upstream publishes a new file under the same URL. */
+	char *v2data = xmalloc(DISK_LEN);
+	memcpy(v2data, disk_data, DISK_LEN);
+	v2data[0] ^= 1;
+	put_file(http_fx.root, "latest.img", v2data, DISK_LEN);
+	char sha2[65];
+	digest_hex(EVP_sha256(), v2data, DISK_LEN, sha2);
+	free(v2data);
+	_cleanup_free_ char *spec2 = xasprintf("sha256:%s", sha2);
+	_cleanup_free_ char *v2 = NULL;
+	assert_int_equal(fetch(e, url, spec2, &v2, &err), 0);
+	assert_string_not_equal(v1, v2);
+	assert_file_is_disk(v1, DISK_LEN); /* the old base is untouched */
+	json_object *o = qemu_img_info(disk);
+	assert_string_equal(jstr(o, "backing-filename"), v1);
+	json_object_put(o);
+	_cleanup_free_ char *image = cache_file(e, url, "image");
+	struct stat a, b;
+	assert_int_equal(stat(image, &a), 0);
+	assert_int_equal(stat(v2, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
+
+	/* The old version pinned by its checksum is still served from the cache, without a request. */
+	int before = requests(&http_fx, "/files/latest.img", NULL, 0);
+	_cleanup_free_ char *again = NULL;
+	assert_int_equal(fetch(e, url, spec1, &again, &err), 0);
+	assert_string_equal(again, v1);
+	assert_int_equal(requests(&http_fx, "/files/latest.img", NULL, 0), before);
+
+	/* Prune keeps the old version while the overlay is based on it... */
+	_cleanup_strv_ char **removed = NULL;
+	assert_int_equal(image_prune(&e->st, &removed, &err), 0);
+	assert_int_equal(strv_len(removed), 0);
+	assert_true(exists(v1));
+	/* ...and drops it once no disk is. */
+	unlink(disk);
+	strv_free(removed);
+	removed = NULL;
+	assert_int_equal(image_prune(&e->st, &removed, &err), 0);
+	assert_int_equal(strv_len(removed), 0);
+	assert_false(exists(v1));
+	assert_true(exists(v2));
+}
+
 static void test_overlay(void **state UNUSED)
 {
 	_cleanup_free_ char *d = tmpdir();
@@ -1232,7 +1333,8 @@ static void test_overlay_no_qemu_img(void **state UNUSED)
 	setenv("PATH", d, 1);
 	struct hutch_error err = {0};
 	int r = image_make_overlay(base, ov, 0, &err);
-	setenv("PATH", saved_env[ARRAY_SIZE(env_names) - 1] ? saved_env[ARRAY_SIZE(env_names) - 1] : "/usr/bin:/bin", 1);
+	setenv("PATH", saved_env[ARRAY_SIZE(env_names) - 1] ? saved_env[ARRAY_SIZE(env_names) - 1] : "/usr/bin:/bin",
+	       1);
 	assert_int_equal(r, -ENOENT);
 	assert_string_equal(err.msg, "qemu-img not found: install the Debian package qemu-utils");
 	hutch_error_clear(&err);
@@ -1358,6 +1460,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_https_no_downgrade, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_list_remove_prune, env_setup, env_teardown),
 		cmocka_unit_test(test_overlay),
+		cmocka_unit_test_setup_teardown(test_fetch_upstream_change, env_setup, env_teardown),
 		cmocka_unit_test(test_overlay_no_qemu_img),
 		cmocka_unit_test_setup_teardown(test_overlay_in_use, env_setup, env_teardown),
 	};
