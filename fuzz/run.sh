@@ -22,6 +22,7 @@ sources_for() {
 	fuzz_qmp) echo src/lib/qmp.c src/lib/util.c ;;
 	fuzz_proto) echo src/proto/proto.c ;;
 	fuzz_size) echo src/lib/util.c ;;
+	fuzz_sums) echo src/lib/image.c src/lib/util.c src/lib/store.c src/lib/spec.c ;;
 	*) echo src/lib/*.c src/proto/proto.c ;;
 	esac
 }

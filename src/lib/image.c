@@ -1251,18 +1251,43 @@ static bool vm_disk_uses(const struct store *st, const char *name, const char *d
 	return used;
 }
 
+/* Every dir under data/vms, VM or not: store_list skips a dir whose spec is gone, but a disk that
+ * destroy kept there still needs its base. */
+static int vm_dirs(const struct store *st, char ***ret, struct hutch_error *err)
+{
+	_cleanup_free_ char *root = xasprintf("%s/vms", st->data_dir);
+	char **names = xcalloc(1, sizeof(char *));
+	DIR *d = opendir(root);
+	if (!d && errno != ENOENT) {
+		free(names);
+		return hutch_error_set(err, errno, "cannot read '%s': %s", root, strerror(errno));
+	}
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (store_name_valid(de->d_name))
+			names = strv_push(names, xstrdup(de->d_name));
+	if (d)
+		closedir(d);
+	*ret = names;
+	return 0;
+}
+
 int image_users(const struct store *st, const struct image_entry *e, char ***ret_vms, struct hutch_error *err)
 {
 	_cleanup_strv_ char **names = NULL;
-	int r = store_list(st, &names, err);
+	int r = vm_dirs(st, &names, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *dir = xasprintf("%s/images/%s", st->cache_dir, e->id);
 	_cleanup_free_ char *real_dir = realpath(dir, NULL);
 	char **users = xcalloc(1, sizeof(char *));
-	for (size_t i = 0; names[i]; i++)
-		if ((e->url && vm_spec_uses(st, names[i], e->url)) || vm_disk_uses(st, names[i], dir, real_dir))
+	for (size_t i = 0; names[i]; i++) {
+		if (e->url && vm_spec_uses(st, names[i], e->url))
 			users = strv_push(users, xstrdup(names[i]));
+		else if (vm_disk_uses(st, names[i], dir, real_dir))
+			users = strv_push(users, store_vm_exists(st, names[i]) ? xstrdup(names[i])
+									       : xasprintf("%s (kept disk)", names[i]));
+	}
 	*ret_vms = users;
 	return 0;
 }
@@ -1381,7 +1406,7 @@ static char **collect_backings(const struct store *st)
 {
 	char **v = xcalloc(1, sizeof(char *));
 	_cleanup_strv_ char **names = NULL;
-	if (store_list(st, &names, NULL) < 0)
+	if (vm_dirs(st, &names, NULL) < 0)
 		return v;
 	for (size_t i = 0; names[i]; i++) {
 		_cleanup_free_ char *vmdir = store_vm_dir(st, names[i]);
