@@ -27,11 +27,11 @@ sources_for() {
 	esac
 }
 
-pkgs="yaml-0.1 json-c libarchive libcrypto"
+pkgs="yaml-0.1 json-c libarchive libcrypto libcurl"
 # shellcheck disable=SC2086 # $pkgs is a list
 PKG_CFLAGS=$(pkg-config --cflags $pkgs 2>/dev/null || echo -I/usr/include/json-c)
 # shellcheck disable=SC2086
-PKG_LIBS=$(pkg-config --libs $pkgs 2>/dev/null || echo -lyaml -ljson-c -larchive -lcrypto)
+PKG_LIBS=$(pkg-config --libs $pkgs 2>/dev/null || echo -lyaml -ljson-c -larchive -lcrypto -lcurl)
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE"
 CFLAGS="$CFLAGS -Isrc/lib -Isrc/proto -Isrc $PKG_CFLAGS"
 
