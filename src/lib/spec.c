@@ -1022,10 +1022,12 @@ int spec_find_in_file(const char *path, const char *name, struct vm_spec **ret, 
 
 void spec_apply_defaults(struct vm_spec *s)
 {
+	/* A distribution's cloud image with cloud-init wants a real machine; micro wants little. */
+	bool image = s->source == SOURCE_IMAGE;
 	if (!s->memory)
-		s->memory = MEMORY_DEFAULT;
+		s->memory = image ? 1024ull << 20 : MEMORY_DEFAULT;
 	if (!s->cpus)
-		s->cpus = 1;
+		s->cpus = image ? 2 : 1;
 	if (s->source == SOURCE_TEMPLATE && !s->template)
 		s->template = xstrdup("micro");
 	if (s->source == SOURCE_IMAGE && s->firmware == FIRMWARE_DEFAULT)
