@@ -44,12 +44,12 @@ all: build
 deps:
 	@scripts/deps.sh
 
-# setup_dir DIR EXTRA-FLAGS: meson setup on first use; reconfigure only when flags are given.
+# setup_dir DIR FLAGS: meson setup on first use; meson configure only when FLAGS changed since.
 define setup_dir
 	@if [ ! -f $(1)/build.ninja ]; then \
-		echo "$(MESON) setup $(1) $(2)"; $(MESON) setup $(1) $(2); \
-	elif [ -n "$(strip $(2))" ]; then \
-		$(MESON) configure $(1) $(2); \
+		echo "$(MESON) setup $(1) $(2)"; $(MESON) setup $(1) $(2) && echo "$(strip $(2))" >$(1)/.hutch-flags; \
+	elif [ "$$(cat $(1)/.hutch-flags 2>/dev/null)" != "$(strip $(2))" ] && [ -n "$(strip $(2))" ]; then \
+		echo "$(MESON) configure $(1) $(2)"; $(MESON) configure $(1) $(2) >/dev/null && echo "$(strip $(2))" >$(1)/.hutch-flags; \
 	fi
 endef
 

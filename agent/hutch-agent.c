@@ -41,18 +41,18 @@
 
 struct session {
 	uint32_t channel;
-	pid_t pid;     /* direct child; also the session id (it calls setsid) */
+	pid_t pid; /* direct child; also the session id (it calls setsid) */
 	bool child_done;
-	int status;    /* wait status of the direct child */
+	int status; /* wait status of the direct child */
 	bool exit_sent;
 	bool tty;
 	bool app;
-	int in_fd;     /* write end to the child's stdin (or the pty master dup) */
-	int out_fd;    /* stdout pipe, or the pty master */
-	int err_fd;    /* stderr pipe, -1 for tty */
+	int in_fd;  /* write end to the child's stdin (or the pty master dup) */
+	int out_fd; /* stdout pipe, or the pty master */
+	int err_fd; /* stderr pipe, -1 for tty */
 	bool out_eof, err_eof, in_eof_pending;
 	uint32_t credit; /* bytes we may still send on this channel */
-	uint8_t *inq;    /* queued stdin bytes from the host */
+	uint8_t *inq;	 /* queued stdin bytes from the host */
 	size_t inq_len;
 	size_t in_written; /* written since the last WINDOW grant */
 };
@@ -850,7 +850,6 @@ static void main_loop(int sigfd)
 			poweroff_now();
 	}
 }
-
 
 #ifdef HUTCH_TEST_HOSTILE
 /* Test build only (hostile-agent): misbehaves on purpose so the tests can show that a hostile guest

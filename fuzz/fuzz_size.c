@@ -12,12 +12,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			abort();                                                                   \
-		}                                                                                  \
+#define CHECK(cond)                                                                              \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			abort();                                                                 \
+		}                                                                                \
 	} while (0)
 
 typedef unsigned __int128 u128;
@@ -28,9 +28,11 @@ struct unit {
 };
 
 static const struct unit size_units[] = {
-	{"", 1},          {"B", 1},         {"K", 1ull << 10}, {"k", 1ull << 10}, {"KB", 1ull << 10},
-	{"KiB", 1ull << 10}, {"M", 1ull << 20}, {"MB", 1ull << 20}, {"MiB", 1ull << 20}, {"G", 1ull << 30},
-	{"GB", 1ull << 30}, {"GiB", 1ull << 30}, {"T", 1ull << 40}, {"TB", 1ull << 40}, {"TiB", 1ull << 40},
+	{"", 1},	   {"B", 1},	       {"K", 1ull << 10},
+	{"k", 1ull << 10}, {"KB", 1ull << 10}, {"KiB", 1ull << 10},
+	{"M", 1ull << 20}, {"MB", 1ull << 20}, {"MiB", 1ull << 20},
+	{"G", 1ull << 30}, {"GB", 1ull << 30}, {"GiB", 1ull << 30},
+	{"T", 1ull << 40}, {"TB", 1ull << 40}, {"TiB", 1ull << 40},
 };
 
 static const struct unit duration_units[] = {

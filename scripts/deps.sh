@@ -25,7 +25,7 @@ packages=(
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 	# integration tests and cloud-image fixtures
-	openssh-client openssh-server debootstrap socat expect python3 util-linux
+	openssh-client openssh-server debootstrap socat expect python3 util-linux procps
 	mtools dosfstools grub-pc-bin grub-efi-amd64-bin
 	# benchmarks
 	hyperfine

@@ -7,23 +7,34 @@
 #include <string.h>
 
 static const struct verb verbs[] = {
-	{"create", cmd_create, 1, 1, "create NAME [--template micro | --from FILE.yml | --image URL|NAME [--checksum SPEC]] [-i INSTANCE] [--memory SIZE] [--cpus N] [--disk SIZE]",
+	{"create", cmd_create, 1, 1,
+	 "create NAME [--template micro | --from FILE.yml | --image URL|NAME [--checksum SPEC]] [-i INSTANCE] [--memory SIZE] [--cpus N] [--disk SIZE]",
 	 "define a VM from a template, a spec file, or hutch.yml"},
-	{"build", cmd_build, 1, 1, "build NAME [--from FILE.yml | --image URL|NAME [--checksum SPEC]]", "fetch and verify a VM's image without creating it"},
-	{"start", cmd_start, 1, 1, "start NAME [-i INSTANCE] [--timeout SEC]", "boot a VM; returns when its agent answers"},
-	{"stop", cmd_stop, 1, 1, "stop NAME [-i INSTANCE] [--force] [--timeout SEC]", "shut a VM down (agent, ACPI, quit, kill)"},
+	{"build", cmd_build, 1, 1, "build NAME [--from FILE.yml | --image URL|NAME [--checksum SPEC]]",
+	 "fetch and verify a VM's image without creating it"},
+	{"start", cmd_start, 1, 1, "start NAME [-i INSTANCE] [--timeout SEC]",
+	 "boot a VM; returns when its agent answers"},
+	{"stop", cmd_stop, 1, 1, "stop NAME [-i INSTANCE] [--force] [--timeout SEC]",
+	 "shut a VM down (agent, ACPI, quit, kill)"},
 	{"destroy", cmd_destroy, 1, 1, "destroy NAME [-i INSTANCE] [--disk] [--force]", "remove a VM"},
 	{"list", cmd_list, 0, 0, "list [-a] [--json]", "list VMs with state, accel, memory, cpus and uptime"},
-	{"inspect", cmd_inspect, 1, 1, "inspect NAME [-i INSTANCE] [--json] [--render]", "show a VM, or the exact QEMU argv (--render)"},
+	{"inspect", cmd_inspect, 1, 1, "inspect NAME [-i INSTANCE] [--json] [--render]",
+	 "show a VM, or the exact QEMU argv (--render)"},
 	{"console", cmd_console, 1, 1, "console NAME [-i INSTANCE]", "attach to the serial console (Ctrl-] detaches)"},
 	{"logs", cmd_logs, 1, 1, "logs NAME [-i INSTANCE] [-f]", "print the serial console log"},
-	{"exec", cmd_exec, 1, -1, "exec NAME [-t|-T] [-i] [-e K=V]... [-w DIR] [-u USER] [--instance INSTANCE] -- CMD...", "run a command in a running VM"},
+	{"exec", cmd_exec, 1, -1,
+	 "exec NAME [-t|-T] [-i] [-e K=V]... [-w DIR] [-u USER] [--instance INSTANCE] -- CMD...",
+	 "run a command in a running VM"},
 	{"shell", cmd_shell, 1, 1, "shell NAME [-i INSTANCE] [-u USER]", "interactive login shell in a running VM"},
-	{"run", cmd_run, 1, -1, "run [--rm] [-t|-T] [-i] [-e K=V]... [-w DIR] [-u USER] NAME|TEMPLATE [--] CMD...", "run a program, starting the VM on demand"},
+	{"run", cmd_run, 1, -1, "run [--rm] [-t|-T] [-i] [-e K=V]... [-w DIR] [-u USER] NAME|TEMPLATE [--] CMD...",
+	 "run a program, starting the VM on demand"},
 	{"cp", cmd_cp, 2, 2, "cp [-r] SRC DST   (one side is NAME:/path)", "copy files into or out of a VM"},
-	{"ssh", cmd_ssh, 1, -1, "ssh NAME [-l USER] [-p PORT] [-i INSTANCE] [-- CMD...]", "ssh into a VM with its key, user and forwarded port"},
-	{"image", cmd_image, 1, -1, "image ls | pull URL|NAME [--checksum SPEC] | rm [--force] IMAGE... | prune", "manage the image cache"},
-	{"port", cmd_port, 2, 3, "port NAME add|rm HOST:GUEST[/tcp|/udp] | port NAME ls", "change port forwards of a running VM"},
+	{"ssh", cmd_ssh, 1, -1, "ssh NAME [-l USER] [-p PORT] [-i INSTANCE] [-- CMD...]",
+	 "ssh into a VM with its key, user and forwarded port"},
+	{"image", cmd_image, 1, -1, "image ls | pull URL|NAME [--checksum SPEC] | rm [--force] IMAGE... | prune",
+	 "manage the image cache"},
+	{"port", cmd_port, 2, 3, "port NAME add|rm HOST:GUEST[/tcp|/udp] | port NAME ls",
+	 "change port forwards of a running VM"},
 	{"doctor", cmd_doctor, 0, 0, "doctor", "check this host: QEMU, KVM, kernel, agent"},
 	{"help", cmd_help, 0, 1, "help [VERB]", "show help"},
 	{"__monitor", cmd_monitor, 5, 5, NULL, NULL}, /* hidden: the per-VM monitor */
@@ -87,7 +98,7 @@ int main(int argc, char **argv)
 {
 	struct cmd_ctx c = {0};
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'J'},   {"quiet", no_argument, NULL, 'q'},
+		{"json", no_argument, NULL, 'J'},    {"quiet", no_argument, NULL, 'q'},
 		{"verbose", no_argument, NULL, 'v'}, {"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},    {0},
 	};

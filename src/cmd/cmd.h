@@ -80,8 +80,8 @@ const struct image_progress *cmd_progress_init(struct cmd_ctx *c, struct cmd_pro
 bool cmd_progress_done(struct cmd_progress *p);
 /* VERB [opts] NAME [opts] -- CMD... or VERB [opts] NAME CMD...: the argc getopt should see, the getopt
  * string to use (written to optbuf), and the command after "--" (NULL when there is no "--"). */
-int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len,
-		      int *ret_opt_argc, char ***ret_cmd);
+int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len, int *ret_opt_argc,
+		      char ***ret_cmd);
 /* "1.5 GiB" */
 const char *cmd_human(uint64_t b, char *buf, size_t len);
 VERB(image);

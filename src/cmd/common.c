@@ -21,7 +21,8 @@ void cmd_set_subject(struct cmd_ctx *c, const char *name)
 
 void cmd_print_json(json_object *o)
 {
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+						       JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }
 
@@ -62,7 +63,6 @@ int cmd_vm_name(struct cmd_ctx *c, const char *name, const char *instance, char 
 
 static volatile sig_atomic_t interrupted;
 
-
 static void on_sigint(int sig)
 {
 	(void)sig;
@@ -85,7 +85,6 @@ const char *cmd_human(uint64_t b, char *buf, size_t len)
 	return buf;
 }
 
-
 static void bar_draw(const struct image_progress_info *pi, void *userdata)
 {
 	struct cmd_bar *b = userdata;
@@ -100,7 +99,8 @@ static void bar_draw(const struct image_progress_info *pi, void *userdata)
 			snprintf(eta, sizeof(eta), "%llu:%02llu:%02llu", (unsigned long long)(s / 3600),
 				 (unsigned long long)(s / 60 % 60), (unsigned long long)(s % 60));
 		else
-			snprintf(eta, sizeof(eta), "%02llu:%02llu", (unsigned long long)(s / 60), (unsigned long long)(s % 60));
+			snprintf(eta, sizeof(eta), "%02llu:%02llu", (unsigned long long)(s / 60),
+				 (unsigned long long)(s % 60));
 	} else if (pi->finished) {
 		snprintf(eta, sizeof(eta), "done");
 	}
@@ -147,8 +147,8 @@ bool cmd_progress_done(struct cmd_progress *p)
 	return interrupted != 0;
 }
 
-int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len,
-		      int *ret_opt_argc, char ***ret_cmd)
+int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len, int *ret_opt_argc,
+		      char ***ret_cmd)
 {
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--")) {

@@ -7,10 +7,14 @@ VERB(create)
 {
 	struct create_opts o = {0};
 	static const struct option opts[] = {
-		{"template", required_argument, NULL, 't'}, {"from", required_argument, NULL, 'f'},
-		{"instance", required_argument, NULL, 'i'}, {"memory", required_argument, NULL, 'm'},
-		{"cpus", required_argument, NULL, 'c'},     {"disk", required_argument, NULL, 'd'},
-		{"image", required_argument, NULL, 'I'},    {"checksum", required_argument, NULL, 'C'},
+		{"template", required_argument, NULL, 't'},
+		{"from", required_argument, NULL, 'f'},
+		{"instance", required_argument, NULL, 'i'},
+		{"memory", required_argument, NULL, 'm'},
+		{"cpus", required_argument, NULL, 'c'},
+		{"disk", required_argument, NULL, 'd'},
+		{"image", required_argument, NULL, 'I'},
+		{"checksum", required_argument, NULL, 'C'},
 		{0},
 	};
 	int opt;

@@ -27,7 +27,8 @@ VERB(doctor)
 	if (a.kvm)
 		snprintf(detail, sizeof(detail), "KVM (/dev/kvm is usable)");
 	else
-		snprintf(detail, sizeof(detail), "TCG, slow: %s; guest TSC %llu kHz", a.why, (unsigned long long)a.tsc_khz);
+		snprintf(detail, sizeof(detail), "TCG, slow: %s; guest TSC %llu kHz", a.why,
+			 (unsigned long long)a.tsc_khz);
 	line(true, "accel", detail);
 	_cleanup_free_ char *k = NULL, *rel = NULL;
 	ok = template_find_kernel("/boot", &k, &rel, &err) == 0;

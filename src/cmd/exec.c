@@ -55,10 +55,14 @@ VERB(exec)
 	int tty_mode = -1;
 	const char *instance = NULL;
 	static const struct option opts[] = {
-		{"tty", no_argument, NULL, 't'},        {"no-tty", no_argument, NULL, 'T'},
-		{"interactive", no_argument, NULL, 'I'}, {"env", required_argument, NULL, 'e'},
-		{"workdir", required_argument, NULL, 'w'}, {"user", required_argument, NULL, 'u'},
-		{"instance", required_argument, NULL, 'N'}, {0},
+		{"tty", no_argument, NULL, 't'},
+		{"no-tty", no_argument, NULL, 'T'},
+		{"interactive", no_argument, NULL, 'I'},
+		{"env", required_argument, NULL, 'e'},
+		{"workdir", required_argument, NULL, 'w'},
+		{"user", required_argument, NULL, 'u'},
+		{"instance", required_argument, NULL, 'N'},
+		{0},
 	};
 	int opt, oargc;
 	char optstr[32], **cmdv;

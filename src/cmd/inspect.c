@@ -19,7 +19,9 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 		json_object_object_add(j, "state", json_object_new_string(st.running ? "running" : "stopped"));
 		json_object_object_add(j, "memory", json_object_new_int64((int64_t)vm->spec->memory));
 		json_object_object_add(j, "cpus", json_object_new_int((int)vm->spec->cpus));
-		json_object_object_add(j, "source", json_object_new_string(vm->spec->source == SOURCE_TEMPLATE ? "template" : "image"));
+		json_object_object_add(
+			j, "source",
+			json_object_new_string(vm->spec->source == SOURCE_TEMPLATE ? "template" : "image"));
 		if (st.running) {
 			json_object_object_add(j, "accel", json_object_new_string(st.kvm ? "kvm" : "tcg"));
 			json_object_object_add(j, "uptime_s", json_object_new_int64((int64_t)st.uptime_s));

@@ -49,7 +49,8 @@ static void collect(struct cmd_ctx *c, const char *name, struct row *r)
 static void fmt_uptime(uint64_t s, char *buf, size_t len)
 {
 	if (s >= 86400)
-		snprintf(buf, len, "%llud%lluh", (unsigned long long)(s / 86400), (unsigned long long)(s % 86400 / 3600));
+		snprintf(buf, len, "%llud%lluh", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s % 86400 / 3600));
 	else if (s >= 3600)
 		snprintf(buf, len, "%lluh%llum", (unsigned long long)(s / 3600), (unsigned long long)(s % 3600 / 60));
 	else if (s >= 60)
@@ -91,7 +92,8 @@ VERB(list)
 			json_object *o = json_object_new_object();
 			json_object_object_add(o, "name", json_object_new_string(r.name));
 			json_object_object_add(o, "state", json_object_new_string(r.state));
-			json_object_object_add(o, "accel", strcmp(r.accel, "-") ? json_object_new_string(r.accel) : NULL);
+			json_object_object_add(o, "accel",
+					       strcmp(r.accel, "-") ? json_object_new_string(r.accel) : NULL);
 			json_object_object_add(o, "memory", json_object_new_int64((int64_t)r.memory));
 			json_object_object_add(o, "cpus", json_object_new_int((int)r.cpus));
 			json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)r.uptime_s));

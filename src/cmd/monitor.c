@@ -7,8 +7,8 @@
 VERB(monitor)
 {
 	long long lock_fd, notify_fd, timeout;
-	if (argc != 6 || parse_ll(argv[2], 0, 1 << 20, &lock_fd) < 0 || parse_ll(argv[3], -1, 1 << 20, &notify_fd) < 0 ||
-	    parse_ll(argv[4], 0, 1ll << 40, &timeout) < 0)
+	if (argc != 6 || parse_ll(argv[2], 0, 1 << 20, &lock_fd) < 0 ||
+	    parse_ll(argv[3], -1, 1 << 20, &notify_fd) < 0 || parse_ll(argv[4], 0, 1ll << 40, &timeout) < 0)
 		return cmd_usage(c, "internal verb: bad arguments");
 	if (store_check_name(argv[1], &c->err) < 0)
 		return EXIT_ERR;

@@ -8,7 +8,8 @@
 VERB(port)
 {
 	const char *instance = NULL;
-	static const struct option opts[] = {{"instance", required_argument, NULL, 'i'}, {"json", no_argument, NULL, 'J'}, {0}};
+	static const struct option opts[] = {
+		{"instance", required_argument, NULL, 'i'}, {"json", no_argument, NULL, 'J'}, {0}};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "i:", opts, NULL)) != -1) {
 		if (opt == 'i')
@@ -34,7 +35,10 @@ VERB(port)
 	if (monitor_connect(&c->store, name, &fd, &c->err) < 0)
 		return EXIT_ERR;
 	json_object *req = json_object_new_object(), *res = NULL, *v;
-	json_object_object_add(req, "op", json_object_new_string(ls ? "port-ls" : !strcmp(action, "add") ? "port-add" : "port-rm"));
+	json_object_object_add(req, "op",
+			       json_object_new_string(ls		       ? "port-ls"
+						      : !strcmp(action, "add") ? "port-add"
+									       : "port-rm"));
 	if (spec)
 		json_object_object_add(req, "spec", json_object_new_string(spec));
 	if (monitor_request(fd, req, 15000, &res, &c->err) < 0)

@@ -46,9 +46,9 @@ VERB(run)
 	bool rm = false;
 	int tty_mode = -1;
 	static const struct option opts[] = {
-		{"rm", no_argument, NULL, 'R'},         {"tty", no_argument, NULL, 't'},
-		{"no-tty", no_argument, NULL, 'T'},     {"interactive", no_argument, NULL, 'i'},
-		{"env", required_argument, NULL, 'e'},  {"workdir", required_argument, NULL, 'w'},
+		{"rm", no_argument, NULL, 'R'},		{"tty", no_argument, NULL, 't'},
+		{"no-tty", no_argument, NULL, 'T'},	{"interactive", no_argument, NULL, 'i'},
+		{"env", required_argument, NULL, 'e'},	{"workdir", required_argument, NULL, 'w'},
 		{"user", required_argument, NULL, 'u'}, {0},
 	};
 	int opt, oargc;

@@ -22,16 +22,17 @@ static int find_ssh_port(struct cmd_ctx *c, const char *name, unsigned guest, un
 	if (json_object_object_get_ex(res, "forwards", &fw))
 		for (size_t i = 0; i < json_object_array_length(fw) && r < 0; i++) {
 			struct forward f;
-			if (forward_parse(json_object_get_string(json_object_array_get_idx(fw, i)), &f) == 0 && !f.udp &&
-			    f.guest == guest) {
+			if (forward_parse(json_object_get_string(json_object_array_get_idx(fw, i)), &f) == 0 &&
+			    !f.udp && f.guest == guest) {
 				*ret = f.host;
 				r = 0;
 			}
 		}
 	json_object_put(res);
 	if (r < 0)
-		hutch_error_set(&c->err, ENOENT, "no port forward to guest port %u: add one with 'hutch port %s add 2222:%u'",
-				guest, name, guest);
+		hutch_error_set(&c->err, ENOENT,
+				"no port forward to guest port %u: add one with 'hutch port %s add 2222:%u'", guest,
+				name, guest);
 	return r;
 }
 
@@ -72,8 +73,10 @@ static int exec_ssh(struct cmd_ctx *c, const struct vm_spec *spec, const char *n
 	}
 	fflush(NULL);
 	execvp("ssh", av);
-	hutch_error_set(&c->err, errno, errno == ENOENT ? "ssh not found: install Debian's openssh-client package"
-							: "cannot run ssh: %s", strerror(errno));
+	hutch_error_set(&c->err, errno,
+			errno == ENOENT ? "ssh not found: install Debian's openssh-client package"
+					: "cannot run ssh: %s",
+			strerror(errno));
 	strv_free(av);
 	return EXIT_ERR;
 }

@@ -69,7 +69,8 @@ int agent_binary_path(char **ret, struct hutch_error *err)
 			}
 		}
 	}
-	return hutch_error_set(err, ENOENT, "hutch-agent not found beside the hutch binary: rebuild, or set HUTCH_AGENT");
+	return hutch_error_set(err, ENOENT,
+			       "hutch-agent not found beside the hutch binary: rebuild, or set HUTCH_AGENT");
 }
 
 /* Image VMs: the overlay, the seed, firmware and NVRAM, and the SMBIOS credential made at create. */
@@ -88,7 +89,8 @@ static int image_plan(struct vm *vm, struct qemu_plan *p, struct hutch_error *er
 			return r;
 		p->nvram = store_vm_file(vm->store, vm->name, "nvram.fd");
 		if (access(p->nvram, F_OK) < 0)
-			return hutch_error_set(err, ENOENT, "no NVRAM at '%s': destroy and create the VM again", p->nvram);
+			return hutch_error_set(err, ENOENT, "no NVRAM at '%s': destroy and create the VM again",
+					       p->nvram);
 	}
 	_cleanup_free_ char *kp = store_vm_file(vm->store, vm->name, "authorized_keys");
 	char *text = NULL;
@@ -193,8 +195,7 @@ void qemu_plan_release(struct qemu_plan *p)
 
 /* ---- start: spawn the monitor and wait for its word ---- */
 
-static int spawn_monitor(struct vm *vm, const struct start_opts *o, int lock_fd, int notify_w,
-			 struct hutch_error *err)
+static int spawn_monitor(struct vm *vm, const struct start_opts *o, int lock_fd, int notify_w, struct hutch_error *err)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -222,8 +223,9 @@ static int spawn_monitor(struct vm *vm, const struct start_opts *o, int lock_fd,
 		dup2(logfd >= 0 ? logfd : nul, 2);
 		fd_set_cloexec(lock_fd, false);
 		fd_set_cloexec(notify_w, false);
-		char *argv[] = {self, "__monitor", vm->name, lockfd_s, notify_s, timeout_s,
-				o->ephemeral ? "ephemeral" : "keep", NULL};
+		char *argv[] = {
+			self, "__monitor", vm->name, lockfd_s, notify_s, timeout_s, o->ephemeral ? "ephemeral" : "keep",
+			NULL};
 		execv(self, argv);
 		_exit(127);
 	}

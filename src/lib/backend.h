@@ -16,13 +16,13 @@ void vm_release(struct vm *vm);
 
 struct start_opts {
 	uint64_t timeout_ms; /* until the agent says HELLO */
-	bool ephemeral;      /* destroy the instance when it stops (run --rm) */
+	bool ephemeral;	     /* destroy the instance when it stops (run --rm) */
 };
 struct start_result {
-	uint64_t boot_ms;     /* start -> HELLO, as seen by the caller */
-	uint64_t spawn_ms;    /* monitor ready to spawn qemu (template check, argv) */
-	uint64_t qmp_ms;      /* QMP handshake done */
-	uint64_t hello_ms;    /* agent HELLO */
+	uint64_t boot_ms;  /* start -> HELLO, as seen by the caller */
+	uint64_t spawn_ms; /* monitor ready to spawn qemu (template check, argv) */
+	uint64_t qmp_ms;   /* QMP handshake done */
+	uint64_t hello_ms; /* agent HELLO */
 	bool kvm;
 	char accel_why[160];
 	char kernel_release[64];
@@ -39,7 +39,7 @@ struct vm_status {
 	bool running;
 	bool kvm;
 	uint64_t uptime_s;
-	bool agent;          /* the agent said HELLO and is healthy */
+	bool agent; /* the agent said HELLO and is healthy */
 	char agent_state[32];
 	int sessions;
 };

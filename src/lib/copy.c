@@ -59,7 +59,8 @@ static int guest_is_dir(const struct store *st, const char *vm, const char *path
 
 static int add_tree(struct archive *a, const char *path, const char *name, bool recursive, struct hutch_error *err);
 
-static int add_one(struct archive *a, const char *path, const char *name, const struct stat *sb, struct hutch_error *err)
+static int add_one(struct archive *a, const char *path, const char *name, const struct stat *sb,
+		   struct hutch_error *err)
 {
 	struct archive_entry *e = archive_entry_new();
 	archive_entry_copy_pathname(e, name);
@@ -146,8 +147,8 @@ static int tar_writer(int fd, const char *src, const char *top, bool recursive)
 	return 0;
 }
 
-int copy_to_guest(const struct store *st, const char *vm, const char *src, const char *dst,
-		  const struct copy_opts *o, struct hutch_error *err)
+int copy_to_guest(const struct store *st, const char *vm, const char *src, const char *dst, const struct copy_opts *o,
+		  struct hutch_error *err)
 {
 	struct stat sb;
 	if (lstat(src, &sb) < 0)
@@ -186,7 +187,8 @@ int copy_to_guest(const struct store *st, const char *vm, const char *src, const
 	if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
 		return hutch_error_set(err, EIO, "could not read '%s'", src);
 	if (status != 0)
-		return hutch_error_set(err, EIO, "tar in the guest failed with status %d writing into '%s'", status, gdir);
+		return hutch_error_set(err, EIO, "tar in the guest failed with status %d writing into '%s'", status,
+				       gdir);
 	return 0;
 }
 
@@ -224,9 +226,9 @@ static int tar_reader(int fd, const char *top, const char *dest, bool recursive)
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
 	struct archive *w = archive_write_disk_new();
-	archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-						  ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
-						  ARCHIVE_EXTRACT_UNLINK);
+	archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+						  ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+						  ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_UNLINK);
 	int rc = 0;
 	if (archive_read_open_fd(a, fd, 65536) != ARCHIVE_OK) {
 		fprintf(stderr, "hutch: cp: %s\n", archive_error_string(a));
@@ -293,8 +295,8 @@ out:
 	return rc;
 }
 
-int copy_from_guest(const struct store *st, const char *vm, const char *src, const char *dst,
-		    const struct copy_opts *o, struct hutch_error *err)
+int copy_from_guest(const struct store *st, const char *vm, const char *src, const char *dst, const struct copy_opts *o,
+		    struct hutch_error *err)
 {
 	struct stat sb;
 	bool into = stat(dst, &sb) == 0 && S_ISDIR(sb.st_mode);

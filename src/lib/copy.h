@@ -7,10 +7,10 @@ struct copy_opts {
 	bool recursive;
 	const char *user;
 };
-int copy_to_guest(const struct store *st, const char *vm, const char *src, const char *dst,
-		  const struct copy_opts *o, struct hutch_error *err);
-int copy_from_guest(const struct store *st, const char *vm, const char *src, const char *dst,
-		    const struct copy_opts *o, struct hutch_error *err);
+int copy_to_guest(const struct store *st, const char *vm, const char *src, const char *dst, const struct copy_opts *o,
+		  struct hutch_error *err);
+int copy_from_guest(const struct store *st, const char *vm, const char *src, const char *dst, const struct copy_opts *o,
+		    struct hutch_error *err);
 /* Exposed for tests: map a guest tar entry name under TOP to a host path under DEST, or NULL when
  * the name is absolute, has '..', or is not under TOP. */
 char *copy_map_entry(const char *untrusted_name, const char *top, const char *dest);

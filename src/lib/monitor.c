@@ -43,16 +43,16 @@ struct client {
 	struct proto_reader rd;
 	struct outbuf out;
 	bool wants_stop_reply; /* answer when QEMU is gone */
-	bool is_run;           /* a `run` session: counts for on_app_exit / ephemeral */
+	bool is_run;	       /* a `run` session: counts for on_app_exit / ephemeral */
 	bool closing;
 };
 
 struct channel {
-	uint32_t id;        /* agent-side channel */
-	struct client *cl;  /* NULL once the client went away */
-	uint32_t cl_chan;   /* client-side channel */
+	uint32_t id;	   /* agent-side channel */
+	struct client *cl; /* NULL once the client went away */
+	uint32_t cl_chan;  /* client-side channel */
 	bool app;
-	uint64_t credit;    /* bytes the agent may still send us on this channel */
+	uint64_t credit; /* bytes the agent may still send us on this channel */
 };
 
 struct mon {
@@ -339,8 +339,9 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 			m->qemu_pid = 0;
 			_cleanup_free_ char *last = last_line(log_path);
 			return hutch_error_set(err, EIO, "qemu exited at start with %s %d%s%s (see %s)",
-					       WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-					       last ? ": " : "", last ? last : "", log_path);
+					       WIFEXITED(st) ? "status" : "signal",
+					       WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), last ? ": " : "",
+					       last ? last : "", log_path);
 		}
 		struct pollfd p = {.fd = qfd, .events = POLLIN};
 		uint64_t t = now_ms();
@@ -428,7 +429,9 @@ static void stop_advance(struct mon *m)
 				continue;
 			}
 			/* micro has no ACPI daemon: the power button is only worth a moment there */
-			m->stop_deadline = t + (m->vm.spec->source == SOURCE_TEMPLATE ? 1000 : (left / 2 > 1000 ? left / 2 : 1000));
+			m->stop_deadline =
+				t +
+				(m->vm.spec->source == SOURCE_TEMPLATE ? 1000 : (left / 2 > 1000 ? left / 2 : 1000));
 			snprintf(m->stop_method, sizeof(m->stop_method), "acpi");
 			return;
 		case STOP_QUIT:
@@ -479,8 +482,9 @@ static void agent_broken(struct mon *m, const char *why)
 		if (!ch)
 			continue;
 		if (ch->cl) {
-			client_send_error(ch->cl, ch->cl_chan, "the guest agent sent a malformed message; "
-							       "the VM is now agent-less (see the monitor log)");
+			client_send_error(ch->cl, ch->cl_chan,
+					  "the guest agent sent a malformed message; "
+					  "the VM is now agent-less (see the monitor log)");
 			struct proto_buf b = {0};
 			proto_encode_exit(&b, EXIT_FAILED, EPROTO);
 			client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
@@ -490,7 +494,8 @@ static void agent_broken(struct mon *m, const char *why)
 	}
 	if (!m->boot_reported) {
 		char msg[256];
-		snprintf(msg, sizeof(msg), "the guest agent sent a malformed message (%s): see 'hutch logs %s'", why, m->name);
+		snprintf(msg, sizeof(msg), "the guest agent sent a malformed message (%s): see 'hutch logs %s'", why,
+			 m->name);
 		notify_error(m, msg);
 		begin_stop(m, true, 5000, "the agent failed during boot");
 	}
@@ -682,7 +687,8 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 	} else {
 		if (idx == SIZE_MAX)
 			return reply_error(c, "no such forward");
-		_cleanup_free_ char *line = xasprintf("hostfwd_remove net0 %s:127.0.0.1:%u", f.udp ? "udp" : "tcp", f.host);
+		_cleanup_free_ char *line =
+			xasprintf("hostfwd_remove net0 %s:127.0.0.1:%u", f.udp ? "udp" : "tcp", f.host);
 		if (hmp(m, line, &err) < 0) {
 			reply_error(c, err.msg);
 			hutch_error_clear(&err);
@@ -960,7 +966,8 @@ static void reply_stoppers(struct mon *m)
 			continue;
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "ok", json_object_new_boolean(1));
-		json_object_object_add(o, "method", json_object_new_string(m->stop_method[0] ? m->stop_method : "guest"));
+		json_object_object_add(o, "method",
+				       json_object_new_string(m->stop_method[0] ? m->stop_method : "guest"));
 		json_object_object_add(o, "ms", json_object_new_int64((int64_t)(now_ms() - m->stop_begun)));
 		client_send_json(c, o);
 		/* best effort: the socket is non-blocking, and the client also watches the lock */
@@ -1097,8 +1104,8 @@ static int spawn_swtpm(struct mon *m, struct hutch_error *err)
 		dup2(nul, 1);
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
-		execl(bin, bin, "socket", "--tpm2", "--tpmstate", state_arg, "--ctrl", ctrl_arg, "--terminate",
-		      "--log", log_arg, (char *)NULL);
+		execl(bin, bin, "socket", "--tpm2", "--tpmstate", state_arg, "--ctrl", ctrl_arg, "--terminate", "--log",
+		      log_arg, (char *)NULL);
 		_exit(127);
 	}
 	m->swtpm_pid = pid;
@@ -1133,7 +1140,8 @@ static void auto_ssh_forward(struct mon *m)
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t sl = sizeof(sa);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
 		return;
 	struct forward f = {.host = ntohs(sa.sin_port), .guest = guest};
 	close(TAKE_FD(fd));
@@ -1223,8 +1231,9 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 		mon_log(&m, "qemu is gone: %s", m.exit_reason);
 		if (!m.boot_reported) {
 			char msg[512];
-			snprintf(msg, sizeof(msg), "the VM stopped before the agent said HELLO: %s; see 'hutch logs %s'",
-				 m.exit_reason, m.name);
+			snprintf(msg, sizeof(msg),
+				 "the VM stopped before the agent said HELLO: %s; see 'hutch logs %s'", m.exit_reason,
+				 m.name);
 			notify_error(&m, msg);
 			rc = 1;
 		}

@@ -4,10 +4,10 @@
 
 struct monitor_args {
 	const char *name;
-	int lock_fd;          /* the run lock, already taken by the CLI and inherited */
-	int notify_fd;        /* write end of the CLI's readiness pipe, or -1 */
+	int lock_fd;   /* the run lock, already taken by the CLI and inherited */
+	int notify_fd; /* write end of the CLI's readiness pipe, or -1 */
 	uint64_t boot_timeout_ms;
-	bool ephemeral;       /* remove the VM's data dir after QEMU exits */
+	bool ephemeral; /* remove the VM's data dir after QEMU exits */
 };
 
 /* Runs until QEMU is gone. Returns a process exit code. */

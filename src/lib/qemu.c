@@ -161,8 +161,8 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	ARG("-mon");
 	ARG("chardev=qmp,mode=control");
 	ARG("-chardev");
-	ARG("socket,id=console,path=%s/console.sock,server=on,wait=off,logfile=%s/console.log,logappend=off",
-	    run_dir, vm_dir);
+	ARG("socket,id=console,path=%s/console.sock,server=on,wait=off,logfile=%s/console.log,logappend=off", run_dir,
+	    vm_dir);
 	ARG("-serial");
 	ARG("chardev:console");
 	ARG("-device");
@@ -269,7 +269,8 @@ int qemu_firmware_paths(enum firmware fw, char **ret_code, char **ret_vars, stru
 	}
 	_cleanup_free_ char *c = xasprintf("%s/%s", dir, code), *v = xasprintf("%s/%s", dir, vars);
 	if (access(c, R_OK) < 0 || access(v, R_OK) < 0)
-		return hutch_error_set(err, ENOENT, "UEFI firmware not found ('%s'): install Debian's ovmf package", access(c, R_OK) < 0 ? c : v);
+		return hutch_error_set(err, ENOENT, "UEFI firmware not found ('%s'): install Debian's ovmf package",
+				       access(c, R_OK) < 0 ? c : v);
 	*ret_code = TAKE_PTR(c);
 	*ret_vars = TAKE_PTR(v);
 	return 0;

@@ -10,24 +10,24 @@
 
 struct accel_info {
 	bool kvm;
-	char why[160];     /* why not KVM, for the one warning line and `hutch doctor` */
-	uint64_t tsc_khz;  /* host TSC rate (TCG microvm guests are told it; see qemu.c) */
+	char why[160];	  /* why not KVM, for the one warning line and `hutch doctor` */
+	uint64_t tsc_khz; /* host TSC rate (TCG microvm guests are told it; see qemu.c) */
 };
 void qemu_detect_accel(struct accel_info *ret);
 
 struct qemu_config {
 	const char *name;
 	const struct vm_spec *spec;
-	const char *binary;    /* qemu-system-x86_64 path */
-	const char *run_dir;   /* sockets */
-	const char *vm_dir;    /* console.log, disk, nvram */
-	const char *kernel;    /* micro */
-	const char *initrd;    /* micro */
-	const char *disk;      /* image VMs: qcow2 overlay */
-	const char *seed;      /* image VMs: cloud-init ISO */
-	const char *fw_code;   /* uefi: OVMF code (read-only) */
-	const char *nvram;     /* uefi: this VM's copy of the OVMF variables */
-	const char *tpm_sock;  /* tpm: swtpm's control socket */
+	const char *binary;	 /* qemu-system-x86_64 path */
+	const char *run_dir;	 /* sockets */
+	const char *vm_dir;	 /* console.log, disk, nvram */
+	const char *kernel;	 /* micro */
+	const char *initrd;	 /* micro */
+	const char *disk;	 /* image VMs: qcow2 overlay */
+	const char *seed;	 /* image VMs: cloud-init ISO */
+	const char *fw_code;	 /* uefi: OVMF code (read-only) */
+	const char *nvram;	 /* uefi: this VM's copy of the OVMF variables */
+	const char *tpm_sock;	 /* tpm: swtpm's control socket */
 	const char *smbios_cred; /* SMBIOS type 11 value, e.g. io.systemd.credential.binary:... */
 	const struct accel_info *accel;
 };

@@ -23,9 +23,9 @@ struct qmp {
 	struct json_tokener *tok;
 	size_t msg_bytes; /* bytes fed to tok since the last complete message */
 	uint64_t next_id;
-	uint64_t want_id;    /* id of the reply being waited for, 0 when none */
-	json_object *reply;  /* the reply with want_id, once it arrived */
-	bool want_greeting;  /* before the greeting, anything else is a protocol error */
+	uint64_t want_id;   /* id of the reply being waited for, 0 when none */
+	json_object *reply; /* the reply with want_id, once it arrived */
+	bool want_greeting; /* before the greeting, anything else is a protocol error */
 	bool greeted;
 	int dead_code; /* once the stream is broken (EOF, bad JSON, ...), every call fails alike */
 	char *dead_msg;
@@ -262,8 +262,8 @@ static int qmp_write_until(struct qmp *q, const char *buf, size_t len, uint64_t 
 	return 0;
 }
 
-static int qmp_send_command(struct qmp *q, const char *cmd, json_object *args, uint64_t id,
-			    uint64_t deadline, uint64_t timeout_ms, struct hutch_error *err)
+static int qmp_send_command(struct qmp *q, const char *cmd, json_object *args, uint64_t id, uint64_t deadline,
+			    uint64_t timeout_ms, struct hutch_error *err)
 {
 	json_object *msg = json_object_new_object();
 	json_object_object_add(msg, "execute", json_object_new_string(cmd));
@@ -303,8 +303,8 @@ static int qmp_take_reply(const char *cmd, json_object *reply, json_object **ret
 	return 0;
 }
 
-int qmp_execute(struct qmp *q, const char *cmd, json_object *args, uint64_t timeout_ms,
-		json_object **ret_return, struct hutch_error *err)
+int qmp_execute(struct qmp *q, const char *cmd, json_object *args, uint64_t timeout_ms, json_object **ret_return,
+		struct hutch_error *err)
 {
 	int r = qmp_check_alive(q, err);
 	if (r < 0) {
@@ -391,7 +391,4 @@ void qmp_close(struct qmp *q)
 	free(q);
 }
 
-int qmp_fd(const struct qmp *q)
-{
-	return q ? q->fd : -1;
-}
+int qmp_fd(const struct qmp *q) { return q ? q->fd : -1; }

@@ -21,8 +21,8 @@ int qmp_fd(const struct qmp *q);
 /* Execute a command and wait up to timeout_ms for the reply with the matching id. args may be NULL
  * (ownership of args is taken). On {"error": ...} returns -EREMOTEIO with the class and desc in
  * err. *ret_return (optional) receives the "return" member (caller puts it). */
-int qmp_execute(struct qmp *q, const char *cmd, json_object *args, uint64_t timeout_ms,
-		json_object **ret_return, struct hutch_error *err);
+int qmp_execute(struct qmp *q, const char *cmd, json_object *args, uint64_t timeout_ms, json_object **ret_return,
+		struct hutch_error *err);
 
 /* Non-blocking: read whatever is available on the socket (call when poll says readable). Parsed
  * events are queued. Returns 0, or < 0 on EOF (-EPIPE) or protocol error. */

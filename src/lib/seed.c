@@ -693,8 +693,10 @@ static int key_from_file(const char *spec_path, char ***ret_pubkeys, char **ret_
 	size_t len = strlen(path);
 	if (len > 4 && strcmp(path + len - 4, ".pub") == 0) {
 		priv = xstrndup(path, len - 4);
-		if (!is_regular(priv))
-			priv = (free(priv), NULL);
+		if (!is_regular(priv)) {
+			free(priv);
+			priv = NULL;
+		}
 	}
 	if (ret_pubkeys)
 		*ret_pubkeys = TAKE_PTR(keys);

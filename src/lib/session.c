@@ -210,12 +210,16 @@ int exec_session(const struct store *st, const char *name, const struct exec_opt
 	if (!store_is_running(st, name)) {
 		if (!store_vm_exists(st, name))
 			return hutch_error_set(err, ENOENT, "no VM named '%s'", name);
-		return hutch_error_set(err, ENOTCONN, "is not running: start it first, or use 'hutch run %s -- CMD'", name);
+		return hutch_error_set(err, ENOTCONN, "is not running: start it first, or use 'hutch run %s -- CMD'",
+				       name);
 	}
 	struct sess s = {.fd = -1, .o = o, .stdin_credit = PROTO_WINDOW_INIT};
 	int r = monitor_connect(st, name, &s.fd, err);
 	if (r < 0)
-		return r == -ENOTCONN ? hutch_error_set(err, ENOTCONN, "is not running: start it first, or use 'hutch run %s -- CMD'", name) : r;
+		return r == -ENOTCONN
+			       ? hutch_error_set(err, ENOTCONN,
+						 "is not running: start it first, or use 'hutch run %s -- CMD'", name)
+			       : r;
 	if (o->run_client && register_run_client(s.fd, err) < 0) {
 		close(s.fd);
 		return -EIO;
@@ -223,7 +227,8 @@ int exec_session(const struct store *st, const char *name, const struct exec_opt
 	r = send_exec(&s);
 	if (r < 0) {
 		close(s.fd);
-		return hutch_error_set(err, -r, r == -E2BIG ? "the command line is too long" : "cannot talk to the monitor: %s",
+		return hutch_error_set(err, -r,
+				       r == -E2BIG ? "the command line is too long" : "cannot talk to the monitor: %s",
 				       strerror(-r));
 	}
 	sigset_t set, old;

@@ -4,15 +4,15 @@
 #include "util.h"
 
 struct exec_opts {
-	char **argv;      /* argv[0] "" with login = the user's login shell */
-	char **env;       /* K=V */
+	char **argv; /* argv[0] "" with login = the user's login shell */
+	char **env;  /* K=V */
 	const char *cwd;
 	const char *user;
-	bool tty;         /* allocate a pty in the guest; local stdin goes raw */
+	bool tty; /* allocate a pty in the guest; local stdin goes raw */
 	bool forward_stdin;
-	bool app;         /* counts for auto_shutdown.on_app_exit */
+	bool app; /* counts for auto_shutdown.on_app_exit */
 	bool login;
-	bool run_client;  /* register as the VM's `run` client (disposable VMs stop when it leaves) */
+	bool run_client;	   /* register as the VM's `run` client (disposable VMs stop when it leaves) */
 	int in_fd, out_fd, err_fd; /* local ends, usually 0/1/2 */
 };
 

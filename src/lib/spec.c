@@ -23,7 +23,7 @@ struct ynode {
 	enum ynode_type type;
 	int line; /* 1-based */
 	bool plain;
-	char *str;           /* scalars: value, never contains NUL */
+	char *str;	     /* scalars: value, never contains NUL */
 	struct ynode **kids; /* seq: items; map: key, value, key, value, ... */
 	size_t n;
 };
@@ -141,8 +141,8 @@ static int loader_error(struct loader *l)
 	default:
 		line = (int)p->problem_mark.line + 1;
 		if (p->context)
-			return hutch_error_set(l->err, EINVAL, "%s:%d: invalid YAML: %s (%s at line %d)", l->file,
-					       line, problem, p->context, (int)p->context_mark.line + 1);
+			return hutch_error_set(l->err, EINVAL, "%s:%d: invalid YAML: %s (%s at line %d)", l->file, line,
+					       problem, p->context, (int)p->context_mark.line + 1);
 		return hutch_error_set(l->err, EINVAL, "%s:%d: invalid YAML: %s", l->file, line, problem);
 	}
 }
@@ -199,8 +199,7 @@ static int load_node(struct loader *l, const yaml_event_t *ev, int depth, struct
 	}
 	/* An anchor is only useful for an alias; refusing both keeps a tree a tree. */
 	if (anchor)
-		return hutch_error_set(l->err, EINVAL, "%s:%d: anchors and aliases are not allowed", l->file,
-				       line);
+		return hutch_error_set(l->err, EINVAL, "%s:%d: anchors and aliases are not allowed", l->file, line);
 	if (tag) {
 		_cleanup_free_ char *q = msg_quote((const char *)tag);
 		return hutch_error_set(l->err, EINVAL, "%s:%d: tags are not allowed ('%s')", l->file, line, q);
@@ -215,8 +214,7 @@ static int load_node(struct loader *l, const yaml_event_t *ev, int depth, struct
 		const char *v = (const char *)ev->data.scalar.value;
 		size_t len = ev->data.scalar.length;
 		if (memchr(v, 0, len))
-			return hutch_error_set(l->err, EINVAL, "%s:%d: NUL characters are not allowed", l->file,
-					       line);
+			return hutch_error_set(l->err, EINVAL, "%s:%d: NUL characters are not allowed", l->file, line);
 		n->str = xstrndup(v, len);
 		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 	} else {
@@ -273,8 +271,7 @@ struct ctx {
 	struct hutch_error *err;
 };
 
-static int field_error(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
-	_printf_(4, 5);
+static int field_error(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...) _printf_(4, 5);
 static int field_error(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
 {
 	va_list ap;
@@ -336,8 +333,7 @@ static int get_bool(struct ctx *c, const struct ynode *v, const char *path, bool
 	return 0;
 }
 
-static int get_ll(struct ctx *c, const struct ynode *v, const char *path, long long min, long long max,
-		  long long *ret)
+static int get_ll(struct ctx *c, const struct ynode *v, const char *path, long long min, long long max, long long *ret)
 {
 	int r = want_scalar(c, v, path, "an integer");
 	if (r < 0)
@@ -963,8 +959,8 @@ void spec_free_all(struct vm_spec **specs, size_t n)
 	free(specs);
 }
 
-int spec_parse_buffer(const char *buf, size_t len, const char *filename, struct vm_spec ***ret_specs,
-		      size_t *ret_n, struct hutch_error *err)
+int spec_parse_buffer(const char *buf, size_t len, const char *filename, struct vm_spec ***ret_specs, size_t *ret_n,
+		      struct hutch_error *err)
 {
 	const char *file = filename ? filename : "<input>";
 	if (len > SPEC_MAX_FILE)
@@ -1250,10 +1246,7 @@ char *spec_render_yaml(const struct vm_spec *s)
 
 /* ---- comparison ---- */
 
-static bool str_eq(const char *a, const char *b)
-{
-	return a == b || (a && b && !strcmp(a, b));
-}
+static bool str_eq(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
 
 static bool strv_eq(char *const *a, char *const *b)
 {
@@ -1274,14 +1267,13 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 		return false;
 	if (!str_eq(a->name, b->name) || a->source != b->source || !str_eq(a->template, b->template) ||
 	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->kernel, b->kernel) ||
-	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus ||
-	    a->disk != b->disk || a->firmware != b->firmware || a->tpm != b->tpm ||
-	    !str_eq(a->backend, b->backend) || !str_eq(a->uri, b->uri) || a->net_mode != b->net_mode ||
-	    !str_eq(a->netvm, b->netvm) || !strv_eq(a->forward, b->forward) ||
-	    !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) || a->ssh_port != b->ssh_port ||
-	    !strv_eq(a->ci_packages, b->ci_packages) || !strv_eq(a->ci_runcmd, b->ci_runcmd) ||
-	    a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s || a->disposable != b->disposable ||
-	    !str_eq(a->color, b->color) || a->n_shares != b->n_shares)
+	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk ||
+	    a->firmware != b->firmware || a->tpm != b->tpm || !str_eq(a->backend, b->backend) ||
+	    !str_eq(a->uri, b->uri) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
+	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
+	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||
+	    !strv_eq(a->ci_runcmd, b->ci_runcmd) || a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s ||
+	    a->disposable != b->disposable || !str_eq(a->color, b->color) || a->n_shares != b->n_shares)
 		return false;
 	for (size_t i = 0; i < a->n_shares; i++) {
 		const struct share *x = &a->shares[i], *y = &b->shares[i];

@@ -16,32 +16,32 @@ struct share {
 };
 
 struct vm_spec {
-	char *name;        /* the map key */
-	char *file;        /* where it was defined, for messages */
-	int line;          /* 1-based line of the key */
+	char *name; /* the map key */
+	char *file; /* where it was defined, for messages */
+	int line;   /* 1-based line of the key */
 
 	enum source_kind source;
-	char *template;    /* source: {template: micro} */
-	char *image;       /* source: {image: URL} */
-	char *checksum;    /* source: {checksum: "sha256:HEX" | "sha256:URL"...} */
+	char *template; /* source: {template: micro} */
+	char *image;	/* source: {image: URL} */
+	char *checksum; /* source: {checksum: "sha256:HEX" | "sha256:URL"...} */
 
-	char *kernel;      /* micro: kernel path override */
-	char *cmdline;     /* extra kernel command line */
-	uint64_t memory;   /* bytes, default 512M */
-	unsigned cpus;     /* default 1 */
-	uint64_t disk;     /* bytes, 0 = image size */
+	char *kernel;	 /* micro: kernel path override */
+	char *cmdline;	 /* extra kernel command line */
+	uint64_t memory; /* bytes, default 512M */
+	unsigned cpus;	 /* default 1 */
+	uint64_t disk;	 /* bytes, 0 = image size */
 	enum firmware firmware;
 	bool tpm;
-	char *backend;     /* "qemu" (default) | "libvirt" */
-	char *uri;         /* libvirt URI */
+	char *backend; /* "qemu" (default) | "libvirt" */
+	char *uri;     /* libvirt URI */
 
 	enum net_mode net_mode;
-	char *netvm;       /* network: netvm:NAME */
-	char **forward;    /* strv, "8080:80", "5353:53/udp" */
+	char *netvm;	/* network: netvm:NAME */
+	char **forward; /* strv, "8080:80", "5353:53/udp" */
 
 	char *ssh_user;
-	char *ssh_key;     /* auto | generate | none | /path.pub */
-	int ssh_port;      /* 0 = default 22 */
+	char *ssh_key; /* auto | generate | none | /path.pub */
+	int ssh_port;  /* 0 = default 22 */
 
 	struct share *shares;
 	size_t n_shares;
@@ -49,8 +49,8 @@ struct vm_spec {
 	char **ci_packages; /* cloud_init.packages */
 	char **ci_runcmd;   /* cloud_init.runcmd */
 
-	bool on_app_exit;   /* auto_shutdown.on_app_exit */
-	uint64_t idle_s;    /* auto_shutdown.idle, seconds, 0 = off */
+	bool on_app_exit; /* auto_shutdown.on_app_exit */
+	uint64_t idle_s;  /* auto_shutdown.idle, seconds, 0 = off */
 	bool disposable;
 	char *color;
 };
@@ -60,8 +60,8 @@ void spec_free(struct vm_spec *s);
 static inline void spec_freep(struct vm_spec **s) { spec_free(*s); }
 
 /* Parse every VM in a buffer. Errors read "FILE:LINE: KEY: reason". */
-int spec_parse_buffer(const char *buf, size_t len, const char *filename, struct vm_spec ***ret_specs,
-		      size_t *ret_n, struct hutch_error *err);
+int spec_parse_buffer(const char *buf, size_t len, const char *filename, struct vm_spec ***ret_specs, size_t *ret_n,
+		      struct hutch_error *err);
 int spec_parse_file(const char *path, struct vm_spec ***ret_specs, size_t *ret_n, struct hutch_error *err);
 void spec_free_all(struct vm_spec **specs, size_t n);
 /* Find NAME in FILE. -ENOENT (with a message) when the file has no such VM. */

@@ -78,9 +78,9 @@ int store_check_name(const char *name, struct hutch_error *err)
 		return hutch_error_set(err, EINVAL, "a VM name must not be empty");
 	if (strlen(name) > 63)
 		return hutch_error_set(err, EINVAL, "invalid VM name '%.70s...': longer than 63 characters", name);
-	return hutch_error_set(err, EINVAL,
-			       "invalid VM name '%s': use lowercase letters, digits and '-', starting with a letter or digit",
-			       name);
+	return hutch_error_set(
+		err, EINVAL,
+		"invalid VM name '%s': use lowercase letters, digits and '-', starting with a letter or digit", name);
 }
 
 char *store_vm_dir(const struct store *s, const char *name) { return xasprintf("%s/vms/%s", s->data_dir, name); }
@@ -208,8 +208,7 @@ int store_lock_file(const char *path, uint64_t timeout_ms, int *ret_fd, struct h
 	}
 }
 
-int store_lock_op(const struct store *s, const char *name, uint64_t timeout_ms, int *ret_fd,
-		  struct hutch_error *err)
+int store_lock_op(const struct store *s, const char *name, uint64_t timeout_ms, int *ret_fd, struct hutch_error *err)
 {
 	/* The op lock lives beside the VM dirs so it exists before the VM does and survives destroy. */
 	_cleanup_free_ char *dir = xasprintf("%s/vms", s->data_dir);

@@ -4,7 +4,7 @@
 
 struct store {
 	char *config_dir;  /* $XDG_CONFIG_HOME/hutch */
-	char *data_dir;    /* $XDG_DATA_HOME/hutch */
+	char *data_dir;	   /* $XDG_DATA_HOME/hutch */
 	char *cache_dir;   /* $XDG_CACHE_HOME/hutch */
 	char *runtime_dir; /* $XDG_RUNTIME_DIR/hutch, or /tmp/hutch-$UID */
 };
@@ -18,9 +18,9 @@ bool store_name_valid(const char *name);
 int store_check_name(const char *name, struct hutch_error *err);
 
 /* Per-VM paths. */
-char *store_vm_dir(const struct store *s, const char *name);     /* data/vms/NAME */
+char *store_vm_dir(const struct store *s, const char *name); /* data/vms/NAME */
 char *store_vm_file(const struct store *s, const char *name, const char *file);
-char *store_run_dir(const struct store *s, const char *name);    /* runtime/NAME */
+char *store_run_dir(const struct store *s, const char *name); /* runtime/NAME */
 char *store_run_file(const struct store *s, const char *name, const char *file);
 /* Makes runtime/NAME (mode 0700) and checks that every socket path fits sun_path. */
 int store_prepare_run_dir(const struct store *s, const char *name, struct hutch_error *err);
@@ -37,8 +37,7 @@ int store_list(const struct store *s, char ***ret_names, struct hutch_error *err
 enum lock_mode { LOCK_TRY = 0, LOCK_WAIT = 1 };
 /* Returns the locked fd. -EWOULDBLOCK when held (TRY) or -EBUSY after timeout_ms (WAIT). */
 int store_lock_file(const char *path, uint64_t timeout_ms, int *ret_fd, struct hutch_error *err);
-int store_lock_op(const struct store *s, const char *name, uint64_t timeout_ms, int *ret_fd,
-		  struct hutch_error *err);
+int store_lock_op(const struct store *s, const char *name, uint64_t timeout_ms, int *ret_fd, struct hutch_error *err);
 /* Take the run lock without waiting: -EALREADY (message "already running") when held. */
 int store_lock_run(const struct store *s, const char *name, int *ret_fd, struct hutch_error *err);
 /* true when some process (the monitor) holds the run lock. Never trusts a pidfile. */

@@ -25,23 +25,21 @@
 extern char **environ;
 
 const char *const template_micro_modules[] = {
-	"virtio_mmio",    "virtio_pci",     "virtio_console",
-	"virtio_blk",     "virtio_net",     "9p",
-	"9pnet_virtio",   "virtio_balloon", "vmw_vsock_virtio_transport",
+	"virtio_mmio",	"virtio_pci",	  "virtio_console",
+	"virtio_blk",	"virtio_net",	  "9p",
+	"9pnet_virtio", "virtio_balloon", "vmw_vsock_virtio_transport",
 	NULL,
 };
 
 /* Linked into /bin when `busybox --list` can't be asked. */
 static const char *const fallback_applets[] = {
-	"sh",       "ash",    "ls",       "cat",      "echo",     "mount",   "umount",  "mkdir",
-	"rm",       "cp",     "mv",       "ln",       "ps",       "kill",    "sleep",   "uname",
-	"dmesg",    "ip",     "ifconfig", "hostname", "id",       "head",    "tail",    "wc",
-	"grep",     "sed",    "awk",      "tr",       "true",     "false",   "env",     "printf",
-	"stat",     "chmod",  "chown",    "touch",    "find",     "xargs",   "sync",    "poweroff",
-	"reboot",   "sha256sum", "md5sum", "dd",      "od",       "hexdump", "date",    "df",
-	"du",       "free",   "top",      "vi",       "less",     "more",    "tee",     "seq",
-	"yes",      "which",  "test",     "[",        "mktemp",   "basename", "dirname", "readlink",
-	"realpath", "setsid", "nohup",    NULL,
+	"sh",	  "ash",       "ls",	  "cat",      "echo",	  "mount",   "umount", "mkdir", "rm",	    "cp",
+	"mv",	  "ln",	       "ps",	  "kill",     "sleep",	  "uname",   "dmesg",  "ip",	"ifconfig", "hostname",
+	"id",	  "head",      "tail",	  "wc",	      "grep",	  "sed",     "awk",    "tr",	"true",	    "false",
+	"env",	  "printf",    "stat",	  "chmod",    "chown",	  "touch",   "find",   "xargs", "sync",	    "poweroff",
+	"reboot", "sha256sum", "md5sum",  "dd",	      "od",	  "hexdump", "date",   "df",	"du",	    "free",
+	"top",	  "vi",	       "less",	  "more",     "tee",	  "seq",     "yes",    "which", "test",	    "[",
+	"mktemp", "basename",  "dirname", "readlink", "realpath", "setsid",  "nohup",  NULL,
 };
 
 static bool has_suffix(const char *s, const char *suffix)
@@ -133,8 +131,8 @@ int template_kernel_release(const char *kernel, char **ret_release, struct hutch
 	}
 	int r = bzimage_release(kernel, ret_release);
 	if (r == -ENOEXEC)
-		return hutch_error_set(err, ENOEXEC,
-				       "cannot tell the release of kernel '%s': name it vmlinuz-RELEASE", kernel);
+		return hutch_error_set(err, ENOEXEC, "cannot tell the release of kernel '%s': name it vmlinuz-RELEASE",
+				       kernel);
 	if (r < 0)
 		return hutch_error_set(err, -r, "cannot read kernel '%s': %s", kernel, strerror(-r));
 	return 0;
@@ -306,7 +304,8 @@ static int moddep_visit(struct moddep *md, size_t k, char ***out, struct hutch_e
 		const char *n = module_name(s + start, end - start, &nl);
 		ssize_t j = moddep_lookup(md, n, nl);
 		if (j < 0)
-			return hutch_error_set(err, ENOENT, "module '%s' needs '%.*s', which is missing from '%s/modules.dep'",
+			return hutch_error_set(err, ENOENT,
+					       "module '%s' needs '%.*s', which is missing from '%s/modules.dep'",
 					       e->path, (int)(end - start), s + start, md->dir);
 		int r = moddep_visit(md, (size_t)j, out, err);
 		if (r < 0)
@@ -374,7 +373,8 @@ static int elf_is_static(const char *path)
 			return -ENOEXEC;
 		for (unsigned i = 0; i < e32.e_phnum; i++) {
 			Elf32_Phdr ph;
-			if (pread(fd, &ph, sizeof(ph), (off_t)e32.e_phoff + (off_t)(i * sizeof(ph))) != (ssize_t)sizeof(ph))
+			if (pread(fd, &ph, sizeof(ph), (off_t)e32.e_phoff + (off_t)(i * sizeof(ph))) !=
+			    (ssize_t)sizeof(ph))
 				return -ENOEXEC;
 			if (ph.p_type == PT_INTERP)
 				return 0;
@@ -390,9 +390,10 @@ static int check_busybox(const char *path, struct hutch_error *err)
 	if (r == 1)
 		return 0;
 	if (r == -ENOENT)
-		return hutch_error_set(err, ENOENT,
-				       "busybox not found at '%s': install Debian's busybox-static (apt-get install busybox-static)",
-				       path);
+		return hutch_error_set(
+			err, ENOENT,
+			"busybox not found at '%s': install Debian's busybox-static (apt-get install busybox-static)",
+			path);
 	if (r == 0 || r == -ENOEXEC)
 		return hutch_error_set(err, ENOEXEC,
 				       "busybox '%s' is not a static executable: install Debian's busybox-static "
@@ -408,9 +409,9 @@ static int check_agent(const char *path, struct hutch_error *err)
 	if (r == 1 || r == -ENOEXEC)
 		return 0;
 	if (r == 0)
-		return hutch_error_set(err, ENOEXEC,
-				       "agent '%s' is dynamically linked: it runs as /init in the micro VM and must be static",
-				       path);
+		return hutch_error_set(
+			err, ENOEXEC,
+			"agent '%s' is dynamically linked: it runs as /init in the micro VM and must be static", path);
 	return hutch_error_set(err, -r, "cannot read agent '%s': %s", path, strerror(-r));
 }
 
@@ -446,8 +447,8 @@ static void hash_cache_release(struct hash_cache *hc)
 
 static void file_sig_of(const struct stat *st, struct file_sig *s)
 {
-	*s = (struct file_sig){(unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
-			       (long long)st->st_size, ts_ns(st->st_mtim), ts_ns(st->st_ctim)};
+	*s = (struct file_sig){(unsigned long long)st->st_dev, (unsigned long long)st->st_ino, (long long)st->st_size,
+			       ts_ns(st->st_mtim), ts_ns(st->st_ctim)};
 }
 
 static bool file_sig_eq(const struct file_sig *a, const struct file_sig *b)
@@ -695,7 +696,8 @@ static int module_decompress(const char *src, const char *what, struct strbuf *o
 		if (n == 0)
 			break;
 		if (out->len + (size_t)n > MODULE_MAX) {
-			r = hutch_error_set(err, EFBIG, "cannot decompress %s: larger than %u MiB", what, MODULE_MAX >> 20);
+			r = hutch_error_set(err, EFBIG, "cannot decompress %s: larger than %u MiB", what,
+					    MODULE_MAX >> 20);
 			goto out;
 		}
 		strbuf_add(out, buf, (size_t)n);
@@ -784,9 +786,9 @@ static int micro_write_base(struct cpio *c, const struct micro_build *b, struct 
 		const char *path;
 		mode_t mode;
 	} dirs[] = {
-		{"bin", 0755},  {"dev", 0755}, {"etc", 0755},  {"lib", 0755},     {"mnt", 0755},
-		{"proc", 0555}, {"root", 0700}, {"run", 0755}, {"sbin", 0755},    {"sys", 0555},
-		{"tmp", 01777}, {"usr", 0755}, {"usr/bin", 0755}, {"var", 0755},
+		{"bin", 0755},	{"dev", 0755},	{"etc", 0755},	   {"lib", 0755},  {"mnt", 0755},
+		{"proc", 0555}, {"root", 0700}, {"run", 0755},	   {"sbin", 0755}, {"sys", 0555},
+		{"tmp", 01777}, {"usr", 0755},	{"usr/bin", 0755}, {"var", 0755},
 	};
 	int r;
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
@@ -903,8 +905,7 @@ static int micro_build_initramfs(const char *dir, const char *final, const struc
 	return 0;
 }
 
-static int stat_line(struct strbuf *sb, const char *tag, const char *label, const char *path,
-		     struct hutch_error *err)
+static int stat_line(struct strbuf *sb, const char *tag, const char *label, const char *path, struct hutch_error *err)
 {
 	struct stat st;
 	if (stat(path, &st) < 0)
@@ -914,8 +915,8 @@ static int stat_line(struct strbuf *sb, const char *tag, const char *label, cons
 }
 
 /* The text whose sha256 is the cache key: everything the initramfs is built from. */
-static int micro_key_text(const char *kernel, const struct micro_build *b, struct hash_cache *hc,
-			  struct strbuf *sb, struct hutch_error *err)
+static int micro_key_text(const char *kernel, const struct micro_build *b, struct hash_cache *hc, struct strbuf *sb,
+			  struct hutch_error *err)
 {
 	strbuf_addf(sb, "%s\n", MICRO_LAYOUT);
 	int r = stat_line(sb, "kernel", kernel, kernel, err);
@@ -963,9 +964,8 @@ static int micro_modules(const struct template_inputs *in, const char *modules_d
 	_cleanup_free_ char *dep = xasprintf("%s/modules.dep", modules_dir);
 	if (access(dep, F_OK) < 0 && errno == ENOENT) {
 		if (!in->kernel)
-			return hutch_error_set(err, ENOENT,
-					       "no modules for kernel %s in '%s': install linux-image-%s", release,
-					       modules_dir, release);
+			return hutch_error_set(err, ENOENT, "no modules for kernel %s in '%s': install linux-image-%s",
+					       release, modules_dir, release);
 		/* An explicit kernel may have virtio built in. */
 		log_warn("micro template: no '%s', building the initramfs without modules", dep);
 		*ret_modules = xcalloc(1, sizeof(char *));
@@ -985,13 +985,12 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 	int r = micro_kernel(in, &kernel, &release, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *modules_dir = xasprintf("%s/%s", in->modules_root ? in->modules_root : "/lib/modules",
-						     release);
+	_cleanup_free_ char *modules_dir =
+		xasprintf("%s/%s", in->modules_root ? in->modules_root : "/lib/modules", release);
 	_cleanup_strv_ char **modules = NULL;
 	if ((r = micro_modules(in, modules_dir, release, &modules, err)) < 0)
 		return r;
-	struct micro_build b = {release, modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox",
-				in->agent};
+	struct micro_build b = {release, modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox", in->agent};
 	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)
 		return r;
 

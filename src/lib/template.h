@@ -3,19 +3,19 @@
 #include "util.h"
 
 struct micro_template {
-	char *kernel;        /* path to vmlinuz */
-	char *initrd;        /* path to the cached initramfs (newc cpio) */
-	char *kernel_release;/* e.g. 6.1.0-26-amd64 */
-	char *dir;           /* cache dir holding the artifacts */
-	bool rebuilt;        /* true when this call built the initramfs */
+	char *kernel;	      /* path to vmlinuz */
+	char *initrd;	      /* path to the cached initramfs (newc cpio) */
+	char *kernel_release; /* e.g. 6.1.0-26-amd64 */
+	char *dir;	      /* cache dir holding the artifacts */
+	bool rebuilt;	      /* true when this call built the initramfs */
 };
 
 struct template_inputs {
-	const char *kernel;     /* explicit kernel path, or NULL: newest /boot/vmlinuz-* */
-	const char *agent;      /* path to the static hutch-agent binary */
-	const char *busybox;    /* path to busybox (static), or NULL for /bin/busybox */
+	const char *kernel;	  /* explicit kernel path, or NULL: newest /boot/vmlinuz-* */
+	const char *agent;	  /* path to the static hutch-agent binary */
+	const char *busybox;	  /* path to busybox (static), or NULL for /bin/busybox */
 	const char *modules_root; /* NULL = "/lib/modules" */
-	const char *cache_dir;  /* $XDG_CACHE_HOME/hutch/micro */
+	const char *cache_dir;	  /* $XDG_CACHE_HOME/hutch/micro */
 };
 
 /* Make sure the initramfs for these inputs exists in the cache; rebuild only when the kernel,

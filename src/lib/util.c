@@ -244,9 +244,8 @@ int parse_size(const char *s, uint64_t *ret)
 		const char *suffix;
 		unsigned shift;
 	} units[] = {
-		{"", 0},      {"B", 0},      {"K", 10},     {"KiB", 10},   {"KB", 10},
-		{"M", 20},    {"MiB", 20},   {"MB", 20},    {"G", 30},     {"GiB", 30},
-		{"GB", 30},   {"T", 40},     {"TiB", 40},   {"TB", 40},    {"k", 10},
+		{"", 0},   {"B", 0},	{"K", 10},  {"KiB", 10}, {"KB", 10},  {"M", 20},  {"MiB", 20}, {"MB", 20},
+		{"G", 30}, {"GiB", 30}, {"GB", 30}, {"T", 40},	 {"TiB", 40}, {"TB", 40}, {"k", 10},
 	};
 	size_t i;
 	for (i = 0; i < ARRAY_SIZE(units); i++)

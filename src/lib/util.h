@@ -18,17 +18,17 @@
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define TAKE_PTR(p)                                                                                \
-	({                                                                                         \
-		__typeof__(p) _tp = (p);                                                           \
-		(p) = NULL;                                                                        \
-		_tp;                                                                               \
+#define TAKE_PTR(p)                      \
+	({                               \
+		__typeof__(p) _tp = (p); \
+		(p) = NULL;              \
+		_tp;                     \
 	})
-#define TAKE_FD(fd)                                                                                \
-	({                                                                                         \
-		int _tf = (fd);                                                                    \
-		(fd) = -1;                                                                         \
-		_tf;                                                                               \
+#define TAKE_FD(fd)             \
+	({                      \
+		int _tf = (fd); \
+		(fd) = -1;      \
+		_tf;            \
 	})
 
 static inline void freep(void *p) { free(*(void **)p); }
@@ -78,7 +78,10 @@ struct strbuf {
 	size_t len;
 	size_t alloc;
 };
-#define STRBUF_INIT {NULL, 0, 0}
+#define STRBUF_INIT        \
+	{                  \
+		NULL, 0, 0 \
+	}
 void strbuf_grow(struct strbuf *sb, size_t extra);
 void strbuf_add(struct strbuf *sb, const void *data, size_t len);
 void strbuf_adds(struct strbuf *sb, const char *s);
@@ -117,8 +120,8 @@ int sha256_file_hex(const char *path, char out[65], struct hutch_error *err);
 void sha256_hex(const void *data, size_t len, char out[65]);
 
 /* Time. */
-uint64_t now_ms(void);      /* CLOCK_MONOTONIC */
-uint64_t now_real_s(void);  /* CLOCK_REALTIME seconds */
+uint64_t now_ms(void);	   /* CLOCK_MONOTONIC */
+uint64_t now_real_s(void); /* CLOCK_REALTIME seconds */
 
 /* Logging to stderr, honoring -q/-v and NO_COLOR. Libraries use it only for warnings and debug. */
 enum log_level { LOG_QUIET = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };

@@ -59,7 +59,8 @@ static int resolve_spec(struct store *st, const struct create_opts *o, struct vm
 		*ret = s;
 		return 0;
 	}
-	return hutch_error_set(err, ENOENT, "no spec for '%s': pass --template micro or --from FILE.yml, or define it in %s",
+	return hutch_error_set(err, ENOENT,
+			       "no spec for '%s': pass --template micro or --from FILE.yml, or define it in %s",
 			       o->name, cfg);
 }
 
@@ -76,9 +77,10 @@ static int fetch_base(struct store *st, struct vm_spec *spec, const struct image
 		}
 	}
 	if (!spec->checksum)
-		return hutch_error_set(err, EINVAL,
-				       "image '%s' has no checksum: set source.checksum (sha256:HEX or sha256:URL-of-SUMS)",
-				       spec->image);
+		return hutch_error_set(
+			err, EINVAL,
+			"image '%s' has no checksum: set source.checksum (sha256:HEX or sha256:URL-of-SUMS)",
+			spec->image);
 	int r = image_fetch(st, spec->image, spec->checksum, prog, ret_path, err);
 	return r < 0 ? hutch_error_wrap(err, "fetch") : 0;
 }
@@ -220,7 +222,8 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		if (!had_disk)
 			unlink(disk);
 		/* nothing half-made stays behind; a disk kept by an earlier destroy survives */
-		static const char *const made[] = {"seed.iso", "authorized_keys", "nvram.fd", "id_ed25519", "id_ed25519.pub"};
+		static const char *const made[] = {"seed.iso", "authorized_keys", "nvram.fd", "id_ed25519",
+						   "id_ed25519.pub"};
 		for (size_t i = 0; i < ARRAY_SIZE(made); i++) {
 			_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
 			unlink(p);
@@ -306,9 +309,9 @@ int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o,
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
 	if (!o->disk && access(disk, F_OK) == 0) {
 		/* keep the disk: remove everything else */
-		static const char *const files[] = {"spec.yml", "state.json", "seed.iso", "console.log", "qemu.log",
-						    "monitor.log", "nvram.fd", "id_ed25519", "id_ed25519.pub",
-						    "known_hosts", "tpm"};
+		static const char *const files[] = {"spec.yml",	      "state.json",  "seed.iso", "console.log",
+						    "qemu.log",	      "monitor.log", "nvram.fd", "id_ed25519",
+						    "id_ed25519.pub", "known_hosts", "tpm"};
 		for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 			_cleanup_free_ char *p = store_vm_file(st, name, files[i]);
 			rm_rf(p);

@@ -9,9 +9,9 @@ struct create_opts {
 	const char *from;      /* --from FILE.yml */
 	uint64_t memory, disk; /* overrides, 0 = keep */
 	unsigned cpus;
-	bool ephemeral;        /* run --rm: a throwaway instance */
-	const char *image;     /* --image URL|CATALOG-NAME */
-	const char *checksum;  /* --checksum SPEC */
+	bool ephemeral;			       /* run --rm: a throwaway instance */
+	const char *image;		       /* --image URL|CATALOG-NAME */
+	const char *checksum;		       /* --checksum SPEC */
 	const struct image_progress *progress; /* download progress, may be NULL */
 };
 struct image_progress;

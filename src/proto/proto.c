@@ -405,9 +405,8 @@ int proto_decode_winsize(const struct proto_frame *f, uint16_t *rows, uint16_t *
 const char *proto_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-		"?",      "HELLO",   "EXEC",     "STDIN", "STDIN_EOF", "STDOUT", "STDERR",
-		"EXIT",   "SIGNAL",  "WINSIZE",  "WINDOW", "PING",     "PONG",   "POWEROFF",
-		"MOUNT",  "STAT",    "ACTIVITY", "ERROR", "CTL",
+		"?",	  "HELLO", "EXEC", "STDIN",    "STDIN_EOF", "STDOUT", "STDERR",	  "EXIT",  "SIGNAL", "WINSIZE",
+		"WINDOW", "PING",  "PONG", "POWEROFF", "MOUNT",	    "STAT",   "ACTIVITY", "ERROR", "CTL",
 	};
 	return type <= MSG_TYPE_MAX ? names[type] : "?";
 }

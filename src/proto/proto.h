@@ -12,28 +12,28 @@
 #define PROTO_MAX_PAYLOAD (1024u * 1024u)
 #define PROTO_HDR_SIZE 9u
 #define PROTO_AGENT_PORT "org.hutch.agent.0"
-#define PROTO_MAX_ARGS 4096u      /* argv / env entries in one EXEC */
+#define PROTO_MAX_ARGS 4096u		 /* argv / env entries in one EXEC */
 #define PROTO_WINDOW_INIT (256u * 1024u) /* initial per-channel credit, bytes */
 
 enum proto_type {
-	MSG_HELLO = 1,    /* u32 version, u32 caps, str kernel_release */
-	MSG_EXEC = 2,     /* u8 flags, u16 rows, u16 cols, str cwd, str user, strv argv, strv env */
-	MSG_STDIN = 3,    /* bytes */
+	MSG_HELLO = 1, /* u32 version, u32 caps, str kernel_release */
+	MSG_EXEC = 2,  /* u8 flags, u16 rows, u16 cols, str cwd, str user, strv argv, strv env */
+	MSG_STDIN = 3, /* bytes */
 	MSG_STDIN_EOF = 4,
-	MSG_STDOUT = 5,   /* bytes; empty payload = EOF */
-	MSG_STDERR = 6,   /* bytes; empty payload = EOF */
-	MSG_EXIT = 7,     /* u8 kind (enum proto_exit_kind), i32 code */
-	MSG_SIGNAL = 8,   /* u32 signo */
-	MSG_WINSIZE = 9,  /* u16 rows, u16 cols */
-	MSG_WINDOW = 10,  /* u32 credit bytes granted to the peer for this channel */
-	MSG_PING = 11,    /* u64 token */
-	MSG_PONG = 12,    /* u64 token */
+	MSG_STDOUT = 5,	 /* bytes; empty payload = EOF */
+	MSG_STDERR = 6,	 /* bytes; empty payload = EOF */
+	MSG_EXIT = 7,	 /* u8 kind (enum proto_exit_kind), i32 code */
+	MSG_SIGNAL = 8,	 /* u32 signo */
+	MSG_WINSIZE = 9, /* u16 rows, u16 cols */
+	MSG_WINDOW = 10, /* u32 credit bytes granted to the peer for this channel */
+	MSG_PING = 11,	 /* u64 token */
+	MSG_PONG = 12,	 /* u64 token */
 	MSG_POWEROFF = 13,
-	MSG_MOUNT = 14,   /* str tag, str path, u8 readonly */
+	MSG_MOUNT = 14, /* str tag, str path, u8 readonly */
 	MSG_STAT = 15,
-	MSG_ACTIVITY = 16,/* u32 sessions, u32 live process groups */
-	MSG_ERROR = 17,   /* str message */
-	MSG_CTL = 18,     /* CLI <-> monitor only: JSON text */
+	MSG_ACTIVITY = 16, /* u32 sessions, u32 live process groups */
+	MSG_ERROR = 17,	   /* str message */
+	MSG_CTL = 18,	   /* CLI <-> monitor only: JSON text */
 	MSG_TYPE_MAX = 18,
 };
 
@@ -84,7 +84,7 @@ void proto_put_u16(struct proto_buf *b, uint16_t v);
 void proto_put_u32(struct proto_buf *b, uint32_t v);
 void proto_put_u64(struct proto_buf *b, uint64_t v);
 void proto_put_bytes(struct proto_buf *b, const void *p, size_t n);
-void proto_put_str(struct proto_buf *b, const char *s); /* u32 len + bytes (no NUL) */
+void proto_put_str(struct proto_buf *b, const char *s);	  /* u32 len + bytes (no NUL) */
 void proto_put_strv(struct proto_buf *b, char *const *v); /* u32 count + strs */
 /* Append a whole frame (header + payload) to out. -1 when payload is too large. */
 int proto_frame_append(struct proto_buf *out, uint8_t type, uint32_t channel, const void *payload, size_t len);
@@ -136,6 +136,6 @@ struct proto_exit {
 int proto_decode_exit(const struct proto_frame *f, struct proto_exit *ret);
 void proto_encode_exit(struct proto_buf *b, uint8_t kind, int32_t code);
 
-int proto_decode_u32(const struct proto_frame *f, uint32_t *ret);              /* SIGNAL, WINDOW */
+int proto_decode_u32(const struct proto_frame *f, uint32_t *ret); /* SIGNAL, WINDOW */
 int proto_decode_winsize(const struct proto_frame *f, uint16_t *rows, uint16_t *cols);
 const char *proto_type_name(uint8_t type);

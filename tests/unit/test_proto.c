@@ -31,7 +31,7 @@ static void probe_note(size_t n)
 #if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
 /* From <sanitizer/allocator_interface.h>, which not every compiler installs. */
 int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
-					       void (*free_hook)(const volatile void *));
+					      void (*free_hook)(const volatile void *));
 static void probe_hook(const volatile void *p, size_t n)
 {
 	(void)p;
@@ -93,7 +93,8 @@ static struct proto_frame frame_raw(uint8_t type, const void *p, size_t n)
 
 static void append(struct proto_buf *out, uint8_t type, uint32_t chan, const struct proto_buf *payload)
 {
-	assert_int_equal(proto_frame_append(out, type, chan, payload ? payload->data : NULL, payload ? payload->len : 0), 0);
+	assert_int_equal(
+		proto_frame_append(out, type, chan, payload ? payload->data : NULL, payload ? payload->len : 0), 0);
 }
 
 static char *argv_a[] = {"/bin/sh", "-c", "echo 'hi' \"there\"", "", NULL};
@@ -202,10 +203,10 @@ static void build_stream(struct proto_buf *out)
 /* Decodes and checks frame number i of build_stream. */
 static void check_frame(int i, const struct proto_frame *f)
 {
-	static const uint8_t types[N_STREAM_FRAMES] = {
-		MSG_HELLO,  MSG_EXEC,    MSG_STDIN, MSG_STDIN_EOF, MSG_STDOUT, MSG_STDOUT,   MSG_STDERR,
-		MSG_EXIT,   MSG_SIGNAL,  MSG_WINSIZE, MSG_WINDOW,  MSG_PING,   MSG_PONG,     MSG_POWEROFF,
-		MSG_MOUNT,  MSG_STAT,    MSG_ACTIVITY, MSG_ERROR,  MSG_CTL};
+	static const uint8_t types[N_STREAM_FRAMES] = {MSG_HELLO,  MSG_EXEC,	 MSG_STDIN, MSG_STDIN_EOF, MSG_STDOUT,
+						       MSG_STDOUT, MSG_STDERR,	 MSG_EXIT,  MSG_SIGNAL,	   MSG_WINSIZE,
+						       MSG_WINDOW, MSG_PING,	 MSG_PONG,  MSG_POWEROFF,  MSG_MOUNT,
+						       MSG_STAT,   MSG_ACTIVITY, MSG_ERROR, MSG_CTL};
 	assert_true(i < N_STREAM_FRAMES);
 	assert_int_equal(f->type, types[i]);
 	struct proto_cursor c;
@@ -279,8 +280,7 @@ static void check_frame(int i, const struct proto_frame *f)
 	}
 	case MSG_PING:
 	case MSG_PONG:
-		assert_true(proto_get_u64(&c) ==
-			    (f->type == MSG_PING ? 0x0123456789abcdefull : 0xfedcba9876543210ull));
+		assert_true(proto_get_u64(&c) == (f->type == MSG_PING ? 0x0123456789abcdefull : 0xfedcba9876543210ull));
 		assert_true(c.ok && c.left == 0);
 		break;
 	case MSG_MOUNT: {
@@ -375,7 +375,8 @@ static void test_wire_bytes(void **state UNUSED)
 	proto_put_u16(&p, 0xbeef);
 	proto_put_u64(&p, 0x1122334455667788ull);
 	proto_put_str(&p, "ab");
-	static const uint8_t want2[] = {0xef, 0xbe, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 2, 0, 0, 0, 'a', 'b'};
+	static const uint8_t want2[] = {0xef, 0xbe, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33,
+					0x22, 0x11, 2,	  0,	0,    0,    'a',  'b'};
 	assert_int_equal(p.len, sizeof(want2));
 	assert_memory_equal(p.data, want2, sizeof(want2));
 	proto_buf_free(&p);
@@ -628,8 +629,6 @@ static void test_get_strv(void **state UNUSED)
 }
 
 /* ---- message decoders ---- */
-
-
 
 static void test_exec_rejects(void **state UNUSED)
 {

@@ -62,8 +62,8 @@ static void report_diff(const char *name, const char *want, const char *got)
 		wl--;
 	while (gl > got && gl[-1] != '\n')
 		gl--;
-	fail_msg("%s differs at line %d:\n  golden: %.*s\n  actual: %.*s\n(HUTCH_UPDATE_GOLDEN=1 regenerates)",
-		 name, line, (int)strcspn(wl, "\n"), wl, (int)strcspn(gl, "\n"), gl);
+	fail_msg("%s differs at line %d:\n  golden: %.*s\n  actual: %.*s\n(HUTCH_UPDATE_GOLDEN=1 regenerates)", name,
+		 line, (int)strcspn(wl, "\n"), wl, (int)strcspn(gl, "\n"), gl);
 }
 
 static void check_golden(const char *name, const char *got)
@@ -216,7 +216,8 @@ static void test_firmware_paths(void **state UNUSED)
 	/* Missing files: -ENOENT naming the file and the package. */
 	assert_int_equal(qemu_firmware_paths(FIRMWARE_UEFI, &code, &vars, &err), -ENOENT);
 	_cleanup_free_ char *want = xasprintf("UEFI firmware not found ('%s/OVMF_CODE_4M.fd'): install Debian's "
-					      "ovmf package", dir);
+					      "ovmf package",
+					      dir);
 	assert_string_equal(err.msg, want);
 	hutch_error_clear(&err);
 
@@ -309,9 +310,9 @@ static void expect_forward_error(const char *fwd)
 
 static void test_invalid_forward(void **state UNUSED)
 {
-	static const char *const bad[] = {"", "80", ":80", "80:", "0:80", "80:0", "65536:80", "80:65536",
-					  "a:b", "http:80", "-1:80", "80:-1", "80:80x", "80:80/sctp",
-					  "4294967376:80"};
+	static const char *const bad[] = {"",	   "80",       ":80",	   "80:",	 "0:80",
+					  "80:0",  "65536:80", "80:65536", "a:b",	 "http:80",
+					  "-1:80", "80:-1",    "80:80x",   "80:80/sctp", "4294967376:80"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		expect_forward_error(bad[i]);
 
@@ -362,10 +363,10 @@ static void test_forward_parse(void **state UNUSED)
 	assert_int_equal(f.host, 1);
 	assert_int_equal(f.guest, 65535);
 
-	static const char *const bad[] = {"", "80", ":80", "80:", "0:80", "80:0", "65536:80", "80:65536",
-					  "a:b", "-1:80", "+80:80", " 80:80", "80:80 ", "80:80x", "80:80/",
-					  "80:80/sctp", "80:80/tcpx", "80:80/UDP", "4294967376:80", "080000:80",
-					  "1:2:3"};
+	static const char *const bad[] = {
+		"",	    "80",	  ":80",	"80:",	     "0:80",	      "80:0",	   "65536:80",
+		"80:65536", "a:b",	  "-1:80",	"+80:80",    " 80:80",	      "80:80 ",	   "80:80x",
+		"80:80/",   "80:80/sctp", "80:80/tcpx", "80:80/UDP", "4294967376:80", "080000:80", "1:2:3"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		f = (struct forward){.udp = true, .host = 7, .guest = 7};
 		if (forward_parse(bad[i], &f) != -EINVAL)

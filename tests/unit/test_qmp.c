@@ -13,7 +13,8 @@
 
 #include "qmp.h"
 
-#define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, \"capabilities\": []}}\r\n"
+#define GREETING \
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, \"capabilities\": []}}\r\n"
 #define LONG_TIMEOUT 10000
 #define UNUSED __attribute__((unused))
 
@@ -165,7 +166,8 @@ static void script_events_first(int fd)
 	srv_send(fd, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"STOP\"}\r\n");
 	srv_send(fd, "{\"event\": \"RESUME\"}\r\n{\"event\": \"POWERDOWN\"}");
 	/* The reply and a later event in one write: the event must still be queued. */
-	srv_sendf(fd, "{\"return\": {}, \"id\": %lld}\r\n{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true}}\r\n", id);
+	srv_sendf(fd, "{\"return\": {}, \"id\": %lld}\r\n{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true}}\r\n",
+		  id);
 	srv_wait_eof(fd);
 }
 
@@ -184,9 +186,12 @@ static void script_error_reply(int fd)
 {
 	srv_handshake(fd);
 	long long id = srv_expect(fd, "device_add");
-	srv_sendf(fd, "{\"id\": %lld, \"error\": {\"class\": \"GenericError\", \"desc\": \"Duplicate ID 'net0'\"}}\r\n", id);
+	srv_sendf(fd, "{\"id\": %lld, \"error\": {\"class\": \"GenericError\", \"desc\": \"Duplicate ID 'net0'\"}}\r\n",
+		  id);
 	id = srv_expect(fd, "device_del");
-	srv_sendf(fd, "{\"id\": %lld, \"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"bad\\n\\u001b[31mred\"}}\r\n", id);
+	srv_sendf(fd,
+		  "{\"id\": %lld, \"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"bad\\n\\u001b[31mred\"}}\r\n",
+		  id);
 	srv_wait_eof(fd);
 }
 
@@ -256,15 +261,9 @@ static void script_greeting_not_first(int fd)
 	srv_wait_eof(fd);
 }
 
-static void script_greeting_eof(int fd)
-{
-	(void)fd;
-}
+static void script_greeting_eof(int fd) { (void)fd; }
 
-static void script_greeting_silent(int fd)
-{
-	srv_wait_eof(fd);
-}
+static void script_greeting_silent(int fd) { srv_wait_eof(fd); }
 
 static void script_slow_bytes(int fd)
 {
@@ -295,7 +294,9 @@ static void script_event_flood(int fd)
 static void script_shutdown_then_eof(int fd)
 {
 	srv_handshake(fd);
-	srv_send(fd, "{\"event\": \"POWERDOWN\"}\r\n{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": \"guest-shutdown\"}}\r\n");
+	srv_send(
+		fd,
+		"{\"event\": \"POWERDOWN\"}\r\n{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": \"guest-shutdown\"}}\r\n");
 }
 
 /* ---- tests ---- */
@@ -593,7 +594,14 @@ static void test_feed_size_limit(void **state UNUSED)
 static void test_feed_malformed(void **state UNUSED)
 {
 	static const char *const bad[] = {
-		"]", "{\"a\" 1}", "{\"event\": \"A\"", "nul", "{'x': \x01}", "42 ", "null\n", "\"s\"",
+		"]",
+		"{\"a\" 1}",
+		"{\"event\": \"A\"",
+		"nul",
+		"{'x': \x01}",
+		"42 ",
+		"null\n",
+		"\"s\"",
 		"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
 		"{\"a\": \x00}",
 	};
@@ -614,24 +622,15 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open_execute_ok),
-		cmocka_unit_test(test_nonblocking_fd),
-		cmocka_unit_test(test_events_before_reply),
-		cmocka_unit_test(test_mismatched_id),
-		cmocka_unit_test(test_error_reply),
-		cmocka_unit_test(test_eof_mid_reply),
-		cmocka_unit_test(test_no_reply_timeout),
-		cmocka_unit_test(test_late_reply_discarded),
-		cmocka_unit_test(test_oversized),
-		cmocka_unit_test(test_bad_json),
-		cmocka_unit_test(test_non_object),
-		cmocka_unit_test(test_greeting_missing),
-		cmocka_unit_test(test_slow_bytes),
-		cmocka_unit_test(test_event_queue_bounded),
-		cmocka_unit_test(test_process_input),
-		cmocka_unit_test(test_process_input_nothing_pending),
-		cmocka_unit_test(test_feed_every_split),
-		cmocka_unit_test(test_feed_size_limit),
+		cmocka_unit_test(test_open_execute_ok),	    cmocka_unit_test(test_nonblocking_fd),
+		cmocka_unit_test(test_events_before_reply), cmocka_unit_test(test_mismatched_id),
+		cmocka_unit_test(test_error_reply),	    cmocka_unit_test(test_eof_mid_reply),
+		cmocka_unit_test(test_no_reply_timeout),    cmocka_unit_test(test_late_reply_discarded),
+		cmocka_unit_test(test_oversized),	    cmocka_unit_test(test_bad_json),
+		cmocka_unit_test(test_non_object),	    cmocka_unit_test(test_greeting_missing),
+		cmocka_unit_test(test_slow_bytes),	    cmocka_unit_test(test_event_queue_bounded),
+		cmocka_unit_test(test_process_input),	    cmocka_unit_test(test_process_input_nothing_pending),
+		cmocka_unit_test(test_feed_every_split),    cmocka_unit_test(test_feed_size_limit),
 		cmocka_unit_test(test_feed_malformed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -886,13 +886,20 @@ static void test_agent_unit_matches_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_render_created_user), cmocka_unit_test(test_render_default_user),
-		cmocka_unit_test(test_render_login_user),   cmocka_unit_test(test_render_injection),
-		cmocka_unit_test(test_render_rejects),	    cmocka_unit_test(test_iso_roundtrip),
-		cmocka_unit_test(test_iso_errors),	    cmocka_unit_test(test_smbios),
-		cmocka_unit_test(test_check_pubkey),	    cmocka_unit_test(test_key_file),
-		cmocka_unit_test(test_key_generate),	    cmocka_unit_test(test_key_generate_concurrent),
-		cmocka_unit_test(test_keygen_missing),	    cmocka_unit_test(test_instance_id),
+		cmocka_unit_test(test_render_created_user),
+		cmocka_unit_test(test_render_default_user),
+		cmocka_unit_test(test_render_login_user),
+		cmocka_unit_test(test_render_injection),
+		cmocka_unit_test(test_render_rejects),
+		cmocka_unit_test(test_iso_roundtrip),
+		cmocka_unit_test(test_iso_errors),
+		cmocka_unit_test(test_smbios),
+		cmocka_unit_test(test_check_pubkey),
+		cmocka_unit_test(test_key_file),
+		cmocka_unit_test(test_key_generate),
+		cmocka_unit_test(test_key_generate_concurrent),
+		cmocka_unit_test(test_keygen_missing),
+		cmocka_unit_test(test_instance_id),
 		cmocka_unit_test(test_agent_unit_matches_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,10 +56,7 @@ static void expect_error_len(const char *yaml, size_t len, int code, const char 
 	hutch_error_clear(&err);
 }
 
-static void expect_error(const char *yaml, const char *msg)
-{
-	expect_error_len(yaml, strlen(yaml), EINVAL, msg);
-}
+static void expect_error(const char *yaml, const char *msg) { expect_error_len(yaml, strlen(yaml), EINVAL, msg); }
 
 static struct vm_spec *parse_one(const char *yaml)
 {
@@ -304,8 +301,7 @@ static void test_error_messages(void **state)
 		 "hutch.yml:3: shares: invalid share name 'my,share' (letters, digits, '-' and '_', at most 36)"},
 		{"a:\n  shares:\n    docs: /x\n", "hutch.yml:3: shares.docs: expected a mapping, got '/x'"},
 		{"a:\n  shares:\n    d: {path: /x}\n    d: {path: /y}\n", "hutch.yml:4: shares.d: duplicate key"},
-		{"a:\n  cloud_init: {packages: vim}\n",
-		 "hutch.yml:2: cloud_init.packages: expected a list, got 'vim'"},
+		{"a:\n  cloud_init: {packages: vim}\n", "hutch.yml:2: cloud_init.packages: expected a list, got 'vim'"},
 		{"a:\n  cloud_init: {packages: [vim, '']}\n",
 		 "hutch.yml:2: cloud_init.packages: list items must not be empty"},
 		{"a:\n  cloud_init:\n    runcmd:\n      - [ls, -l]\n",
@@ -349,8 +345,10 @@ static void test_error_messages(void **state)
 		{"a:\n  color: !red x\n", "hutch.yml:2: tags are not allowed ('!red')"},
 		{"a: {}\n---\nb: {}\n", "hutch.yml:2: only one YAML document is allowed"},
 		/* syntax and encoding */
-		{"a:\n  memory: 1G\n cpus: 2\n", "hutch.yml:3: invalid YAML: did not find expected key (while parsing a block mapping at line 1)"},
-		{"a: {memory: 1G\n", "hutch.yml:2: invalid YAML: did not find expected ',' or '}' (while parsing a flow mapping at line 1)"},
+		{"a:\n  memory: 1G\n cpus: 2\n",
+		 "hutch.yml:3: invalid YAML: did not find expected key (while parsing a block mapping at line 1)"},
+		{"a: {memory: 1G\n",
+		 "hutch.yml:2: invalid YAML: did not find expected ',' or '}' (while parsing a flow mapping at line 1)"},
 		{"a:\n  color: \"x\\qy\"\n",
 		 "hutch.yml:2: invalid YAML: found unknown escape character (while parsing a quoted scalar at line 2)"},
 		{"a:\n  color: \"a\\0b\"\n", "hutch.yml:2: NUL characters are not allowed"},
@@ -362,9 +360,10 @@ static void test_error_messages(void **state)
 		{"a:\n  color: caf\xc3\n", "hutch.yml:2: not valid UTF-8 text (invalid trailing UTF-8 octet)"},
 		{"a:\n  color: \xed\xa0\x80\n", "hutch.yml:2: not valid UTF-8 text (invalid Unicode character)"},
 		{"a:\n  color: \xc0\xaf\n", "hutch.yml:2: not valid UTF-8 text (invalid length of a UTF-8 sequence)"},
-		{"\xff\xfe" "a\0:\0", "hutch.yml:1: not valid UTF-8 text (invalid leading UTF-8 octet)"},
-		{"a:\n  color: \x1b[31m\n",
-		 "hutch.yml:2: invalid character 0x1b (control characters are not allowed)"},
+		{"\xff\xfe"
+		 "a\0:\0",
+		 "hutch.yml:1: not valid UTF-8 text (invalid leading UTF-8 octet)"},
+		{"a:\n  color: \x1b[31m\n", "hutch.yml:2: invalid character 0x1b (control characters are not allowed)"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		print_message("case %zu: %s\n", i, cases[i].msg);

@@ -79,8 +79,8 @@ static void test_resolve_order(void **state)
 	const char *want[] = {
 		"kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
 		"kernel/drivers/virtio/virtio_mmio.ko", "kernel/drivers/block/virtio_blk.ko",
-		"kernel/net/core/failover.ko",          "kernel/drivers/net/net_failover.ko",
-		"kernel/drivers/net/virtio_net.ko",     "kernel/drivers/misc/dash-mod.ko.zst",
+		"kernel/net/core/failover.ko",		"kernel/drivers/net/net_failover.ko",
+		"kernel/drivers/net/virtio_net.ko",	"kernel/drivers/misc/dash-mod.ko.zst",
 	};
 	assert_int_equal(strv_len(paths), ARRAY_SIZE(want));
 	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
@@ -226,8 +226,8 @@ static int fixture_setup(void **state)
 	put(mdir, "modules.dep", dep.buf);
 	put(mdir, "modules.builtin", "kernel/drivers/virtio/virtio_balloon.ko\n");
 	strbuf_release(&dep);
-	f->in = (struct template_inputs){.kernel = f->kernel, .agent = f->agent, .modules_root = f->modules_root,
-					 .cache_dir = f->cache};
+	f->in = (struct template_inputs){
+		.kernel = f->kernel, .agent = f->agent, .modules_root = f->modules_root, .cache_dir = f->cache};
 	*state = f;
 	return 0;
 }

@@ -252,8 +252,18 @@ static void test_format_size(void **state UNUSED)
 /* Whenever format_size prints an exact value (no decimal point), parse_size reads it back. */
 static void test_format_size_round_trip(void **state UNUSED)
 {
-	uint64_t vals[] = {0, 1, 999, 4096, 10239, 65536, 512ull << 20, 3ull << 29, 100ull << 30, 7ull << 40,
-			   (1ull << 40) + (1ull << 20), 123456789};
+	uint64_t vals[] = {0,
+			   1,
+			   999,
+			   4096,
+			   10239,
+			   65536,
+			   512ull << 20,
+			   3ull << 29,
+			   100ull << 30,
+			   7ull << 40,
+			   (1ull << 40) + (1ull << 20),
+			   123456789};
 	for (size_t i = 0; i < ARRAY_SIZE(vals); i++) {
 		for (unsigned shift = 0; shift <= 20; shift += 10) {
 			uint64_t v = vals[i] << shift;
