@@ -6,7 +6,7 @@
 #   make check-unit       cmocka tests (meson test --suite unit)
 #   make check-integration  shell TAP against real QEMU, as an unprivileged user
 #   make check-sanitize   the same tests built with ASan + UBSan, in build-asan/
-#   make bench            every bench/*.sh (bench/lib.sh is their shared helper)
+#   make bench            bench/run-all.sh (every benchmark; writes docs/PERFORMANCE.md)
 #   make fuzz FUZZ_SECONDS=N  fuzz/run.sh
 #   make lint             clang-format --dry-run --Werror, cppcheck
 #   make format           clang-format -i on the C sources
@@ -83,13 +83,19 @@ check-sanitize: deps build-asan
 	$(SAN_ENV) BUILDDIR=$(ASANDIR) tests/integration/run.sh || rc=1; \
 	exit $$rc
 
+# bench/run-all.sh runs every benchmark and writes docs/PERFORMANCE.md; without it, each script.
 bench: build
-	@set -e; found=; \
-	for b in bench/*.sh; do \
-		[ -f "$$b" ] && [ "$$b" != bench/lib.sh ] || continue; found=1; \
-		echo "== $$b"; bash "$$b"; \
-	done; \
-	[ -n "$$found" ] || echo "bench: no bench/*.sh yet"
+	@set -e; \
+	if [ -f bench/run-all.sh ]; then \
+		BUILD_DIR=$(abspath $(BUILDDIR)) bash bench/run-all.sh; \
+	else \
+		found=; \
+		for b in bench/*.sh; do \
+			[ -f "$$b" ] && [ "$$b" != bench/lib.sh ] || continue; found=1; \
+			echo "== $$b"; bash "$$b"; \
+		done; \
+		[ -n "$$found" ] || echo "bench: no bench/*.sh yet"; \
+	fi
 
 fuzz:
 	@if [ -f fuzz/run.sh ]; then \

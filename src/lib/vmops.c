@@ -247,6 +247,9 @@ int vm_start(struct store *st, const char *name, const struct start_opts *o, str
 	int r = store_check_name(name, err);
 	if (r < 0)
 		return r;
+	/* before the lock, so a typo leaves no lock file behind */
+	if (!store_vm_exists(st, name))
+		return hutch_error_set(err, ENOENT, "no VM named '%s' (see 'hutch list -a', or create it)", name);
 	_cleanup_close_ int op = -1;
 	r = store_lock_op(st, name, OP_LOCK_TIMEOUT_MS, &op, err);
 	if (r < 0)
@@ -263,13 +266,11 @@ int vm_start(struct store *st, const char *name, const struct start_opts *o, str
 	return r;
 }
 
-int vm_stop(struct store *st, const char *name, const struct stop_opts *o, struct stop_result *ret,
-	    struct hutch_error *err)
+static int stop_locked(struct store *st, const char *name, const struct stop_opts *o, struct stop_result *ret,
+		       struct hutch_error *err)
 {
-	int r = store_check_name(name, err);
-	if (r < 0)
-		return r;
 	struct vm vm;
+	int r;
 	r = vm_load(st, name, &vm, err);
 	if (r < 0) {
 		/* A broken spec must not keep a running VM from being stopped. */
@@ -284,25 +285,41 @@ int vm_stop(struct store *st, const char *name, const struct stop_opts *o, struc
 	return r;
 }
 
-int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o, struct hutch_error *err)
+int vm_stop(struct store *st, const char *name, const struct stop_opts *o, struct stop_result *ret,
+	    struct hutch_error *err)
 {
 	int r = store_check_name(name, err);
 	if (r < 0)
 		return r;
+	if (!store_vm_exists(st, name) && !store_is_running(st, name))
+		return hutch_error_set(err, ENOENT, "no VM named '%s'", name);
+	/* Stops serialise with start and destroy; a second stop waits, then finds it stopped. */
 	_cleanup_close_ int op = -1;
-	r = store_lock_op(st, name, OP_LOCK_TIMEOUT_MS, &op, err);
+	r = store_lock_op(st, name, o->timeout_ms + OP_LOCK_TIMEOUT_MS, &op, err);
+	if (r < 0)
+		return r;
+	return stop_locked(st, name, o, ret, err);
+}
+
+int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o, struct hutch_error *err)
+{
+	int r = store_check_name(name, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *dir = store_vm_dir(st, name);
 	struct stat sb;
 	if (stat(dir, &sb) < 0)
 		return hutch_error_set(err, ENOENT, "no VM named '%s'", name);
+	_cleanup_close_ int op = -1;
+	r = store_lock_op(st, name, OP_LOCK_TIMEOUT_MS, &op, err);
+	if (r < 0)
+		return r;
 	if (store_is_running(st, name)) {
 		if (!o->force)
 			return hutch_error_set(err, EBUSY, "is running: stop it first, or pass --force");
 		struct stop_opts so = {.force = true, .timeout_ms = 10000};
 		struct stop_result sr;
-		r = vm_stop(st, name, &so, &sr, err);
+		r = stop_locked(st, name, &so, &sr, err);
 		if (r < 0)
 			return r;
 	}
