@@ -17,11 +17,18 @@ hutch_round() {
 	bench_time "$HUTCH" --json start d >"$BENCH_TMP/start.json" 2>>"$BENCH_TMP/hutch.log" ||
 		bench_die "hutch start d failed: $(cat "$BENCH_TMP/start.json")"
 	START_MS=$ELAPSED_MS
+	START_CPU=$CPU_MS
+	local mon qemu
+	mon=$(bench_monitor_pid d) || bench_die "no monitor for d"
+	qemu=$(bench_child_pid "$mon") || bench_die "no QEMU under the monitor"
+	QEMU_CPU=$(bench_proc_cpu_ms "$qemu")
+	MON_CPU=$(bench_proc_cpu_ms "$mon")
 	out=$(grep -o 'ready in [0-9]* ms' "$CONSOLE_LOG" 2>/dev/null | grep -o '[0-9]*' | head -n1)
 	AGENT_READY=${out:-nan}
 	bench_time "$HUTCH" --json stop d >"$BENCH_TMP/stop.json" 2>>"$BENCH_TMP/hutch.log" ||
 		bench_die "hutch stop d failed: $(cat "$BENCH_TMP/stop.json")"
 	STOP_MS=$ELAPSED_MS
+	STOP_CPU=$CPU_MS
 	STOP_METHOD=$(sed -n 's/.*"method": *"\([a-z]*\)".*/\1/p' "$BENCH_TMP/stop.json")
 }
 
@@ -29,19 +36,27 @@ hutch_round() {
 bench_floor_run "${FLOOR_ARGV[@]}"
 hutch_round
 
+C0=() C1=() C2=() CH=() CQ=() CM=() CC=()
 F0=() F1=() F2=() H=() HS=() HP=() SPAWN=() QMP=() HELLO=() BOOT=() READY=() CLI=() OUTSIDE=()
 for ((i = 0; i < N; i++)); do
 	# interleaved, so drift on a shared machine hits every column alike
 	bench_floor_run "${FLOOR_ARGV[@]}"
 	F0+=("$ELAPSED_MS")
+	C0+=("$CPU_MS")
 	bench_floor_run "${FLOOR_FULL_ARGV[@]}"
 	F1+=("$ELAPSED_MS")
+	C1+=("$CPU_MS")
 	bench_floor_run "${FLOOR_INITRD_ARGV[@]}"
 	F2+=("$ELAPSED_MS")
+	C2+=("$CPU_MS")
 	hutch_round
 	HS+=("$START_MS")
 	HP+=("$STOP_MS")
 	H+=("$(awk -v a="$START_MS" -v b="$STOP_MS" 'BEGIN { printf "%.1f", a + b }')")
+	CQ+=("$QEMU_CPU")
+	CM+=("$MON_CPU")
+	CC+=("$(awk -v a="$START_CPU" -v b="$STOP_CPU" 'BEGIN { printf "%.1f", a + b }')")
+	CH+=("$(awk -v a="$START_CPU" -v b="$STOP_CPU" -v q="$QEMU_CPU" -v m="$MON_CPU" 'BEGIN { printf "%.1f", a + b + q + m }')")
 	j=$BENCH_TMP/start.json
 	spawn=$(bench_json_num monitor_spawn_ms <"$j")
 	qmp=$(bench_json_num qmp_ms <"$j")
@@ -98,5 +113,23 @@ bench_row "CLI: lock, fork/exec of the monitor, notify pipe (boot_ms − hello_m
 bench_row "hutch process start/exit outside boot_ms" "$(bench_median "${OUTSIDE[@]}")" "$(bench_p90 "${OUTSIDE[@]}")"
 bench_row "guest: agent 'ready in' (PID 1 start → HELLO sent, guest clock)" "$(bench_median "${READY[@]}")" "$(bench_p90 "${READY[@]}")"
 bench_row "\`hutch stop\` (agent POWEROFF → QEMU reaped → reply)" "$hp" "$(bench_p90 "${HP[@]}")"
+echo
+c0=$(bench_median "${C0[@]}")
+c1=$(bench_median "${C1[@]}")
+c2=$(bench_median "${C2[@]}")
+ch=$(bench_median "${CH[@]}")
+echo "CPU time (user+sys, medians), which other load on the host barely moves. Floors: the QEMU"
+echo "process to its exit. hutch: QEMU up to HELLO + the monitor up to HELLO + the \`start\` and"
+echo "\`stop\` CLIs (QEMU's and the monitor's CPU during the stop itself is not counted: a few ms)."
+echo
+bench_header "what" "CPU ms" "ratio to floor"
+bench_row "floor: raw microvm, tiny init" "$c0" "1.00"
+bench_row "+ hutch's devices and sandbox" "$c1" "$(bench_ratio "$c1" "$c0")"
+bench_row "+ hutch's initramfs unpacked" "$c2" "$(bench_ratio "$c2" "$c0")"
+bench_row "**hutch start + stop**, total" "$ch" "**$(bench_ratio "$ch" "$c0")**"
+bench_row "… of which QEMU (to HELLO)" "$(bench_median "${CQ[@]}")" "$(bench_ratio "$(bench_median "${CQ[@]}")" "$c0")"
+bench_row "… of which the monitor" "$(bench_median "${CM[@]}")" "–"
+bench_row "… of which the \`start\` and \`stop\` CLIs" "$(bench_median "${CC[@]}")" "–"
+bench_summary "boot, CPU time (P1)" "$ch ms CPU" "raw QEMU microvm $c0 ms CPU" "$(bench_ratio "$ch" "$c0")" "–"
 echo
 bench_load_note

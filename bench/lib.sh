@@ -144,15 +144,27 @@ bench_now() {
 	fi
 }
 
-# bench_time CMD...: run CMD (output left alone), set ELAPSED_MS (ms, 1 decimal), return its status.
+# bench_time CMD...: run CMD (output left alone), set ELAPSED_MS (wall ms, 1 decimal) and CPU_MS
+# (user+sys of CMD and the children it waited for, e.g. a floor QEMU), return its status. CPU time
+# barely moves when other jobs load the host; wall time does.
 bench_time() {
-	local t0 rc=0
+	local t0 rc=0 tf=${BENCH_TMP:-/tmp}/.bench-time.$$ TIMEFORMAT='%3U %3S'
 	bench_now
 	t0=$NOW_US
-	"$@" || rc=$?
+	{ time "$@" 2>&3; } 3>&2 2>"$tf" || rc=$?
 	bench_now
 	ELAPSED_MS=$(bench_us_to_ms $((NOW_US - t0)))
+	CPU_MS=$(awk '{ printf "%.1f", ($1 + $2) * 1000 }' "$tf" 2>/dev/null)
+	rm -f "$tf"
 	return "$rc"
+}
+
+# bench_proc_cpu_ms PID: user+sys CPU time of a running process so far, in ms (10 ms steps).
+bench_proc_cpu_ms() {
+	local st hz
+	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	hz=$(getconf CLK_TCK)
+	echo "${st##*) }" | awk -v hz="$hz" '{ printf "%.1f", ($12 + $13) * 1000 / hz }'
 }
 
 bench_us_to_ms() {

@@ -235,8 +235,10 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 	_cleanup_free_ char *yaml = spec_render_yaml(spec);
 	_cleanup_free_ char *path = store_vm_file(st, name, "spec.yml");
 	r = write_file_atomic(path, yaml, strlen(yaml), 0600, err);
-	if (r < 0)
+	if (r < 0) {
+		rmdir(dir); /* only succeeds when nothing else (a kept disk) is in it */
 		return r;
+	}
 	*ret_name = TAKE_PTR(name);
 	return 0;
 }
