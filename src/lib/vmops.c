@@ -179,6 +179,19 @@ int vm_build(struct store *st, const struct create_opts *o, char **ret_image_pat
 	return fetch_base(st, spec, o->progress, ret_image_path, err);
 }
 
+/* Nothing half-made stays behind after a failed create; a disk kept by an earlier destroy survives. */
+static void undo_create(struct store *st, const char *name, bool keep_disk)
+{
+	static const char *const made[] = {"disk.qcow2", "seed.iso", "authorized_keys", "nvram.fd", "id_ed25519",
+					   "id_ed25519.pub"};
+	for (size_t i = keep_disk ? 1 : 0; i < ARRAY_SIZE(made); i++) {
+		_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
+		unlink(p);
+	}
+	_cleanup_free_ char *dir = store_vm_dir(st, name);
+	rmdir(dir);
+}
+
 int vm_create(struct store *st, const struct create_opts *o, char **ret_name, struct hutch_error *err)
 {
 	_cleanup_free_ char *name = NULL;
@@ -218,25 +231,16 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		return hutch_error_set(err, -r, "cannot create '%s': %s", dir, strerror(-r));
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
 	bool had_disk = access(disk, F_OK) == 0;
-	if (spec->source == SOURCE_IMAGE && (r = prepare_image_vm(st, o, spec, name, err)) < 0) {
-		if (!had_disk)
-			unlink(disk);
-		/* nothing half-made stays behind; a disk kept by an earlier destroy survives */
-		static const char *const made[] = {"seed.iso", "authorized_keys", "nvram.fd", "id_ed25519",
-						   "id_ed25519.pub"};
-		for (size_t i = 0; i < ARRAY_SIZE(made); i++) {
-			_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
-			unlink(p);
-		}
-		rmdir(dir);
-		return r;
+	if (spec->source == SOURCE_IMAGE)
+		r = prepare_image_vm(st, o, spec, name, err);
+	if (r == 0) {
+		/* spec.yml last: its presence is what makes the VM exist */
+		_cleanup_free_ char *yaml = spec_render_yaml(spec);
+		_cleanup_free_ char *path = store_vm_file(st, name, "spec.yml");
+		r = write_file_atomic(path, yaml, strlen(yaml), 0600, err);
 	}
-	/* spec.yml last: its presence is what makes the VM exist */
-	_cleanup_free_ char *yaml = spec_render_yaml(spec);
-	_cleanup_free_ char *path = store_vm_file(st, name, "spec.yml");
-	r = write_file_atomic(path, yaml, strlen(yaml), 0600, err);
 	if (r < 0) {
-		rmdir(dir); /* only succeeds when nothing else (a kept disk) is in it */
+		undo_create(st, name, had_disk);
 		return r;
 	}
 	*ret_name = TAKE_PTR(name);
