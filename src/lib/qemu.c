@@ -212,10 +212,11 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 		ARG("-device");
 		ARG("virtio-blk-pci,drive=disk0,bootindex=1");
 		if (c->seed) {
+			/* virtio, not ide-cd: cloud kernels (Debian's linux-image-cloud) have no AHCI */
 			ARG("-drive");
-			ARG("file=%s,if=none,id=seed,format=raw,media=cdrom,readonly=on", seed);
+			ARG("file=%s,if=none,id=seed,format=raw,readonly=on", seed);
 			ARG("-device");
-			ARG("ide-cd,drive=seed,bus=ide.1");
+			ARG("virtio-blk-pci,drive=seed");
 		}
 	}
 
