@@ -5,6 +5,7 @@
 #include "monitor.h"
 #include "qemu.h"
 #include "seed.h"
+#include "session.h"
 #include "template.h"
 
 #include <fcntl.h>
@@ -270,6 +271,30 @@ static int read_notify(int fd, uint64_t timeout_ms, json_object **ret, struct hu
 	return 0;
 }
 
+static int qemu_stop(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err);
+
+/* Image VMs are ready when cloud-init is done, not when the agent (installed early, from bootcmd)
+ * first answers: users, keys and sshd come later. Bounded by what is left of --timeout. */
+static int wait_cloud_init(struct vm *vm, uint64_t left_ms, struct hutch_error *err)
+{
+	_cleanup_free_ char *secs = xasprintf("%llu", (unsigned long long)(left_ms / 1000 ? left_ms / 1000 : 1));
+	char *argv[] = {"timeout", secs, "cloud-init", "status", "--wait", NULL};
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	struct exec_opts eo = {.argv = argv, .in_fd = devnull, .out_fd = devnull, .err_fd = devnull};
+	int status = 0;
+	int r = exec_session(vm->store, vm->name, &eo, &status, err);
+	close(devnull);
+	if (r < 0)
+		return hutch_error_wrap(err, "waiting for cloud-init");
+	_cleanup_free_ char *log = store_vm_file(vm->store, vm->name, "console.log");
+	if (status == 124)
+		return hutch_error_set(err, ETIMEDOUT, "cloud-init did not finish within %s s: see 'hutch logs %s' (%s)",
+				       secs, vm->name, log);
+	if (status == 1)
+		log_warn("cloud-init in '%s' reported errors: see 'hutch logs %s'", vm->name, vm->name);
+	return 0; /* 0 done, 2 degraded, 127 no cloud-init in the image */
+}
+
 static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_result *ret, struct hutch_error *err)
 {
 	uint64_t t0 = now_ms();
@@ -320,6 +345,20 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 	if (json_object_object_get_ex(res, "kernel_release", &v))
 		snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", json_object_get_string(v));
 	json_object_put(res);
+	if (vm->spec->source == SOURCE_IMAGE) {
+		uint64_t limit = o->timeout_ms ? o->timeout_ms : 60000, used = now_ms() - t0;
+		r = wait_cloud_init(vm, limit > used ? limit - used : 1000, err);
+		if (r < 0) {
+			/* like a boot timeout: nothing half-started stays up */
+			struct stop_opts so = {.force = true, .timeout_ms = 10000};
+			struct stop_result sr;
+			struct hutch_error e2 = {0};
+			qemu_stop(vm, &so, &sr, &e2);
+			hutch_error_clear(&e2);
+			return r;
+		}
+		ret->boot_ms = now_ms() - t0;
+	}
 	return 0;
 }
 
