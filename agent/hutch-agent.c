@@ -766,6 +766,18 @@ static void poweroff_now(void)
 		kill(-1, SIGTERM);
 		reboot(RB_POWER_OFF);
 	}
+	/* As a service: ask init for an orderly poweroff. systemd takes SIGRTMIN+4 as "poweroff";
+	 * without systemd, fall back to the hard way (we are root). */
+	char comm[32] = "";
+	int fd = open("/proc/1/comm", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, comm, sizeof(comm) - 1);
+		comm[n > 0 ? n : 0] = 0;
+		close(fd);
+	}
+	if (!strncmp(comm, "systemd", 7) && kill(1, SIGRTMIN + 4) == 0)
+		return;
+	reboot(RB_POWER_OFF);
 	exit(0);
 }
 
@@ -846,8 +858,10 @@ static void main_loop(int sigfd)
 		for (int i = 0; i < MAX_SESSIONS; i++)
 			if (g.s[i])
 				session_maybe_finish(g.s[i]);
-		if (g.poweroff)
+		if (g.poweroff) {
+			g.poweroff = false;
 			poweroff_now();
+		}
 	}
 }
 
