@@ -606,7 +606,9 @@ static void session_maybe_finish(struct session *s)
 		return;
 	if (!(s->out_eof && s->err_eof))
 		return;
-	if (session_alive(s->pid))
+	/* Cheap first: the session leader's process group. Only a pty session (job control makes new
+	 * groups) needs the /proc scan of the whole session, which is slow on a busy TCG guest. */
+	if (kill(-s->pid, 0) == 0 || (s->tty && session_alive(s->pid)))
 		return;
 	if (WIFSIGNALED(s->status))
 		send_exit(s->channel, EXIT_SIGNAL, WTERMSIG(s->status));
