@@ -82,6 +82,15 @@ bool cmd_progress_done(struct cmd_progress *p);
  * string to use (written to optbuf), and the command after "--" (NULL when there is no "--"). */
 int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len, int *ret_opt_argc,
 		      char ***ret_cmd);
+/* exec and run: their shared options, the VM, and the command. */
+#include "session.h"
+struct exec_cli {
+	struct exec_opts o; /* o.env is allocated: strv_free it */
+	const char *name;
+	const char *instance; /* exec --instance */
+	bool rm;	      /* run --rm */
+};
+int cmd_exec_parse(struct cmd_ctx *c, int argc, char **argv, bool is_run, struct exec_cli *ret);
 /* "1.5 GiB" */
 const char *cmd_human(uint64_t b, char *buf, size_t len);
 VERB(image);

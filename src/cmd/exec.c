@@ -4,104 +4,88 @@
 #include <getopt.h>
 #include <string.h>
 
-/* Shared by exec and run: -t/-T/-i/-e/-w/-u. Returns 0, or EXIT_USAGE. */
-int cmd_exec_option(struct cmd_ctx *c, int opt, struct exec_opts *o, int *tty_mode);
-
-int cmd_exec_option(struct cmd_ctx *c, int opt, struct exec_opts *o, int *tty_mode)
+/* exec and run share their options: -t/-T/-i/-e/-w/-u, plus --instance (exec) or --rm (run).
+ * Options may follow NAME when a "--" ends them. Returns 0, or EXIT_USAGE. */
+int cmd_exec_parse(struct cmd_ctx *c, int argc, char **argv, bool is_run, struct exec_cli *ret)
 {
-	switch (opt) {
-	case 't':
-		*tty_mode = 1;
-		return 0;
-	case 'T':
-		*tty_mode = 0;
-		return 0;
-	case 'I':
-		o->forward_stdin = true;
-		return 0;
-	case 'e':
-		if (!strchr(optarg, '=') || optarg[0] == '=')
-			return cmd_usage(c, "-e: expected K=V, not '%s'", optarg);
-		o->env = strv_push(o->env, xstrdup(optarg));
-		return 0;
-	case 'w':
-		o->cwd = optarg;
-		return 0;
-	case 'u':
-		o->user = optarg;
-		return 0;
-	default:
-		return cmd_usage(c, "unknown option");
-	}
-}
-
-/* Like ssh: a pty when both ends are terminals, unless -t/-T say otherwise; stdin is forwarded
- * when it is not a terminal (a pipe or file), or with -i. */
-void cmd_exec_finish(struct exec_opts *o, int tty_mode);
-void cmd_exec_finish(struct exec_opts *o, int tty_mode)
-{
-	o->in_fd = STDIN_FILENO;
-	o->out_fd = STDOUT_FILENO;
-	o->err_fd = STDERR_FILENO;
-	bool ttys = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
-	o->tty = tty_mode == 1 || (tty_mode < 0 && ttys);
-	if (!isatty(STDIN_FILENO))
-		o->forward_stdin = true;
-}
-
-VERB(exec)
-{
-	struct exec_opts o = {0};
+	memset(ret, 0, sizeof(*ret));
 	int tty_mode = -1;
-	const char *instance = NULL;
 	static const struct option opts[] = {
 		{"tty", no_argument, NULL, 't'},
 		{"no-tty", no_argument, NULL, 'T'},
-		{"interactive", no_argument, NULL, 'I'},
+		{"interactive", no_argument, NULL, 'i'},
 		{"env", required_argument, NULL, 'e'},
 		{"workdir", required_argument, NULL, 'w'},
 		{"user", required_argument, NULL, 'u'},
 		{"instance", required_argument, NULL, 'N'},
+		{"rm", no_argument, NULL, 'R'},
 		{0},
 	};
 	int opt, oargc;
 	char optstr[32], **cmdv;
 	cmd_command_split(argc, argv, "tTie:w:u:", optstr, sizeof(optstr), &oargc, &cmdv);
-	/* -i is docker's --interactive here; the instance is --instance */
 	while ((opt = getopt_long(oargc, argv, optstr, opts, NULL)) != -1) {
-		if (opt == 'N') {
-			instance = optarg;
-			continue;
-		}
-		if (cmd_exec_option(c, opt == 'i' ? 'I' : opt, &o, &tty_mode)) {
-			strv_free(o.env);
-			return EXIT_USAGE;
+		switch (opt) {
+		case 't':
+		case 'T':
+			tty_mode = opt == 't';
+			break;
+		case 'i':
+			ret->o.forward_stdin = true;
+			break;
+		case 'e':
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				return cmd_usage(c, "-e: expected K=V, not '%s'", optarg);
+			ret->o.env = strv_push(ret->o.env, xstrdup(optarg));
+			break;
+		case 'w':
+			ret->o.cwd = optarg;
+			break;
+		case 'u':
+			ret->o.user = optarg;
+			break;
+		case 'N':
+		case 'R':
+			if ((opt == 'R') != is_run)
+				return cmd_usage(c, "unknown option '%s'", opt == 'R' ? "--rm" : "--instance");
+			if (opt == 'R')
+				ret->rm = true;
+			else
+				ret->instance = optarg;
+			break;
+		default:
+			return cmd_usage(c, "unknown option");
 		}
 	}
-	if (optind >= oargc) {
-		strv_free(o.env);
-		return cmd_usage(c, "missing VM name");
-	}
-	const char *vm = argv[optind++];
-	if (cmdv && optind < oargc) {
-		strv_free(o.env);
+	if (optind >= oargc)
+		return cmd_usage(c, "missing %s", is_run ? "VM or template name" : "VM name");
+	ret->name = argv[optind++];
+	if (cmdv && optind < oargc)
 		return cmd_usage(c, "unexpected '%s' before '--'", argv[optind]);
-	}
-	if (!cmdv)
-		cmdv = argv + optind;
-	if (!*cmdv) {
-		strv_free(o.env);
-		return cmd_usage(c, "missing command (hutch exec NAME -- CMD...)");
-	}
+	ret->o.argv = cmdv ? cmdv : argv + optind;
+	if (!ret->o.argv[0])
+		return cmd_usage(c, "missing command (hutch %s NAME -- CMD...)", is_run ? "run" : "exec");
+	/* Like ssh: a pty when both ends are terminals, unless -t/-T say otherwise; stdin is forwarded
+	 * when it is not a terminal (a pipe or file), or with -i. */
+	ret->o.in_fd = STDIN_FILENO;
+	ret->o.out_fd = STDOUT_FILENO;
+	ret->o.err_fd = STDERR_FILENO;
+	ret->o.tty = tty_mode == 1 || (tty_mode < 0 && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO));
+	if (!isatty(STDIN_FILENO))
+		ret->o.forward_stdin = true;
+	return 0;
+}
+
+VERB(exec)
+{
+	struct exec_cli e;
+	int rc = cmd_exec_parse(c, argc, argv, false, &e);
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, vm, instance, &name)) {
-		strv_free(o.env);
-		return EXIT_ERR;
-	}
-	o.argv = cmdv;
-	cmd_exec_finish(&o, tty_mode);
+	if (rc == 0 && cmd_vm_name(c, e.name, e.instance, &name))
+		rc = EXIT_ERR;
 	int status = 0;
-	int r = exec_session(&c->store, name, &o, &status, &c->err);
-	strv_free(o.env);
-	return r < 0 ? EXIT_ERR : status;
+	if (rc == 0)
+		rc = exec_session(&c->store, name, &e.o, &status, &c->err) < 0 ? EXIT_ERR : status;
+	strv_free(e.o.env);
+	return rc;
 }

@@ -6,9 +6,6 @@
 #include <getopt.h>
 #include <string.h>
 
-int cmd_exec_option(struct cmd_ctx *c, int opt, struct exec_opts *o, int *tty_mode);
-void cmd_exec_finish(struct exec_opts *o, int tty_mode);
-
 /* A disposable instance name: NAME-XXXXXXXX from the kernel's random pool. */
 static char *ephemeral_name(const char *base)
 {
@@ -42,43 +39,15 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 
 VERB(run)
 {
-	struct exec_opts o = {0};
-	bool rm = false;
-	int tty_mode = -1;
-	static const struct option opts[] = {
-		{"rm", no_argument, NULL, 'R'},		{"tty", no_argument, NULL, 't'},
-		{"no-tty", no_argument, NULL, 'T'},	{"interactive", no_argument, NULL, 'i'},
-		{"env", required_argument, NULL, 'e'},	{"workdir", required_argument, NULL, 'w'},
-		{"user", required_argument, NULL, 'u'}, {0},
-	};
-	int opt, oargc;
-	char optstr[32], **cmdv;
-	cmd_command_split(argc, argv, "tTie:w:u:", optstr, sizeof(optstr), &oargc, &cmdv);
-	while ((opt = getopt_long(oargc, argv, optstr, opts, NULL)) != -1) {
-		if (opt == 'R') {
-			rm = true;
-			continue;
-		}
-		if (cmd_exec_option(c, opt == 'i' ? 'I' : opt, &o, &tty_mode)) {
-			strv_free(o.env);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind >= oargc) {
+	struct exec_cli e;
+	int parsed = cmd_exec_parse(c, argc, argv, true, &e);
+	struct exec_opts o = e.o;
+	if (parsed) {
 		strv_free(o.env);
-		return cmd_usage(c, "missing VM or template name");
+		return parsed;
 	}
-	const char *base = argv[optind++];
-	if (cmdv && optind < oargc) {
-		strv_free(o.env);
-		return cmd_usage(c, "unexpected '%s' before '--'", argv[optind]);
-	}
-	if (!cmdv)
-		cmdv = argv + optind;
-	if (!*cmdv) {
-		strv_free(o.env);
-		return cmd_usage(c, "missing command (hutch run NAME -- CMD...)");
-	}
+	const char *base = e.name;
+	bool rm = e.rm;
 	cmd_set_subject(c, base);
 	if (store_check_name(base, &c->err) < 0) {
 		strv_free(o.env);
@@ -114,10 +83,8 @@ VERB(run)
 		}
 		goto out;
 	}
-	o.argv = cmdv;
 	o.app = true;
 	o.run_client = rm;
-	cmd_exec_finish(&o, tty_mode);
 	int status = 0;
 	int r = exec_session(&c->store, name, &o, &status, &c->err);
 	if (rm) {

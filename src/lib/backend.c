@@ -288,8 +288,9 @@ static int wait_cloud_init(struct vm *vm, uint64_t left_ms, struct hutch_error *
 		return hutch_error_wrap(err, "waiting for cloud-init");
 	_cleanup_free_ char *log = store_vm_file(vm->store, vm->name, "console.log");
 	if (status == 124)
-		return hutch_error_set(err, ETIMEDOUT, "cloud-init did not finish within %s s: see 'hutch logs %s' (%s)",
-				       secs, vm->name, log);
+		return hutch_error_set(err, ETIMEDOUT,
+				       "cloud-init did not finish within %s s: see 'hutch logs %s' (%s)", secs,
+				       vm->name, log);
 	if (status == 1)
 		log_warn("cloud-init in '%s' reported errors: see 'hutch logs %s'", vm->name, vm->name);
 	return 0; /* 0 done, 2 degraded, 127 no cloud-init in the image */

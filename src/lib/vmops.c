@@ -182,8 +182,8 @@ int vm_build(struct store *st, const struct create_opts *o, char **ret_image_pat
 /* Nothing half-made stays behind after a failed create; a disk kept by an earlier destroy survives. */
 static void undo_create(struct store *st, const char *name, bool keep_disk)
 {
-	static const char *const made[] = {"disk.qcow2", "seed.iso", "authorized_keys", "nvram.fd", "id_ed25519",
-					   "id_ed25519.pub"};
+	static const char *const made[] = {"disk.qcow2", "seed.iso",   "authorized_keys",
+					   "nvram.fd",	 "id_ed25519", "id_ed25519.pub"};
 	for (size_t i = keep_disk ? 1 : 0; i < ARRAY_SIZE(made); i++) {
 		_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
 		unlink(p);
