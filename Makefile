@@ -36,7 +36,7 @@ LINT_DIRS = src agent
 
 # Steps run in order (deps before build before tests) even under -j.
 .NOTPARALLEL:
-.PHONY: all build deps demo check check-unit check-integration check-sanitize build-asan \
+.PHONY: all build deps demo check check-unit check-integration check-sanitize check-sanitize-unit build-asan \
 	bench fuzz lint format clean
 
 all: build
@@ -65,7 +65,13 @@ check: deps build
 	@rc=0; \
 	$(MAKE) --no-print-directory check-unit || rc=1; \
 	$(MAKE) --no-print-directory check-integration || rc=1; \
+	$(MAKE) --no-print-directory lint || rc=1; \
+	$(MAKE) --no-print-directory check-sanitize-unit || rc=1; \
 	exit $$rc
+
+# The unit tests under ASan + UBSan (the whole suite under sanitizers is check-sanitize).
+check-sanitize-unit: build-asan
+	$(SAN_ENV) $(MESON) test -C $(ASANDIR) --suite unit --print-errorlogs
 
 check-unit: build
 	$(MESON) test -C $(BUILDDIR) --suite unit --print-errorlogs
