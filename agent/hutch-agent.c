@@ -768,8 +768,9 @@ static void poweroff_now(void)
 		kill(-1, SIGTERM);
 		reboot(RB_POWER_OFF);
 	}
-	/* As a service: ask init for an orderly poweroff. systemd takes SIGRTMIN+4 as "poweroff";
-	 * without systemd, fall back to the hard way (we are root). */
+	/* As a service: ask init for an orderly poweroff. systemd takes SIGRTMIN+4 as "poweroff", counted
+	 * from glibc's SIGRTMIN (34): signal 38. musl's SIGRTMIN is 35, so the number is spelled out.
+	 * Without systemd, fall back to the hard way (we are root). */
 	char comm[32] = "";
 	int fd = open("/proc/1/comm", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
@@ -777,7 +778,7 @@ static void poweroff_now(void)
 		comm[n > 0 ? n : 0] = 0;
 		close(fd);
 	}
-	if (!strncmp(comm, "systemd", 7) && kill(1, SIGRTMIN + 4) == 0)
+	if (!strncmp(comm, "systemd", 7) && kill(1, 38) == 0)
 		return;
 	reboot(RB_POWER_OFF);
 	exit(0);

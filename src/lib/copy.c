@@ -104,7 +104,8 @@ static int add_one(struct archive *a, const char *path, const char *name, const 
 static int add_tree(struct archive *a, const char *path, const char *name, bool recursive, struct hutch_error *err)
 {
 	struct stat sb;
-	if (lstat(path, &sb) < 0)
+	/* like cp: a plain copy follows a symlink it is given; -r copies links inside trees as links */
+	if ((recursive ? lstat(path, &sb) : stat(path, &sb)) < 0)
 		return hutch_error_set(err, errno, "cannot stat '%s': %s", path, strerror(errno));
 	if (S_ISDIR(sb.st_mode) && !recursive)
 		return hutch_error_set(err, EISDIR, "'%s' is a directory (use -r)", path);
@@ -255,6 +256,12 @@ static int tar_reader(int fd, const char *top, const char *dest, bool recursive)
 			fprintf(stderr, "hutch: cp: skipping hard link '%s'\n", path);
 			continue;
 		}
+		if (!recursive && type == AE_IFLNK) {
+			/* we asked for the file (tar -h); a guest that sends a link anyway is refused */
+			fprintf(stderr, "hutch: cp: the guest sent a symlink for '%s'; refusing\n", top);
+			rc = 1;
+			break;
+		}
 		if (first && type == AE_IFDIR && !recursive) {
 			fprintf(stderr, "hutch: cp: '%s' is a directory (use -r)\n", top);
 			rc = 1;
@@ -325,7 +332,8 @@ int copy_from_guest(const struct store *st, const char *vm, const char *src, con
 		_exit(tar_reader(p[0], top, dbase, o->recursive));
 	}
 	close(p[0]);
-	char *argv[] = {"tar", "-c", "-f", "-", "-C", gdir, top, NULL};
+	/* -h for a plain copy: the file a symlink names, not a link that would point into the host */
+	char *argv[] = {"tar", "-c", o->recursive ? "-f" : "-hf", "-", "-C", gdir, top, NULL};
 	int status = 0;
 	int r = guest_run(st, vm, argv, o->user, -1, p[1], &status, err);
 	close(p[1]);

@@ -341,6 +341,9 @@ int forward_check_free(const struct forward *f, struct hutch_error *err)
 		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->host)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	/* QEMU binds its forwards with SO_REUSEADDR: a port in TIME_WAIT is free to it, so to us too. */
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		if (e == EADDRINUSE)

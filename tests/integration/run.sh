@@ -14,6 +14,13 @@
 #
 # Environment: BUILDDIR (default: build), HUTCH_TEST_TIMEOUT (per test file, default 600 s),
 # HUTCH_TEST_USER (default hutchtest), HUTCH_KEEP=1 keeps the staging dir.
+#
+# The cloud-image test (95-cloud.sh) needs a real Debian 12 image. Started as root with that test
+# selected (or no selection), this builds or reuses it first with tests/fixtures/debian-image.sh
+# (cached: a hit takes under a second, a cold build 5-15 min) and passes its directory on as
+# HUTCH_DEBIAN_IMAGE_DIR; if the build fails, HUTCH_DEBIAN_IMAGE_LOG names its log instead and the
+# test fails with it. HUTCH_SKIP_CLOUD=1 skips the build (the test then reports SKIP). Not as root,
+# a HUTCH_DEBIAN_IMAGE_DIR already in the environment is passed on.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,12 +55,47 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 		[ -x "$builddir/$h" ] && cp "$builddir/$h" "$stage/bin/"
 	done
 	cp -r "$here/." "$stage/tests/"
+	# 95-cloud.sh serves the image with these (as $stage/tests/../fixtures/serve.sh).
+	mkdir -p "$stage/fixtures" "$stage/helpers"
+	cp "$root/tests/fixtures/serve.sh" "$stage/fixtures/" 2>/dev/null
+	cp "$root/tests/helpers/http-fixture.py" "$stage/helpers/" 2>/dev/null
 	chmod -R a+rX "$stage"
 	chmod 755 "$stage"
 
 	passenv=(HUTCH_IT_STAGED="$stage" PATH="$stage/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 		 HUTCH_TEST_TIMEOUT="${HUTCH_TEST_TIMEOUT:-}" TMPDIR=/tmp LANG=C.UTF-8 LC_ALL=C.UTF-8)
-	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM; do
+	# The Debian image for 95-cloud.sh: built (or reused) here, as root, before dropping privileges.
+	wants_cloud=
+	if [ $# -eq 0 ]; then
+		wants_cloud=1
+	else
+		for a in "$@"; do
+			a=$(basename "$a")
+			for t in "$here/$a" "$here/$a"-*.sh "$here/$a".sh; do
+				if [ -f "$t" ]; then
+					[ "$(basename "$t")" != 95-cloud.sh ] || wants_cloud=1
+					break
+				fi
+			done
+		done
+	fi
+	if [ "$(id -u)" -eq 0 ] && [ -n "$wants_cloud" ] && [ "${HUTCH_SKIP_CLOUD:-}" != 1 ]; then
+		fixture_log=$stage/debian-image.log
+		t_fixture=$SECONDS
+		# shellcheck disable=SC2034 # both are passed on through passenv below
+		if image_dir=$("$root/tests/fixtures/debian-image.sh" 2>"$fixture_log" </dev/null | tail -n 1) &&
+			[ -n "$image_dir" ] && [ -f "$image_dir/.done" ]; then
+			HUTCH_DEBIAN_IMAGE_DIR=$image_dir
+			echo "# fixture: Debian 12 image in $image_dir ($((SECONDS - t_fixture)) s)"
+		else
+			unset HUTCH_DEBIAN_IMAGE_DIR
+			HUTCH_DEBIAN_IMAGE_LOG=$fixture_log
+			echo "# fixture: building the Debian 12 image FAILED ($((SECONDS - t_fixture)) s); log: $fixture_log"
+		fi
+		chmod a+r "$fixture_log"
+	fi
+	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM \
+		HUTCH_SKIP_CLOUD HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG; do
 		[ -n "${!v:-}" ] && passenv+=("$v=${!v}")
 	done
 	if [ "$(id -u)" -eq 0 ]; then
