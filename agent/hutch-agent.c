@@ -193,6 +193,76 @@ static void module_params(const char *cmdline, const char *mod, char *out, size_
 	free(copy);
 }
 
+/* Modules that only matter when their device is there. Loading all twenty under TCG costs a few
+ * hundred ms of boot; microvm has no PCI, and disks, 9p shares and vsock are optional. */
+static const struct {
+	const char *mod;
+	int virtio_id; /* the device that needs it; -1 = a PCI bus */
+} optional_mods[] = {
+	{"virtio_pci", -1},
+	{"virtio_pci_legacy_dev", -1},
+	{"virtio_pci_modern_dev", -1},
+	{"virtio_net", 1},
+	{"net_failover", 1},
+	{"failover", 1},
+	{"virtio_blk", 2},
+	{"virtio_balloon", 5},
+	{"9pnet_virtio", 9},
+	{"9p", 9},
+	{"9pnet", 9},
+	{"fscache", 9},
+	{"netfs", 9},
+	{"vmw_vsock_virtio_transport", 19},
+	{"vmw_vsock_virtio_transport_common", 19},
+	{"vsock", 19},
+};
+
+static bool dir_has_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return false;
+	struct dirent *de;
+	bool any = false;
+	while (!any && (de = readdir(d)))
+		any = de->d_name[0] != '.';
+	closedir(d);
+	return any;
+}
+
+/* Is a virtio device with this id present (on the mmio or pci transport, once that is loaded)? */
+static bool virtio_present(int id)
+{
+	DIR *d = opendir("/sys/bus/virtio/devices");
+	if (!d)
+		return false;
+	struct dirent *de;
+	bool found = false;
+	while (!found && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || strlen(de->d_name) > 32)
+			continue;
+		char p[96];
+		snprintf(p, sizeof(p), "/sys/bus/virtio/devices/%.32s/device", de->d_name);
+		char *v = read_small_file(p, 32);
+		found = v && strtol(v, NULL, 16) == id;
+		free(v);
+	}
+	closedir(d);
+	return found;
+}
+
+static bool module_wanted(const char *mod)
+{
+	for (size_t i = 0; i < sizeof(optional_mods) / sizeof(optional_mods[0]); i++) {
+		if (strcmp(optional_mods[i].mod, mod) != 0)
+			continue;
+		if (optional_mods[i].virtio_id < 0)
+			return dir_has_entries("/sys/bus/pci/devices");
+		return virtio_present(optional_mods[i].virtio_id);
+	}
+	return true;
+}
+
 static void load_modules(const char *release, const char *cmdline)
 {
 	char list[256];
@@ -208,6 +278,12 @@ static void load_modules(const char *release, const char *cmdline)
 		char *dot = strchr(mod, '.');
 		if (dot)
 			*dot = 0;
+		for (char *p = mod; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		/* the list is in dependency order, so the bus drivers are loaded before this is asked */
+		if (!module_wanted(mod))
+			continue;
 		module_params(cmdline, mod, params, sizeof(params));
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {

@@ -456,7 +456,8 @@ bench_rss_kb() {
 # bench_load_note: one line on what else runs here, since other load skews every figure.
 bench_load_note() {
 	local others
-	others=$(pgrep -c qemu-system 2>/dev/null || echo 0)
+	others=$(pgrep -c qemu-system 2>/dev/null)
+	others=${others:-0}
 	echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); QEMU processes on the host at the end, ours included: $others."
 }
 

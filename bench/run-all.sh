@@ -39,7 +39,8 @@ if [ -n "$(git -C "$REPO" status --porcelain -- src agent 2>/dev/null)" ]; then
 fi
 hv=$("$BUILD_DIR/hutch" --version 2>/dev/null | head -n1)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-others0=$(pgrep -c qemu-system 2>/dev/null || echo 0)
+others0=$(pgrep -c qemu-system 2>/dev/null)
+others0=${others0:-0}
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 machine() {
