@@ -58,7 +58,7 @@ bench_reexec_as_user() {
 		BENCH_RUNS="$BENCH_RUNS" BENCH_KEEP="${BENCH_KEEP:-}" BENCH_EXEC_RUNS="${BENCH_EXEC_RUNS:-}" \
 		BENCH_TP_RUNS="${BENCH_TP_RUNS:-}" \
 		BENCH_LIST_N="${BENCH_LIST_N:-}" BENCH_BIN_DIR="$stage/bin" BENCH_REPO="$BENCH_REPO" \
-		BENCH_STAGED=1 \
+		BENCH_STAGED=1 BENCH_IMAGE_DIR="${BENCH_IMAGE_DIR:-}" \
 		bash "$stage/bench/$BENCH_SCRIPT" "$@") || rc=$?
 	rm -rf "$stage"
 	exit "$rc"

@@ -8,6 +8,7 @@ VERB(build)
 {
 	struct create_opts o = {0};
 	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'J'},
 		{"from", required_argument, NULL, 'f'},
 		{"image", required_argument, NULL, 'I'},
 		{"checksum", required_argument, NULL, 'C'},
@@ -24,6 +25,9 @@ VERB(build)
 			break;
 		case 'C':
 			o.checksum = optarg;
+			break;
+		case 'J':
+			c->json = true;
 			break;
 		default:
 			return cmd_usage(c, "unknown option");

@@ -7,15 +7,11 @@ VERB(create)
 {
 	struct create_opts o = {0};
 	static const struct option opts[] = {
-		{"template", required_argument, NULL, 't'},
-		{"from", required_argument, NULL, 'f'},
-		{"instance", required_argument, NULL, 'i'},
-		{"memory", required_argument, NULL, 'm'},
-		{"cpus", required_argument, NULL, 'c'},
-		{"disk", required_argument, NULL, 'd'},
-		{"image", required_argument, NULL, 'I'},
-		{"checksum", required_argument, NULL, 'C'},
-		{0},
+		{"json", no_argument, NULL, 'J'},	    {"template", required_argument, NULL, 't'},
+		{"from", required_argument, NULL, 'f'},	    {"instance", required_argument, NULL, 'i'},
+		{"memory", required_argument, NULL, 'm'},   {"cpus", required_argument, NULL, 'c'},
+		{"disk", required_argument, NULL, 'd'},	    {"image", required_argument, NULL, 'I'},
+		{"checksum", required_argument, NULL, 'C'}, {0},
 	};
 	int opt;
 	long long n;
@@ -48,6 +44,9 @@ VERB(create)
 		case 'd':
 			if (cmd_parse_size(c, "--disk", optarg, &o.disk))
 				return EXIT_USAGE;
+			break;
+		case 'J':
+			c->json = true;
 			break;
 		default:
 			return cmd_usage(c, "unknown option");

@@ -8,6 +8,7 @@ VERB(destroy)
 	struct destroy_opts o = {0};
 	const char *instance = NULL;
 	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'J'},
 		{"disk", no_argument, NULL, 'd'},
 		{"force", no_argument, NULL, 'f'},
 		{"instance", required_argument, NULL, 'i'},
@@ -24,6 +25,9 @@ VERB(destroy)
 			break;
 		case 'i':
 			instance = optarg;
+			break;
+		case 'J':
+			c->json = true;
 			break;
 		default:
 			return cmd_usage(c, "unknown option");

@@ -8,6 +8,7 @@ VERB(start)
 	struct start_opts o = {.timeout_ms = 120000};
 	const char *instance = NULL;
 	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'J'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"instance", required_argument, NULL, 'i'},
 		{0},
@@ -21,6 +22,9 @@ VERB(start)
 			break;
 		case 'i':
 			instance = optarg;
+			break;
+		case 'J':
+			c->json = true;
 			break;
 		default:
 			return cmd_usage(c, "unknown option");

@@ -9,6 +9,7 @@ VERB(stop)
 	struct stop_opts o = {.timeout_ms = 30000};
 	const char *instance = NULL;
 	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'J'},
 		{"force", no_argument, NULL, 'f'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"instance", required_argument, NULL, 'i'},
@@ -26,6 +27,9 @@ VERB(stop)
 			break;
 		case 'i':
 			instance = optarg;
+			break;
+		case 'J':
+			c->json = true;
 			break;
 		default:
 			return cmd_usage(c, "unknown option");
