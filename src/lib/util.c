@@ -168,10 +168,17 @@ void strbuf_addch(struct strbuf *sb, char c) { strbuf_add(sb, &c, 1); }
 
 void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap)
 {
+	/* Measure into a small stack buffer, not NULL: gcc's UBSan build warns on vsnprintf(NULL, 0, ...)
+	 * ("null format string"), and short strings then need no second pass. */
+	char small[256];
 	va_list cp;
 	va_copy(cp, ap);
-	int n = vsnprintf(NULL, 0, fmt, cp);
+	int n = vsnprintf(small, sizeof(small), fmt, cp);
 	va_end(cp);
+	if (n >= 0 && (size_t)n < sizeof(small)) {
+		strbuf_add(sb, small, (size_t)n);
+		return;
+	}
 	if (n < 0)
 		abort();
 	strbuf_grow(sb, (size_t)n);
