@@ -262,6 +262,18 @@ static int connect_unix(const char *path, struct hutch_error *err)
 	return fd;
 }
 
+/* In a freshly forked child of the monitor (QEMU, swtpm): die with the monitor, even if it died
+ * between fork and here, and drop the monitor's blocked signal mask. */
+static void monitor_child_setup(pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* The last non-empty line of a small log, for error messages. */
 static char *last_line(const char *path)
 {
@@ -296,12 +308,7 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 	if (pid < 0)
 		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		monitor_child_setup(parent);
 		int nul = open("/dev/null", O_RDWR);
 		/* Move the sockets above the target numbers first so dup2 can't clobber one with the other. */
 		int q = fcntl(qmp_l, F_DUPFD, 10), a = fcntl(agent_l, F_DUPFD, 10);
@@ -1093,12 +1100,7 @@ static int spawn_swtpm(struct mon *m, struct hutch_error *err)
 	if (pid < 0)
 		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		monitor_child_setup(parent);
 		int nul = open("/dev/null", O_RDWR);
 		dup2(nul, 0);
 		dup2(nul, 1);
