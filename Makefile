@@ -7,7 +7,7 @@
 #   make check-integration  shell TAP against real QEMU, as an unprivileged user
 #   make check-sanitize   the same tests built with ASan + UBSan, in build-asan/
 #   make bench            bench/run-all.sh (every benchmark; writes docs/PERFORMANCE.md)
-#   make fuzz FUZZ_SECONDS=N  fuzz/run.sh
+#   make fuzz FUZZ_SECONDS=N [FUZZ_JOBS=2]  fuzz/run.sh
 #   make lint             clang-format --dry-run --Werror, cppcheck
 #   make format           clang-format -i on the C sources
 #   make clean
@@ -21,6 +21,7 @@ NINJA ?= ninja
 CLANG_FORMAT ?= clang-format
 CPPCHECK ?= cppcheck
 FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
 MESON_FLAGS ?=
 
 ifeq ($(CI),true)
@@ -105,7 +106,7 @@ bench: build
 
 fuzz:
 	@if [ -f fuzz/run.sh ]; then \
-		FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh; \
+		FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) bash fuzz/run.sh; \
 	else \
 		echo "fuzz: no fuzz/run.sh yet"; \
 	fi

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Build every fuzz/fuzz_*.c as a libFuzzer target (ASan + UBSan) in build-fuzz/, run each for
 # FUZZ_SECONDS on a scratch copy of its seed corpus, print execs and coverage, and fail if any
 # target crashed (the crash input's path is printed).
@@ -7,6 +7,10 @@
 #   fuzz/run.sh proto size      only these targets
 #   FUZZ_BUILD_ONLY=1 fuzz/run.sh
 #   FUZZ_ARGS='-max_len=65536' fuzz/run.sh   extra libFuzzer flags
+#   FUZZ_JOBS=2 fuzz/run.sh     run two targets at a time (one core each)
+#
+# The table reports each target's CPU seconds beside its wall-clock budget, so a run on a busy
+# machine cannot pass for a longer one.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -47,8 +51,6 @@ else
 fi
 
 mkdir -p "$OUT"
-failed=""
-summary=""
 for t in $targets; do
 	src=fuzz/$t.c
 	if [ ! -f "$src" ]; then
@@ -62,8 +64,13 @@ for t in $targets; do
 		echo "fuzz: $t failed to build (add it to sources_for in fuzz/run.sh?)" >&2
 		exit 2
 	fi
-	[ -n "${FUZZ_BUILD_ONLY:-}" ] && continue
+done
+[ -n "${FUZZ_BUILD_ONLY:-}" ] && exit 0
 
+# run_target T: fuzz T for the budget and write its table row to $OUT/T.row (a leading "!" marks
+# a crash).
+run_target() {
+	local t=$1 name work artifacts log rc execs cov ft corp cpu crash result
 	name=${t#fuzz_}
 	work="$OUT/work/$name"
 	artifacts="$OUT/artifacts/$name"
@@ -75,9 +82,14 @@ for t in $targets; do
 	log="$OUT/$t.log"
 	echo "== $t: running ${SECONDS_PER_TARGET}s (log: $log)"
 	rc=0
+	local f start_cpu
+	read -ra f <"/proc/$BASHPID/stat" # cutime and cstime: CPU of this subshell's reaped children
+	start_cpu=$((f[15] + f[16]))
 	# shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
 	"./$OUT/$t" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 -timeout=25 \
 		-artifact_prefix="$artifacts/" ${FUZZ_ARGS:-} "$work" >"$log" 2>&1 || rc=$?
+	read -ra f <"/proc/$BASHPID/stat"
+	cpu=$(((f[15] + f[16] - start_cpu) / $(getconf CLK_TCK)))
 
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	cov=$(grep -E '^#[0-9]+' "$log" | grep -o 'cov: [0-9]*' | tail -n 1 | cut -d' ' -f2)
@@ -87,24 +99,40 @@ for t in $targets; do
 		crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
 		echo "!! $t CRASHED (exit $rc): ${crash:-see $log}"
 		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|.*check failed)' "$log" | head -n 5 || true
-		failed="$failed $t"
 		result="CRASH ${crash:-}"
+		printf '!' >"$OUT/$t.row"
 	else
 		result=ok
+		: >"$OUT/$t.row"
 	fi
-	line=$(printf '| %-11s | %10s | %6s | %6s | %6s | %s |' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" \
-		"$corp" "$result")
-	echo "$line"
-	summary="$summary$line
-"
-done
+	printf '| %-11s | %7s | %12s | %6s | %6s | %6s | %s |\n' "$t" "$cpu" "${execs:-?}" "${cov:-?}" \
+		"${ft:-?}" "$corp" "$result" | tee -a "$OUT/$t.row"
+}
 
-[ -n "${FUZZ_BUILD_ONLY:-}" ] && exit 0
+jobs_max=${FUZZ_JOBS:-1}
+running=0
+for t in $targets; do
+	if [ "$running" -ge "$jobs_max" ]; then
+		wait -n || true
+		running=$((running - 1))
+	fi
+	run_target "$t" &
+	running=$((running + 1))
+done
+wait
+
 echo
-echo "Results (${SECONDS_PER_TARGET}s each):"
-echo "| target      |      execs |    cov |     ft | corpus | result |"
-echo "|-------------|------------|--------|--------|--------|--------|"
-printf '%s' "$summary"
+echo "Results (${SECONDS_PER_TARGET}s wall each, FUZZ_JOBS=$jobs_max, $(nproc) CPUs):"
+echo "| target      | cpu (s) |        execs |    cov |     ft | corpus | result |"
+echo "|-------------|---------|--------------|--------|--------|--------|--------|"
+failed=""
+for t in $targets; do
+	row=$(cat "$OUT/$t.row")
+	case $row in
+	'!'*) failed="$failed $t"; row=${row#!} ;;
+	esac
+	printf '%s\n' "$row"
+done
 if [ -n "$failed" ]; then
 	echo "fuzz: crashed:$failed" >&2
 	exit 1
