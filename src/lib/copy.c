@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "lazylib.h" /* after <archive.h>: routes archive_*() through the lazy table */
+
 static char *base_of(const char *p)
 {
 	_cleanup_free_ char *c = xstrdup(p);
@@ -156,6 +158,8 @@ int copy_to_guest(const struct store *st, const char *vm, const char *src, const
 		return hutch_error_set(err, errno, "cannot stat '%s': %s", src, strerror(errno));
 	if (S_ISDIR(sb.st_mode) && !o->recursive)
 		return hutch_error_set(err, EISDIR, "'%s' is a directory (use -r)", src);
+	if (lazy_archive_load(err) < 0)
+		return -1;
 	bool isdir = false;
 	int r = guest_is_dir(st, vm, dst, o->user, &isdir, err);
 	if (r < 0)
@@ -312,6 +316,8 @@ int copy_from_guest(const struct store *st, const char *vm, const char *src, con
 	if (!strcmp(top, "/") || !strcmp(top, ".") || !strcmp(top, ".."))
 		return hutch_error_set(err, EINVAL, "cannot copy '%s': name a file or directory", src);
 	_cleanup_free_ char *dest = into ? xasprintf("%s/%s", dst, top) : xstrdup(dst);
+	if (lazy_archive_load(err) < 0)
+		return -1;
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return hutch_error_set(err, errno, "pipe: %s", strerror(errno));

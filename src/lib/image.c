@@ -24,8 +24,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #ifdef HAVE_CURL
+#define CURL_DISABLE_TYPECHECK /* its checking macros would hide the lazy table */
 #include <curl/curl.h>
 #endif
+
+#include "lazylib.h" /* after <curl/curl.h>: routes curl_*() through the lazy table */
 
 #ifndef HUTCH_VERSION
 #define HUTCH_VERSION "dev"
@@ -741,6 +744,8 @@ static size_t mem_write_cb(char *p, size_t size, size_t nmemb, void *userdata)
 static int http_get_small(const char *url, size_t max, const struct image_progress *prog, char **ret, size_t *ret_len,
 			  struct hutch_error *err)
 {
+	if (lazy_curl_load(err) < 0)
+		return -1;
 	struct http_req rq;
 	struct membuf m = {STRBUF_INIT, max, false};
 	CURL *h = http_new(&rq, url, prog);
@@ -954,6 +959,8 @@ static int download_once(const char *url, const char *part, enum image_algo algo
 static int download_verified(const char *url, const char *part, enum image_algo algo, const char *want_hex,
 			     const struct image_progress *prog, struct hutch_error *err)
 {
+	if (lazy_curl_load(err) < 0)
+		return -1;
 	int r = download_once(url, part, algo, want_hex, prog, true, err);
 	if (r == 1)
 		r = download_once(url, part, algo, want_hex, prog, false, err);
@@ -1011,6 +1018,8 @@ static int cache_link(const char *dir, const char *digest_line, char **ret_path,
 int image_fetch(const struct store *st, const char *url, const char *checksum_spec, const struct image_progress *prog,
 		char **ret_path, struct hutch_error *err)
 {
+	if (lazy_crypto_load(err) < 0)
+		return -1;
 	if (!image_url_is_http(url))
 		return hutch_error_set(err, EINVAL, "image URL '%s' must be http or https", url ? url : "");
 	if (!checksum_spec || !*checksum_spec)

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <yaml.h>
 
+#include "lazylib.h" /* after <archive.h>: routes archive_*() through the lazy table */
+
 #define SEED_KEYGEN_OUTPUT_MAX (64 * 1024)
 #define SEED_PUBKEY_LINE_MAX (16 * 1024) /* an RSA-16384 public key is under 3 KiB */
 
@@ -479,6 +481,8 @@ struct iso_files {
 
 static int iso_write_fd(int fd, const char *path, const struct iso_files *f, struct hutch_error *err)
 {
+	if (lazy_archive_load(err) < 0)
+		return -1;
 	struct archive *a = archive_write_new();
 	if (!a)
 		abort();

@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "lazylib.h" /* after <archive.h>: routes archive_*() through the lazy table */
+
 /* Bump when the initramfs layout changes, so every cached initramfs is rebuilt. */
 #define MICRO_LAYOUT "hutch-micro-layout 1"
 #define MODULES_DEP_MAX (64u << 20)
@@ -856,6 +858,8 @@ static int micro_write_modules(struct cpio *c, const struct micro_build *b, stru
 
 static int micro_write_cpio(int fd, const struct micro_build *b, struct hutch_error *err)
 {
+	if (lazy_archive_load(err) < 0)
+		return -1;
 	_cleanup_(cpio_release) struct cpio c = {.a = archive_write_new()};
 	if (!c.a)
 		abort();

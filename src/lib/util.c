@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "lazylib.h" /* after <openssl/evp.h>: routes EVP_*() through the lazy table */
+
 int hutch_log_level = LOG_WARN;
 
 void *xmalloc(size_t n)
@@ -537,6 +539,8 @@ int sha256_file_hex(const char *path, char out[65], struct hutch_error *err)
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return hutch_error_set(err, errno, "cannot open '%s': %s", path, strerror(errno));
+	if (lazy_crypto_load(err) < 0)
+		return -1;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
 		abort();

@@ -3,6 +3,11 @@
 # refusals while running, stop, list -a, destroy. One boot serves every assertion.
 . "$(dirname "$0")/lib.sh"
 
+# Most hutch processes (exec, list, the monitor) never use libcurl, libarchive or libcrypto, and
+# linking them costs ~20 ms per process: they are loaded on first use (src/lib/lazylib.h).
+needed=$(LC_ALL=C readelf -d "$HUTCH" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+unlike "$needed" 'libcurl|libarchive|libcrypto' "hutch does not link libcurl, libarchive or libcrypto ($needed)"
+
 run hutch create demo --template micro
 is "$RC" 0 "create demo --template micro"
 ok "create wrote the resolved spec" test -s "$HUTCH_HOME/data/vms/demo/spec.yml"
