@@ -15,7 +15,7 @@ _hutch()
 	local cur prev verb i
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD-1]}
-	local verbs="create start stop destroy list inspect console logs exec shell run cp doctor help"
+	local verbs="create build start stop destroy list inspect console logs exec shell run cp ssh port image doctor help"
 	verb=
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
@@ -30,11 +30,18 @@ _hutch()
 	case $prev in
 	--from) COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	--template) COMPREPLY=($(compgen -W "micro" -- "$cur")); return ;;
+	--image) COMPREPLY=($(compgen -W "debian-12 ubuntu-24.04 fedora-41 arch" -- "$cur")); return ;;
+	--checksum|-l|-p) return ;;
 	--memory|--cpus|--disk|--timeout|-e|-w|-u|-i|--instance) return ;;
 	esac
 	local opts=
 	case $verb in
-	create) opts="--template --from --instance --memory --cpus --disk" ;;
+	create) opts="--template --from --image --checksum --pull --instance --memory --cpus --disk" ;;
+	build) opts="--from --image --checksum" ;;
+	ssh) opts="-l -p --instance --" ;;
+	port) [ "$COMP_CWORD" -ge 3 ] && { COMPREPLY=($(compgen -W "add rm ls" -- "$cur")); return; } ;;
+	image) [ "$prev" = image ] && { COMPREPLY=($(compgen -W "ls pull rm prune" -- "$cur")); return; }
+		opts="--checksum --force --json" ;;
 	start) opts="--timeout --instance" ;;
 	stop) opts="--force --timeout --instance" ;;
 	destroy) opts="--disk --force --instance" ;;

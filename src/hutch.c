@@ -8,7 +8,7 @@
 
 static const struct verb verbs[] = {
 	{"create", cmd_create, 1, 1,
-	 "create NAME [--template micro | --from FILE.yml | --image URL|NAME [--checksum SPEC]] [-i INSTANCE] [--memory SIZE] [--cpus N] [--disk SIZE]",
+	 "create NAME [--template micro | --from FILE.yml | --image URL|NAME [--checksum SPEC] [--pull]] [-i INSTANCE] [--memory SIZE] [--cpus N] [--disk SIZE]",
 	 "define a VM from a template, a spec file, or hutch.yml"},
 	{"build", cmd_build, 1, 1, "build NAME [--from FILE.yml | --image URL|NAME [--checksum SPEC]]",
 	 "fetch and verify a VM's image without creating it"},

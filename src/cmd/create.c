@@ -7,11 +7,17 @@ VERB(create)
 {
 	struct create_opts o = {0};
 	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'J'},	    {"template", required_argument, NULL, 't'},
-		{"from", required_argument, NULL, 'f'},	    {"instance", required_argument, NULL, 'i'},
-		{"memory", required_argument, NULL, 'm'},   {"cpus", required_argument, NULL, 'c'},
-		{"disk", required_argument, NULL, 'd'},	    {"image", required_argument, NULL, 'I'},
-		{"checksum", required_argument, NULL, 'C'}, {0},
+		{"json", no_argument, NULL, 'J'},
+		{"template", required_argument, NULL, 't'},
+		{"from", required_argument, NULL, 'f'},
+		{"instance", required_argument, NULL, 'i'},
+		{"memory", required_argument, NULL, 'm'},
+		{"cpus", required_argument, NULL, 'c'},
+		{"disk", required_argument, NULL, 'd'},
+		{"image", required_argument, NULL, 'I'},
+		{"checksum", required_argument, NULL, 'C'},
+		{"pull", no_argument, NULL, 'P'},
+		{0},
 	};
 	int opt;
 	long long n;
@@ -28,6 +34,9 @@ VERB(create)
 			break;
 		case 'C':
 			o.checksum = optarg;
+			break;
+		case 'P':
+			o.pull = true;
 			break;
 		case 'i':
 			o.instance = optarg;

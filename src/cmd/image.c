@@ -38,7 +38,7 @@ static int image_pull(struct cmd_ctx *c, int argc, char **argv)
 	struct cmd_progress prog;
 	const struct image_progress *ip = cmd_progress_init(c, &prog);
 	_cleanup_free_ char *path = NULL;
-	int r = image_fetch(&c->store, url, checksum, ip, &path, &c->err);
+	int r = image_fetch(&c->store, url, checksum, IMAGE_FETCH_REFRESH, ip, &path, &c->err);
 	bool interrupted = cmd_progress_done(&prog);
 	if (r < 0)
 		return interrupted ? 130 : EXIT_ERR;

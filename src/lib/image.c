@@ -1015,8 +1015,62 @@ static int cache_link(const char *dir, const char *digest_line, char **ret_path,
 	return 0;
 }
 
-int image_fetch(const struct store *st, const char *url, const char *checksum_spec, const struct image_progress *prog,
-		char **ret_path, struct hutch_error *err)
+/* What a sums-file checksum resolved to when this URL was last verified: one "SPEC\tDIGEST-LINE"
+ * per line in the cache dir's `resolved`. It lets create use a cached image without the network;
+ * IMAGE_FETCH_REFRESH (image pull, build, create --pull) asks upstream again. */
+static char *resolved_lookup(const char *dir, const char *spec)
+{
+	_cleanup_free_ char *path = xasprintf("%s/resolved", dir);
+	_cleanup_free_ char *text = read_small(path, 65536);
+	size_t n = strlen(spec);
+	for (const char *l = text; l && *l;) {
+		const char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) : strlen(l);
+		if (len > n + 1 && !strncmp(l, spec, n) && l[n] == '\t')
+			return xstrndup(l + n + 1, len - n - 1);
+		l += len + (nl ? 1 : 0);
+	}
+	return NULL;
+}
+
+static void resolved_record(const char *dir, const char *spec, const char *digest_line)
+{
+	if (strpbrk(spec, "\t\n"))
+		return;
+	_cleanup_free_ char *path = xasprintf("%s/resolved", dir);
+	_cleanup_free_ char *old = read_small(path, 65536);
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "%s\t%s\n", spec, digest_line);
+	size_t n = strlen(spec);
+	for (const char *l = old; l && *l;) {
+		const char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) : strlen(l);
+		if (!(len > n && !strncmp(l, spec, n) && l[n] == '\t') && sb.len + len < 60000)
+			strbuf_addf(&sb, "%.*s\n", (int)len, l);
+		l += len + (nl ? 1 : 0);
+	}
+	(void)write_file_atomic(path, strbuf_str(&sb), sb.len, 0600, NULL); /* only a shortcut */
+	strbuf_release(&sb);
+}
+
+/* A by-digest base for DIGEST_LINE ("algo:hex"), if one exists. */
+static char *pinned_path(const char *dir, const char *digest_line)
+{
+	_cleanup_free_ char *name = xstrdup(digest_line);
+	char *colon = strchr(name, ':');
+	if (!colon || strpbrk(name, "/\n") || colon[1] == 0)
+		return NULL;
+	*colon = '-';
+	char *p = xasprintf("%s/by-digest/%s", dir, name);
+	struct stat st;
+	if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+		return p;
+	free(p);
+	return NULL;
+}
+
+int image_fetch(const struct store *st, const char *url, const char *checksum_spec, unsigned flags,
+		const struct image_progress *prog, char **ret_path, struct hutch_error *err)
 {
 	if (lazy_crypto_load(err) < 0)
 		return -1;
@@ -1035,7 +1089,16 @@ int image_fetch(const struct store *st, const char *url, const char *checksum_sp
 	r = image_url_filename(url, &filename, err);
 	if (r < 0)
 		return r;
+	_cleanup_free_ char *dir = image_cache_dir(st, url);
 	_cleanup_free_ char *want = NULL;
+	if (ck.sums_url && !(flags & IMAGE_FETCH_REFRESH)) {
+		_cleanup_free_ char *known = resolved_lookup(dir, checksum_spec);
+		char *path = known ? pinned_path(dir, known) : NULL;
+		if (path) {
+			*ret_path = path;
+			return 0;
+		}
+	}
 	if (ck.sums_url) {
 		r = sums_lookup(&ck, filename, prog, &want, err);
 		if (r < 0)
@@ -1045,7 +1108,6 @@ int image_fetch(const struct store *st, const char *url, const char *checksum_sp
 	}
 	_cleanup_free_ char *digest_line = xasprintf("%s:%s", image_algo_name(ck.algo), want);
 
-	_cleanup_free_ char *dir = image_cache_dir(st, url);
 	r = mkdir_p(dir, 0700);
 	if (r < 0)
 		return hutch_error_set(err, -r, "cannot create '%s': %s", dir, strerror(-r));
@@ -1053,6 +1115,8 @@ int image_fetch(const struct store *st, const char *url, const char *checksum_sp
 	r = cache_lock(dir, true, prog, &lock_fd, err);
 	if (r < 0)
 		return r;
+	if (ck.sums_url)
+		resolved_record(dir, checksum_spec, digest_line); /* kept only once a base exists below */
 	/* A by-digest name exists only for content that was verified as that digest: it may be an
 	 * earlier version a pinned checksum still asks for. */
 	_cleanup_free_ char *pinned = xasprintf("%s/by-digest/%s-%s", dir, image_algo_name(ck.algo), want);
@@ -1445,6 +1509,15 @@ static bool strv_has(char *const *v, const char *s)
 }
 
 /* In an entry that stays, drop the by-digest copies of earlier versions no disk is based on. */
+/* Where base_info of a cached base is remembered: beside it, as by-digest/.NAME.info. */
+static char *base_memo_path(const char *abs)
+{
+	const char *slash = strrchr(abs, '/');
+	if (!slash || slash - abs < 10 || strncmp(slash - 10, "/by-digest", 10))
+		return NULL;
+	return xasprintf("%.*s/.%s.info", (int)(slash - abs), abs, slash + 1);
+}
+
 static void prune_old_versions(const char *dir, char *const *backings)
 {
 	_cleanup_free_ char *bd = xasprintf("%s/by-digest", dir);
@@ -1466,6 +1539,9 @@ static void prune_old_versions(const char *dir, char *const *backings)
 		if (strv_has(backings, p) || strv_has(backings, real) || qemu_lock_held(p, QEMU_PERM_CONSISTENT_READ))
 			continue;
 		unlink(p);
+		_cleanup_free_ char *memo = base_memo_path(p);
+		if (memo)
+			unlink(memo);
 	}
 	closedir(d);
 }
@@ -1539,7 +1615,13 @@ static void drain(int *fd, struct strbuf *sb)
 }
 
 /* Run qemu-img with stdout and stderr captured separately (a warning must not break the JSON). */
-static int run_qemu_img(char *const argv[], struct proc_out *ret, struct hutch_error *err)
+/* A running qemu-img: its pid and the read ends of its stdout and stderr. */
+struct qemu_img_proc {
+	pid_t pid;
+	int out, err;
+};
+
+static int qemu_img_spawn(char *const argv[], struct qemu_img_proc *ret, struct hutch_error *err)
 {
 	int po[2], pe[2];
 	if (pipe2(po, O_CLOEXEC) < 0)
@@ -1568,8 +1650,15 @@ static int run_qemu_img(char *const argv[], struct proc_out *ret, struct hutch_e
 					       "qemu-img not found: install the Debian package qemu-utils");
 		return hutch_error_set(err, r, "cannot run qemu-img: %s", strerror(r));
 	}
+	*ret = (struct qemu_img_proc){pid, po[0], pe[0]};
+	return 0;
+}
+
+/* Read qemu-img's output to EOF and reap it. */
+static void qemu_img_collect(struct qemu_img_proc *q, struct proc_out *ret)
+{
 	struct proc_out p = {STRBUF_INIT, STRBUF_INIT, 0};
-	int fds[2] = {po[0], pe[0]};
+	int fds[2] = {q->out, q->err};
 	while (fds[0] >= 0 || fds[1] >= 0) {
 		struct pollfd pfd[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = fds[1], .events = POLLIN}};
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -1583,7 +1672,7 @@ static int run_qemu_img(char *const argv[], struct proc_out *ret, struct hutch_e
 		if (fds[i] >= 0)
 			close(fds[i]);
 	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	while (waitpid(q->pid, &status, 0) < 0 && errno == EINTR)
 		;
 	p.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	if (!p.out.buf)
@@ -1591,6 +1680,16 @@ static int run_qemu_img(char *const argv[], struct proc_out *ret, struct hutch_e
 	if (!p.err.buf)
 		strbuf_grow(&p.err, 0), p.err.buf[0] = 0;
 	*ret = p;
+	*q = (struct qemu_img_proc){-1, -1, -1};
+}
+
+static int run_qemu_img(char *const argv[], struct proc_out *ret, struct hutch_error *err)
+{
+	struct qemu_img_proc q;
+	int r = qemu_img_spawn(argv, &q, err);
+	if (r < 0)
+		return r;
+	qemu_img_collect(&q, ret);
 	return 0;
 }
 
@@ -1663,7 +1762,56 @@ static int base_info(const char *path, struct base_info *ret, struct hutch_error
 	return r;
 }
 
-int image_make_overlay(const char *base, const char *overlay, uint64_t size, struct hutch_error *err)
+/* base_info of a cached base, remembered beside it. A by-digest file never changes, but the memo
+ * still records the file's identity and is ignored when that no longer matches. */
+static void base_memo_sig(const struct stat *st, char *out, size_t n)
+{
+	snprintf(out, n, "%llu %llu %lld %lld.%09ld", (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+		 (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+}
+
+static int base_info_cached(const char *abs, struct base_info *ret, struct hutch_error *err)
+{
+	_cleanup_free_ char *memo = base_memo_path(abs);
+	struct stat st;
+	char sig[128] = "";
+	if (memo && stat(abs, &st) == 0) {
+		base_memo_sig(&st, sig, sizeof(sig));
+		_cleanup_free_ char *text = read_small(memo, 4096);
+		char fmt[16];
+		unsigned long long vs;
+		int off = 0;
+		if (text && sscanf(text, "%15s %llu %n", fmt, &vs, &off) == 2 && off > 0 &&
+		    !strncmp(text + off, sig, strlen(sig)) && text[off + strlen(sig)] == '\n' &&
+		    (!strcmp(fmt, "qcow2") || !strcmp(fmt, "raw"))) {
+			ret->format = xstrdup(fmt);
+			ret->virtual_size = vs;
+			return 0;
+		}
+	}
+	int r = base_info(abs, ret, err);
+	if (r == 0 && memo && *sig) {
+		_cleanup_free_ char *line =
+			xasprintf("%s %llu %s\n", ret->format, (unsigned long long)ret->virtual_size, sig);
+		(void)write_file_atomic(memo, line, strlen(line), 0600, NULL); /* only a shortcut */
+	}
+	return r;
+}
+
+struct image_overlay_job {
+	struct qemu_img_proc q;
+	char *tmp, *overlay;
+};
+
+static void overlay_job_free(struct image_overlay_job *j)
+{
+	free(j->tmp);
+	free(j->overlay);
+	free(j);
+}
+
+int image_overlay_start(const char *base, const char *overlay, uint64_t size, struct image_overlay_job **ret,
+			struct hutch_error *err)
 {
 	if (!base || !*base || !overlay || !*overlay)
 		return hutch_error_set(err, EINVAL, "overlay needs a base image and a path");
@@ -1681,7 +1829,7 @@ int image_make_overlay(const char *base, const char *overlay, uint64_t size, str
 		return hutch_error_set(err, EBUSY, "base image '%s' is in use by another process that writes to it",
 				       abs);
 	struct base_info bi = {0};
-	int r = base_info(abs, &bi, err);
+	int r = base_info_cached(abs, &bi, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *fmt = bi.format;
@@ -1691,34 +1839,65 @@ int image_make_overlay(const char *base, const char *overlay, uint64_t size, str
 				       format_size(size, want, sizeof(want)),
 				       format_size(bi.virtual_size, have, sizeof(have)));
 	}
-	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", overlay, (int)getpid());
+	struct image_overlay_job *j = xcalloc(1, sizeof(*j));
+	j->tmp = xasprintf("%s.tmp.%d", overlay, (int)getpid());
+	j->overlay = xstrdup(overlay);
 	char sizebuf[32];
 	snprintf(sizebuf, sizeof(sizebuf), "%llu", (unsigned long long)(size ? size : bi.virtual_size));
-	char *const argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", abs, tmp, sizebuf, NULL};
-	unlink(tmp);
+	char *const argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", abs, j->tmp, sizebuf, NULL};
+	unlink(j->tmp);
+	r = qemu_img_spawn(argv, &j->q, err);
+	if (r < 0) {
+		overlay_job_free(j);
+		return r;
+	}
+	*ret = j;
+	return 0;
+}
+
+int image_overlay_finish(struct image_overlay_job *j, struct hutch_error *err)
+{
 	struct proc_out p;
-	r = run_qemu_img(argv, &p, err);
-	if (r < 0)
-		return r;
+	qemu_img_collect(&j->q, &p);
+	int r = 0;
 	if (p.status != 0) {
-		r = qemu_img_fail(&p, "create", overlay, err);
-		proc_out_release(&p);
-		unlink(tmp);
-		return r;
+		r = qemu_img_fail(&p, "create", j->overlay, err);
+		unlink(j->tmp);
+	} else if (renameat2(AT_FDCWD, j->tmp, AT_FDCWD, j->overlay, RENAME_NOREPLACE) < 0) {
+		int e = errno;
+		unlink(j->tmp);
+		if (e == EEXIST)
+			r = hutch_error_set(err, EEXIST, "disk '%s' already exists", j->overlay);
+		else
+			r = hutch_error_set(err, e, "cannot rename '%s' to '%s': %s", j->tmp, j->overlay, strerror(e));
+	} else {
+		_cleanup_free_ char *parent = xstrdup(j->overlay);
+		char *slash = strrchr(parent, '/');
+		if (slash && slash != parent) {
+			*slash = 0;
+			fsync_dir(parent);
+		}
 	}
 	proc_out_release(&p);
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, overlay, RENAME_NOREPLACE) < 0) {
-		int e = errno;
-		unlink(tmp);
-		if (e == EEXIST)
-			return hutch_error_set(err, EEXIST, "disk '%s' already exists", overlay);
-		return hutch_error_set(err, e, "cannot rename '%s' to '%s': %s", tmp, overlay, strerror(e));
-	}
-	_cleanup_free_ char *parent = xstrdup(overlay);
-	char *slash = strrchr(parent, '/');
-	if (slash && slash != parent) {
-		*slash = 0;
-		fsync_dir(parent);
-	}
-	return 0;
+	overlay_job_free(j);
+	return r;
+}
+
+void image_overlay_abort(struct image_overlay_job *j)
+{
+	if (!j)
+		return;
+	kill(j->q.pid, SIGKILL);
+	struct proc_out p;
+	qemu_img_collect(&j->q, &p);
+	proc_out_release(&p);
+	unlink(j->tmp);
+	overlay_job_free(j);
+}
+
+int image_make_overlay(const char *base, const char *overlay, uint64_t size, struct hutch_error *err)
+{
+	struct image_overlay_job *j = NULL;
+	int r = image_overlay_start(base, overlay, size, &j, err);
+	return r < 0 ? r : image_overlay_finish(j, err);
 }

@@ -84,9 +84,13 @@ char *image_cache_dir(const struct store *st, const char *url);
  * its recorded digest matches; otherwise the download resumes image.part with a Range request (or
  * starts over when the server ignores it or the kept bytes turn out stale), hashes while writing,
  * and renames to `image` only after the digest matches. Concurrent fetches of one URL serialise on
- * the cache dir's lock. prog may be NULL. */
-int image_fetch(const struct store *st, const char *url, const char *checksum_spec, const struct image_progress *prog,
-		char **ret_path, struct hutch_error *err);
+ * the cache dir's lock. prog may be NULL.
+ *
+ * A sums-file checksum is resolved against upstream once; later fetches of the same URL and
+ * checksum reuse the base it resolved to, with no network, unless flags has IMAGE_FETCH_REFRESH. */
+#define IMAGE_FETCH_REFRESH 1u
+int image_fetch(const struct store *st, const char *url, const char *checksum_spec, unsigned flags,
+		const struct image_progress *prog, char **ret_path, struct hutch_error *err);
 
 struct image_entry {
 	char *id;	    /* sha256(url): the cache dir's name */
@@ -116,3 +120,11 @@ int image_prune(const struct store *st, char ***ret_removed, struct hutch_error 
  * is -EEXIST, a base or overlay locked by another process -EBUSY "... in use ...", no qemu-img
  * -ENOENT naming the Debian package qemu-utils. */
 int image_make_overlay(const char *base, const char *overlay, uint64_t size, struct hutch_error *err);
+/* The same in two steps, so a caller can do other work while qemu-img runs: start checks and
+ * spawns it; finish waits and renames (and frees the job); abort kills it and removes the
+ * temporary file. A base in the image cache has its format and size probed once and remembered. */
+struct image_overlay_job;
+int image_overlay_start(const char *base, const char *overlay, uint64_t size, struct image_overlay_job **ret,
+			struct hutch_error *err);
+int image_overlay_finish(struct image_overlay_job *j, struct hutch_error *err);
+void image_overlay_abort(struct image_overlay_job *j);

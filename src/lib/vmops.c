@@ -65,8 +65,8 @@ static int resolve_spec(struct store *st, const struct create_opts *o, struct vm
 }
 
 /* The base image for an image VM: catalog names resolve, and a checksum is required. */
-static int fetch_base(struct store *st, struct vm_spec *spec, const struct image_progress *prog, char **ret_path,
-		      struct hutch_error *err)
+static int fetch_base(struct store *st, struct vm_spec *spec, const struct create_opts *o, bool refresh,
+		      char **ret_path, struct hutch_error *err)
 {
 	if (!spec->checksum) {
 		_cleanup_free_ char *url = NULL, *sum = NULL;
@@ -81,7 +81,8 @@ static int fetch_base(struct store *st, struct vm_spec *spec, const struct image
 			err, EINVAL,
 			"image '%s' has no checksum: set source.checksum (sha256:HEX or sha256:URL-of-SUMS)",
 			spec->image);
-	int r = image_fetch(st, spec->image, spec->checksum, prog, ret_path, err);
+	unsigned flags = refresh || o->pull ? IMAGE_FETCH_REFRESH : 0;
+	int r = image_fetch(st, spec->image, spec->checksum, flags, o->progress, ret_path, err);
 	return r < 0 ? hutch_error_wrap(err, "fetch") : 0;
 }
 
@@ -146,24 +147,32 @@ static int prepare_image_vm(struct store *st, const struct create_opts *o, struc
 			    struct hutch_error *err)
 {
 	_cleanup_free_ char *base = NULL;
-	int r = fetch_base(st, spec, o->progress, &base, err);
+	int r = fetch_base(st, spec, o, false, &base, err);
 	if (r < 0)
 		return r;
+	/* qemu-img writes the overlay while the seed (key, cloud-init, ISO) is made. */
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
+	struct image_overlay_job *job = NULL;
 	if (access(disk, F_OK) == 0)
 		log_info("keeping the existing disk of '%s'", name);
-	else if ((r = image_make_overlay(base, disk, spec->disk, err)) < 0)
+	else if ((r = image_overlay_start(base, disk, spec->disk, &job, err)) < 0)
 		return hutch_error_wrap(err, "disk");
 	if (spec->firmware == FIRMWARE_UEFI || spec->firmware == FIRMWARE_UEFI_SECURE) {
 		_cleanup_free_ char *code = NULL, *vars = NULL;
 		_cleanup_free_ char *nvram = store_vm_file(st, name, "nvram.fd");
 		r = qemu_firmware_paths(spec->firmware, &code, &vars, err);
-		if (r < 0)
-			return r;
-		if (access(nvram, F_OK) < 0 && (r = copy_file(vars, nvram, err)) < 0)
-			return hutch_error_wrap(err, "nvram");
+		if (r == 0 && access(nvram, F_OK) < 0 && (r = copy_file(vars, nvram, err)) < 0)
+			hutch_error_wrap(err, "nvram");
 	}
-	return make_seed(st, spec, name, err);
+	if (r == 0)
+		r = make_seed(st, spec, name, err);
+	if (r < 0) {
+		image_overlay_abort(job);
+		return r;
+	}
+	if (job && (r = image_overlay_finish(job, err)) < 0)
+		return hutch_error_wrap(err, "disk");
+	return 0;
 }
 
 int vm_build(struct store *st, const struct create_opts *o, char **ret_image_path, struct hutch_error *err)
@@ -176,7 +185,7 @@ int vm_build(struct store *st, const struct create_opts *o, char **ret_image_pat
 		*ret_image_path = NULL; /* the micro template is built at start */
 		return 0;
 	}
-	return fetch_base(st, spec, o->progress, ret_image_path, err);
+	return fetch_base(st, spec, o, true, ret_image_path, err); /* build asks upstream again */
 }
 
 /* Nothing half-made stays behind after a failed create; a disk kept by an earlier destroy survives. */

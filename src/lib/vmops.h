@@ -13,6 +13,7 @@ struct create_opts {
 	const char *image;		       /* --image URL|CATALOG-NAME */
 	const char *checksum;		       /* --checksum SPEC */
 	const struct image_progress *progress; /* download progress, may be NULL */
+	bool pull; /* --pull: ask upstream for a sums-file checksum even when the image is cached */
 };
 struct image_progress;
 /* Image VMs: fetch and verify the base image (cached) without creating anything. */

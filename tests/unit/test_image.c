@@ -332,7 +332,7 @@ static void prog_cb(const struct image_progress_info *pi, void *userdata)
 
 static int fetch(struct env *e, const char *url, const char *spec, char **ret_path, struct hutch_error *err)
 {
-	return image_fetch(&e->st, url, spec, NULL, ret_path, err);
+	return image_fetch(&e->st, url, spec, IMAGE_FETCH_REFRESH, NULL, ret_path, err);
 }
 
 /* ---- sums files ---- */
@@ -638,7 +638,7 @@ static void test_fetch_sha256_reuse(void **state)
 	struct image_progress prog = {.fn = prog_cb, .userdata = &pr, .cancel = &pr.cancel};
 	struct hutch_error err = {0};
 	_cleanup_free_ char *path = NULL;
-	assert_int_equal(image_fetch(&e->st, url, spec, &prog, &path, &err), 0);
+	assert_int_equal(image_fetch(&e->st, url, spec, IMAGE_FETCH_REFRESH, &prog, &path, &err), 0);
 	assert_null(err.msg);
 	/* Overlays are built on the by-digest name, a hard link to the image. */
 	_cleanup_free_ char *want_rel = xasprintf("by-digest/sha256-%s", disk_sha256);
@@ -718,6 +718,20 @@ static void test_fetch_sums_url(void **state)
 	assert_int_equal(fetch(e, url, spec, &path2, &err), 0);
 	assert_int_equal(requests(&http_fx, "/files/SHA256SUMS", NULL, 0), sumsn + 2);
 	assert_int_equal(requests(&http_fx, "/files/disk.img", NULL, 0), img + 1);
+	/* Without IMAGE_FETCH_REFRESH (create): what the sums file resolved to last time, no request. */
+	_cleanup_free_ char *path4 = NULL;
+	assert_int_equal(image_fetch(&e->st, url, spec, 0, NULL, &path4, &err), 0);
+	assert_string_equal(path4, path);
+	assert_int_equal(requests(&http_fx, "/files/SHA256SUMS", NULL, 0), sumsn + 2);
+	/* A sums URL never resolved for this image still asks upstream (here: nobody listens)... */
+	_cleanup_free_ char *down = xasprintf("sha256:http://127.0.0.1:9/files/SHA256SUMS");
+	_cleanup_free_ char *path5 = NULL;
+	assert_true(image_fetch(&e->st, url, down, 0, NULL, &path5, &err) < 0);
+	assert_non_null(strstr(err.msg, "127.0.0.1:9"));
+	hutch_error_clear(&err);
+	/* ...and so does a refresh (image pull, build, create --pull). */
+	assert_int_equal(image_fetch(&e->st, url, spec, IMAGE_FETCH_REFRESH, NULL, &path5, &err), 0);
+	assert_int_equal(requests(&http_fx, "/files/SHA256SUMS", NULL, 0), sumsn + 3);
 	/* BSD format, sha512, from a PGP-signed file. */
 	_cleanup_free_ char *path3 = NULL;
 	assert_int_equal(fetch(e, url, spec512, &path3, &err), 0);
@@ -853,7 +867,7 @@ static void test_fetch_cut_resume(void **state)
 
 	struct prog_rec pr = {0};
 	struct image_progress prog = {.fn = prog_cb, .userdata = &pr};
-	assert_int_equal(image_fetch(&e->st, url, spec, &prog, &path, &err), 0);
+	assert_int_equal(image_fetch(&e->st, url, spec, IMAGE_FETCH_REFRESH, &prog, &path, &err), 0);
 	assert_file_is_disk(path, DISK_LEN);
 	free(path);
 	char range[64];
@@ -960,7 +974,7 @@ static void test_fetch_interrupted(void **state)
 	struct image_progress prog = {.fn = prog_cb, .userdata = &pr, .cancel = &pr.cancel};
 	struct hutch_error err = {0};
 	char *path = NULL;
-	assert_int_equal(image_fetch(&e->st, url, spec, &prog, &path, &err), -EINTR);
+	assert_int_equal(image_fetch(&e->st, url, spec, IMAGE_FETCH_REFRESH, &prog, &path, &err), -EINTR);
 	assert_non_null(strstr(err.msg, "interrupted"));
 	hutch_error_clear(&err);
 	assert_not_cached(e, url);
@@ -1231,7 +1245,27 @@ static void test_fetch_upstream_change(void **state)
 	_cleanup_free_ char *yaml = xasprintf("old:\n  source: {image: %s, checksum: \"%s\"}\n", url, spec1);
 	write_vm_spec(e, "old", yaml);
 	_cleanup_free_ char *disk = store_vm_file(&e->st, "old", "disk.qcow2");
+	/* A stale or forged memo of the base's format is not believed... */
+	char *slash = strrchr(v1, '/');
+	_cleanup_free_ char *bydigest = xstrndup(v1, (size_t)(slash - v1));
+	_cleanup_free_ char *memo_name = xasprintf(".%s.info", slash + 1);
+	_cleanup_free_ char *memo = xasprintf("%s/%s", bydigest, memo_name);
+	put_str(bydigest, memo_name, "qcow2 1 0 0 0 0.0\n");
 	assert_int_equal(image_make_overlay(v1, disk, 0, &err), 0);
+	json_object *info = qemu_img_info(disk);
+	assert_string_equal(jstr(info, "backing-filename-format"), "raw");
+	json_object_put(info);
+	/* ...and the real probe is remembered beside the base, for the next create. */
+	_cleanup_free_ char *memo_text = NULL;
+	size_t memo_len = 0;
+	assert_int_equal(read_file(memo, 4096, &memo_text, &memo_len, &err), 0);
+	assert_true(!strncmp(memo_text, "raw ", 4));
+	_cleanup_free_ char *disk2 = xasprintf("%s.2", disk);
+	assert_int_equal(image_make_overlay(v1, disk2, 0, &err), 0);
+	info = qemu_img_info(disk2);
+	assert_string_equal(jstr(info, "backing-filename-format"), "raw");
+	json_object_put(info);
+	unlink(disk2);
 
 	/* Upstream publishes a new file under the same URL. */
 	char *v2data = xmalloc(DISK_LEN);
@@ -1274,6 +1308,7 @@ static void test_fetch_upstream_change(void **state)
 	assert_int_equal(image_prune(&e->st, &removed, &err), 0);
 	assert_int_equal(strv_len(removed), 0);
 	assert_false(exists(v1));
+	assert_false(exists(memo)); /* with its memo */
 	assert_true(exists(v2));
 }
 
