@@ -476,8 +476,10 @@ static void child_exec(struct proto_exec *e, struct user_info *ui, int in, int o
 	dup2(in, 0);
 	dup2(out, 1);
 	dup2(err, 2);
-	for (int fd = 3; fd < 1024; fd++)
-		close(fd);
+	/* One syscall instead of a thousand: each one costs microseconds under TCG. */
+	if (syscall(SYS_close_range, 3, ~0u, 0) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
 	sigset_t all;
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);

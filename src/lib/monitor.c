@@ -669,9 +669,16 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 	const char *spec = json_object_object_get_ex(req, "spec", &v) ? json_object_get_string(v) : NULL;
 	struct forward f;
 	if (!spec || forward_parse(spec, &f) < 0)
-		return reply_error(c, "invalid forward: expected HOST:GUEST or HOST:GUEST/tcp|udp with ports 1-65535");
+		return reply_error(c, "invalid forward: expected HOST:GUEST or HOST:GUEST/tcp|udp with ports 1-65535 "
+				      "(HOST 0: any free port, for add)");
 	if (m->vm.spec->net_mode != NET_USER)
 		return reply_error(c, "the VM has no user-mode network (network.mode is not 'user')");
+	struct hutch_error err = {0};
+	if (f.host == 0 && !strcmp(op, "port-add") && forward_pick_free(&f, &err) < 0) {
+		reply_error(c, err.msg);
+		hutch_error_clear(&err);
+		return;
+	}
 	_cleanup_free_ char *key = xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp");
 	size_t idx = SIZE_MAX;
 	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
@@ -679,7 +686,6 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 		if (forward_parse(m->forwards[i], &g) == 0 && g.host == f.host && g.udp == f.udp)
 			idx = i;
 	}
-	struct hutch_error err = {0};
 	if (!strcmp(op, "port-add")) {
 		if (idx != SIZE_MAX)
 			return reply_error(c, "that host port is already forwarded");
@@ -705,7 +711,7 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 		size_t n = strv_len(m->forwards);
 		memmove(&m->forwards[idx], &m->forwards[idx + 1], (n - idx) * sizeof(char *));
 	}
-	mon_log(m, "%s %s", op, spec);
+	mon_log(m, "%s %s", op, key);
 	client_send_json(c, ports_json(m));
 }
 
@@ -1138,18 +1144,15 @@ static void auto_ssh_forward(struct mon *m)
 		if (forward_parse(m->forwards[i], &f) == 0 && !f.udp && f.guest == guest)
 			return;
 	}
-	_cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t sl = sizeof(sa);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
+	struct forward f = {.guest = guest};
+	struct hutch_error err = {0};
+	if (forward_pick_free(&f, &err) < 0) {
+		mon_log(m, "ssh forward: %s", err.msg);
+		hutch_error_clear(&err);
 		return;
-	struct forward f = {.host = ntohs(sa.sin_port), .guest = guest};
-	close(TAKE_FD(fd));
+	}
 	_cleanup_free_ char *rule = forward_rule(&f);
 	_cleanup_free_ char *line = xasprintf("hostfwd_add net0 %s", rule);
-	struct hutch_error err = {0};
 	if (hmp(m, line, &err) < 0) {
 		mon_log(m, "ssh forward: %s", err.msg);
 		hutch_error_clear(&err);
@@ -1164,6 +1167,20 @@ static int setup(struct mon *m, struct hutch_error *err)
 	int r = vm_load(m->st, m->name, &m->vm, err);
 	if (r < 0)
 		return r;
+	/* Host port 0 is any free port (so instances of one spec can run side by side): it is chosen
+	 * here, before the plan puts the forwards on QEMU's command line. */
+	char **fw = m->vm.spec->net_mode == NET_USER ? m->vm.spec->forward : NULL;
+	for (size_t i = 0; fw && fw[i]; i++) {
+		struct forward f;
+		if (forward_parse(fw[i], &f) < 0)
+			return hutch_error_set(err, EINVAL, "invalid port forward '%s'", fw[i]);
+		r = forward_pick_free(&f, err);
+		if (r < 0)
+			return r;
+		free(fw[i]);
+		fw[i] = xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp");
+		m->forwards = strv_push(m->forwards, xstrdup(fw[i]));
+	}
 	r = qemu_plan_make(&m->vm, &m->plan, err);
 	if (r < 0)
 		return r;
@@ -1174,15 +1191,6 @@ static int setup(struct mon *m, struct hutch_error *err)
 	if (m->listen_fd < 0)
 		return m->listen_fd;
 	fd_set_nonblock(m->listen_fd, true);
-	for (size_t i = 0; m->vm.spec->net_mode == NET_USER && m->vm.spec->forward && m->vm.spec->forward[i]; i++) {
-		struct forward f;
-		if (forward_parse(m->vm.spec->forward[i], &f) < 0)
-			return hutch_error_set(err, EINVAL, "invalid port forward '%s'", m->vm.spec->forward[i]);
-		r = forward_check_free(&f, err);
-		if (r < 0)
-			return r;
-		m->forwards = strv_push(m->forwards, xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp"));
-	}
 	if (m->vm.spec->tpm) {
 		r = spawn_swtpm(m, err);
 		if (r < 0)

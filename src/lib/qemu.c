@@ -303,7 +303,7 @@ char *qemu_render_argv(char *const *argv)
 	return strbuf_detach(&sb, NULL);
 }
 
-static bool parse_port(const char *s, size_t len, unsigned *ret)
+static bool parse_port(const char *s, size_t len, long long min, unsigned *ret)
 {
 	char buf[8];
 	long long v;
@@ -311,7 +311,7 @@ static bool parse_port(const char *s, size_t len, unsigned *ret)
 		return false;
 	memcpy(buf, s, len);
 	buf[len] = 0;
-	if (parse_ll(buf, 1, 65535, &v) < 0)
+	if (parse_ll(buf, min, 65535, &v) < 0)
 		return false;
 	*ret = (unsigned)v;
 	return true;
@@ -324,8 +324,8 @@ int forward_parse(const char *s, struct forward *ret)
 		return -EINVAL;
 	const char *guest = colon + 1, *slash = strchr(guest, '/');
 	struct forward f = {0};
-	if (!parse_port(s, (size_t)(colon - s), &f.host) ||
-	    !parse_port(guest, slash ? (size_t)(slash - guest) : strlen(guest), &f.guest))
+	if (!parse_port(s, (size_t)(colon - s), 0, &f.host) ||
+	    !parse_port(guest, slash ? (size_t)(slash - guest) : strlen(guest), 1, &f.guest))
 		return -EINVAL;
 	if (slash && strcmp(slash, "/tcp") != 0 && strcmp(slash, "/udp") != 0)
 		return -EINVAL;
@@ -347,11 +347,30 @@ int forward_check_free(const struct forward *f, struct hutch_error *err)
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		if (e == EADDRINUSE)
-			return hutch_error_set(err, EADDRINUSE, "port %u/%s is already in use on the host", f->host,
-					       f->udp ? "udp" : "tcp");
+			return hutch_error_set(err, EADDRINUSE,
+					       "port %u/%s is already in use on the host (forward 0:%u for any free "
+					       "port, e.g. in instances)",
+					       f->host, f->udp ? "udp" : "tcp", f->guest);
 		return hutch_error_set(err, e, "cannot use port %u/%s on the host: %s", f->host, f->udp ? "udp" : "tcp",
 				       strerror(e));
 	}
+	return 0;
+}
+
+int forward_pick_free(struct forward *f, struct hutch_error *err)
+{
+	if (f->host)
+		return forward_check_free(f, err);
+	_cleanup_close_ int fd = socket(AF_INET, (f->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
+		return hutch_error_set(err, errno, "cannot find a free %s port on the host: %s", f->udp ? "udp" : "tcp",
+				       strerror(errno));
+	/* The kernel hands out ephemeral ports in turn, so it will not give this one again at once. */
+	f->host = ntohs(sa.sin_port);
 	return 0;
 }
 

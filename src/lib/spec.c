@@ -630,7 +630,7 @@ static int net_mode(struct ctx *c, void *obj, const struct ynode *v, const char 
 	return 0;
 }
 
-static bool port_valid(const char *s, size_t len)
+static bool port_valid(const char *s, size_t len, long long min)
 {
 	char buf[8];
 	long long p;
@@ -641,7 +641,7 @@ static bool port_valid(const char *s, size_t len)
 			return false;
 	memcpy(buf, s, len);
 	buf[len] = 0;
-	return parse_ll(buf, 1, 65535, &p) == 0;
+	return parse_ll(buf, min, 65535, &p) == 0;
 }
 
 static int check_forward(struct ctx *c, const struct ynode *it, const char *path)
@@ -649,13 +649,14 @@ static int check_forward(struct ctx *c, const struct ynode *it, const char *path
 	const char *s = it->str, *colon = strchr(s, ':');
 	const char *guest = colon ? colon + 1 : NULL;
 	const char *slash = guest ? strchr(guest, '/') : NULL;
-	bool ok = colon && port_valid(s, (size_t)(colon - s)) &&
-		  port_valid(guest, slash ? (size_t)(slash - guest) : strlen(guest)) &&
+	bool ok = colon && port_valid(s, (size_t)(colon - s), 0) &&
+		  port_valid(guest, slash ? (size_t)(slash - guest) : strlen(guest), 1) &&
 		  (!slash || !strcmp(slash, "/tcp") || !strcmp(slash, "/udp"));
 	if (!ok) {
 		_cleanup_free_ char *q = msg_quote(s);
 		return field_error(c, it, path,
-				   "invalid forward '%s': expected HOST:GUEST or HOST:GUEST/tcp|udp with ports 1-65535",
+				   "invalid forward '%s': expected HOST:GUEST or HOST:GUEST/tcp|udp with ports 1-65535 "
+				   "(HOST 0: any free port)",
 				   q);
 	}
 	return 0;

@@ -310,7 +310,7 @@ static void expect_forward_error(const char *fwd)
 
 static void test_invalid_forward(void **state UNUSED)
 {
-	static const char *const bad[] = {"",	   "80",       ":80",	   "80:",	 "0:80",
+	static const char *const bad[] = {"",	   "80",       ":80",	   "80:",	 "80:00",
 					  "80:0",  "65536:80", "80:65536", "a:b",	 "http:80",
 					  "-1:80", "80:-1",    "80:80x",   "80:80/sctp", "4294967376:80"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
@@ -363,8 +363,16 @@ static void test_forward_parse(void **state UNUSED)
 	assert_int_equal(f.host, 1);
 	assert_int_equal(f.guest, 65535);
 
+	/* host 0: any free port, picked at start */
+	assert_int_equal(forward_parse("0:80", &f), 0);
+	assert_int_equal(f.host, 0);
+	struct hutch_error err = {0};
+	assert_int_equal(forward_pick_free(&f, &err), 0);
+	assert_true(f.host > 0 && f.guest == 80);
+	assert_int_equal(forward_check_free(&f, &err), 0);
+
 	static const char *const bad[] = {
-		"",	    "80",	  ":80",	"80:",	     "0:80",	      "80:0",	   "65536:80",
+		"",	    "80",	  ":80",	"80:",	     "00:0",	      "80:0",	   "65536:80",
 		"80:65536", "a:b",	  "-1:80",	"+80:80",    " 80:80",	      "80:80 ",	   "80:80x",
 		"80:80/",   "80:80/sctp", "80:80/tcpx", "80:80/UDP", "4294967376:80", "080000:80", "1:2:3"};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -392,7 +400,8 @@ static void test_forward_check_free(void **state UNUSED)
 	struct forward f = {.udp = false, .host = port, .guest = 80};
 	struct hutch_error err = {0};
 	assert_int_equal(forward_check_free(&f, &err), -EADDRINUSE);
-	_cleanup_free_ char *want = xasprintf("port %u/tcp is already in use on the host", port);
+	_cleanup_free_ char *want = xasprintf(
+		"port %u/tcp is already in use on the host (forward 0:80 for any free port, e.g. in instances)", port);
 	assert_string_equal(err.msg, want);
 	hutch_error_clear(&err);
 

@@ -256,21 +256,21 @@ static void test_error_messages(void **state)
 		{"a:\n  network: {mode: 'netvm:'}\n", "hutch.yml:2: network.mode: invalid netvm name ''"},
 		{"a:\n  network: {mod: user}\n", "hutch.yml:2: network.mod: unknown key"},
 		{"a:\n  network: {forward: '80:80'}\n", "hutch.yml:2: network.forward: expected a list, got '80:80'"},
-		{"a:\n  network:\n    forward:\n      - 80:80\n      - 0:80\n",
-		 "hutch.yml:5: network.forward: invalid forward '0:80': expected HOST:GUEST or HOST:GUEST/tcp|udp "
-		 "with ports 1-65535"},
+		{"a:\n  network:\n    forward:\n      - 0:80\n      - 80:0\n",
+		 "hutch.yml:5: network.forward: invalid forward '80:0': expected HOST:GUEST or HOST:GUEST/tcp|udp "
+		 "with ports 1-65535 (HOST 0: any free port)"},
 		{"a:\n  network: {forward: ['80:65536']}\n",
 		 "hutch.yml:2: network.forward: invalid forward '80:65536': expected HOST:GUEST or "
-		 "HOST:GUEST/tcp|udp with ports 1-65535"},
+		 "HOST:GUEST/tcp|udp with ports 1-65535 (HOST 0: any free port)"},
 		{"a:\n  network: {forward: ['80:80/sctp']}\n",
 		 "hutch.yml:2: network.forward: invalid forward '80:80/sctp': expected HOST:GUEST or "
-		 "HOST:GUEST/tcp|udp with ports 1-65535"},
+		 "HOST:GUEST/tcp|udp with ports 1-65535 (HOST 0: any free port)"},
 		{"a:\n  network: {forward: ['8080']}\n",
 		 "hutch.yml:2: network.forward: invalid forward '8080': expected HOST:GUEST or "
-		 "HOST:GUEST/tcp|udp with ports 1-65535"},
+		 "HOST:GUEST/tcp|udp with ports 1-65535 (HOST 0: any free port)"},
 		{"a:\n  network: {forward: ['+80:80']}\n",
 		 "hutch.yml:2: network.forward: invalid forward '+80:80': expected HOST:GUEST or "
-		 "HOST:GUEST/tcp|udp with ports 1-65535"},
+		 "HOST:GUEST/tcp|udp with ports 1-65535 (HOST 0: any free port)"},
 		{"a:\n  network: {forward: [{a: b}]}\n",
 		 "hutch.yml:2: network.forward: expected a list of strings, got a mapping"},
 		{"a:\n  source: micro\n", "hutch.yml:2: source: expected a mapping, got 'micro'"},
