@@ -1782,7 +1782,7 @@ static int base_info_cached(const char *abs, struct base_info *ret, struct hutch
 		unsigned long long vs;
 		int off = 0;
 		if (text && sscanf(text, "%15s %llu %n", fmt, &vs, &off) == 2 && off > 0 &&
-		    !strncmp(text + off, sig, strlen(sig)) && text[off + strlen(sig)] == '\n' &&
+		    !strcmp(text + off, sig) /* read_small drops the newline */ &&
 		    (!strcmp(fmt, "qcow2") || !strcmp(fmt, "raw"))) {
 			ret->format = xstrdup(fmt);
 			ret->virtual_size = vs;
