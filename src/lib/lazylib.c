@@ -5,6 +5,7 @@
 #include <archive_entry.h>
 #include <dlfcn.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #ifdef HAVE_CURL
@@ -14,7 +15,8 @@
 #include "lazylib.h"
 
 /* One library: its sonames (tried in order), the Debian package that ships it, and the symbols
- * in table order. hutch is single-threaded, so a plain flag guards the load. */
+ * in table order. hutch is single-threaded but for the preload thread, which the caller joins
+ * before it touches the library, so a plain flag guards the load. */
 struct lazy_lib {
 	const char *const *sonames;
 	const char *package;
@@ -94,3 +96,25 @@ int lazy_curl_load(struct hutch_error *err)
 	return hutch_error_set(err, ENOSYS, "this hutch was built without libcurl");
 }
 #endif
+
+static pthread_t preload_thread;
+static bool preload_running;
+
+static void *archive_preload(void *arg)
+{
+	(void)lazy_archive_load(NULL); /* a failure is kept and reported by the caller's own load */
+	return arg;
+}
+
+void lazy_archive_preload_start(void)
+{
+	if (!preload_running && !archive_lib.loaded)
+		preload_running = pthread_create(&preload_thread, NULL, archive_preload, NULL) == 0;
+}
+
+void lazy_archive_preload_join(void)
+{
+	if (preload_running)
+		pthread_join(preload_thread, NULL);
+	preload_running = false;
+}

@@ -17,6 +17,12 @@ int lazy_archive_load(struct hutch_error *err);
 int lazy_curl_load(struct hutch_error *err);
 int lazy_crypto_load(struct hutch_error *err);
 
+/* Load libarchive on a helper thread while the caller waits for something else (create: while
+ * ssh-keygen runs). The caller must not use libarchive until lazy_archive_preload_join(), which
+ * is a no-op when nothing was started. */
+void lazy_archive_preload_start(void);
+void lazy_archive_preload_join(void);
+
 #define LAZY_FIELD(f) __typeof__(f) *f;
 
 #ifdef ARCHIVE_VERSION_NUMBER

@@ -2,6 +2,7 @@
 
 #include "client.h"
 #include "image.h"
+#include "lazylib.h"
 #include "qemu.h"
 #include "seed.h"
 
@@ -98,7 +99,9 @@ static int make_seed(struct store *st, const struct vm_spec *spec, const char *n
 	_cleanup_free_ char *dir = store_vm_dir(st, name);
 	_cleanup_strv_ char **keys = NULL;
 	_cleanup_free_ char *priv = NULL;
+	lazy_archive_preload_start(); /* for the ISO, while ssh-keygen runs */
 	int r = seed_ssh_key(spec->ssh_key, dir, &keys, &priv, err);
+	lazy_archive_preload_join();
 	if (r < 0)
 		return hutch_error_wrap(err, "ssh key");
 	_cleanup_free_ char *agent = NULL;
