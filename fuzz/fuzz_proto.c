@@ -184,9 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct proto_buf whole = {0};
 		proto_reader_init(&r);
 		int rc2 = 0;
-		/* size > 0: a zero-length feed into a fresh reader is a known bug (memcpy to NULL), kept
-		 * as a unit test so it does not stop every run here. */
-		if (size > 0 && proto_reader_feed(&r, data, size) == 0) {
+		if (proto_reader_feed(&r, data, size) == 0) {
 			rc2 = drain(&r, &whole, false);
 			CHECK(rc2 == rc);
 			CHECK(whole.len == chunked.len);
