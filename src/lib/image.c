@@ -1518,6 +1518,20 @@ static char *base_memo_path(const char *abs)
 	return xasprintf("%.*s/.%s.info", (int)(slash - abs), abs, slash + 1);
 }
 
+/* The memo and blank overlays kept beside a by-digest base: .NAME.info, .NAME.blank-*. */
+static void remove_base_extras(const char *bd, const char *name)
+{
+	DIR *d = opendir(bd);
+	if (!d)
+		return;
+	_cleanup_free_ char *prefix = xasprintf(".%s.", name);
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, prefix, strlen(prefix)))
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
 static void prune_old_versions(const char *dir, char *const *backings)
 {
 	_cleanup_free_ char *bd = xasprintf("%s/by-digest", dir);
@@ -1539,9 +1553,7 @@ static void prune_old_versions(const char *dir, char *const *backings)
 		if (strv_has(backings, p) || strv_has(backings, real) || qemu_lock_held(p, QEMU_PERM_CONSISTENT_READ))
 			continue;
 		unlink(p);
-		_cleanup_free_ char *memo = base_memo_path(p);
-		if (memo)
-			unlink(memo);
+		remove_base_extras(bd, de->d_name);
 	}
 	closedir(d);
 }
@@ -1799,15 +1811,68 @@ static int base_info_cached(const char *abs, struct base_info *ret, struct hutch
 }
 
 struct image_overlay_job {
-	struct qemu_img_proc q;
+	struct qemu_img_proc q; /* pid -1: the overlay was copied from a blank one, nothing runs */
 	char *tmp, *overlay;
+	char *blank; /* where to keep a copy of what qemu-img makes, or NULL */
 };
 
 static void overlay_job_free(struct image_overlay_job *j)
 {
 	free(j->tmp);
 	free(j->overlay);
+	free(j->blank);
 	free(j);
+}
+
+/* A fresh overlay holds nothing but its header: the backing path and format and the size (qcow2
+ * has no UUID or timestamp). So for a base in the image cache, the first overlay of each size is
+ * kept beside the base as by-digest/.NAME.blank-SIZE-HASH.qcow2 (HASH: of the backing path, which
+ * is in the header) and later ones are copies of it: no qemu-img. */
+static char *blank_overlay_path(const char *abs, uint64_t size)
+{
+	_cleanup_free_ char *memo = base_memo_path(abs);
+	if (!memo)
+		return NULL;
+	char h[65];
+	sha256_hex(abs, strlen(abs), h);
+	size_t n = strlen(memo) - strlen(".info");
+	return xasprintf("%.*s.blank-%llu-%.16s.qcow2", (int)n, memo, (unsigned long long)size, h);
+}
+
+/* Copy SRC to a new DST (O_EXCL), fsynced. */
+static int copy_small_file(const char *src, const char *dst, mode_t mode)
+{
+	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (out < 0)
+		return -errno;
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all(out, buf, (size_t)n) < 0) {
+			int e = errno ? errno : EIO;
+			unlink(dst);
+			return -e;
+		}
+	}
+	if (fsync(out) < 0) {
+		int e = errno;
+		unlink(dst);
+		return -e;
+	}
+	return 0;
+}
+
+static void blank_keep(const char *overlay, const char *blank)
+{
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", blank, (int)getpid());
+	unlink(tmp);
+	if (copy_small_file(overlay, tmp, 0644) == 0 && rename(tmp, blank) < 0)
+		unlink(tmp);
 }
 
 int image_overlay_start(const char *base, const char *overlay, uint64_t size, struct image_overlay_job **ret,
@@ -1842,10 +1907,18 @@ int image_overlay_start(const char *base, const char *overlay, uint64_t size, st
 	struct image_overlay_job *j = xcalloc(1, sizeof(*j));
 	j->tmp = xasprintf("%s.tmp.%d", overlay, (int)getpid());
 	j->overlay = xstrdup(overlay);
-	char sizebuf[32];
-	snprintf(sizebuf, sizeof(sizebuf), "%llu", (unsigned long long)(size ? size : bi.virtual_size));
-	char *const argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", abs, j->tmp, sizebuf, NULL};
+	uint64_t vsize = size ? size : bi.virtual_size;
 	unlink(j->tmp);
+	_cleanup_free_ char *blank = blank_overlay_path(abs, vsize);
+	if (blank && copy_small_file(blank, j->tmp, 0644) == 0) {
+		j->q = (struct qemu_img_proc){-1, -1, -1};
+		*ret = j;
+		return 0;
+	}
+	j->blank = TAKE_PTR(blank);
+	char sizebuf[32];
+	snprintf(sizebuf, sizeof(sizebuf), "%llu", (unsigned long long)vsize);
+	char *const argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", abs, j->tmp, sizebuf, NULL};
 	r = qemu_img_spawn(argv, &j->q, err);
 	if (r < 0) {
 		overlay_job_free(j);
@@ -1857,9 +1930,12 @@ int image_overlay_start(const char *base, const char *overlay, uint64_t size, st
 
 int image_overlay_finish(struct image_overlay_job *j, struct hutch_error *err)
 {
-	struct proc_out p;
-	qemu_img_collect(&j->q, &p);
+	struct proc_out p = {STRBUF_INIT, STRBUF_INIT, 0};
+	if (j->q.pid > 0)
+		qemu_img_collect(&j->q, &p);
 	int r = 0;
+	if (p.status == 0 && j->blank)
+		blank_keep(j->tmp, j->blank);
 	if (p.status != 0) {
 		r = qemu_img_fail(&p, "create", j->overlay, err);
 		unlink(j->tmp);
@@ -1887,10 +1963,12 @@ void image_overlay_abort(struct image_overlay_job *j)
 {
 	if (!j)
 		return;
-	kill(j->q.pid, SIGKILL);
-	struct proc_out p;
-	qemu_img_collect(&j->q, &p);
-	proc_out_release(&p);
+	if (j->q.pid > 0) {
+		kill(j->q.pid, SIGKILL);
+		struct proc_out p;
+		qemu_img_collect(&j->q, &p);
+		proc_out_release(&p);
+	}
 	unlink(j->tmp);
 	overlay_job_free(j);
 }

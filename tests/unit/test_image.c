@@ -1369,6 +1369,47 @@ static void test_overlay(void **state UNUSED)
 	rm_rf(d);
 }
 
+/* The first overlay of a cached base at some size is kept as a blank; later ones are copies of it,
+ * made without qemu-img, and the same as what qemu-img makes. */
+static void test_overlay_blank_copies(void **state)
+{
+	struct env *e = *state;
+	struct hutch_error err = {0};
+	_cleanup_free_ char *url = http_url("/files/disk.img");
+	_cleanup_free_ char *spec = xasprintf("sha256:%s", disk_sha256);
+	_cleanup_free_ char *base = NULL;
+	assert_int_equal(fetch(e, url, spec, &base, &err), 0);
+	_cleanup_free_ char *d = tmpdir();
+	_cleanup_free_ char *a = xasprintf("%s/a.qcow2", d), *b = xasprintf("%s/b.qcow2", d),
+			    *c = xasprintf("%s/c.qcow2", d);
+	assert_int_equal(image_make_overlay(base, a, 1 << 20, &err), 0);
+	char *slash = strrchr(base, '/');
+	_cleanup_free_ char *glob_cmd =
+		xasprintf("ls %.*s/.%s.blank-1048576-*.qcow2 >/dev/null", (int)(slash - base), base, slash + 1);
+	assert_int_equal(run("%s", glob_cmd), 0);
+
+	/* No qemu-img on PATH: the copy still works, so it did not run. */
+	setenv("PATH", d, 1);
+	int rb = image_make_overlay(base, b, 1 << 20, &err);
+	int rc = image_make_overlay(base, c, 2 << 20, &err); /* no blank of that size yet */
+	setenv("PATH", saved_env[ARRAY_SIZE(env_names) - 1] ? saved_env[ARRAY_SIZE(env_names) - 1] : "/usr/bin:/bin",
+	       1);
+	assert_int_equal(rb, 0);
+	assert_int_equal(rc, -ENOENT);
+	hutch_error_clear(&err);
+	assert_int_equal(run("cmp -s %s %s", a, b), 0);
+	json_object *o = qemu_img_info(b);
+	assert_string_equal(jstr(o, "backing-filename"), base);
+	assert_string_equal(jstr(o, "backing-filename-format"), "raw");
+	assert_int_equal(jint(o, "virtual-size"), 1 << 20);
+	json_object_put(o);
+	assert_int_equal(run("qemu-img check -q %s", b), 0);
+	/* An existing disk is still never replaced. */
+	assert_int_equal(image_make_overlay(base, b, 1 << 20, &err), -EEXIST);
+	hutch_error_clear(&err);
+	rm_rf(d);
+}
+
 static void test_overlay_no_qemu_img(void **state UNUSED)
 {
 	_cleanup_free_ char *d = tmpdir();
@@ -1505,6 +1546,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_list_remove_prune, env_setup, env_teardown),
 		cmocka_unit_test(test_overlay),
 		cmocka_unit_test_setup_teardown(test_fetch_upstream_change, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_overlay_blank_copies, env_setup, env_teardown),
 		cmocka_unit_test(test_overlay_no_qemu_img),
 		cmocka_unit_test_setup_teardown(test_overlay_in_use, env_setup, env_teardown),
 	};
