@@ -70,6 +70,7 @@ bench_row "floor: \`ssh-keygen -t ed25519\`" "$(bench_median "${KG[@]}")" "$(ben
 bench_row "floor: \`hutch --version\`" "$(bench_median "${VER[@]}")" "$(bench_p90 "${VER[@]}")"
 echo
 echo "Ratio 3 GiB ÷ 100 MiB: **$(bench_ratio "$mb" "$ms")** (target ≤ 1.2, and under 50 ms)."
+bench_summary "cloud: \`hutch create\`, cached 3 GiB vs 100 MiB base (P4)" "$mb ms" "100 MiB base $ms ms" "$(bench_ratio "$mb" "$ms")" "≤ 1.2, < 50 ms"
 
 # ---- exec vs ssh in a running cloud VM ----
 cat >"$BENCH_TMP/deb.yml" <<YML
@@ -150,10 +151,13 @@ bench_row "interleaved: \`hutch exec deb -- true\` right after an ssh" "$ei50" "
 bench_row "interleaved: \`hutch ssh deb -- true\`" "$si50" "$(bench_p90 "${SI[@]}")" "$(bench_ratio "$si50" "$ei50")"
 echo
 echo "Target: exec ≥ 20× faster than ssh."
+bench_summary "cloud: \`hutch exec deb -- true\` p50, settled guest (P3)" "$e50 ms" "\`hutch ssh deb -- true\` $s50 ms" "$(bench_ratio "$e50" "$s50") ($(bench_ratio "$s50" "$e50")× faster)" "≥ 20× faster"
+bench_summary "cloud: the same, interleaved with ssh (P3)" "$ei50 ms" "ssh $si50 ms" "$(bench_ratio "$ei50" "$si50") ($(bench_ratio "$si50" "$ei50")× faster)" "–"
 echo
 bench_header "stdout, 200 MiB of zeros" "median ms" "MB/s" "ratio agent ÷ ssh (throughput)"
 bench_row "\`hutch exec deb -- head -c 200M /dev/zero\`" "$te" "$(bench_mbps $BYTES "$te")" "**$(bench_ratio "$ts" "$te")**"
 bench_row "\`hutch ssh deb -- head -c 200M /dev/zero\`" "$ts" "$(bench_mbps $BYTES "$ts")" "1.00"
 echo
 echo "Target: agent ≥ 1.0× ssh."
+bench_summary "cloud: stdout throughput, 200 MiB (P6)" "$(bench_mbps $BYTES "$te") MB/s" "ssh $(bench_mbps $BYTES "$ts") MB/s" "$(bench_ratio "$ts" "$te") (throughput)" "≥ 1.0"
 bench_load_note

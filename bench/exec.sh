@@ -159,7 +159,7 @@ bench_row "**\`hutch exec d -- true\`**" "$ex" "$(bench_p90 "${EX[@]}")" "**$(be
 echo
 echo "exec − \`hutch --version\` = $(bench_sub "$ex" "$ver") ms: monitor connect, EXEC to the agent over"
 echo "virtio-serial, fork/exec of \`true\` in the TCG guest, EXIT back."
-bench_summary "\`hutch exec d -- true\` p50 / p90 (P3)" "$ex / $(bench_p90 "${EX[@]}") ms" "\`hutch --version\` $ver ms (ssh: n/a yet)" "$(bench_ratio "$ex" "$ver")" "–"
+bench_summary "micro: \`hutch exec d -- true\` p50 / p90" "$ex / $(bench_p90 "${EX[@]}") ms" "\`hutch --version\` $ver ms (against ssh: the cloud rows)" "$(bench_ratio "$ex" "$ver")" "–"
 echo
 
 bench_title "exec throughput (issue 3, P6): stdout and stdin through the agent"
@@ -176,7 +176,7 @@ if [ "${#RAW[@]}" -gt 0 ]; then
 	rp=$(bench_median "${RAWP[@]}")
 	bench_row "raw virtio-serial: guest \`dd … of=PORT\`, no agent" "$r" "$(bench_mbps $OUT_BYTES "$r")" "–" "–" "–"
 	bench_row "raw virtio-serial: guest \`dd … \| cat >PORT\`, no agent" "$rp" "$(bench_mbps $OUT_BYTES "$rp")" "–" "–" "–"
-	bench_summary "exec stdout throughput, dd 200 MiB (P6)" "$(bench_mbps $OUT_BYTES "$d") MB/s" "raw virtio-serial $(bench_mbps $OUT_BYTES "$rp") MB/s (ssh: n/a yet)" "$(bench_ratio "$d" "$rp") (time)" "–"
+	bench_summary "micro: exec stdout throughput, dd 200 MiB" "$(bench_mbps $OUT_BYTES "$d") MB/s" "raw virtio-serial $(bench_mbps $OUT_BYTES "$rp") MB/s (against ssh: the cloud rows)" "$(bench_ratio "$d" "$rp") (time)" "–"
 	bench_row "**stdout: \`hutch exec d -- dd if=/dev/zero bs=64k count=3200\`**" "$d" "**$(bench_mbps $OUT_BYTES "$d")**" "raw virtio-serial, piped" "$rp" "**$(bench_ratio "$d" "$rp")**"
 fi
 bench_row "stdout: \`hutch exec d -- dd …\` (same)" "$d" "$(bench_mbps $OUT_BYTES "$d")" "guest-only: \`dd … >/dev/null\`" "$dg" "$(bench_ratio "$d" "$dg")"
