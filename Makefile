@@ -6,6 +6,7 @@
 #   make check-unit       cmocka tests (meson test --suite unit)
 #   make check-integration  shell TAP against real QEMU, as an unprivileged user
 #   make check-sanitize   the same tests built with ASan + UBSan, in build-asan/
+#   make check-sanitize-integration  only the integration suite of that (CI runs it after check)
 #   make bench            bench/run-all.sh (every benchmark; writes docs/PERFORMANCE.md)
 #   make fuzz FUZZ_SECONDS=N [FUZZ_JOBS=2]  fuzz/run.sh
 #   make lint             clang-format --dry-run --Werror, cppcheck
@@ -37,7 +38,8 @@ LINT_DIRS = src agent
 
 # Steps run in order (deps before build before tests) even under -j.
 .NOTPARALLEL:
-.PHONY: all build deps demo check check-unit check-integration check-sanitize check-sanitize-unit build-asan \
+.PHONY: all build deps demo check check-unit check-integration check-sanitize check-sanitize-unit \
+	check-sanitize-integration build-asan \
 	bench fuzz lint format clean
 
 all: build
@@ -87,8 +89,12 @@ build-asan:
 check-sanitize: deps build-asan
 	@rc=0; \
 	$(SAN_ENV) $(MESON) test -C $(ASANDIR) --suite unit --print-errorlogs || rc=1; \
-	$(SAN_ENV) BUILDDIR=$(ASANDIR) tests/integration/run.sh || rc=1; \
+	$(MAKE) --no-print-directory check-sanitize-integration || rc=1; \
 	exit $$rc
+
+# The integration suite against the ASan + UBSan build (CI runs it after make check).
+check-sanitize-integration: build-asan
+	$(SAN_ENV) BUILDDIR=$(ASANDIR) tests/integration/run.sh
 
 # bench/run-all.sh runs every benchmark and writes docs/PERFORMANCE.md; without it, each script.
 bench: build
