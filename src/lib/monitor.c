@@ -661,6 +661,32 @@ static int hmp(struct mon *m, const char *line, struct hutch_error *err)
 	return r;
 }
 
+/* Is f's host port (and protocol) already among the forwards? */
+static bool forward_listed(char *const *forwards, const struct forward *f)
+{
+	for (size_t i = 0; forwards && forwards[i]; i++) {
+		struct forward g;
+		if (forward_parse(forwards[i], &g) == 0 && g.host == f->host && g.udp == f->udp)
+			return true;
+	}
+	return false;
+}
+
+/* forward_pick_free, and for host port 0 one that none of the VM's forwards has: a picked port is
+ * free but not reserved, so two picks could otherwise draw the same one. */
+static int pick_forward(struct mon *m, struct forward *f, struct hutch_error *err)
+{
+	bool any = f->host == 0;
+	for (int tries = 0; tries < 8; tries++) {
+		if (any)
+			f->host = 0;
+		int r = forward_pick_free(f, err);
+		if (r < 0 || !any || !forward_listed(m->forwards, f))
+			return r;
+	}
+	return hutch_error_set(err, EADDRINUSE, "cannot find a free %s port on the host", f->udp ? "udp" : "tcp");
+}
+
 static void handle_port(struct mon *m, struct client *c, const char *op, json_object *req)
 {
 	if (!strcmp(op, "port-ls"))
@@ -674,7 +700,7 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 	if (m->vm.spec->net_mode != NET_USER)
 		return reply_error(c, "the VM has no user-mode network (network.mode is not 'user')");
 	struct hutch_error err = {0};
-	if (f.host == 0 && !strcmp(op, "port-add") && forward_pick_free(&f, &err) < 0) {
+	if (f.host == 0 && !strcmp(op, "port-add") && pick_forward(m, &f, &err) < 0) {
 		reply_error(c, err.msg);
 		hutch_error_clear(&err);
 		return;
@@ -1146,7 +1172,7 @@ static void auto_ssh_forward(struct mon *m)
 	}
 	struct forward f = {.guest = guest};
 	struct hutch_error err = {0};
-	if (forward_pick_free(&f, &err) < 0) {
+	if (pick_forward(m, &f, &err) < 0) {
 		mon_log(m, "ssh forward: %s", err.msg);
 		hutch_error_clear(&err);
 		return;
@@ -1174,7 +1200,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 		struct forward f;
 		if (forward_parse(fw[i], &f) < 0)
 			return hutch_error_set(err, EINVAL, "invalid port forward '%s'", fw[i]);
-		r = forward_pick_free(&f, err);
+		r = pick_forward(m, &f, err);
 		if (r < 0)
 			return r;
 		free(fw[i]);
