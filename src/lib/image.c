@@ -986,15 +986,22 @@ static int sums_lookup(const struct image_checksum *ck, const char *filename, co
 /* The path overlays are built on: by-digest/<algo>-<hex>, a hard link to the image as verified.
  * `image` is replaced when the file behind a URL changes upstream (a "latest" URL); this name never
  * is, so the overlays of existing VMs keep the exact base they were created on. */
+/* by-digest/<algo>-<hex> for DIGEST_LINE "algo:hex"; NULL for anything else. */
+static char *by_digest_path(const char *dir, const char *digest_line)
+{
+	const char *colon = strchr(digest_line, ':');
+	if (!colon || colon == digest_line || !colon[1] || strpbrk(digest_line, "/\n"))
+		return NULL;
+	return xasprintf("%s/by-digest/%.*s-%s", dir, (int)(colon - digest_line), digest_line, colon + 1);
+}
+
 static int cache_link(const char *dir, const char *digest_line, char **ret_path, struct hutch_error *err)
 {
 	_cleanup_free_ char *bd = xasprintf("%s/by-digest", dir);
 	_cleanup_free_ char *image = xasprintf("%s/image", dir);
-	_cleanup_free_ char *name = xstrdup(digest_line);
-	char *colon = strchr(name, ':');
-	if (colon)
-		*colon = '-';
-	_cleanup_free_ char *path = xasprintf("%s/%s", bd, name);
+	_cleanup_free_ char *path = by_digest_path(dir, digest_line);
+	if (!path)
+		return hutch_error_set(err, EINVAL, "malformed digest '%s'", digest_line);
 	struct stat st;
 	if (stat(path, &st) == 0) {
 		/* Already there: the same verified content, maybe an older copy some overlay uses. */
@@ -1015,6 +1022,24 @@ static int cache_link(const char *dir, const char *digest_line, char **ret_path,
 	return 0;
 }
 
+/* The line at *p (without its newline) into line and len, and *p past it; false at the end. */
+static bool next_line(const char **p, const char **line, size_t *len)
+{
+	if (!*p || !**p)
+		return false;
+	*line = *p;
+	*len = strcspn(*p, "\n");
+	*p += *len + ((*p)[*len] == '\n');
+	return true;
+}
+
+/* The digest part of a `resolved` line for SPEC, or NULL when the line is another spec's. */
+static const char *resolved_digest(const char *line, size_t len, const char *spec)
+{
+	size_t n = strlen(spec);
+	return len > n + 1 && !strncmp(line, spec, n) && line[n] == '\t' ? line + n + 1 : NULL;
+}
+
 /* What a sums-file checksum resolved to when this URL was last verified: one "SPEC\tDIGEST-LINE"
  * per line in the cache dir's `resolved`. It lets create use a cached image without the network;
  * IMAGE_FETCH_REFRESH (image pull, build, create --pull) asks upstream again. */
@@ -1022,14 +1047,11 @@ static char *resolved_lookup(const char *dir, const char *spec)
 {
 	_cleanup_free_ char *path = xasprintf("%s/resolved", dir);
 	_cleanup_free_ char *text = read_small(path, 65536);
-	size_t n = strlen(spec);
-	for (const char *l = text; l && *l;) {
-		const char *nl = strchr(l, '\n');
-		size_t len = nl ? (size_t)(nl - l) : strlen(l);
-		if (len > n + 1 && !strncmp(l, spec, n) && l[n] == '\t')
-			return xstrndup(l + n + 1, len - n - 1);
-		l += len + (nl ? 1 : 0);
-	}
+	const char *p = text, *l, *d;
+	size_t len;
+	while (next_line(&p, &l, &len))
+		if ((d = resolved_digest(l, len, spec)))
+			return xstrndup(d, len - (size_t)(d - l));
 	return NULL;
 }
 
@@ -1041,29 +1063,21 @@ static void resolved_record(const char *dir, const char *spec, const char *diges
 	_cleanup_free_ char *old = read_small(path, 65536);
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_addf(&sb, "%s\t%s\n", spec, digest_line);
-	size_t n = strlen(spec);
-	for (const char *l = old; l && *l;) {
-		const char *nl = strchr(l, '\n');
-		size_t len = nl ? (size_t)(nl - l) : strlen(l);
-		if (!(len > n && !strncmp(l, spec, n) && l[n] == '\t') && sb.len + len < 60000)
+	const char *p = old, *l;
+	size_t len;
+	while (next_line(&p, &l, &len))
+		if (!resolved_digest(l, len, spec) && sb.len + len < 60000)
 			strbuf_addf(&sb, "%.*s\n", (int)len, l);
-		l += len + (nl ? 1 : 0);
-	}
 	(void)write_file_atomic(path, strbuf_str(&sb), sb.len, 0600, NULL); /* only a shortcut */
 	strbuf_release(&sb);
 }
 
-/* A by-digest base for DIGEST_LINE ("algo:hex"), if one exists. */
+/* A by-digest base for DIGEST_LINE ("algo:hex"), if one was verified. */
 static char *pinned_path(const char *dir, const char *digest_line)
 {
-	_cleanup_free_ char *name = xstrdup(digest_line);
-	char *colon = strchr(name, ':');
-	if (!colon || strpbrk(name, "/\n") || colon[1] == 0)
-		return NULL;
-	*colon = '-';
-	char *p = xasprintf("%s/by-digest/%s", dir, name);
+	char *p = by_digest_path(dir, digest_line);
 	struct stat st;
-	if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+	if (p && lstat(p, &st) == 0 && S_ISREG(st.st_mode))
 		return p;
 	free(p);
 	return NULL;
@@ -1119,10 +1133,9 @@ int image_fetch(const struct store *st, const char *url, const char *checksum_sp
 		resolved_record(dir, checksum_spec, digest_line); /* kept only once a base exists below */
 	/* A by-digest name exists only for content that was verified as that digest: it may be an
 	 * earlier version a pinned checksum still asks for. */
-	_cleanup_free_ char *pinned = xasprintf("%s/by-digest/%s-%s", dir, image_algo_name(ck.algo), want);
-	struct stat pst;
-	if (lstat(pinned, &pst) == 0 && S_ISREG(pst.st_mode)) {
-		*ret_path = TAKE_PTR(pinned);
+	char *pinned = pinned_path(dir, digest_line);
+	if (pinned) {
+		*ret_path = pinned;
 		return 0;
 	}
 	if (cache_verified(dir, ck.algo, digest_line, prog))
@@ -1508,14 +1521,14 @@ static bool strv_has(char *const *v, const char *s)
 	return false;
 }
 
-/* In an entry that stays, drop the by-digest copies of earlier versions no disk is based on. */
-/* Where base_info of a cached base is remembered: beside it, as by-digest/.NAME.info. */
-static char *base_memo_path(const char *abs)
+/* What is kept beside a by-digest base ABS: by-digest/.NAME.SUFFIX (the qemu-img info memo, blank
+ * overlays); NULL when ABS is not in a by-digest dir. */
+static char *base_extra_path(const char *abs, const char *suffix)
 {
 	const char *slash = strrchr(abs, '/');
 	if (!slash || slash - abs < 10 || strncmp(slash - 10, "/by-digest", 10))
 		return NULL;
-	return xasprintf("%.*s/.%s.info", (int)(slash - abs), abs, slash + 1);
+	return xasprintf("%.*s/.%s.%s", (int)(slash - abs), abs, slash + 1, suffix);
 }
 
 /* The memo and blank overlays kept beside a by-digest base: .NAME.info, .NAME.blank-*. */
@@ -1532,6 +1545,7 @@ static void remove_base_extras(const char *bd, const char *name)
 	closedir(d);
 }
 
+/* In an entry that stays, drop the by-digest copies of earlier versions no disk is based on. */
 static void prune_old_versions(const char *dir, char *const *backings)
 {
 	_cleanup_free_ char *bd = xasprintf("%s/by-digest", dir);
@@ -1784,7 +1798,7 @@ static void base_memo_sig(const struct stat *st, char *out, size_t n)
 
 static int base_info_cached(const char *abs, struct base_info *ret, struct hutch_error *err)
 {
-	_cleanup_free_ char *memo = base_memo_path(abs);
+	_cleanup_free_ char *memo = base_extra_path(abs, "info");
 	struct stat st;
 	char sig[128] = "";
 	if (memo && stat(abs, &st) == 0) {
@@ -1830,50 +1844,13 @@ static void overlay_job_free(struct image_overlay_job *j)
  * is in the header) and later ones are copies of it: no qemu-img. */
 static char *blank_overlay_path(const char *abs, uint64_t size)
 {
-	_cleanup_free_ char *memo = base_memo_path(abs);
-	if (!memo)
-		return NULL;
 	char h[65];
 	sha256_hex(abs, strlen(abs), h);
-	size_t n = strlen(memo) - strlen(".info");
-	return xasprintf("%.*s.blank-%llu-%.16s.qcow2", (int)n, memo, (unsigned long long)size, h);
+	_cleanup_free_ char *suffix = xasprintf("blank-%llu-%.16s.qcow2", (unsigned long long)size, h);
+	return base_extra_path(abs, suffix);
 }
 
-/* Copy SRC to a new DST (O_EXCL), fsynced. */
-static int copy_small_file(const char *src, const char *dst, mode_t mode)
-{
-	_cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return -errno;
-	_cleanup_close_ int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (out < 0)
-		return -errno;
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(in, buf, sizeof(buf))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || write_all(out, buf, (size_t)n) < 0) {
-			int e = errno ? errno : EIO;
-			unlink(dst);
-			return -e;
-		}
-	}
-	if (fsync(out) < 0) {
-		int e = errno;
-		unlink(dst);
-		return -e;
-	}
-	return 0;
-}
-
-static void blank_keep(const char *overlay, const char *blank)
-{
-	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", blank, (int)getpid());
-	unlink(tmp);
-	if (copy_small_file(overlay, tmp, 0644) == 0 && rename(tmp, blank) < 0)
-		unlink(tmp);
-}
+#define BLANK_OVERLAY_MAX (16u << 20) /* a qcow2 header with L1 and refcount tables */
 
 int image_overlay_start(const char *base, const char *overlay, uint64_t size, struct image_overlay_job **ret,
 			struct hutch_error *err)
@@ -1910,7 +1887,7 @@ int image_overlay_start(const char *base, const char *overlay, uint64_t size, st
 	uint64_t vsize = size ? size : bi.virtual_size;
 	unlink(j->tmp);
 	_cleanup_free_ char *blank = blank_overlay_path(abs, vsize);
-	if (blank && copy_small_file(blank, j->tmp, 0644) == 0) {
+	if (blank && copy_file_atomic(blank, j->tmp, BLANK_OVERLAY_MAX, 0644, NULL) == 0) {
 		j->q = (struct qemu_img_proc){-1, -1, -1};
 		*ret = j;
 		return 0;
@@ -1934,8 +1911,8 @@ int image_overlay_finish(struct image_overlay_job *j, struct hutch_error *err)
 	if (j->q.pid > 0)
 		qemu_img_collect(&j->q, &p);
 	int r = 0;
-	if (p.status == 0 && j->blank)
-		blank_keep(j->tmp, j->blank);
+	if (p.status == 0 && j->blank) /* only a shortcut for the next create */
+		(void)copy_file_atomic(j->tmp, j->blank, BLANK_OVERLAY_MAX, 0644, NULL);
 	if (p.status != 0) {
 		r = qemu_img_fail(&p, "create", j->overlay, err);
 		unlink(j->tmp);

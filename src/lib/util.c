@@ -436,6 +436,14 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len, struct 
 	return 0;
 }
 
+int copy_file_atomic(const char *src, const char *dst, size_t max, mode_t mode, struct hutch_error *err)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	int r = read_file(src, max, &buf, &len, err);
+	return r < 0 ? r : write_file_atomic(dst, buf, len, mode, err);
+}
+
 int rm_rf(const char *path)
 {
 	struct stat st;

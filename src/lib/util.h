@@ -110,6 +110,8 @@ int mkdir_p(const char *path, mode_t mode);
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, struct hutch_error *err);
 /* Reads at most max bytes; a larger file is an error (-EFBIG). Result is NUL-terminated. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len, struct hutch_error *err);
+/* read_file + write_file_atomic: a copy of a small file (at most max bytes). */
+int copy_file_atomic(const char *src, const char *dst, size_t max, mode_t mode, struct hutch_error *err);
 int rm_rf(const char *path);
 int fd_set_cloexec(int fd, bool on);
 int fd_set_nonblock(int fd, bool on);

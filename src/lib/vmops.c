@@ -134,18 +134,6 @@ static int make_seed(struct store *st, const struct vm_spec *spec, const char *n
 	return r;
 }
 
-static int copy_file(const char *src, const char *dst, struct hutch_error *err)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	int r = read_file(src, 64u << 20, &buf, &len, err);
-	if (r < 0)
-		return r;
-	r = write_file_atomic(dst, buf, len, 0600, err);
-	free(buf);
-	return r;
-}
-
 static int prepare_image_vm(struct store *st, const struct create_opts *o, struct vm_spec *spec, const char *name,
 			    struct hutch_error *err)
 {
@@ -164,7 +152,7 @@ static int prepare_image_vm(struct store *st, const struct create_opts *o, struc
 		_cleanup_free_ char *code = NULL, *vars = NULL;
 		_cleanup_free_ char *nvram = store_vm_file(st, name, "nvram.fd");
 		r = qemu_firmware_paths(spec->firmware, &code, &vars, err);
-		if (r == 0 && access(nvram, F_OK) < 0 && (r = copy_file(vars, nvram, err)) < 0)
+		if (r == 0 && access(nvram, F_OK) < 0 && (r = copy_file_atomic(vars, nvram, 64u << 20, 0600, err)) < 0)
 			hutch_error_wrap(err, "nvram");
 	}
 	if (r == 0)
