@@ -87,9 +87,9 @@ long proto_reader_read_fd(struct proto_reader *r, int fd)
 int proto_reader_next(struct proto_reader *r, struct proto_frame *f)
 {
 	size_t avail = r->len - r->consumed;
-	const uint8_t *p = r->buf + r->consumed;
-	if (avail < PROTO_HDR_SIZE)
+	if (avail < PROTO_HDR_SIZE) /* before the pointer: a fresh reader's buf is NULL */
 		return 0;
+	const uint8_t *p = r->buf + r->consumed;
 	uint32_t len = le32(p);
 	uint8_t type = p[4];
 	if (len > PROTO_MAX_PAYLOAD || type == 0 || type > MSG_TYPE_MAX)
