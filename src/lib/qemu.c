@@ -334,8 +334,9 @@ int forward_parse(const char *s, struct forward *ret)
 	return 0;
 }
 
-int forward_check_free(const struct forward *f, struct hutch_error *err)
+int forward_pick_free(struct forward *f, struct hutch_error *err)
 {
+	const char *proto = f->udp ? "udp" : "tcp";
 	_cleanup_close_ int fd = socket(AF_INET, (f->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
@@ -344,34 +345,27 @@ int forward_check_free(const struct forward *f, struct hutch_error *err)
 	/* QEMU binds its forwards with SO_REUSEADDR: a port in TIME_WAIT is free to it, so to us too. */
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	socklen_t sl = sizeof(sa);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
 		int e = errno;
+		if (f->host == 0)
+			return hutch_error_set(err, e, "cannot find a free %s port on the host: %s", proto,
+					       strerror(e));
 		if (e == EADDRINUSE)
 			return hutch_error_set(err, EADDRINUSE,
 					       "port %u/%s is already in use on the host (forward 0:%u for any free "
 					       "port, e.g. in instances)",
-					       f->host, f->udp ? "udp" : "tcp", f->guest);
-		return hutch_error_set(err, e, "cannot use port %u/%s on the host: %s", f->host, f->udp ? "udp" : "tcp",
-				       strerror(e));
+					       f->host, proto, f->guest);
+		return hutch_error_set(err, e, "cannot use port %u/%s on the host: %s", f->host, proto, strerror(e));
 	}
+	f->host = ntohs(sa.sin_port);
 	return 0;
 }
 
-int forward_pick_free(struct forward *f, struct hutch_error *err)
+int forward_check_free(const struct forward *f, struct hutch_error *err)
 {
-	if (f->host)
-		return forward_check_free(f, err);
-	_cleanup_close_ int fd = socket(AF_INET, (f->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t sl = sizeof(sa);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0)
-		return hutch_error_set(err, errno, "cannot find a free %s port on the host: %s", f->udp ? "udp" : "tcp",
-				       strerror(errno));
-	/* The kernel hands out ephemeral ports in turn, so it will not give this one again at once. */
-	f->host = ntohs(sa.sin_port);
-	return 0;
+	struct forward probe = *f;
+	return forward_pick_free(&probe, err);
 }
 
 char *forward_rule(const struct forward *f)

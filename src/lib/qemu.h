@@ -52,7 +52,8 @@ struct forward {
 int forward_parse(const char *s, struct forward *ret);
 /* Is the host port free? -EADDRINUSE with "port N/tcp is already in use on the host". */
 int forward_check_free(const struct forward *f, struct hutch_error *err);
-/* Host port 0 means any free loopback port: pick one and set f->host. Otherwise check_free. */
+/* Bind-probe f's host port; host port 0 means any free loopback port, written back to f->host.
+ * The port is free, not reserved: two picks can draw the same one. */
 int forward_pick_free(struct forward *f, struct hutch_error *err);
 /* The QEMU hostfwd rule: "tcp:127.0.0.1:8080-:80". */
 char *forward_rule(const struct forward *f);
