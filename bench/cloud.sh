@@ -107,16 +107,10 @@ guest_settle() {
 E=() S=() EI=() SI=()
 guest_settle
 settle_e=$SETTLE_BUSY
-for i in $(seq "$EXEC_N"); do
-	bench_time "$HUTCH" exec deb -- true
-	E+=("$ELAPSED_MS")
-done
+bench_samples E "$EXEC_N" "$HUTCH" exec deb -- true
 guest_settle
 settle_s=$SETTLE_BUSY
-for i in $(seq "$EXEC_N"); do
-	bench_time "$HUTCH" ssh deb -- true
-	S+=("$ELAPSED_MS")
-done
+bench_samples S "$EXEC_N" "$HUTCH" ssh deb -- true
 # The same, interleaved: each exec right after an ssh, while the guest tears that session down.
 for i in $(seq "$EXEC_N"); do
 	bench_time "$HUTCH" exec deb -- true

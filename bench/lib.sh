@@ -160,6 +160,17 @@ bench_time() {
 	return "$rc"
 }
 
+# bench_samples ARRAY N CMD...: bench_time CMD N times, appending each ELAPSED_MS to ARRAY.
+bench_samples() {
+	local -n _samples=$1
+	local n=$2 k
+	shift 2
+	for ((k = 0; k < n; k++)); do
+		bench_time "$@"
+		_samples+=("$ELAPSED_MS")
+	done
+}
+
 # bench_proc_cpu_ms PID: user+sys CPU time of a running process so far, in ms (10 ms steps).
 bench_proc_cpu_ms() {
 	local st hz
