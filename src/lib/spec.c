@@ -599,6 +599,11 @@ static int vm_disposable(struct ctx *c, void *obj, const struct ynode *v, const 
 	return get_bool(c, v, path, &((struct vm_spec *)obj)->disposable);
 }
 
+static int vm_autostart(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return get_bool(c, v, path, &((struct vm_spec *)obj)->autostart);
+}
+
 static int vm_color(struct ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	return get_str(c, v, path, false, &((struct vm_spec *)obj)->color);
@@ -849,6 +854,7 @@ static const struct field vm_fields[] = {
 	{"cloud_init", vm_cloud_init},
 	{"auto_shutdown", vm_auto_shutdown},
 	{"disposable", vm_disposable},
+	{"autostart", vm_autostart},
 	{"color", vm_color},
 };
 
@@ -1241,6 +1247,7 @@ char *spec_render_yaml(const struct vm_spec *s)
 			strbuf_addf(&sb, "    idle: %llu\n", (unsigned long long)s->idle_s);
 	}
 	render_true(&sb, 2, "disposable", s->disposable);
+	render_true(&sb, 2, "autostart", s->autostart);
 	render_str(&sb, 2, "color", s->color);
 	return strbuf_detach(&sb, NULL);
 }
@@ -1274,7 +1281,7 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
 	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||
 	    !strv_eq(a->ci_runcmd, b->ci_runcmd) || a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s ||
-	    a->disposable != b->disposable || !str_eq(a->color, b->color) || a->n_shares != b->n_shares)
+	    a->disposable != b->disposable || a->autostart != b->autostart || !str_eq(a->color, b->color) || a->n_shares != b->n_shares)
 		return false;
 	for (size_t i = 0; i < a->n_shares; i++) {
 		const struct share *x = &a->shares[i], *y = &b->shares[i];

@@ -52,6 +52,7 @@ struct vm_spec {
 	bool on_app_exit; /* auto_shutdown.on_app_exit */
 	uint64_t idle_s;  /* auto_shutdown.idle, seconds, 0 = off */
 	bool disposable;
+	bool autostart; /* a systemd user unit starts it at boot (autostart.h) */
 	char *color;
 };
 

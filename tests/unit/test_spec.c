@@ -501,6 +501,30 @@ static void assert_round_trip(const struct vm_spec *s)
 	free(yaml);
 }
 
+/* autostart: a bool like the others, off by default, rendered back only when on, compared */
+static void test_autostart(void **state)
+{
+	struct vm_spec *s = parse_one("a:\n  source: {template: micro}\n  autostart: true\n");
+	assert_true(s->autostart);
+	char *yaml = spec_render_yaml(s);
+	assert_non_null(strstr(yaml, "\n  autostart: true\n"));
+	free(yaml);
+	assert_round_trip(s);
+	struct vm_spec *off = parse_one("a:\n  source: {template: micro}\n");
+	assert_false(off->autostart);
+	yaml = spec_render_yaml(off);
+	assert_null(strstr(yaml, "autostart"));
+	free(yaml);
+	assert_false(spec_equal(s, off));
+	off->autostart = true;
+	assert_true(spec_equal(s, off));
+	spec_free(off);
+	spec_free(s);
+	expect_error("a:\n  autostart: sometimes\n", "hutch.yml:2: autostart: expected true or false, got 'sometimes'");
+	expect_error("a:\n  autostart: [true]\n", "hutch.yml:2: autostart: expected true or false, got a list");
+	expect_error("a:\n  autostrat: true\n", "hutch.yml:2: autostrat: unknown key");
+}
+
 static void test_round_trip_parsed(void **state)
 {
 	struct hutch_error err = {0};
@@ -689,6 +713,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_round_trip_parsed),
 		cmocka_unit_test(test_round_trip_built),
+		cmocka_unit_test(test_autostart),
 		cmocka_unit_test(test_render_golden),
 		cmocka_unit_test(test_find_in_file),
 		cmocka_unit_test(test_valid_name),
