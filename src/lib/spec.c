@@ -1281,7 +1281,8 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
 	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||
 	    !strv_eq(a->ci_runcmd, b->ci_runcmd) || a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s ||
-	    a->disposable != b->disposable || a->autostart != b->autostart || !str_eq(a->color, b->color) || a->n_shares != b->n_shares)
+	    a->disposable != b->disposable || a->autostart != b->autostart || !str_eq(a->color, b->color) ||
+	    a->n_shares != b->n_shares)
 		return false;
 	for (size_t i = 0; i < a->n_shares; i++) {
 		const struct share *x = &a->shares[i], *y = &b->shares[i];
