@@ -2,6 +2,7 @@
 #include "backend.h"
 
 #include "client.h"
+#include "config.h"
 #include "monitor.h"
 #include "qemu.h"
 #include "seed.h"
@@ -111,7 +112,66 @@ static int image_plan(struct vm *vm, struct qemu_plan *p, struct hutch_error *er
 	return 0;
 }
 
-int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err)
+/* The micro template, which is also the guest the KVM probe boots. */
+static int micro_ensure(struct store *st, const char *kernel, struct micro_template *ret, uint64_t *ret_ms,
+			struct hutch_error *err)
+{
+	_cleanup_free_ char *agent = NULL;
+	int r = agent_binary_path(&agent, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *cache = xasprintf("%s/micro", st->cache_dir);
+	struct template_inputs in = {.kernel = kernel, .agent = agent, .cache_dir = cache};
+	uint64_t t0 = now_ms();
+	r = template_micro_ensure(&in, ret, err);
+	if (ret_ms)
+		*ret_ms = now_ms() - t0;
+	return r;
+}
+
+static int probe_guest(void *userdata, char **ret_kernel, char **ret_initrd, struct hutch_error *err)
+{
+	struct micro_template t = {0};
+	int r = micro_ensure(userdata, NULL, &t, NULL, err);
+	if (r < 0)
+		return r;
+	*ret_kernel = TAKE_PTR(t.kernel);
+	*ret_initrd = TAKE_PTR(t.initrd);
+	micro_template_release(&t);
+	return 0;
+}
+
+int store_accel(struct store *st, enum accel_mode mode, enum plan_use use, bool force_probe, struct accel_result *ret,
+		struct hutch_error *err)
+{
+	_cleanup_free_ char *qemu = NULL;
+	int r = qemu_find_binary(&qemu, err);
+	if (r < 0)
+		return r;
+	struct accel_request rq = {
+		.mode = mode,
+		.may_probe = use == PLAN_START,
+		.render = use == PLAN_RENDER,
+		.force_probe = force_probe,
+		.qemu = qemu,
+		.cache_dir = st->cache_dir,
+		.run_dir = st->runtime_dir,
+		.guest = probe_guest,
+		.userdata = st,
+	};
+	return accel_resolve(&rq, ret, err);
+}
+
+int vm_accel(struct vm *vm, enum plan_use use, struct accel_result *ret, struct hutch_error *err)
+{
+	enum accel_mode mode;
+	int r = config_accel_mode(vm->store, vm->spec->accel, &mode, err);
+	if (r < 0)
+		return r;
+	return store_accel(vm->store, mode, use, false, ret, err);
+}
+
+int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
 	_cleanup_free_ char *tpm_sock = NULL;
@@ -121,7 +181,11 @@ int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err
 	ret->vm_dir = store_vm_dir(vm->store, vm->name);
 	ret->run_dir = store_run_dir(vm->store, vm->name);
 	ret->accel = xcalloc(1, sizeof(*ret->accel));
-	qemu_detect_accel(ret->accel);
+	struct accel_result ar;
+	r = vm_accel(vm, use, &ar, err);
+	if (r < 0)
+		goto fail;
+	*ret->accel = ar.info;
 
 	if (vm->spec->source == SOURCE_TEMPLATE) {
 		if (vm->spec->template && strcmp(vm->spec->template, "micro") != 0) {
@@ -129,16 +193,8 @@ int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err
 					    vm->spec->template);
 			goto fail;
 		}
-		_cleanup_free_ char *agent = NULL;
-		r = agent_binary_path(&agent, err);
-		if (r < 0)
-			goto fail;
-		_cleanup_free_ char *cache = xasprintf("%s/micro", vm->store->cache_dir);
-		struct template_inputs in = {.kernel = vm->spec->kernel, .agent = agent, .cache_dir = cache};
 		struct micro_template t = {0};
-		uint64_t t0 = now_ms();
-		r = template_micro_ensure(&in, &t, err);
-		ret->template_ms = now_ms() - t0;
+		r = micro_ensure(vm->store, vm->spec->kernel, &t, &ret->template_ms, err);
 		if (r < 0)
 			goto fail;
 		ret->kernel = TAKE_PTR(t.kernel);
@@ -306,6 +362,12 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 	r = store_lock_run(vm->store, vm->name, &lock_fd, err);
 	if (r < 0)
 		return r;
+	/* KVM is decided here, probed if this host boot has no verdict yet, so that the probe's cost
+	 * is not taken from the boot timeout; the monitor then reads the same verdict. */
+	struct accel_result ar;
+	r = vm_accel(vm, PLAN_START, &ar, err);
+	if (r < 0)
+		return r;
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return hutch_error_set(err, errno, "pipe: %s", strerror(errno));
@@ -341,8 +403,11 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 		ret->hello_ms = (uint64_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(res, "kvm", &v))
 		ret->kvm = json_object_get_boolean(v);
-	if (json_object_object_get_ex(res, "accel_why", &v))
-		snprintf(ret->accel_why, sizeof(ret->accel_why), "%s", json_object_get_string(v));
+	ret->accel_warn = ar.info.warn && !ret->kvm;
+	ret->accel_probed = ar.probed;
+	ret->accel_probe_ms = ar.probed ? ar.verdict.probe_ms : 0;
+	snprintf(ret->accel_cpu, sizeof(ret->accel_cpu), "%s", ar.info.cpu);
+	snprintf(ret->accel_why, sizeof(ret->accel_why), "%s", ar.info.why);
 	if (json_object_object_get_ex(res, "kernel_release", &v))
 		snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", json_object_get_string(v));
 	json_object_put(res);
@@ -432,7 +497,7 @@ static int qemu_status(struct vm *vm, struct vm_status *ret, struct hutch_error 
 static int qemu_render(struct vm *vm, struct strbuf *out, struct hutch_error *err)
 {
 	struct qemu_plan p;
-	int r = qemu_plan_make(vm, &p, err);
+	int r = qemu_plan_make(vm, PLAN_RENDER, &p, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *s = qemu_render_argv(p.argv);

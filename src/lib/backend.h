@@ -24,7 +24,11 @@ struct start_result {
 	uint64_t qmp_ms;   /* QMP handshake done */
 	uint64_t hello_ms; /* agent HELLO */
 	bool kvm;
-	char accel_why[160];
+	bool accel_warn;   /* KVM was wanted (auto) and could not be used: worth one warning line */
+	bool accel_probed; /* this start ran the KVM probe */
+	uint64_t accel_probe_ms;
+	char accel_cpu[64];
+	char accel_why[600];
 	char kernel_release[64];
 };
 struct stop_opts {
@@ -66,7 +70,16 @@ struct qemu_plan {
 	struct accel_info *accel;
 	uint64_t template_ms; /* time spent making sure the template is cached */
 };
-int qemu_plan_make(struct vm *vm, struct qemu_plan *ret, struct hutch_error *err);
+/* How the plan decides on KVM: a start may probe (the CLI, before the monitor), the monitor uses
+ * the verdict that start left, render never boots anything. */
+enum plan_use { PLAN_START, PLAN_MONITOR, PLAN_RENDER };
+int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, struct hutch_error *err);
+/* The accelerator decision for a VM (its spec, HUTCH_ACCEL, config.yml), probing KVM when use is
+ * PLAN_START and there is no verdict for this host boot yet. */
+int vm_accel(struct vm *vm, enum plan_use use, struct accel_result *ret, struct hutch_error *err);
+/* The same for a bare mode (doctor): force_probe probes again even with a verdict. */
+int store_accel(struct store *st, enum accel_mode mode, enum plan_use use, bool force_probe, struct accel_result *ret,
+		struct hutch_error *err);
 void qemu_plan_release(struct qemu_plan *p);
 /* Where the static agent binary is: HUTCH_AGENT, beside the hutch binary, or libexec. */
 int agent_binary_path(char **ret, struct hutch_error *err);

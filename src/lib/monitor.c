@@ -5,11 +5,13 @@
  *
  * Everything runs in one poll loop. All sockets are non-blocking with bounded output buffers. */
 #include "monitor.h"
+#include "unixsock.h"
 
 #include "proto.h"
 #include "qemu.h"
 #include "qmp.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <poll.h>
@@ -23,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #define MAX_CLIENTS 128
 #define CLIENT_OUT_MAX (16u * 1024 * 1024)
@@ -227,41 +230,6 @@ static void client_free(struct mon *m, struct client *c)
 
 /* ---- QEMU ---- */
 
-static int listen_unix(const char *path, struct hutch_error *err)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return store_check_sun_path(path, err);
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
-		int e = errno;
-		close(fd);
-		return hutch_error_set(err, e, "cannot listen on '%s': %s", path, strerror(e));
-	}
-	return fd;
-}
-
-static int connect_unix(const char *path, struct hutch_error *err)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return store_check_sun_path(path, err);
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-		close(fd);
-		return hutch_error_set(err, e, "cannot connect to '%s': %s", path, strerror(e));
-	}
-	return fd;
-}
-
 /* In a freshly forked child of the monitor (QEMU, swtpm): die with the monitor, even if it died
  * between fork and here, and drop the monitor's blocked signal mask. */
 static void monitor_child_setup(pid_t parent)
@@ -274,30 +242,15 @@ static void monitor_child_setup(pid_t parent)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* The last non-empty line of a small log, for error messages. */
-static char *last_line(const char *path)
-{
-	char *buf = NULL;
-	size_t len;
-	if (read_file(path, 1 << 20, &buf, &len, NULL) < 0)
-		return NULL;
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-		buf[--len] = 0;
-	char *nl = strrchr(buf, '\n');
-	char *line = len ? xstrndup(nl ? nl + 1 : buf, 300) : NULL;
-	free(buf);
-	return line;
-}
-
 static int spawn_qemu(struct mon *m, struct hutch_error *err)
 {
 	_cleanup_free_ char *qmp_path = xasprintf("%s/qmp.sock", m->run_dir);
 	_cleanup_free_ char *agent_path = xasprintf("%s/agent.sock", m->run_dir);
 	_cleanup_free_ char *log_path = xasprintf("%s/qemu.log", m->vm_dir);
-	_cleanup_close_ int qmp_l = listen_unix(qmp_path, err);
+	_cleanup_close_ int qmp_l = unix_listen(qmp_path, err);
 	if (qmp_l < 0)
 		return qmp_l;
-	_cleanup_close_ int agent_l = listen_unix(agent_path, err);
+	_cleanup_close_ int agent_l = unix_listen(agent_path, err);
 	if (agent_l < 0)
 		return agent_l;
 	_cleanup_close_ int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -325,10 +278,10 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 	}
 	m->qemu_pid = pid;
 	/* Connections queue in the listen backlog, so this succeeds before QEMU even accepts. */
-	int qfd = connect_unix(qmp_path, err);
+	int qfd = unix_connect(qmp_path, err);
 	if (qfd < 0)
 		return qfd;
-	m->agent_fd = connect_unix(agent_path, err);
+	m->agent_fd = unix_connect(agent_path, err);
 	if (m->agent_fd < 0) {
 		close(qfd);
 		return m->agent_fd;
@@ -344,7 +297,7 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			close(qfd);
 			m->qemu_pid = 0;
-			_cleanup_free_ char *last = last_line(log_path);
+			_cleanup_free_ char *last = file_last_line(log_path, 300);
 			return hutch_error_set(err, EIO, "qemu exited at start with %s %d%s%s (see %s)",
 					       WIFEXITED(st) ? "status" : "signal",
 					       WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), last ? ": " : "",
@@ -392,11 +345,97 @@ static void notify(struct mon *m, json_object *o)
 	json_object_put(o);
 }
 
+/* Replace every FROM in S with TO. */
+static char *str_replace_all(const char *s, const char *from, const char *to)
+{
+	struct strbuf sb = STRBUF_INIT;
+	size_t n = strlen(from);
+	const char *p;
+	while (n && (p = strstr(s, from))) {
+		strbuf_add(&sb, s, (size_t)(p - s));
+		strbuf_adds(&sb, to);
+		s = p + n;
+	}
+	strbuf_adds(&sb, s);
+	return strbuf_detach(&sb, NULL);
+}
+
+/* Keep at most FAILED_KEEP sets of logs of disposable VMs that failed to start, newest first. */
+#define FAILED_KEEP 10
+
+static void prune_failed(const char *dir)
+{
+	struct dirent **ents = NULL;
+	int n = scandir(dir, &ents, NULL, NULL);
+	if (n < 0)
+		return;
+	struct aged {
+		char *path;
+		time_t mtime;
+	} *v = xcalloc((size_t)n + 1, sizeof(*v));
+	size_t k = 0;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (ents[i]->d_name[0] != '.') {
+			char *p = xasprintf("%s/%s", dir, ents[i]->d_name);
+			if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+				v[k++] = (struct aged){p, st.st_mtime};
+			else
+				free(p);
+		}
+		free(ents[i]);
+	}
+	free(ents);
+	/* newest first, then remove the tail */
+	for (size_t i = 1; i < k; i++)
+		for (size_t j = i; j > 0 && v[j].mtime > v[j - 1].mtime; j--) {
+			struct aged t = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	for (size_t i = 0; i < k; i++) {
+		if (i >= FAILED_KEEP)
+			rm_rf(v[i].path);
+		free(v[i].path);
+	}
+	free(v);
+}
+
+/* A disposable VM is removed when it stops, logs and all: one that failed to start keeps its logs
+ * in DATA/failed/NAME, and the message points there instead. Returns the message to send. */
+static char *keep_failed_logs(struct mon *m, const char *msg)
+{
+	if (!m->a->ephemeral)
+		return xstrdup(msg);
+	_cleanup_free_ char *vm_dir = store_vm_dir(m->st, m->name);
+	_cleanup_free_ char *failed = xasprintf("%s/failed", m->st->data_dir);
+	_cleanup_free_ char *kept = xasprintf("%s/%s", failed, m->name);
+	if (mkdir_p(kept, 0700) < 0)
+		return xstrdup(msg);
+	static const char *const logs[] = {"qemu.log", "console.log", "monitor.log", "swtpm.log", "spec.yml"};
+	for (size_t i = 0; i < ARRAY_SIZE(logs); i++) {
+		_cleanup_free_ char *from = xasprintf("%s/%s", vm_dir, logs[i]);
+		_cleanup_free_ char *to = xasprintf("%s/%s", kept, logs[i]);
+		/* QEMU may still be writing the console log: a rename keeps its descriptor valid. */
+		rename(from, to);
+	}
+	prune_failed(failed);
+	_cleanup_free_ char *hint = xasprintf("'hutch logs %s'", m->name);
+	_cleanup_free_ char *console = xasprintf("%s/console.log", kept);
+	_cleanup_free_ char *a = str_replace_all(msg, hint, console);
+	_cleanup_free_ char *b = str_replace_all(a, vm_dir, kept);
+	mon_log(m, "the disposable VM failed to start: its logs are kept in %s", kept);
+	return xasprintf("%s (the disposable VM is removed; its logs are kept in %s)", b, kept);
+}
+
 static void notify_error(struct mon *m, const char *msg)
 {
+	if (m->a->notify_fd < 0 || m->boot_reported)
+		return;
+	_cleanup_free_ char *text = keep_failed_logs(m, msg);
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(0));
-	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_object_object_add(o, "error", json_object_new_string(text));
 	notify(m, o);
 }
 
@@ -1207,13 +1246,13 @@ static int setup(struct mon *m, struct hutch_error *err)
 		fw[i] = xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp");
 		m->forwards = strv_push(m->forwards, xstrdup(fw[i]));
 	}
-	r = qemu_plan_make(&m->vm, &m->plan, err);
+	r = qemu_plan_make(&m->vm, PLAN_MONITOR, &m->plan, err);
 	if (r < 0)
 		return r;
 	m->vm_dir = xstrdup(m->plan.vm_dir);
 	m->run_dir = xstrdup(m->plan.run_dir);
 	_cleanup_free_ char *mon_path = xasprintf("%s/monitor.sock", m->run_dir);
-	m->listen_fd = listen_unix(mon_path, err);
+	m->listen_fd = unix_listen(mon_path, err);
 	if (m->listen_fd < 0)
 		return m->listen_fd;
 	fd_set_nonblock(m->listen_fd, true);

@@ -5,65 +5,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/stat.h>
-#include <time.h>
+#include <sys/wait.h>
 
 /* Loops per jiffy for the calibrated delay loop: Debian's kernels use HZ=250. */
 #define GUEST_HZ 250
-
-static uint64_t rdtsc(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return (uint64_t)hi << 32 | lo;
-#else
-	return 0;
-#endif
-}
-
-/* Under TCG the guest's TSC runs at the host's TSC rate. A microvm guest has no PIT/HPET-backed
- * calibration it can trust, and on a contended host it can spin forever calibrating; telling it the
- * rate (tsc_early_khz, lpj) skips calibration. Measure instead of guessing: 20 ms against
- * CLOCK_MONOTONIC_RAW, which is accurate to well under 1%. */
-static uint64_t measure_tsc_khz(void)
-{
-	struct timespec a, b;
-	clock_gettime(CLOCK_MONOTONIC_RAW, &a);
-	uint64_t t0 = rdtsc();
-	struct timespec req = {0, 20 * 1000 * 1000};
-	nanosleep(&req, NULL);
-	uint64_t t1 = rdtsc();
-	clock_gettime(CLOCK_MONOTONIC_RAW, &b);
-	uint64_t ns = (uint64_t)(b.tv_sec - a.tv_sec) * 1000000000ull + (uint64_t)b.tv_nsec - (uint64_t)a.tv_nsec;
-	if (ns == 0 || t1 <= t0)
-		return 0;
-	uint64_t khz = (t1 - t0) * 1000000ull / ns;
-	/* Round to 1 MHz so the rendered argv is stable across runs. */
-	return (khz + 500) / 1000 * 1000;
-}
-
-void qemu_detect_accel(struct accel_info *ret)
-{
-	memset(ret, 0, sizeof(*ret));
-	const char *force = getenv("HUTCH_ACCEL");
-	int fd = -1;
-	if (force && strcmp(force, "tcg") == 0)
-		snprintf(ret->why, sizeof(ret->why), "HUTCH_ACCEL=tcg");
-	else if ((fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)) >= 0) {
-		close(fd);
-		ret->kvm = true;
-	} else if (errno == ENOENT)
-		snprintf(ret->why, sizeof(ret->why), "/dev/kvm does not exist (no hardware virtualization here)");
-	else
-		snprintf(ret->why, sizeof(ret->why), "cannot open /dev/kvm: %s (is this user in the 'kvm' group?)",
-			 strerror(errno));
-	if (!ret->kvm) {
-		const char *khz = getenv("HUTCH_TSC_KHZ");
-		long long v;
-		ret->tsc_khz = khz && parse_ll(khz, 1000, 100000000, &v) == 0 ? (uint64_t)v : measure_tsc_khz();
-	}
-}
 
 int qemu_find_binary(char **ret, struct hutch_error *err)
 {
@@ -86,6 +33,59 @@ int qemu_find_binary(char **ret, struct hutch_error *err)
 	return hutch_error_set(err, ENOENT,
 			       "qemu-system-x86_64 not found: install Debian's qemu-system-x86 package "
 			       "(apt-get install qemu-system-x86 qemu-utils)");
+}
+
+int qemu_capture(const char *binary, const char *arg, char **ret, struct hutch_error *err)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return hutch_error_set(err, errno, "pipe: %s", strerror(errno));
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	char *argv[] = {(char *)binary, (char *)arg, NULL};
+	pid_t pid;
+	int r = posix_spawn(&pid, binary, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	if (r != 0) {
+		close(p[0]);
+		return hutch_error_set(err, r, "cannot run '%s': %s", binary, strerror(r));
+	}
+	struct strbuf sb = STRBUF_INIT;
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(p[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0 && sb.len < 256 * 1024)
+			strbuf_add(&sb, buf, (size_t)n);
+	close(p[0]);
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		strbuf_release(&sb);
+		return hutch_error_set(err, EIO, "'%s %s' failed", binary, arg);
+	}
+	*ret = strbuf_detach(&sb, NULL);
+	if (!*ret)
+		*ret = xstrdup("");
+	return 0;
+}
+
+int qemu_version(const char *binary, char **ret, struct hutch_error *err)
+{
+	_cleanup_free_ char *out = NULL;
+	int r = qemu_capture(binary, "--version", &out, err);
+	if (r < 0)
+		return r;
+	const char *v = strstr(out, "version ");
+	if (!v)
+		return hutch_error_set(err, EIO, "'%s --version' printed no version", binary);
+	v += strlen("version ");
+	*ret = xstrndup(v, strcspn(v, "\n"));
+	return 0;
 }
 
 char *qemu_micro_cmdline(const struct qemu_config *c)
@@ -141,7 +141,7 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	ARG("-accel");
 	ARG("%s", c->accel->kvm ? "kvm" : "tcg");
 	ARG("-cpu");
-	ARG("%s", c->accel->kvm ? "host" : "max");
+	ARG("%s", c->accel->cpu[0] ? c->accel->cpu : (c->accel->kvm ? ACCEL_CPU_KVM : ACCEL_CPU_TCG));
 	ARG("-m");
 	ARG("%lluM", (unsigned long long)(s->memory / (1024 * 1024)));
 	ARG("-smp");

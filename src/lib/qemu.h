@@ -1,19 +1,13 @@
-/* QEMU: accelerator choice, argv rendering and binary lookup. Rendering is pure so it can be
+/* QEMU: argv rendering and binary lookup. Rendering is pure so it can be
  * golden-tested (hutch inspect --render). */
 #pragma once
+#include "accel.h"
 #include "spec.h"
 #include "util.h"
 
 /* The monitor hands QEMU its listening sockets on fixed descriptors, so argv is deterministic. */
 #define QEMU_FD_QMP 3
 #define QEMU_FD_AGENT 4
-
-struct accel_info {
-	bool kvm;
-	char why[160];	  /* why not KVM, for the one warning line and `hutch doctor` */
-	uint64_t tsc_khz; /* host TSC rate (TCG microvm guests are told it; see qemu.c) */
-};
-void qemu_detect_accel(struct accel_info *ret);
 
 struct qemu_config {
 	const char *name;
@@ -43,6 +37,10 @@ char *qemu_micro_cmdline(const struct qemu_config *c);
 char *qemu_render_argv(char *const *argv);
 /* Find qemu-system-x86_64 (HUTCH_QEMU overrides). -ENOENT names the Debian package. */
 int qemu_find_binary(char **ret, struct hutch_error *err);
+/* Run BINARY ARG (e.g. "-machine help") and capture its stdout, at most 256 KiB. */
+int qemu_capture(const char *binary, const char *arg, char **ret, struct hutch_error *err);
+/* The version QEMU reports ("7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"). */
+int qemu_version(const char *binary, char **ret, struct hutch_error *err);
 
 /* Port forwards "HOST:GUEST[/tcp|/udp]", bound to 127.0.0.1 on the host. */
 struct forward {

@@ -3,80 +3,17 @@
  * per-key tables. Every error names FILE:LINE and the dotted key. */
 #include "spec.h"
 
+#include "ytree.h"
+
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
-#include <yaml.h>
 
-/* The deepest valid spec is 4 levels (file, VM, shares, share); anything deeper is refused early. */
-#define SPEC_MAX_DEPTH 16
 #define MEMORY_MIN (64ULL << 20)
 #define MEMORY_MAX (1ULL << 40)
 #define MEMORY_DEFAULT (512ULL << 20)
 #define IDLE_MAX_S (365ULL * 24 * 3600)
 #define SHARE_NAME_MAX 36 /* virtiofs tags are at most 36 bytes */
-#define MSG_QUOTE_MAX 64
-
-enum ynode_type { Y_SCALAR, Y_SEQ, Y_MAP };
-
-struct ynode {
-	enum ynode_type type;
-	int line; /* 1-based */
-	bool plain;
-	char *str;	     /* scalars: value, never contains NUL */
-	struct ynode **kids; /* seq: items; map: key, value, key, value, ... */
-	size_t n;
-};
-
-static void ynode_free(struct ynode *n)
-{
-	if (!n)
-		return;
-	for (size_t i = 0; i < n->n; i++)
-		ynode_free(n->kids[i]);
-	free(n->kids);
-	free(n->str);
-	free(n);
-}
-
-static void ynode_freep(struct ynode **n) { ynode_free(*n); }
-
-static void ynode_push(struct ynode *parent, struct ynode *kid)
-{
-	if ((parent->n & (parent->n - 1)) == 0) /* grow at powers of two */
-		parent->kids = xrealloc(parent->kids, (parent->n ? parent->n * 2 : 1) * sizeof(*parent->kids));
-	parent->kids[parent->n++] = kid;
-}
-
-static bool ynode_is_null(const struct ynode *n)
-{
-	if (n->type != Y_SCALAR || !n->plain)
-		return false;
-	return !*n->str || !strcmp(n->str, "~") || !strcmp(n->str, "null") || !strcmp(n->str, "Null") ||
-	       !strcmp(n->str, "NULL");
-}
-
-/* Untrusted text inside a message: printable, short, cut on a character boundary. */
-static char *msg_quote(const char *s)
-{
-	struct strbuf sb = STRBUF_INIT;
-	size_t i;
-	for (i = 0; s[i] && i < MSG_QUOTE_MAX; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		strbuf_addch(&sb, (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch);
-	}
-	if (s[i]) {
-		while (sb.len > 0 && ((unsigned char)sb.buf[sb.len - 1] & 0xc0) == 0x80)
-			sb.len--;
-		if (sb.len > 0 && (unsigned char)sb.buf[sb.len - 1] >= 0xc0)
-			sb.len--;
-		sb.buf[sb.len] = 0;
-		strbuf_adds(&sb, "...");
-	}
-	if (!sb.buf)
-		strbuf_grow(&sb, 1), sb.buf[0] = 0;
-	return strbuf_detach(&sb, NULL);
-}
 
 bool spec_valid_name(const char *name)
 {
@@ -101,466 +38,104 @@ static bool share_valid_name(const char *name)
 	return true;
 }
 
-/* ---- YAML events -> tree ---- */
-
-struct loader {
-	yaml_parser_t parser;
-	const char *file;
-	const char *buf;
-	size_t len;
-	struct hutch_error *err;
-};
-
-static int line_of_offset(const char *buf, size_t len, size_t off)
-{
-	int line = 1;
-	const char *p = buf, *end = buf + (off < len ? off : len);
-	while ((p = memchr(p, '\n', (size_t)(end - p)))) {
-		line++;
-		p++;
-	}
-	return line;
-}
-
-static int loader_error(struct loader *l)
-{
-	const yaml_parser_t *p = &l->parser;
-	const char *problem = p->problem ? p->problem : "unknown error";
-	int line;
-
-	switch (p->error) {
-	case YAML_MEMORY_ERROR:
-		return hutch_error_set(l->err, ENOMEM, "%s: out of memory while parsing YAML", l->file);
-	case YAML_READER_ERROR:
-		line = line_of_offset(l->buf, l->len, p->problem_offset);
-		if (strstr(problem, "UTF-8") || strstr(problem, "Unicode"))
-			return hutch_error_set(l->err, EINVAL, "%s:%d: not valid UTF-8 text (%s)", l->file, line,
-					       problem);
-		return hutch_error_set(l->err, EINVAL, "%s:%d: invalid character 0x%02x (%s)", l->file, line,
-				       (unsigned)p->problem_value & 0xffffffu, problem);
-	default:
-		line = (int)p->problem_mark.line + 1;
-		if (p->context)
-			return hutch_error_set(l->err, EINVAL, "%s:%d: invalid YAML: %s (%s at line %d)", l->file, line,
-					       problem, p->context, (int)p->context_mark.line + 1);
-		return hutch_error_set(l->err, EINVAL, "%s:%d: invalid YAML: %s", l->file, line, problem);
-	}
-}
-
-static int loader_next(struct loader *l, yaml_event_t *ev)
-{
-	if (!yaml_parser_parse(&l->parser, ev)) {
-		memset(ev, 0, sizeof(*ev));
-		return loader_error(l);
-	}
-	return 0;
-}
-
-static int load_node(struct loader *l, const yaml_event_t *ev, int depth, struct ynode **ret);
-
-static int load_children(struct loader *l, struct ynode *n, int depth)
-{
-	for (;;) {
-		_cleanup_(yaml_event_delete) yaml_event_t kid_ev = {0};
-		int r = loader_next(l, &kid_ev);
-		if (r < 0)
-			return r;
-		if (kid_ev.type == YAML_SEQUENCE_END_EVENT || kid_ev.type == YAML_MAPPING_END_EVENT)
-			return 0;
-		struct ynode *kid;
-		r = load_node(l, &kid_ev, depth + 1, &kid);
-		if (r < 0)
-			return r;
-		ynode_push(n, kid);
-	}
-}
-
-/* Reads one node starting at EV (owned by the caller) and everything below it. */
-static int load_node(struct loader *l, const yaml_event_t *ev, int depth, struct ynode **ret)
-{
-	int line = (int)ev->start_mark.line + 1;
-	const yaml_char_t *anchor, *tag;
-	enum ynode_type type;
-
-	switch (ev->type) {
-	case YAML_ALIAS_EVENT:
-		return hutch_error_set(l->err, EINVAL, "%s:%d: aliases are not allowed", l->file, line);
-	case YAML_SCALAR_EVENT:
-		type = Y_SCALAR, anchor = ev->data.scalar.anchor, tag = ev->data.scalar.tag;
-		break;
-	case YAML_SEQUENCE_START_EVENT:
-		type = Y_SEQ, anchor = ev->data.sequence_start.anchor, tag = ev->data.sequence_start.tag;
-		break;
-	case YAML_MAPPING_START_EVENT:
-		type = Y_MAP, anchor = ev->data.mapping_start.anchor, tag = ev->data.mapping_start.tag;
-		break;
-	default:
-		return hutch_error_set(l->err, EINVAL, "%s:%d: invalid YAML: unexpected event", l->file, line);
-	}
-	/* An anchor is only useful for an alias; refusing both keeps a tree a tree. */
-	if (anchor)
-		return hutch_error_set(l->err, EINVAL, "%s:%d: anchors and aliases are not allowed", l->file, line);
-	if (tag) {
-		_cleanup_free_ char *q = msg_quote((const char *)tag);
-		return hutch_error_set(l->err, EINVAL, "%s:%d: tags are not allowed ('%s')", l->file, line, q);
-	}
-	if (depth > SPEC_MAX_DEPTH)
-		return hutch_error_set(l->err, EINVAL, "%s:%d: nesting is too deep", l->file, line);
-
-	_cleanup_(ynode_freep) struct ynode *n = xcalloc(1, sizeof(*n));
-	n->type = type;
-	n->line = line;
-	if (type == Y_SCALAR) {
-		const char *v = (const char *)ev->data.scalar.value;
-		size_t len = ev->data.scalar.length;
-		if (memchr(v, 0, len))
-			return hutch_error_set(l->err, EINVAL, "%s:%d: NUL characters are not allowed", l->file, line);
-		n->str = xstrndup(v, len);
-		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-	} else {
-		int r = load_children(l, n, depth);
-		if (r < 0)
-			return r;
-	}
-	*ret = TAKE_PTR(n);
-	return 0;
-}
-
-/* The whole stream: nothing, or exactly one document. *ret_root is NULL for an empty stream. */
-static int load_stream(struct loader *l, struct ynode **ret_root)
-{
-	_cleanup_(yaml_event_delete) yaml_event_t ev = {0};
-	_cleanup_(ynode_freep) struct ynode *root = NULL;
-	int r;
-
-	for (;;) {
-		yaml_event_delete(&ev);
-		r = loader_next(l, &ev);
-		if (r < 0)
-			return r;
-		switch (ev.type) {
-		case YAML_STREAM_START_EVENT:
-		case YAML_DOCUMENT_END_EVENT:
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (root)
-				return hutch_error_set(l->err, EINVAL, "%s:%d: only one YAML document is allowed",
-						       l->file, (int)ev.start_mark.line + 1);
-			yaml_event_delete(&ev);
-			r = loader_next(l, &ev);
-			if (r < 0)
-				return r;
-			r = load_node(l, &ev, 0, &root);
-			if (r < 0)
-				return r;
-			break;
-		case YAML_STREAM_END_EVENT:
-			*ret_root = TAKE_PTR(root);
-			return 0;
-		default:
-			return hutch_error_set(l->err, EINVAL, "%s:%d: invalid YAML: unexpected event", l->file,
-					       (int)ev.start_mark.line + 1);
-		}
-	}
-}
-
-/* ---- tree -> struct vm_spec ---- */
-
-struct ctx {
-	const char *file;
-	struct hutch_error *err;
-};
-
-static int field_error(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...) _printf_(4, 5);
-static int field_error(struct ctx *c, const struct ynode *n, const char *path, const char *fmt, ...)
-{
-	va_list ap;
-	_cleanup_free_ char *msg = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	if (!*path) /* about the VM mapping itself, not one of its keys */
-		return hutch_error_set(c->err, EINVAL, "%s:%d: %s", c->file, n->line, msg);
-	return hutch_error_set(c->err, EINVAL, "%s:%d: %s: %s", c->file, n->line, path, msg);
-}
-
-/* "a list", "a mapping" or the quoted scalar: what the user wrote instead. */
-static char *ynode_describe(const struct ynode *n)
-{
-	if (n->type == Y_SEQ)
-		return xstrdup("a list");
-	if (n->type == Y_MAP)
-		return xstrdup("a mapping");
-	_cleanup_free_ char *q = msg_quote(n->str);
-	return xasprintf("'%s'", q);
-}
-
-static int type_error(struct ctx *c, const struct ynode *n, const char *path, const char *what)
-{
-	_cleanup_free_ char *got = ynode_describe(n);
-	return field_error(c, n, path, "expected %s, got %s", what, got);
-}
-
-static int want_scalar(struct ctx *c, const struct ynode *v, const char *path, const char *what)
-{
-	return v->type == Y_SCALAR ? 0 : type_error(c, v, path, what);
-}
-
-static int get_str(struct ctx *c, const struct ynode *v, const char *path, bool empty_ok, char **dst)
-{
-	int r = want_scalar(c, v, path, "a string");
-	if (r < 0)
-		return r;
-	if (!empty_ok && !*v->str)
-		return field_error(c, v, path, "must not be empty");
-	free(*dst);
-	*dst = xstrdup(v->str);
-	return 0;
-}
-
-static int get_bool(struct ctx *c, const struct ynode *v, const char *path, bool *dst)
-{
-	int r = want_scalar(c, v, path, "true or false");
-	if (r < 0)
-		return r;
-	if (!strcasecmp(v->str, "true") || !strcasecmp(v->str, "yes"))
-		*dst = true;
-	else if (!strcasecmp(v->str, "false") || !strcasecmp(v->str, "no"))
-		*dst = false;
-	else
-		return type_error(c, v, path, "true or false");
-	return 0;
-}
-
-static int get_ll(struct ctx *c, const struct ynode *v, const char *path, long long min, long long max, long long *ret)
-{
-	int r = want_scalar(c, v, path, "an integer");
-	if (r < 0)
-		return r;
-	r = parse_ll(v->str, min, max, ret);
-	if (r == -ERANGE)
-		return field_error(c, v, path, "must be between %lld and %lld", min, max);
-	if (r < 0)
-		return type_error(c, v, path, "an integer");
-	return 0;
-}
-
-static int get_size(struct ctx *c, const struct ynode *v, const char *path, uint64_t *ret)
-{
-	int r = want_scalar(c, v, path, "a size");
-	if (r < 0)
-		return r;
-	r = parse_size(v->str, ret);
-	if (r < 0) {
-		_cleanup_free_ char *q = msg_quote(v->str);
-		return field_error(c, v, path, r == -ERANGE ? "size '%s' is too large" : "invalid size '%s'", q);
-	}
-	return 0;
-}
-
-typedef int (*item_check_fn)(struct ctx *c, const struct ynode *item, const char *path);
-
-static int get_strv(struct ctx *c, const struct ynode *v, const char *path, item_check_fn check, char ***dst)
-{
-	if (v->type != Y_SEQ)
-		return type_error(c, v, path, "a list");
-	/* Sized up front: strv_push() walks the list on every call, quadratic on a long list. */
-	_cleanup_strv_ char **list = xcalloc(v->n + 1, sizeof(*list));
-	for (size_t i = 0; i < v->n; i++) {
-		const struct ynode *it = v->kids[i];
-		if (it->type != Y_SCALAR)
-			return type_error(c, it, path, "a list of strings");
-		if (!*it->str || ynode_is_null(it))
-			return field_error(c, it, path, "list items must not be empty");
-		if (check) {
-			int r = check(c, it, path);
-			if (r < 0)
-				return r;
-		}
-		list[i] = xstrdup(it->str);
-	}
-	strv_free(*dst);
-	*dst = v->n ? TAKE_PTR(list) : NULL;
-	return 0;
-}
-
-/* Marks every key after the first occurrence of a string; sorting keeps huge maps linear-ish. */
-struct key_ref {
-	const char *s;
-	size_t idx;
-};
-
-static int key_ref_cmp(const void *a, const void *b)
-{
-	const struct key_ref *x = a, *y = b;
-	int r = strcmp(x->s, y->s);
-	return r ? r : (x->idx > y->idx) - (x->idx < y->idx);
-}
-
-static bool *map_find_dups(const struct ynode *map)
-{
-	size_t npairs = map->n / 2, nk = 0;
-	bool *dup = xcalloc(npairs ? npairs : 1, sizeof(*dup));
-	_cleanup_free_ struct key_ref *keys = xcalloc(npairs ? npairs : 1, sizeof(*keys));
-	for (size_t i = 0; i < npairs; i++)
-		if (map->kids[2 * i]->type == Y_SCALAR)
-			keys[nk++] = (struct key_ref){map->kids[2 * i]->str, i};
-	qsort(keys, nk, sizeof(*keys), key_ref_cmp);
-	for (size_t i = 1; i < nk; i++)
-		if (!strcmp(keys[i].s, keys[i - 1].s))
-			dup[keys[i].idx] = true;
-	return dup;
-}
-
-static char *path_join(const char *path, const char *key)
-{
-	_cleanup_free_ char *q = msg_quote(key);
-	if (!*q)
-		return xasprintf("%s%s''", path, *path ? "." : "");
-	return *path ? xasprintf("%s.%s", path, q) : xstrdup(q);
-}
-
-struct field {
-	const char *key;
-	int (*parse)(struct ctx *c, void *obj, const struct ynode *v, const char *path);
-};
-
-/* Walks a mapping in document order; a null value leaves the field unset. */
-static int parse_fields(struct ctx *c, const struct ynode *map, const char *path, const struct field *fields,
-			size_t n_fields, void *obj)
-{
-	if (map->type != Y_MAP)
-		return type_error(c, map, path, "a mapping");
-	_cleanup_free_ bool *dup = map_find_dups(map);
-	for (size_t i = 0; i + 1 < map->n; i += 2) {
-		const struct ynode *k = map->kids[i], *v = map->kids[i + 1];
-		if (k->type != Y_SCALAR)
-			return field_error(c, k, path, "keys must be strings");
-		_cleanup_free_ char *full = path_join(path, k->str);
-		if (dup[i / 2])
-			return field_error(c, k, full, "duplicate key");
-		const struct field *f = NULL;
-		for (size_t j = 0; j < n_fields && !f; j++)
-			if (!strcmp(fields[j].key, k->str))
-				f = &fields[j];
-		if (!f)
-			return field_error(c, k, full, "unknown key");
-		if (ynode_is_null(v))
-			continue;
-		int r = f->parse(c, obj, v, full);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-static const struct ynode *map_get(const struct ynode *map, const char *key)
-{
-	for (size_t i = 0; map->type == Y_MAP && i + 1 < map->n; i += 2)
-		if (map->kids[i]->type == Y_SCALAR && !strcmp(map->kids[i]->str, key))
-			return map->kids[i + 1];
-	return NULL;
-}
-
 /* source */
 
-static int src_template(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int src_template(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
-	int r = get_str(c, v, path, false, &s->template);
+	int r = ytree_str(c, v, path, false, &s->template);
 	if (r < 0)
 		return r;
 	if (!spec_valid_name(s->template)) {
-		_cleanup_free_ char *q = msg_quote(s->template);
-		return field_error(c, v, path, "invalid template name '%s'", q);
+		_cleanup_free_ char *q = ytree_quote(s->template);
+		return ytree_error(c, v, path, "invalid template name '%s'", q);
 	}
 	return 0;
 }
 
-static int src_image(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int src_image(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, false, &((struct vm_spec *)obj)->image);
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->image);
 }
 
-static int src_checksum(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int src_checksum(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
-	int r = get_str(c, v, path, false, &s->checksum);
+	int r = ytree_str(c, v, path, false, &s->checksum);
 	if (r < 0)
 		return r;
 	if ((strncmp(s->checksum, "sha256:", 7) && strncmp(s->checksum, "sha512:", 7)) || !s->checksum[7]) {
-		_cleanup_free_ char *q = msg_quote(s->checksum);
-		return field_error(c, v, path, "expected sha256:VALUE or sha512:VALUE, got '%s'", q);
+		_cleanup_free_ char *q = ytree_quote(s->checksum);
+		return ytree_error(c, v, path, "expected sha256:VALUE or sha512:VALUE, got '%s'", q);
 	}
 	return 0;
 }
 
-static const struct field source_fields[] = {
+static const struct ytree_field source_fields[] = {
 	{"template", src_template},
 	{"image", src_image},
 	{"checksum", src_checksum},
 };
 
-static int vm_source(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_source(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
-	int r = parse_fields(c, v, path, source_fields, ARRAY_SIZE(source_fields), s);
+	int r = ytree_parse_fields(c, v, path, source_fields, ARRAY_SIZE(source_fields), s);
 	if (r < 0)
 		return r;
 	if (s->template && s->image)
-		return field_error(c, v, path, "template and image are mutually exclusive");
+		return ytree_error(c, v, path, "template and image are mutually exclusive");
 	if (!s->template && !s->image)
-		return field_error(c, v, path, "needs a template or an image");
+		return ytree_error(c, v, path, "needs a template or an image");
 	if (s->checksum && !s->image)
-		return field_error(c, map_get(v, "checksum"), "source.checksum", "only allowed with image");
+		return ytree_error(c, ytree_map_get(v, "checksum"), "source.checksum", "only allowed with image");
 	s->source = s->image ? SOURCE_IMAGE : SOURCE_TEMPLATE;
 	return 0;
 }
 
 /* plain VM keys */
 
-static int vm_kernel(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_kernel(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, false, &((struct vm_spec *)obj)->kernel);
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->kernel);
 }
 
-static int vm_cmdline(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_cmdline(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, true, &((struct vm_spec *)obj)->cmdline);
+	return ytree_str(c, v, path, true, &((struct vm_spec *)obj)->cmdline);
 }
 
-static int vm_memory(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_memory(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	uint64_t m;
-	int r = get_size(c, v, path, &m);
+	int r = ytree_size(c, v, path, &m);
 	if (r < 0)
 		return r;
 	if (m < MEMORY_MIN || m > MEMORY_MAX)
-		return field_error(c, v, path, "must be between 64M and 1T");
+		return ytree_error(c, v, path, "must be between 64M and 1T");
 	((struct vm_spec *)obj)->memory = m;
 	return 0;
 }
 
-static int vm_cpus(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_cpus(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	long long n;
-	int r = get_ll(c, v, path, 1, 256, &n);
+	int r = ytree_ll(c, v, path, 1, 256, &n);
 	if (r < 0)
 		return r;
 	((struct vm_spec *)obj)->cpus = (unsigned)n;
 	return 0;
 }
 
-static int vm_disk(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_disk(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_size(c, v, path, &((struct vm_spec *)obj)->disk);
+	return ytree_size(c, v, path, &((struct vm_spec *)obj)->disk);
 }
 
-static int vm_firmware(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_firmware(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
-	int r = want_scalar(c, v, path, "bios, uefi or uefi-secure");
+	int r = ytree_want_scalar(c, v, path, "bios, uefi or uefi-secure");
 	if (r < 0)
 		return r;
 	if (!strcmp(v->str, "bios"))
@@ -570,51 +145,61 @@ static int vm_firmware(struct ctx *c, void *obj, const struct ynode *v, const ch
 	else if (!strcmp(v->str, "uefi-secure"))
 		s->firmware = FIRMWARE_UEFI_SECURE;
 	else
-		return type_error(c, v, path, "bios, uefi or uefi-secure");
+		return ytree_type_error(c, v, path, "bios, uefi or uefi-secure");
 	return 0;
 }
 
-static int vm_tpm(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_tpm(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_bool(c, v, path, &((struct vm_spec *)obj)->tpm);
+	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->tpm);
 }
 
-static int vm_backend(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_backend(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	int r = want_scalar(c, v, path, "qemu or libvirt");
+	int r = ytree_want_scalar(c, v, path, "qemu or libvirt");
 	if (r < 0)
 		return r;
 	if (strcmp(v->str, "qemu") && strcmp(v->str, "libvirt"))
-		return type_error(c, v, path, "qemu or libvirt");
-	return get_str(c, v, path, false, &((struct vm_spec *)obj)->backend);
+		return ytree_type_error(c, v, path, "qemu or libvirt");
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->backend);
 }
 
-static int vm_uri(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_accel(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, false, &((struct vm_spec *)obj)->uri);
+	int r = ytree_want_scalar(c, v, path, "auto, kvm or tcg");
+	if (r < 0)
+		return r;
+	if (accel_mode_parse(v->str, &((struct vm_spec *)obj)->accel) < 0)
+		return ytree_type_error(c, v, path, "auto, kvm or tcg");
+	return 0;
 }
 
-static int vm_disposable(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_uri(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_bool(c, v, path, &((struct vm_spec *)obj)->disposable);
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->uri);
 }
 
-static int vm_autostart(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_disposable(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_bool(c, v, path, &((struct vm_spec *)obj)->autostart);
+	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->disposable);
 }
 
-static int vm_color(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_autostart(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, false, &((struct vm_spec *)obj)->color);
+	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->autostart);
+}
+
+static int vm_color(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->color);
 }
 
 /* network */
 
-static int net_mode(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int net_mode(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
-	int r = want_scalar(c, v, path, "user, none or netvm:NAME");
+	int r = ytree_want_scalar(c, v, path, "user, none or netvm:NAME");
 	if (r < 0)
 		return r;
 	if (!strcmp(v->str, "user")) {
@@ -623,14 +208,14 @@ static int net_mode(struct ctx *c, void *obj, const struct ynode *v, const char 
 		s->net_mode = NET_NONE;
 	} else if (!strncmp(v->str, "netvm:", 6)) {
 		if (!spec_valid_name(v->str + 6)) {
-			_cleanup_free_ char *q = msg_quote(v->str + 6);
-			return field_error(c, v, path, "invalid netvm name '%s'", q);
+			_cleanup_free_ char *q = ytree_quote(v->str + 6);
+			return ytree_error(c, v, path, "invalid netvm name '%s'", q);
 		}
 		s->net_mode = NET_NETVM;
 		free(s->netvm);
 		s->netvm = xstrdup(v->str + 6);
 	} else {
-		return type_error(c, v, path, "user, none or netvm:NAME");
+		return ytree_type_error(c, v, path, "user, none or netvm:NAME");
 	}
 	return 0;
 }
@@ -649,7 +234,7 @@ static bool port_valid(const char *s, size_t len, long long min)
 	return parse_ll(buf, min, 65535, &p) == 0;
 }
 
-static int check_forward(struct ctx *c, const struct ynode *it, const char *path)
+static int check_forward(struct ytree_ctx *c, const struct ynode *it, const char *path)
 {
 	const char *s = it->str, *colon = strchr(s, ':');
 	const char *guest = colon ? colon + 1 : NULL;
@@ -658,8 +243,8 @@ static int check_forward(struct ctx *c, const struct ynode *it, const char *path
 		  port_valid(guest, slash ? (size_t)(slash - guest) : strlen(guest), 1) &&
 		  (!slash || !strcmp(slash, "/tcp") || !strcmp(slash, "/udp"));
 	if (!ok) {
-		_cleanup_free_ char *q = msg_quote(s);
-		return field_error(c, it, path,
+		_cleanup_free_ char *q = ytree_quote(s);
+		return ytree_error(c, it, path,
 				   "invalid forward '%s': expected HOST:GUEST or HOST:GUEST/tcp|udp with ports 1-65535 "
 				   "(HOST 0: any free port)",
 				   q);
@@ -667,177 +252,177 @@ static int check_forward(struct ctx *c, const struct ynode *it, const char *path
 	return 0;
 }
 
-static int net_forward(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int net_forward(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_strv(c, v, path, check_forward, &((struct vm_spec *)obj)->forward);
+	return ytree_strv(c, v, path, check_forward, &((struct vm_spec *)obj)->forward);
 }
 
-static const struct field network_fields[] = {
+static const struct ytree_field network_fields[] = {
 	{"mode", net_mode},
 	{"forward", net_forward},
 };
 
-static int vm_network(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_network(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return parse_fields(c, v, path, network_fields, ARRAY_SIZE(network_fields), obj);
+	return ytree_parse_fields(c, v, path, network_fields, ARRAY_SIZE(network_fields), obj);
 }
 
 /* ssh */
 
-static int ssh_user(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int ssh_user(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, false, &((struct vm_spec *)obj)->ssh_user);
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->ssh_user);
 }
 
-static int ssh_key(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int ssh_key(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, false, &((struct vm_spec *)obj)->ssh_key);
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->ssh_key);
 }
 
-static int ssh_port(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int ssh_port(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	long long p;
-	int r = get_ll(c, v, path, 1, 65535, &p);
+	int r = ytree_ll(c, v, path, 1, 65535, &p);
 	if (r < 0)
 		return r;
 	((struct vm_spec *)obj)->ssh_port = (int)p;
 	return 0;
 }
 
-static const struct field ssh_fields[] = {
+static const struct ytree_field ssh_fields[] = {
 	{"user", ssh_user},
 	{"key", ssh_key},
 	{"port", ssh_port},
 };
 
-static int vm_ssh(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_ssh(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return parse_fields(c, v, path, ssh_fields, ARRAY_SIZE(ssh_fields), obj);
+	return ytree_parse_fields(c, v, path, ssh_fields, ARRAY_SIZE(ssh_fields), obj);
 }
 
 /* shares */
 
-static int share_path(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int share_path(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_str(c, v, path, false, &((struct share *)obj)->path);
+	return ytree_str(c, v, path, false, &((struct share *)obj)->path);
 }
 
-static int share_mount(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int share_mount(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct share *sh = obj;
-	int r = get_str(c, v, path, false, &sh->mount);
+	int r = ytree_str(c, v, path, false, &sh->mount);
 	if (r < 0)
 		return r;
 	if (sh->mount[0] != '/') {
-		_cleanup_free_ char *q = msg_quote(sh->mount);
-		return field_error(c, v, path, "must be an absolute path, got '%s'", q);
+		_cleanup_free_ char *q = ytree_quote(sh->mount);
+		return ytree_error(c, v, path, "must be an absolute path, got '%s'", q);
 	}
 	return 0;
 }
 
-static int share_readonly(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int share_readonly(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_bool(c, v, path, &((struct share *)obj)->readonly);
+	return ytree_bool(c, v, path, &((struct share *)obj)->readonly);
 }
 
-static const struct field share_fields[] = {
+static const struct ytree_field share_fields[] = {
 	{"path", share_path},
 	{"mount", share_mount},
 	{"readonly", share_readonly},
 };
 
-static int vm_shares(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_shares(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
 	if (v->type != Y_MAP)
-		return type_error(c, v, path, "a mapping of share names");
-	_cleanup_free_ bool *dup = map_find_dups(v);
+		return ytree_type_error(c, v, path, "a mapping of share names");
+	_cleanup_free_ bool *dup = ytree_map_find_dups(v);
 	for (size_t i = 0; i + 1 < v->n; i += 2) {
 		const struct ynode *k = v->kids[i], *sv = v->kids[i + 1];
 		if (k->type != Y_SCALAR)
-			return field_error(c, k, path, "share names must be strings");
+			return ytree_error(c, k, path, "share names must be strings");
 		if (!share_valid_name(k->str)) {
-			_cleanup_free_ char *q = msg_quote(k->str);
-			return field_error(c, k, path,
+			_cleanup_free_ char *q = ytree_quote(k->str);
+			return ytree_error(c, k, path,
 					   "invalid share name '%s' (letters, digits, '-' and '_', at most %d)", q,
 					   SHARE_NAME_MAX);
 		}
-		_cleanup_free_ char *sp = path_join(path, k->str);
+		_cleanup_free_ char *sp = ytree_path_join(path, k->str);
 		if (dup[i / 2])
-			return field_error(c, k, sp, "duplicate key");
+			return ytree_error(c, k, sp, "duplicate key");
 		s->shares = xrealloc(s->shares, (s->n_shares + 1) * sizeof(*s->shares));
 		struct share *sh = &s->shares[s->n_shares++];
 		*sh = (struct share){.name = xstrdup(k->str)};
 		if (!ynode_is_null(sv)) {
-			int r = parse_fields(c, sv, sp, share_fields, ARRAY_SIZE(share_fields), sh);
+			int r = ytree_parse_fields(c, sv, sp, share_fields, ARRAY_SIZE(share_fields), sh);
 			if (r < 0)
 				return r;
 		}
 		if (!sh->path)
-			return field_error(c, sv, sp, "path is required");
+			return ytree_error(c, sv, sp, "path is required");
 	}
 	return 0;
 }
 
 /* cloud_init */
 
-static int ci_packages(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int ci_packages(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_strv(c, v, path, NULL, &((struct vm_spec *)obj)->ci_packages);
+	return ytree_strv(c, v, path, NULL, &((struct vm_spec *)obj)->ci_packages);
 }
 
-static int ci_runcmd(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int ci_runcmd(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_strv(c, v, path, NULL, &((struct vm_spec *)obj)->ci_runcmd);
+	return ytree_strv(c, v, path, NULL, &((struct vm_spec *)obj)->ci_runcmd);
 }
 
-static const struct field cloud_init_fields[] = {
+static const struct ytree_field cloud_init_fields[] = {
 	{"packages", ci_packages},
 	{"runcmd", ci_runcmd},
 };
 
-static int vm_cloud_init(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_cloud_init(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return parse_fields(c, v, path, cloud_init_fields, ARRAY_SIZE(cloud_init_fields), obj);
+	return ytree_parse_fields(c, v, path, cloud_init_fields, ARRAY_SIZE(cloud_init_fields), obj);
 }
 
 /* auto_shutdown */
 
-static int as_on_app_exit(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int as_on_app_exit(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return get_bool(c, v, path, &((struct vm_spec *)obj)->on_app_exit);
+	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->on_app_exit);
 }
 
-static int as_idle(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int as_idle(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	uint64_t ms;
-	int r = want_scalar(c, v, path, "seconds or a duration");
+	int r = ytree_want_scalar(c, v, path, "seconds or a duration");
 	if (r < 0)
 		return r;
 	r = parse_duration_ms(v->str, &ms);
 	if (r < 0) {
-		_cleanup_free_ char *q = msg_quote(v->str);
-		return field_error(c, v, path, "invalid duration '%s'", q);
+		_cleanup_free_ char *q = ytree_quote(v->str);
+		return ytree_error(c, v, path, "invalid duration '%s'", q);
 	}
 	if (ms % 1000)
-		return field_error(c, v, path, "must be a whole number of seconds");
+		return ytree_error(c, v, path, "must be a whole number of seconds");
 	if (ms / 1000 > IDLE_MAX_S)
-		return field_error(c, v, path, "must be at most %llu seconds", IDLE_MAX_S);
+		return ytree_error(c, v, path, "must be at most %llu seconds", IDLE_MAX_S);
 	((struct vm_spec *)obj)->idle_s = ms / 1000;
 	return 0;
 }
 
-static const struct field auto_shutdown_fields[] = {
+static const struct ytree_field auto_shutdown_fields[] = {
 	{"on_app_exit", as_on_app_exit},
 	{"idle", as_idle},
 };
 
-static int vm_auto_shutdown(struct ctx *c, void *obj, const struct ynode *v, const char *path)
+static int vm_auto_shutdown(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return parse_fields(c, v, path, auto_shutdown_fields, ARRAY_SIZE(auto_shutdown_fields), obj);
+	return ytree_parse_fields(c, v, path, auto_shutdown_fields, ARRAY_SIZE(auto_shutdown_fields), obj);
 }
 
-static const struct field vm_fields[] = {
+static const struct ytree_field vm_fields[] = {
 	{"source", vm_source},
 	{"kernel", vm_kernel},
 	{"cmdline", vm_cmdline},
@@ -846,6 +431,7 @@ static const struct field vm_fields[] = {
 	{"disk", vm_disk},
 	{"firmware", vm_firmware},
 	{"tpm", vm_tpm},
+	{"accel", vm_accel},
 	{"backend", vm_backend},
 	{"uri", vm_uri},
 	{"network", vm_network},
@@ -858,15 +444,15 @@ static const struct field vm_fields[] = {
 	{"color", vm_color},
 };
 
-static int parse_vm(struct ctx *c, const struct ynode *k, const struct ynode *v, struct vm_spec **ret)
+static int parse_vm(struct ytree_ctx *c, const struct ynode *k, const struct ynode *v, struct vm_spec **ret)
 {
 	_cleanup_(spec_freep) struct vm_spec *s = spec_new(k->str);
 	s->file = xstrdup(c->file);
 	s->line = k->line;
 	if (!ynode_is_null(v)) {
 		if (v->type != Y_MAP)
-			return type_error(c, v, k->str, "a mapping of settings");
-		int r = parse_fields(c, v, "", vm_fields, ARRAY_SIZE(vm_fields), s);
+			return ytree_type_error(c, v, k->str, "a mapping of settings");
+		int r = ytree_parse_fields(c, v, "", vm_fields, ARRAY_SIZE(vm_fields), s);
 		if (r < 0)
 			return r;
 	}
@@ -874,7 +460,7 @@ static int parse_vm(struct ctx *c, const struct ynode *k, const struct ynode *v,
 	return 0;
 }
 
-static int parse_root(struct ctx *c, const struct ynode *root, struct vm_spec ***ret_specs, size_t *ret_n)
+static int parse_root(struct ytree_ctx *c, const struct ynode *root, struct vm_spec ***ret_specs, size_t *ret_n)
 {
 	struct vm_spec **specs = xcalloc(1, sizeof(*specs));
 	size_t n = 0;
@@ -886,7 +472,7 @@ static int parse_root(struct ctx *c, const struct ynode *root, struct vm_spec **
 					    c->file, root->line);
 			goto fail;
 		}
-		_cleanup_free_ bool *dup = map_find_dups(root);
+		_cleanup_free_ bool *dup = ytree_map_find_dups(root);
 		for (size_t i = 0; i + 1 < root->n; i += 2) {
 			const struct ynode *k = root->kids[i];
 			if (k->type != Y_SCALAR) {
@@ -895,7 +481,7 @@ static int parse_root(struct ctx *c, const struct ynode *root, struct vm_spec **
 				goto fail;
 			}
 			if (!spec_valid_name(k->str) || dup[i / 2]) {
-				_cleanup_free_ char *q = msg_quote(k->str);
+				_cleanup_free_ char *q = ytree_quote(k->str);
 				r = hutch_error_set(c->err, EINVAL,
 						    dup[i / 2] ? "%s:%d: duplicate VM name '%s'"
 							       : "%s:%d: invalid VM name '%s' (lowercase letters, "
@@ -978,19 +564,12 @@ int spec_parse_buffer(const char *buf, size_t len, const char *filename, struct 
 		buf = "";
 	}
 
-	struct loader l = {.file = file, .buf = buf, .len = len, .err = err};
-	if (!yaml_parser_initialize(&l.parser))
-		return hutch_error_set(err, ENOMEM, "%s: cannot initialize the YAML parser", file);
-	yaml_parser_set_input_string(&l.parser, (const unsigned char *)buf, len);
-	/* Never guess UTF-16 from a BOM: specs are UTF-8. */
-	yaml_parser_set_encoding(&l.parser, YAML_UTF8_ENCODING);
 	_cleanup_(ynode_freep) struct ynode *root = NULL;
-	int r = load_stream(&l, &root);
-	yaml_parser_delete(&l.parser);
+	int r = ytree_load(buf, len, file, &root, err);
 	if (r < 0)
 		return r;
 
-	struct ctx c = {.file = file, .err = err};
+	struct ytree_ctx c = {.file = file, .err = err};
 	return parse_root(&c, root, ret_specs, ret_n);
 }
 
@@ -1016,7 +595,7 @@ int spec_find_in_file(const char *path, const char *name, struct vm_spec **ret, 
 			found = TAKE_PTR(specs[i]);
 	spec_free_all(specs, n);
 	if (!found) {
-		_cleanup_free_ char *q = msg_quote(name);
+		_cleanup_free_ char *q = ytree_quote(name);
 		return hutch_error_set(err, ENOENT, "%s: no VM named '%s'", path, q);
 	}
 	*ret = found;
@@ -1224,6 +803,8 @@ char *spec_render_yaml(const struct vm_spec *s)
 	if (s->firmware > FIRMWARE_DEFAULT && s->firmware <= FIRMWARE_UEFI_SECURE)
 		strbuf_addf(&sb, "  firmware: %s\n", firmware[s->firmware]);
 	render_true(&sb, 2, "tpm", s->tpm);
+	if (s->accel != ACCEL_UNSET)
+		strbuf_addf(&sb, "  accel: %s\n", accel_mode_name(s->accel));
 	render_str(&sb, 2, "backend", s->backend);
 	render_str(&sb, 2, "uri", s->uri);
 	render_network(&sb, s);
@@ -1276,7 +857,7 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	if (!str_eq(a->name, b->name) || a->source != b->source || !str_eq(a->template, b->template) ||
 	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->kernel, b->kernel) ||
 	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk ||
-	    a->firmware != b->firmware || a->tpm != b->tpm || !str_eq(a->backend, b->backend) ||
+	    a->firmware != b->firmware || a->tpm != b->tpm || a->accel != b->accel || !str_eq(a->backend, b->backend) ||
 	    !str_eq(a->uri, b->uri) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
 	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
 	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||

@@ -1,5 +1,6 @@
 /* VM specs: YAML (libyaml) -> struct vm_spec. Several VMs per file. */
 #pragma once
+#include "accel.h"
 #include "util.h"
 
 #define SPEC_MAX_FILE (1024 * 1024) /* input cap: larger files are rejected */
@@ -32,8 +33,9 @@ struct vm_spec {
 	uint64_t disk;	 /* bytes, 0 = image size */
 	enum firmware firmware;
 	bool tpm;
-	char *backend; /* "qemu" (default) | "libvirt" */
-	char *uri;     /* libvirt URI */
+	enum accel_mode accel; /* ACCEL_UNSET: config.yml's default, else auto */
+	char *backend;	       /* "qemu" (default) | "libvirt" */
+	char *uri;	       /* libvirt URI */
 
 	enum net_mode net_mode;
 	char *netvm;	/* network: netvm:NAME */

@@ -607,3 +607,17 @@ void hlog(enum log_level lvl, const char *fmt, ...)
 		fputs("\033[0m", stderr);
 	fputc('\n', stderr);
 }
+
+char *file_last_line(const char *path, size_t max)
+{
+	char *buf = NULL;
+	size_t len;
+	if (read_file(path, 1 << 20, &buf, &len, NULL) < 0)
+		return NULL;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = 0;
+	char *nl = strrchr(buf, '\n');
+	char *line = len ? xstrndup(nl ? nl + 1 : buf, max) : NULL;
+	free(buf);
+	return line;
+}

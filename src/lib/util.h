@@ -113,6 +113,8 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len, struct 
 /* read_file + write_file_atomic: a copy of a small file (at most max bytes). */
 int copy_file_atomic(const char *src, const char *dst, size_t max, mode_t mode, struct hutch_error *err);
 int rm_rf(const char *path);
+/* The last non-empty line of a small file (at most 1 MiB), cut to max bytes; NULL if none. */
+char *file_last_line(const char *path, size_t max);
 int fd_set_cloexec(int fd, bool on);
 int fd_set_nonblock(int fd, bool on);
 ssize_t write_all(int fd, const void *buf, size_t len);
