@@ -999,15 +999,18 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 		return r;
 
 	_cleanup_free_ char *dir = xasprintf("%s/%s", in->cache_dir, release);
-	if ((r = mkdir_p(dir, 0755)) < 0)
-		return hutch_error_set(err, -r, "cannot create '%s': %s", dir, strerror(-r));
-	_cleanup_free_ char *lock = xasprintf("%s/lock", dir);
-	_cleanup_close_ int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (lfd < 0)
-		return hutch_error_set(err, errno, "cannot open '%s': %s", lock, strerror(errno));
-	while (flock(lfd, LOCK_EX) < 0)
-		if (errno != EINTR)
-			return hutch_error_set(err, errno, "cannot lock '%s': %s", lock, strerror(errno));
+	_cleanup_close_ int lfd = -1;
+	if (!in->dry_run) {
+		if ((r = mkdir_p(dir, 0755)) < 0)
+			return hutch_error_set(err, -r, "cannot create '%s': %s", dir, strerror(-r));
+		_cleanup_free_ char *lock = xasprintf("%s/lock", dir);
+		lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (lfd < 0)
+			return hutch_error_set(err, errno, "cannot open '%s': %s", lock, strerror(errno));
+		while (flock(lfd, LOCK_EX) < 0)
+			if (errno != EINTR)
+				return hutch_error_set(err, errno, "cannot lock '%s': %s", lock, strerror(errno));
+	}
 
 	_cleanup_free_ char *inputs_path = xasprintf("%s/inputs", dir);
 	_cleanup_free_ char *initrd = xasprintf("%s/initramfs.cpio", dir);
@@ -1025,6 +1028,13 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 	struct stat st;
 	bool fresh = old && strncmp(old, "key ", 4) == 0 && strncmp(old + 4, key, 64) == 0 && old[68] == '\n' &&
 		     stat(initrd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+	if (in->dry_run) {
+		*ret = (struct micro_template){.kernel = TAKE_PTR(kernel),
+					       .kernel_release = TAKE_PTR(release),
+					       .dir = TAKE_PTR(dir),
+					       .rebuilt = !fresh};
+		return 0;
+	}
 	if (!fresh) {
 		/* Never leave an inputs file that vouches for an initramfs it did not describe. */
 		if (unlink(inputs_path) < 0 && errno != ENOENT)

@@ -16,6 +16,7 @@ struct template_inputs {
 	const char *busybox;	  /* path to busybox (static), or NULL for /bin/busybox */
 	const char *modules_root; /* NULL = "/lib/modules" */
 	const char *cache_dir;	  /* $XDG_CACHE_HOME/hutch/micro */
+	bool dry_run;		  /* write nothing: ret->rebuilt says whether a build is due (setup --check) */
 };
 
 /* Make sure the initramfs for these inputs exists in the cache; rebuild only when the kernel,

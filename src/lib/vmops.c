@@ -1,5 +1,6 @@
 #include "vmops.h"
 
+#include "autostart.h"
 #include "client.h"
 #include "image.h"
 #include "lazylib.h"
@@ -179,6 +180,32 @@ int vm_build(struct store *st, const struct create_opts *o, char **ret_image_pat
 	return fetch_base(st, spec, o, true, ret_image_path, err); /* build asks upstream again */
 }
 
+static void pass_warnings(char **warnings, char ***out)
+{
+	for (size_t i = 0; warnings && warnings[i]; i++) {
+		if (out)
+			*out = strv_push(*out, TAKE_PTR(warnings[i]));
+		else
+			log_warn("%s", warnings[i]);
+	}
+}
+
+/* The VM exists by now: an autostart that cannot be set up is a warning, and 'hutch autostart NAME on'
+ * tries again. */
+static void autostart_after_create(const char *name, const struct vm_spec *spec, char ***warnings)
+{
+	struct hutch_error aerr = {0};
+	_cleanup_(autostart_result_releasep) struct autostart_result ar = {0};
+	if (autostart_enable(name, spec, &ar, &aerr) < 0) {
+		char *w[] = {xasprintf("autostart: %s", aerr.msg), NULL};
+		pass_warnings(w, warnings);
+		free(w[0]);
+		hutch_error_clear(&aerr);
+		return;
+	}
+	pass_warnings(ar.warnings, warnings);
+}
+
 /* Nothing half-made stays behind after a failed create; a disk kept by an earlier destroy survives. */
 static void undo_create(struct store *st, const char *name, bool keep_disk)
 {
@@ -243,6 +270,8 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		undo_create(st, name, had_disk);
 		return r;
 	}
+	if (spec->autostart && !o->ephemeral)
+		autostart_after_create(name, spec, o->warnings);
 	*ret_name = TAKE_PTR(name);
 	return 0;
 }
@@ -329,6 +358,11 @@ int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o,
 		if (r < 0)
 			return r;
 	}
+	/* The unit first: one left behind would start a VM that no longer exists at every boot. */
+	_cleanup_(autostart_result_releasep) struct autostart_result ar = {0};
+	if ((r = autostart_disable(name, &ar, err)) < 0)
+		return hutch_error_wrap(err, "autostart");
+	pass_warnings(ar.warnings, o->warnings);
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
 	if (!o->disk && access(disk, F_OK) == 0) {
 		/* keep the disk: remove everything else */

@@ -14,6 +14,9 @@ struct create_opts {
 	const char *checksum;		       /* --checksum SPEC */
 	const struct image_progress *progress; /* download progress, may be NULL */
 	bool pull; /* --pull: ask upstream for a sums-file checksum even when the image is cached */
+	/* out: what could not be done beside the create (autostart: true without systemctl, say) is
+	 * appended here as strv; NULL: logged as warnings */
+	char ***warnings;
 };
 struct image_progress;
 /* Image VMs: fetch and verify the base image (cached) without creating anything. */
@@ -26,8 +29,9 @@ int vm_start(struct store *st, const char *name, const struct start_opts *o, str
 int vm_stop(struct store *st, const char *name, const struct stop_opts *o, struct stop_result *ret,
 	    struct hutch_error *err);
 struct destroy_opts {
-	bool force; /* stop it first if running */
-	bool disk;  /* also delete the disk */
+	bool force;	  /* stop it first if running */
+	bool disk;	  /* also delete the disk */
+	char ***warnings; /* out, as create_opts.warnings */
 };
 int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o, struct hutch_error *err);
 /* The instance name NAME-INSTANCE, validated. */
