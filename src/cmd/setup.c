@@ -86,8 +86,5 @@ const struct verb verb_setup = {
 	.fn = cmd_setup,
 	.opts = setup_opts,
 	.opts_size = sizeof(struct setup_cli),
-	.min_args = 0,
-	.max_args = 0,
-	.args = "",
 	.summary = "make this host ready: directories, the micro template, config.yml, libvirt's default URI",
 };
