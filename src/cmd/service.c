@@ -12,8 +12,7 @@ struct service_cli {
 
 static const struct opt service_render_opts[] = {
 	OPT_ENUM(0, "init", struct service_cli, init, "INIT", service_init_names,
-		 "the init that runs the daemons: systemd (user units) or supervisord",
-		 .complete = "systemd supervisord"),
+		 "the init that runs the daemons (required)", .complete = "systemd supervisord"),
 	OPT_BOOL(0, "full", struct service_cli, full,
 		 "supervisord: a complete supervisord.conf, not only [program:] blocks"),
 	OPT_END(),
