@@ -26,6 +26,7 @@ packages=(
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 	# integration tests and cloud-image fixtures
 	openssh-client openssh-server debootstrap socat expect python3 util-linux procps
+	systemd # systemd-analyze verify checks the autostart unit (no running systemd needed)
 	supervisor
 	mtools dosfstools grub-pc-bin grub-efi-amd64-bin
 	# benchmarks
