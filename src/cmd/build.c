@@ -2,40 +2,20 @@
 #include "cmd.h"
 #include "vmops.h"
 
-#include <getopt.h>
+static const struct opt build_opts[] = {
+	OPT_STRING('f', "from", struct create_opts, from, "FILE.yml", "a spec file", .complete = "file"),
+	OPT_STRING(0, "image", struct create_opts, image, "URL|NAME", "a cloud image, or a catalog name",
+		   .complete = "image"),
+	OPT_STRING(0, "checksum", struct create_opts, checksum, "SPEC",
+		   "the image's sha256:/sha512: digest or sums URL"),
+	OPT_JSON(),
+	OPT_END(),
+};
 
-VERB(build)
+static int cmd_build(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	struct create_opts o = {0};
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'J'},
-		{"from", required_argument, NULL, 'f'},
-		{"image", required_argument, NULL, 'I'},
-		{"checksum", required_argument, NULL, 'C'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'f':
-			o.from = optarg;
-			break;
-		case 'I':
-			o.image = optarg;
-			break;
-		case 'C':
-			o.checksum = optarg;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
-	o.name = argv[optind];
+	struct create_opts o = *(struct create_opts *)opts;
+	o.name = argv[0];
 	cmd_set_subject(c, o.name);
 	struct cmd_progress prog;
 	o.progress = cmd_progress_init(c, &prog);
@@ -53,3 +33,7 @@ VERB(build)
 		printf("%s: %s\n", o.name, path ? path : "micro template (built at start)");
 	return EXIT_OK;
 }
+
+VERB_DEFINE(build, .name = "build", .fn = cmd_build, .opts = build_opts, .opts_size = sizeof(struct create_opts),
+	    .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "fetch and verify a VM's image without creating it");

@@ -18,48 +18,25 @@ struct cmd_ctx {
 	char *subject; /* the VM the error is about, printed as "hutch: VERB 'SUBJECT': why" */
 	struct store store;
 	struct hutch_error err;
+	const struct verb *verb_def, *sub_def; /* for usage lines; set by opt_parse */
 };
 
-struct verb {
-	const char *name;
-	int (*fn)(int argc, char **argv, struct cmd_ctx *c);
-	int min_args, max_args; /* positional arguments after options; -1 = unlimited */
-	const char *usage;
-	const char *summary;
-};
+#include "options.h"
 
-/* Fail with a usage message: returns EXIT_USAGE. */
+/* Fail with a usage message and the verb's usage line: returns EXIT_USAGE. */
 int cmd_usage(struct cmd_ctx *c, const char *fmt, ...) _printf_(2, 3);
 /* Set the error and return EXIT_ERR (or the given code). */
 int cmd_fail(struct cmd_ctx *c, int r);
 void cmd_set_subject(struct cmd_ctx *c, const char *name);
 /* Print a JSON object (and put it). */
 void cmd_print_json(json_object *o);
-/* Parse --memory/--cpus/--disk/--timeout style values, failing with a usage error. */
-int cmd_parse_size(struct cmd_ctx *c, const char *opt, const char *v, uint64_t *ret);
-int cmd_parse_uint(struct cmd_ctx *c, const char *opt, const char *v, long long max, long long *ret);
-int cmd_parse_duration(struct cmd_ctx *c, const char *opt, const char *v, uint64_t *ret_ms);
-/* Check positional argument count for the current verb. */
-int cmd_check_args(struct cmd_ctx *c, int argc, int optind_, int min, int max);
 bool cmd_color(void);
-
-#define VERB(n) int cmd_##n(int argc, char **argv, struct cmd_ctx *c)
-VERB(create);
-VERB(start);
-VERB(stop);
-VERB(destroy);
-VERB(list);
-VERB(inspect);
-VERB(console);
-VERB(logs);
-VERB(exec);
-VERB(shell);
-VERB(run);
-VERB(cp);
-VERB(doctor);
-VERB(port);
-VERB(monitor);
-VERB(help);
+/* The verbs: `hutch help` and the bash completion list them in this order (verbs.c). */
+extern const struct verb verb_create, verb_build, verb_start, verb_stop, verb_destroy, verb_list, verb_inspect,
+	verb_console, verb_logs, verb_exec, verb_shell, verb_run, verb_cp, verb_ssh, verb_port, verb_image, verb_doctor,
+	verb_help, verb_completion, verb_monitor;
+/* "usage: hutch [--json] …" and the verbs with their summaries. */
+void cmd_print_verbs(FILE *f);
 
 /* NAME plus -i INSTANCE -> the VM name; sets the error subject. Returns 0 or EXIT_ERR. */
 int cmd_vm_name(struct cmd_ctx *c, const char *name, const char *instance, char **ret);
@@ -78,21 +55,17 @@ struct cmd_progress {
 const struct image_progress *cmd_progress_init(struct cmd_ctx *c, struct cmd_progress *p);
 /* Restores SIGINT; true when the user interrupted. */
 bool cmd_progress_done(struct cmd_progress *p);
-/* VERB [opts] NAME [opts] -- CMD... or VERB [opts] NAME CMD...: the argc getopt should see, the getopt
- * string to use (written to optbuf), and the command after "--" (NULL when there is no "--"). */
-int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len, int *ret_opt_argc,
-		      char ***ret_cmd);
 /* exec and run: their shared options, the VM, and the command. */
 #include "session.h"
 struct exec_cli {
-	struct exec_opts o; /* o.env is allocated: strv_free it */
-	const char *name;
+	struct exec_opts o;   /* o.env is freed by the dispatcher */
 	const char *instance; /* exec --instance */
 	bool rm;	      /* run --rm */
+	int tty_mode;	      /* -t 1, -T 0, neither -1 */
 };
-int cmd_exec_parse(struct cmd_ctx *c, int argc, char **argv, bool is_run, struct exec_cli *ret);
+extern const struct opt cmd_run_opts[];
+void cmd_exec_init(void *opts);
+/* argv: NAME then the command. Checks the command and settles tty and stdin; 0 or EXIT_USAGE. */
+int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, const char *verb, int argc, char **argv);
 /* "1.5 GiB" */
 const char *cmd_human(uint64_t b, char *buf, size_t len);
-VERB(image);
-VERB(build);
-VERB(ssh);

@@ -4,6 +4,7 @@
 #include "image.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 
 int cmd_fail(struct cmd_ctx *c, int r)
@@ -26,25 +27,17 @@ void cmd_print_json(json_object *o)
 	json_object_put(o);
 }
 
-int cmd_parse_size(struct cmd_ctx *c, const char *opt, const char *v, uint64_t *ret)
+int cmd_usage(struct cmd_ctx *c, const char *fmt, ...)
 {
-	if (parse_size(v, ret) < 0)
-		return cmd_usage(c, "%s: invalid size '%s' (use e.g. 512M, 2G)", opt, v);
-	return 0;
-}
-
-int cmd_parse_uint(struct cmd_ctx *c, const char *opt, const char *v, long long max, long long *ret)
-{
-	if (parse_ll(v, 0, max, ret) < 0)
-		return cmd_usage(c, "%s: expected a number between 0 and %lld, not '%s'", opt, max, v);
-	return 0;
-}
-
-int cmd_parse_duration(struct cmd_ctx *c, const char *opt, const char *v, uint64_t *ret_ms)
-{
-	if (parse_duration_ms(v, ret_ms) < 0)
-		return cmd_usage(c, "%s: invalid duration '%s' (use seconds, or e.g. 90s, 5m)", opt, v);
-	return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "hutch: %s%s", c->verb ? c->verb : "", c->verb ? ": " : "");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	if (c->verb_def && !(c->verb_def->flags & VERB_HIDDEN))
+		opt_print_usage(stderr, c->verb_def, c->sub_def);
+	return EXIT_USAGE;
 }
 
 bool cmd_color(void) { return isatty(STDOUT_FILENO) && !getenv("NO_COLOR"); }
@@ -145,22 +138,4 @@ bool cmd_progress_done(struct cmd_progress *p)
 	if (p->bar.drawn && !p->bar.finished)
 		fputc('\n', stderr);
 	return interrupted != 0;
-}
-
-int cmd_command_split(int argc, char **argv, const char *optstring, char *optbuf, size_t optbuf_len, int *ret_opt_argc,
-		      char ***ret_cmd)
-{
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--")) {
-			/* Options may sit anywhere before "--", after the VM name too. */
-			*ret_opt_argc = i;
-			*ret_cmd = argv + i + 1;
-			snprintf(optbuf, optbuf_len, "%s", optstring);
-			return 0;
-		}
-	/* Without "--" options end at the VM name; what follows it is the command. */
-	*ret_opt_argc = argc;
-	*ret_cmd = NULL;
-	snprintf(optbuf, optbuf_len, "+%s", optstring);
-	return 0;
 }

@@ -1,6 +1,5 @@
 #include "cmd.h"
 
-#include <getopt.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,20 +8,20 @@
 
 #define DETACH_KEY 0x1d /* Ctrl-] */
 
-VERB(console)
+struct console_cli {
+	const char *instance;
+};
+
+static const struct opt console_opts[] = {
+	OPT_INSTANCE(struct console_cli),
+	OPT_END(),
+};
+
+static int cmd_console(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	const char *instance = NULL;
-	static const struct option opts[] = {{"instance", required_argument, NULL, 'i'}, {0}};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "i:", opts, NULL)) != -1) {
-		if (opt != 'i')
-			return cmd_usage(c, "unknown option");
-		instance = optarg;
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	const struct console_cli *o = opts;
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], o->instance, &name))
 		return EXIT_ERR;
 	if (!store_is_running(&c->store, name)) {
 		hutch_error_set(&c->err, ENOTCONN, "not running (see 'hutch logs %s' for the last boot)", name);
@@ -83,3 +82,7 @@ VERB(console)
 	}
 	return EXIT_OK;
 }
+
+VERB_DEFINE(console, .name = "console", .fn = cmd_console, .opts = console_opts,
+	    .opts_size = sizeof(struct console_cli), .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "attach to the serial console (Ctrl-] detaches)");

@@ -1,7 +1,6 @@
 #include "cmd.h"
 #include "copy.h"
 
-#include <getopt.h>
 #include <string.h>
 
 /* "NAME:/path" -> NAME and /path. A host path with a colon can be given as ./a:b. */
@@ -16,31 +15,17 @@ static bool split_vm(const char *arg, char **ret_vm, const char **ret_path)
 	return true;
 }
 
-VERB(cp)
+static const struct opt cp_opts[] = {
+	OPT_BOOL('r', "recursive", struct copy_opts, recursive, "copy directories"),
+	OPT_BOOL('R', NULL, struct copy_opts, recursive, "the same as -r", .flags = OPT_HIDDEN),
+	OPT_STRING('u', "user", struct copy_opts, user, "USER", "the guest user who reads or owns the files"),
+	OPT_END(),
+};
+
+static int cmd_cp(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	struct copy_opts o = {0};
-	static const struct option opts[] = {
-		{"recursive", no_argument, NULL, 'r'},
-		{"user", required_argument, NULL, 'u'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "rRu:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'r':
-		case 'R':
-			o.recursive = true;
-			break;
-		case 'u':
-			o.user = optarg;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 2, 2))
-		return EXIT_USAGE;
-	const char *src = argv[optind], *dst = argv[optind + 1];
+	const struct copy_opts *o = opts;
+	const char *src = argv[0], *dst = argv[1];
 	_cleanup_free_ char *svm = NULL, *dvm = NULL;
 	const char *spath = src, *dpath = dst;
 	bool s_in = split_vm(src, &svm, &spath), d_in = split_vm(dst, &dvm, &dpath);
@@ -53,7 +38,11 @@ VERB(cp)
 	const char *gpath = s_in ? spath : dpath;
 	if (gpath[0] != '/')
 		return cmd_usage(c, "the guest path must be absolute: '%s'", gpath);
-	int r = s_in ? copy_from_guest(&c->store, vm, spath, dst, &o, &c->err)
-		     : copy_to_guest(&c->store, vm, src, dpath, &o, &c->err);
+	int r = s_in ? copy_from_guest(&c->store, vm, spath, dst, o, &c->err)
+		     : copy_to_guest(&c->store, vm, src, dpath, o, &c->err);
 	return r < 0 ? EXIT_ERR : EXIT_OK;
 }
+
+VERB_DEFINE(cp, .name = "cp", .fn = cmd_cp, .opts = cp_opts, .opts_size = sizeof(struct copy_opts), .min_args = 2,
+	    .max_args = 2, .args = "SRC DST", .complete = "vmpath",
+	    .summary = "copy files into or out of a VM (one side is NAME:/path)");

@@ -1,75 +1,32 @@
 #include "cmd.h"
 #include "vmops.h"
 
-#include <getopt.h>
+static const struct opt create_opts[] = {
+	OPT_STRING('t', "template", struct create_opts, template, "NAME", "a built-in template", .complete = "micro"),
+	OPT_STRING('f', "from", struct create_opts, from, "FILE.yml", "a spec file", .complete = "file"),
+	OPT_STRING(0, "image", struct create_opts, image, "URL|NAME", "a cloud image, or a catalog name",
+		   .complete = "image"),
+	OPT_STRING(0, "checksum", struct create_opts, checksum, "SPEC",
+		   "the image's sha256:/sha512: digest or sums URL"),
+	OPT_BOOL(0, "pull", struct create_opts, pull, "ask upstream for the checksum even when cached"),
+	OPT_INSTANCE(struct create_opts),
+	OPT_SIZE('m', "memory", struct create_opts, memory, "memory, overriding the spec"),
+	OPT_UINT('c', "cpus", struct create_opts, cpus, "N", 1, 256, "virtual CPUs, overriding the spec"),
+	OPT_SIZE('d', "disk", struct create_opts, disk, "disk size, overriding the spec"),
+	OPT_JSON(),
+	OPT_END(),
+};
 
-VERB(create)
+static int cmd_create(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	struct create_opts o = {0};
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'J'},
-		{"template", required_argument, NULL, 't'},
-		{"from", required_argument, NULL, 'f'},
-		{"instance", required_argument, NULL, 'i'},
-		{"memory", required_argument, NULL, 'm'},
-		{"cpus", required_argument, NULL, 'c'},
-		{"disk", required_argument, NULL, 'd'},
-		{"image", required_argument, NULL, 'I'},
-		{"checksum", required_argument, NULL, 'C'},
-		{"pull", no_argument, NULL, 'P'},
-		{0},
-	};
-	int opt;
-	long long n;
-	while ((opt = getopt_long(argc, argv, "t:f:i:m:c:d:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 't':
-			o.template = optarg;
-			break;
-		case 'f':
-			o.from = optarg;
-			break;
-		case 'I':
-			o.image = optarg;
-			break;
-		case 'C':
-			o.checksum = optarg;
-			break;
-		case 'P':
-			o.pull = true;
-			break;
-		case 'i':
-			o.instance = optarg;
-			break;
-		case 'm':
-			if (cmd_parse_size(c, "--memory", optarg, &o.memory))
-				return EXIT_USAGE;
-			break;
-		case 'c':
-			if (cmd_parse_uint(c, "--cpus", optarg, 256, &n) || n < 1)
-				return cmd_usage(c, "--cpus: expected 1..256");
-			o.cpus = (unsigned)n;
-			break;
-		case 'd':
-			if (cmd_parse_size(c, "--disk", optarg, &o.disk))
-				return EXIT_USAGE;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	struct create_opts o = *(struct create_opts *)opts;
 	if (!!o.template + !!o.from + !!o.image > 1)
 		return cmd_usage(c, "--template, --from and --image exclude each other");
 	if (o.checksum && !o.image)
 		return cmd_usage(c, "--checksum goes with --image");
 	struct cmd_progress prog;
 	o.progress = cmd_progress_init(c, &prog);
-	o.name = argv[optind];
+	o.name = argv[0];
 	cmd_set_subject(c, o.name);
 	_cleanup_free_ char *name = NULL;
 	int r = vm_create(&c->store, &o, &name, &c->err);
@@ -86,3 +43,7 @@ VERB(create)
 		printf("created %s\n", name);
 	return EXIT_OK;
 }
+
+VERB_DEFINE(create, .name = "create", .fn = cmd_create, .opts = create_opts, .opts_size = sizeof(struct create_opts),
+	    .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "define a VM from a template, a spec file, or hutch.yml");

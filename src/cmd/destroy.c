@@ -1,44 +1,26 @@
 #include "cmd.h"
 #include "vmops.h"
 
-#include <getopt.h>
+struct destroy_cli {
+	struct destroy_opts o;
+	const char *instance;
+};
 
-VERB(destroy)
+static const struct opt destroy_opts[] = {
+	OPT_INSTANCE(struct destroy_cli),
+	OPT_BOOL('d', "disk", struct destroy_cli, o.disk, "also delete the disk"),
+	OPT_BOOL('f', "force", struct destroy_cli, o.force, "stop it first if it runs"),
+	OPT_JSON(),
+	OPT_END(),
+};
+
+static int cmd_destroy(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	struct destroy_opts o = {0};
-	const char *instance = NULL;
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'J'},
-		{"disk", no_argument, NULL, 'd'},
-		{"force", no_argument, NULL, 'f'},
-		{"instance", required_argument, NULL, 'i'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "dfi:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'd':
-			o.disk = true;
-			break;
-		case 'f':
-			o.force = true;
-			break;
-		case 'i':
-			instance = optarg;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	struct destroy_cli *d = opts;
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], d->instance, &name))
 		return EXIT_ERR;
-	if (vm_destroy(&c->store, name, &o, &c->err) < 0)
+	if (vm_destroy(&c->store, name, &d->o, &c->err) < 0)
 		return EXIT_ERR;
 	if (c->json) {
 		json_object *j = json_object_new_object();
@@ -49,3 +31,7 @@ VERB(destroy)
 		printf("destroyed %s\n", name);
 	return EXIT_OK;
 }
+
+VERB_DEFINE(destroy, .name = "destroy", .fn = cmd_destroy, .opts = destroy_opts,
+	    .opts_size = sizeof(struct destroy_cli), .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "remove a VM");

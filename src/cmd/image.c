@@ -2,35 +2,19 @@
 #include "image.h"
 #include "cmd.h"
 
-#include <getopt.h>
 #include <signal.h>
 #include <string.h>
 
-int cmd_image(int argc, char **argv, struct cmd_ctx *c);
+struct image_cli {
+	const char *checksum;
+	bool force;
+};
 
-static int image_pull(struct cmd_ctx *c, int argc, char **argv)
+static int image_pull(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	const char *checksum = NULL;
-	static const struct option opts[] = {
-		{"checksum", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'J'}, {0}};
-	int opt;
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			checksum = optarg;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	const char *checksum = ((struct image_cli *)opts)->checksum;
 	_cleanup_free_ char *url = NULL, *catalog_checksum = NULL;
-	if (image_resolve_catalog(argv[optind], &url, &catalog_checksum, &c->err) < 0)
+	if (image_resolve_catalog(argv[0], &url, &catalog_checksum, &c->err) < 0)
 		return EXIT_ERR;
 	if (!checksum)
 		checksum = catalog_checksum;
@@ -62,22 +46,8 @@ static const char *entry_state(const struct image_entry *e)
 	return e->path ? "unverified" : "empty";
 }
 
-static int image_ls(struct cmd_ctx *c, int argc, char **argv)
+static int image_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'J'}, {0}};
-	int opt;
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 0, 0))
-		return EXIT_USAGE;
 	struct image_entry *v = NULL;
 	size_t n = 0;
 	if (image_list(&c->store, &v, &n, &c->err) < 0)
@@ -124,29 +94,12 @@ static int image_ls(struct cmd_ctx *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-static int image_rm(struct cmd_ctx *c, int argc, char **argv)
+static int image_rm(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	bool force = false;
-	static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {"json", no_argument, NULL, 'J'}, {0}};
-	int opt;
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'f':
-			force = true;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, -1))
-		return EXIT_USAGE;
+	bool force = ((struct image_cli *)opts)->force;
 	json_object *arr = c->json ? json_object_new_array() : NULL;
 	int rc = EXIT_OK;
-	for (int i = optind; i < argc; i++) {
+	for (int i = 0; i < argc; i++) {
 		_cleanup_free_ char *id = NULL;
 		if (image_remove(&c->store, argv[i], force, &id, &c->err) < 0) {
 			rc = EXIT_ERR;
@@ -164,22 +117,8 @@ static int image_rm(struct cmd_ctx *c, int argc, char **argv)
 	return rc;
 }
 
-static int image_prune_cmd(struct cmd_ctx *c, int argc, char **argv)
+static int image_prune_cmd(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	static const struct option opts[] = {{"json", no_argument, NULL, 'J'}, {0}};
-	int opt;
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 0, 0))
-		return EXIT_USAGE;
 	_cleanup_strv_ char **removed = NULL;
 	if (image_prune(&c->store, &removed, &c->err) < 0)
 		return EXIT_ERR;
@@ -197,21 +136,30 @@ static int image_prune_cmd(struct cmd_ctx *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-int cmd_image(int argc, char **argv, struct cmd_ctx *c)
-{
-	static const struct {
-		const char *name;
-		int (*fn)(struct cmd_ctx *c, int argc, char **argv);
-	} subs[] = {
-		{"ls", image_ls},
-		{"pull", image_pull},
-		{"rm", image_rm},
-		{"prune", image_prune_cmd},
-	};
-	if (argc < 2)
-		return cmd_usage(c, "missing subcommand: ls, pull, rm or prune");
-	for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
-		if (!strcmp(argv[1], subs[i].name))
-			return subs[i].fn(c, argc - 1, argv + 1);
-	return cmd_usage(c, "unknown subcommand '%s': use ls, pull, rm or prune", argv[1]);
-}
+static const struct opt image_opts[] = {
+	OPT_JSON(),
+	OPT_END(),
+};
+
+static const struct opt pull_opts[] = {
+	OPT_STRING(0, "checksum", struct image_cli, checksum, "SPEC", "the sha256:/sha512: digest or sums URL"),
+	OPT_END(),
+};
+
+static const struct opt rm_opts[] = {
+	OPT_BOOL('f', "force", struct image_cli, force, "even when a VM's disk is based on it"),
+	OPT_END(),
+};
+
+static const struct verb image_subs[] = {
+	VERB_SUB(.name = "ls", .fn = image_ls, .summary = "list the cache: id, size, state, users, URL"),
+	VERB_SUB(.name = "pull", .fn = image_pull, .opts = pull_opts, .min_args = 1, .max_args = 1, .args = "URL|NAME",
+		 .complete = "image", .summary = "fetch and verify an image"),
+	VERB_SUB(.name = "rm", .fn = image_rm, .opts = rm_opts, .min_args = 1, .max_args = -1, .args = "IMAGE...",
+		 .summary = "remove images (by URL, catalog name or id)"),
+	VERB_SUB(.name = "prune", .fn = image_prune_cmd, .summary = "remove what no disk uses"),
+	{0},
+};
+
+VERB_DEFINE(image, .name = "image", .opts = image_opts, .opts_size = sizeof(struct image_cli),
+	    .summary = "manage the image cache", .subs = image_subs);

@@ -1,7 +1,6 @@
 #include "backend.h"
 #include "cmd.h"
 
-#include <getopt.h>
 #include <string.h>
 
 static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, const char *name)
@@ -47,36 +46,23 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 	return EXIT_OK;
 }
 
-VERB(inspect)
+struct inspect_cli {
+	const char *instance;
+	bool render;
+};
+
+static const struct opt inspect_opts[] = {
+	OPT_INSTANCE(struct inspect_cli),
+	OPT_BOOL('r', "render", struct inspect_cli, render, "print the exact QEMU argv, seed and XML; start nothing"),
+	OPT_JSON(),
+	OPT_END(),
+};
+
+static int cmd_inspect(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	bool render = false;
-	const char *instance = NULL;
-	static const struct option opts[] = {
-		{"render", no_argument, NULL, 'r'},
-		{"json", no_argument, NULL, 'J'},
-		{"instance", required_argument, NULL, 'i'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "ri:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'r':
-			render = true;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		case 'i':
-			instance = optarg;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	const struct inspect_cli *o = opts;
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], o->instance, &name))
 		return EXIT_ERR;
 	struct vm vm;
 	if (vm_load(&c->store, name, &vm, &c->err) < 0)
@@ -85,7 +71,7 @@ VERB(inspect)
 	int rc = EXIT_ERR;
 	if (!b)
 		goto out;
-	if (render) {
+	if (o->render) {
 		struct strbuf sb = STRBUF_INIT;
 		if (b->render(&vm, &sb, &c->err) < 0) {
 			strbuf_release(&sb);
@@ -108,3 +94,7 @@ out:
 	vm_release(&vm);
 	return rc;
 }
+
+VERB_DEFINE(inspect, .name = "inspect", .fn = cmd_inspect, .opts = inspect_opts,
+	    .opts_size = sizeof(struct inspect_cli), .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "show a VM, or the exact QEMU argv (--render)");

@@ -1,7 +1,6 @@
 #include "backend.h"
 #include "cmd.h"
 
-#include <getopt.h>
 #include <string.h>
 
 struct row {
@@ -59,25 +58,19 @@ static void fmt_uptime(uint64_t s, char *buf, size_t len)
 		snprintf(buf, len, "%llus", (unsigned long long)s);
 }
 
-VERB(list)
+struct list_cli {
+	bool all;
+};
+
+static const struct opt list_opts[] = {
+	OPT_BOOL('a', "all", struct list_cli, all, "stopped VMs too"),
+	OPT_JSON(),
+	OPT_END(),
+};
+
+static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	bool all = false;
-	static const struct option opts[] = {{"all", no_argument, NULL, 'a'}, {"json", no_argument, NULL, 'J'}, {0}};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "a", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'a':
-			all = true;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 0, 0))
-		return EXIT_USAGE;
+	bool all = ((struct list_cli *)opts)->all;
 	_cleanup_strv_ char **names = NULL;
 	if (store_list(&c->store, &names, &c->err) < 0)
 		return EXIT_ERR;
@@ -119,3 +112,6 @@ VERB(list)
 		cmd_print_json(arr);
 	return EXIT_OK;
 }
+
+VERB_DEFINE(list, .name = "list", .fn = cmd_list, .opts = list_opts, .opts_size = sizeof(struct list_cli),
+	    .summary = "list VMs with state, accel, memory, cpus and uptime");

@@ -1,35 +1,25 @@
 #include "cmd.h"
 
 #include <fcntl.h>
-#include <getopt.h>
 #include <string.h>
 
-VERB(logs)
+struct logs_cli {
+	const char *instance;
+	bool follow;
+};
+
+static const struct opt logs_opts[] = {
+	OPT_INSTANCE(struct logs_cli),
+	OPT_BOOL('f', "follow", struct logs_cli, follow, "keep printing while the VM runs"),
+	OPT_END(),
+};
+
+static int cmd_logs(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	bool follow = false;
-	const char *instance = NULL;
-	static const struct option opts[] = {
-		{"follow", no_argument, NULL, 'f'},
-		{"instance", required_argument, NULL, 'i'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "fi:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'f':
-			follow = true;
-			break;
-		case 'i':
-			instance = optarg;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	const struct logs_cli *o = opts;
+	bool follow = o->follow;
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], o->instance, &name))
 		return EXIT_ERR;
 	if (!store_vm_exists(&c->store, name)) {
 		hutch_error_set(&c->err, ENOENT, "no VM named '%s'", name);
@@ -70,3 +60,6 @@ VERB(logs)
 	}
 	return EXIT_OK;
 }
+
+VERB_DEFINE(logs, .name = "logs", .fn = cmd_logs, .opts = logs_opts, .opts_size = sizeof(struct logs_cli),
+	    .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm", .summary = "print the serial console log");

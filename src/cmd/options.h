@@ -21,19 +21,18 @@
  *		struct pause_cli *o = opts; // zeroed, then filled; argv[0..argc) = positionals only
  *		...
  *	}
- *	const struct verb verb_pause = {
- *		.name = "pause", .fn = cmd_pause, .opts = pause_opts, .opts_size = sizeof(struct pause_cli),
- *		.min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
- *		.summary = "pause a running VM",
- *	};
+ *	VERB_DEFINE(pause, .name = "pause", .fn = cmd_pause, .opts = pause_opts,
+ *		    .opts_size = sizeof(struct pause_cli), .min_args = 1, .max_args = 1, .args = "NAME",
+ *		    .complete = "vm", .summary = "pause a running VM");
  *
  * then add `extern const struct verb verb_pause;` to cmd.h, `&verb_pause` to the table in verbs.c, the
  * file to cmd_sources in meson.build, and the verb and its long options to docs/hutch.1 (a test checks).
  * Regenerate the completion with `build/hutch completion bash > completion/hutch.bash` (a test checks).
  *
  * Any macro takes optional trailing designated initializers: `.complete = "file"` (a hint for the
- * option's argument: "vm", "file", "dir", "verb", "image", or a space-separated word list) or
- * `.flags = OPT_HIDDEN`. Usage errors print "hutch: VERB: --opt: why" plus the usage line, exit 2. */
+ * option's argument) or `.flags = OPT_HIDDEN`. A completion hint is a space-separated list of words
+ * and keywords: vm (VM names), file, dir, cmd (commands), verb, image (catalog names), vmpath
+ * (files and NAME:); "vm micro" offers the VMs and the word micro. Usage errors print "hutch: VERB: --opt: why" plus the usage line, exit 2. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -140,6 +139,7 @@ enum {
 	/* VERB NAME [--] CMD...: without "--" options stop at NAME and the rest is the command; with "--"
 	 * options may sit anywhere before it and only NAME may. argv = NAME then the command. */
 	VERB_COMMAND = 1 << 1,
+	VERB_NO_OPTS = 1 << 2, /* argv is passed as it is, nothing parsed as an option (__monitor's -1) */
 };
 
 struct verb {
@@ -150,8 +150,8 @@ struct verb {
 	void (*init)(void *opts); /* defaults, before parsing (start's 120 s timeout); may be NULL */
 	int min_args, max_args;	  /* positionals, checked by the parser; max -1 = unlimited */
 	const char *args;	  /* synopsis of the positionals: "NAME", "SRC DST" */
-	/* Positional completion: "vm", "file", "dir", "verb", "image", or a word list; ';' separates
-	 * successive positions, the last repeats ("vm;add rm ls"). */
+	/* Positional completion hints (see above); ';' separates successive positions and the last
+	 * repeats: "vm;cmd" is a VM name, then commands. */
 	const char *complete;
 	const char *summary;
 	unsigned flags;
@@ -164,6 +164,15 @@ struct verb {
 	int sub_at;
 };
 
+/* `const struct verb verb_ID = {...}` in a form clang-format packs onto a few lines (it gives each
+ * field of a plain designated initializer its own line); both spellings are the same thing. */
+#define VERB_DEFINE(id, ...) const struct verb verb_##id = {__VA_ARGS__}
+/* One entry of a subs array, packed the same way. */
+#define VERB_SUB(...)       \
+	{                   \
+		__VA_ARGS__ \
+	}
+
 /* Parse argv (argv[0] is the verb word) for verb v into opts (already zeroed and initialised). On
  * success returns 0, sets *ret_sub to the chosen subcommand (or NULL), and *ret_argc and *ret_argv to the
  * positionals. Otherwise prints the usage error and returns EXIT_USAGE. --help prints help and
@@ -174,8 +183,9 @@ int opt_parse(struct cmd_ctx *c, const struct verb *v, void *opts, int argc, cha
 void opt_release(const struct verb *v, void *opts);
 /* `hutch help VERB`: synopsis, summary, one line per option. */
 void opt_print_help(FILE *f, const struct verb *v);
-/* One usage line: "hutch start [-i INSTANCE] [--timeout SEC] NAME". */
-void opt_print_usage(FILE *f, const struct verb *v);
+/* "usage: hutch start [-i INSTANCE] [--timeout SEC] NAME": one line per subcommand unless sub names one. */
+void opt_print_usage(FILE *f, const struct verb *v, const struct verb *sub);
+bool opt_takes_arg(const struct opt *o);
 /* The bash completion script, generated from the verb table. */
 void opt_print_bash_completion(FILE *f, const struct verb *const *verbs);
 

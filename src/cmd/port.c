@@ -1,44 +1,32 @@
 #include "client.h"
 #include "cmd.h"
 
-#include <getopt.h>
 #include <string.h>
 
 /* hutch port NAME add|rm HOST:GUEST[/udp] | hutch port NAME ls — live, through the monitor. */
-VERB(port)
+struct port_cli {
+	const char *instance;
+};
+
+static const struct opt port_opts[] = {
+	OPT_INSTANCE(struct port_cli),
+	OPT_JSON(),
+	OPT_END(),
+};
+
+/* argv: NAME, then the forward for add and rm. */
+static int port_op(struct cmd_ctx *c, const struct port_cli *o, const char *op, char **argv)
 {
-	const char *instance = NULL;
-	static const struct option opts[] = {
-		{"instance", required_argument, NULL, 'i'}, {"json", no_argument, NULL, 'J'}, {0}};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "i:", opts, NULL)) != -1) {
-		if (opt == 'i')
-			instance = optarg;
-		else if (opt == 'J')
-			c->json = true;
-		else
-			return cmd_usage(c, "unknown option");
-	}
-	if (cmd_check_args(c, argc, optind, 2, 3))
-		return EXIT_USAGE;
-	const char *action = argv[optind + 1];
-	const char *spec = optind + 2 < argc ? argv[optind + 2] : NULL;
-	bool ls = !strcmp(action, "ls") || !strcmp(action, "list");
-	if (!ls && strcmp(action, "add") != 0 && strcmp(action, "rm") != 0)
-		return cmd_usage(c, "unknown action '%s' (add, rm or ls)", action);
-	if (ls == (spec != NULL))
-		return cmd_usage(c, ls ? "ls takes no forward" : "missing forward HOST:GUEST[/tcp|/udp]");
+	const char *spec = argv[1];
+	bool ls = !strcmp(op, "port-ls");
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], o->instance, &name))
 		return EXIT_ERR;
 	_cleanup_close_ int fd = -1;
 	if (monitor_connect(&c->store, name, &fd, &c->err) < 0)
 		return EXIT_ERR;
 	json_object *req = json_object_new_object(), *res = NULL, *v;
-	json_object_object_add(req, "op",
-			       json_object_new_string(ls		       ? "port-ls"
-						      : !strcmp(action, "add") ? "port-add"
-									       : "port-rm"));
+	json_object_object_add(req, "op", json_object_new_string(op));
 	if (spec)
 		json_object_object_add(req, "spec", json_object_new_string(spec));
 	if (monitor_request(fd, req, 15000, &res, &c->err) < 0)
@@ -63,3 +51,22 @@ VERB(port)
 	json_object_put(res);
 	return EXIT_OK;
 }
+
+static int port_add(struct cmd_ctx *c, void *opts, int argc, char **argv) { return port_op(c, opts, "port-add", argv); }
+
+static int port_rm(struct cmd_ctx *c, void *opts, int argc, char **argv) { return port_op(c, opts, "port-rm", argv); }
+
+static int port_ls(struct cmd_ctx *c, void *opts, int argc, char **argv) { return port_op(c, opts, "port-ls", argv); }
+
+static const struct verb port_subs[] = {
+	VERB_SUB(.name = "add", .fn = port_add, .min_args = 1, .max_args = 1, .args = "HOST:GUEST[/tcp|/udp]",
+		 .summary = "forward 127.0.0.1:HOST to the guest's port GUEST"),
+	VERB_SUB(.name = "rm", .fn = port_rm, .min_args = 1, .max_args = 1, .args = "HOST:GUEST[/tcp|/udp]",
+		 .summary = "remove a forward"),
+	VERB_SUB(.name = "ls", .fn = port_ls, .summary = "list the forwards"),
+	VERB_SUB(.name = "list", .fn = port_ls, .flags = VERB_HIDDEN),
+	{0},
+};
+
+VERB_DEFINE(port, .name = "port", .opts = port_opts, .opts_size = sizeof(struct port_cli), .args = "NAME",
+	    .complete = "vm", .summary = "change port forwards of a running VM", .subs = port_subs, .sub_at = 1);

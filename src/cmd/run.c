@@ -3,7 +3,6 @@
 #include "vmops.h"
 
 #include <fcntl.h>
-#include <getopt.h>
 #include <string.h>
 
 /* A disposable instance name: NAME-XXXXXXXX from the kernel's random pool. */
@@ -37,22 +36,18 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 	return 0;
 }
 
-VERB(run)
+static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	struct exec_cli e;
-	int parsed = cmd_exec_parse(c, argc, argv, true, &e);
-	struct exec_opts o = e.o;
-	if (parsed) {
-		strv_free(o.env);
+	struct exec_cli *e = opts;
+	int parsed = cmd_exec_finish(c, e, "run", argc, argv);
+	if (parsed)
 		return parsed;
-	}
-	const char *base = e.name;
-	bool rm = e.rm;
+	struct exec_opts o = e->o;
+	const char *base = argv[0];
+	bool rm = e->rm;
 	cmd_set_subject(c, base);
-	if (store_check_name(base, &c->err) < 0) {
-		strv_free(o.env);
+	if (store_check_name(base, &c->err) < 0)
 		return EXIT_ERR;
-	}
 	_cleanup_free_ char *name = NULL;
 	int rc = EXIT_ERR;
 	if (rm) {
@@ -97,6 +92,9 @@ VERB(run)
 	}
 	rc = r < 0 ? EXIT_ERR : status;
 out:
-	strv_free(o.env);
 	return rc;
 }
+
+VERB_DEFINE(run, .name = "run", .fn = cmd_run, .opts = cmd_run_opts, .opts_size = sizeof(struct exec_cli),
+	    .init = cmd_exec_init, .min_args = 1, .max_args = -1, .args = "NAME|TEMPLATE [--] CMD...",
+	    .complete = "vm micro;cmd", .summary = "run a program, starting the VM on demand", .flags = VERB_COMMAND);

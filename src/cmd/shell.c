@@ -1,34 +1,23 @@
 #include "cmd.h"
 #include "session.h"
 
-#include <getopt.h>
+struct shell_cli {
+	struct exec_opts o;
+	const char *instance;
+};
 
-VERB(shell)
+static const struct opt shell_opts[] = {
+	OPT_INSTANCE(struct shell_cli),
+	OPT_STRING('u', "user", struct shell_cli, o.user, "USER", "log in as USER"),
+	OPT_END(),
+};
+
+static int cmd_shell(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	struct exec_opts o = {0};
-	const char *instance = NULL;
-	static const struct option opts[] = {
-		{"user", required_argument, NULL, 'u'},
-		{"instance", required_argument, NULL, 'i'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "u:i:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'u':
-			o.user = optarg;
-			break;
-		case 'i':
-			instance = optarg;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	struct shell_cli *s = opts;
+	struct exec_opts o = s->o;
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], s->instance, &name))
 		return EXIT_ERR;
 	char *argv_shell[] = {"", NULL}; /* the guest user's login shell */
 	o.argv = argv_shell;
@@ -43,3 +32,7 @@ VERB(shell)
 		return EXIT_ERR;
 	return status;
 }
+
+VERB_DEFINE(shell, .name = "shell", .fn = cmd_shell, .opts = shell_opts, .opts_size = sizeof(struct shell_cli),
+	    .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "interactive login shell in a running VM");

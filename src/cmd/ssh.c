@@ -5,7 +5,6 @@
 #include "qemu.h"
 #include "seed.h"
 
-#include <getopt.h>
 #include <pwd.h>
 #include <string.h>
 
@@ -81,44 +80,25 @@ static int exec_ssh(struct cmd_ctx *c, const struct vm_spec *spec, const char *n
 	return EXIT_ERR;
 }
 
-VERB(ssh)
+struct ssh_cli {
+	const char *login, *instance;
+	unsigned port;
+};
+
+static const struct opt ssh_opts[] = {
+	OPT_STRING('l', "login", struct ssh_cli, login, "USER", "log in as USER (default: the spec's ssh.user)"),
+	OPT_UINT('p', "port", struct ssh_cli, port, "PORT", 1, 65535,
+		 "the host port (default: the one forwarded to 22)"),
+	OPT_INSTANCE(struct ssh_cli),
+	OPT_END(),
+};
+
+static int cmd_ssh(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	const char *user = NULL, *instance = NULL;
-	long long port = 0;
-	static const struct option opts[] = {
-		{"login", required_argument, NULL, 'l'},
-		{"port", required_argument, NULL, 'p'},
-		{"instance", required_argument, NULL, 'i'},
-		{0},
-	};
-	int opt, oargc;
-	char optstr[16], **cmdv;
-	cmd_command_split(argc, argv, "l:p:i:", optstr, sizeof(optstr), &oargc, &cmdv);
-	while ((opt = getopt_long(oargc, argv, optstr, opts, NULL)) != -1) {
-		switch (opt) {
-		case 'l':
-			user = optarg;
-			break;
-		case 'p':
-			if (cmd_parse_uint(c, "--port", optarg, 65535, &port) || port == 0)
-				return cmd_usage(c, "--port: expected 1..65535");
-			break;
-		case 'i':
-			instance = optarg;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (optind >= oargc)
-		return cmd_usage(c, "missing VM name");
-	const char *base = argv[optind++];
-	if (cmdv && optind < oargc)
-		return cmd_usage(c, "unexpected '%s' before '--'", argv[optind]);
-	if (!cmdv)
-		cmdv = argv + optind;
+	const struct ssh_cli *o = opts;
+	const char *base = argv[0];
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, base, instance, &name))
+	if (cmd_vm_name(c, base, o->instance, &name))
 		return EXIT_ERR;
 	struct vm vm;
 	if (vm_load(&c->store, name, &vm, &c->err) < 0)
@@ -128,11 +108,15 @@ VERB(ssh)
 		hutch_error_set(&c->err, ENOTCONN, "is not running: start it first");
 		goto out;
 	}
-	unsigned host_port = (unsigned)port;
+	unsigned host_port = o->port;
 	if (!host_port && find_ssh_port(c, name, vm.spec->ssh_port ? (unsigned)vm.spec->ssh_port : 22, &host_port) < 0)
 		goto out;
-	rc = exec_ssh(c, vm.spec, name, host_port, user, (int)strv_len(cmdv), cmdv);
+	rc = exec_ssh(c, vm.spec, name, host_port, o->login, argc - 1, argv + 1);
 out:
 	vm_release(&vm);
 	return rc;
 }
+
+VERB_DEFINE(ssh, .name = "ssh", .fn = cmd_ssh, .opts = ssh_opts, .opts_size = sizeof(struct ssh_cli), .min_args = 1,
+	    .max_args = -1, .args = "NAME [-- CMD...]", .complete = "vm;cmd",
+	    .summary = "ssh into a VM with its key, user and forwarded port", .flags = VERB_COMMAND);

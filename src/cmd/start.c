@@ -1,42 +1,32 @@
 #include "cmd.h"
 #include "vmops.h"
 
-#include <getopt.h>
+struct start_cli {
+	struct start_opts o;
+	const char *instance;
+};
 
-VERB(start)
+static const struct opt start_opts[] = {
+	OPT_INSTANCE(struct start_cli),
+	OPT_DURATION(0, "timeout", struct start_cli, o.timeout_ms, "SEC", "wait SEC for the agent (default 120)"),
+	OPT_JSON(),
+	OPT_END(),
+};
+
+static void start_init(void *opts)
 {
-	struct start_opts o = {.timeout_ms = 120000};
-	const char *instance = NULL;
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'J'},
-		{"timeout", required_argument, NULL, 'T'},
-		{"instance", required_argument, NULL, 'i'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "i:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'T':
-			if (cmd_parse_duration(c, "--timeout", optarg, &o.timeout_ms))
-				return EXIT_USAGE;
-			break;
-		case 'i':
-			instance = optarg;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	struct start_cli *s = opts;
+	s->o.timeout_ms = 120000;
+}
+
+static int cmd_start(struct cmd_ctx *c, void *opts, int argc, char **argv)
+{
+	struct start_cli *s = opts;
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], s->instance, &name))
 		return EXIT_ERR;
 	struct start_result res;
-	if (vm_start(&c->store, name, &o, &res, &c->err) < 0)
+	if (vm_start(&c->store, name, &s->o, &res, &c->err) < 0)
 		return EXIT_ERR;
 	if (!res.kvm)
 		log_warn("no KVM, using TCG (slow): %s", res.accel_why);
@@ -55,3 +45,7 @@ VERB(start)
 		       res.kvm ? "kvm" : "tcg", res.kernel_release);
 	return EXIT_OK;
 }
+
+VERB_DEFINE(start, .name = "start", .fn = cmd_start, .opts = start_opts, .opts_size = sizeof(struct start_cli),
+	    .init = start_init, .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "boot a VM; returns when its agent answers");

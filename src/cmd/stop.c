@@ -1,47 +1,35 @@
 #include "cmd.h"
 #include "vmops.h"
 
-#include <getopt.h>
 #include <string.h>
 
-VERB(stop)
+struct stop_cli {
+	struct stop_opts o;
+	const char *instance;
+};
+
+static const struct opt stop_opts[] = {
+	OPT_INSTANCE(struct stop_cli),
+	OPT_BOOL('f', "force", struct stop_cli, o.force, "skip the agent and ACPI: quit QEMU"),
+	OPT_DURATION(0, "timeout", struct stop_cli, o.timeout_ms, "SEC", "wait SEC for a clean shutdown (default 30)"),
+	OPT_JSON(),
+	OPT_END(),
+};
+
+static void stop_init(void *opts)
 {
-	struct stop_opts o = {.timeout_ms = 30000};
-	const char *instance = NULL;
-	static const struct option opts[] = {
-		{"json", no_argument, NULL, 'J'},
-		{"force", no_argument, NULL, 'f'},
-		{"timeout", required_argument, NULL, 'T'},
-		{"instance", required_argument, NULL, 'i'},
-		{0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "fi:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'f':
-			o.force = true;
-			break;
-		case 'T':
-			if (cmd_parse_duration(c, "--timeout", optarg, &o.timeout_ms))
-				return EXIT_USAGE;
-			break;
-		case 'i':
-			instance = optarg;
-			break;
-		case 'J':
-			c->json = true;
-			break;
-		default:
-			return cmd_usage(c, "unknown option");
-		}
-	}
-	if (cmd_check_args(c, argc, optind, 1, 1))
-		return EXIT_USAGE;
+	struct stop_cli *s = opts;
+	s->o.timeout_ms = 30000;
+}
+
+static int cmd_stop(struct cmd_ctx *c, void *opts, int argc, char **argv)
+{
+	struct stop_cli *s = opts;
 	_cleanup_free_ char *name = NULL;
-	if (cmd_vm_name(c, argv[optind], instance, &name))
+	if (cmd_vm_name(c, argv[0], s->instance, &name))
 		return EXIT_ERR;
 	struct stop_result res;
-	if (vm_stop(&c->store, name, &o, &res, &c->err) < 0)
+	if (vm_stop(&c->store, name, &s->o, &res, &c->err) < 0)
 		return EXIT_ERR;
 	bool was = strcmp(res.method, "not-running") != 0;
 	if (c->json) {
@@ -59,3 +47,7 @@ VERB(stop)
 	}
 	return EXIT_OK;
 }
+
+VERB_DEFINE(stop, .name = "stop", .fn = cmd_stop, .opts = stop_opts, .opts_size = sizeof(struct stop_cli),
+	    .init = stop_init, .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .summary = "shut a VM down (agent, ACPI, quit, kill)");
