@@ -97,8 +97,11 @@ printf '%s\n' "$OUT" >"$CONF"
 
 setsid supervisord -c "$CONF" >"$T/supervisord.log" 2>&1 </dev/null &
 SUP=$!
-ok "supervisorctl status says libvirtd is RUNNING" \
-	wait_until 60 sh -c 'timeout 30 supervisorctl -c "$1" status libvirtd 2>/dev/null | grep -q RUNNING' sh "$CONF"
+libvirtd_running()
+{
+	sctl status libvirtd 2>/dev/null | grep -q RUNNING
+}
+ok "supervisorctl status says libvirtd is RUNNING" wait_until 60 libvirtd_running
 run sctl status
 like "$OUT" '^virtlogd +RUNNING' "virtlogd runs beside it (no daemon autospawns its own)"
 pid=$(sctl pid libvirtd)
@@ -110,9 +113,10 @@ ok "the session socket appears" wait_until 30 test -S "$R/libvirt/libvirt-sock"
 # libvirtd_holds_sock PID: PID has a socket bound at $R/libvirt/libvirt-sock open
 libvirtd_holds_sock()
 {
-	local i
-	for i in $(awk -v p="$R/libvirt/libvirt-sock" '$8 == p {print $7}' /proc/net/unix); do
-		ls -l "/proc/$1/fd" 2>/dev/null | grep -qF "socket:[$i]" && return 0
+	local inodes f
+	inodes=$(awk -v p="$R/libvirt/libvirt-sock" '$8 == p {print "socket:[" $7 "]"}' /proc/net/unix)
+	for f in "/proc/$1/fd/"*; do
+		printf '%s\n' "$inodes" | grep -qxF -- "$(readlink "$f")" && return 0
 	done
 	return 1
 }
@@ -131,8 +135,13 @@ done | wc -l)" 1 "exactly one libvirtd runs for this runtime dir"
 
 # autorestart=true: a killed daemon comes back
 kill -9 "$pid"
-ok "supervisord restarts a killed libvirtd" \
-	wait_until 60 sh -c 'p=$(timeout 30 supervisorctl -c "$1" pid libvirtd 2>/dev/null); [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$2" ]' sh "$CONF" "$pid"
+restarted()
+{
+	local p
+	p=$(sctl pid libvirtd 2>/dev/null)
+	[ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$pid" ]
+}
+ok "supervisord restarts a killed libvirtd" wait_until 60 restarted
 virsh_list()
 {
 	LIBVIRT_AUTOSTART=0 timeout 30 virsh -c qemu:///session list >/dev/null 2>&1
@@ -141,7 +150,11 @@ ok "virsh works after the restart" wait_until 30 virsh_list
 
 run sctl shutdown
 is "$RC" 0 "supervisorctl shutdown exits 0"
-ok "supervisord exits" wait_until 60 sh -c '! kill -0 "$1" 2>/dev/null' sh "$SUP"
+sup_gone()
+{
+	! kill -0 "$SUP" 2>/dev/null
+}
+ok "supervisord exits" wait_until 60 sup_gone
 wait "$SUP"
 is "$?" 0 "supervisord exit status 0"
 SUP=
