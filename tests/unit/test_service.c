@@ -90,7 +90,7 @@ static char *debian_root(void)
 static char *render(const struct service_install *in, enum service_init init, bool full)
 {
 	struct service_render_opts o = {.init = init, .full = full, .runtime_dir = RUNTIME};
-	struct strbuf sb = STRBUF_INIT;
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 	struct hutch_error err = {0};
 	int r = service_render(in, &o, &sb, &err);
 	if (r < 0)
@@ -198,7 +198,7 @@ static void test_nothing_installed(void **state)
 	assert_int_equal(service_probe(root, "/usr/bin", &in, NULL), 0);
 	for (int init = SERVICE_INIT_SYSTEMD; init <= SERVICE_INIT_SUPERVISORD; init++) {
 		struct service_render_opts o = {.init = init, .runtime_dir = RUNTIME};
-		struct strbuf sb = STRBUF_INIT;
+		_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 		struct hutch_error err = {0};
 		assert_int_equal(service_render(&in, &o, &sb, &err), -ENOENT);
 		assert_int_equal(err.code, ENOENT);
@@ -212,7 +212,7 @@ static void test_nothing_installed(void **state)
 static void test_bad_options(void **state)
 {
 	struct service_install in = {.bin[SERVICE_LIBVIRTD] = xstrdup("/usr/sbin/libvirtd")};
-	struct strbuf sb = STRBUF_INIT;
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
 	struct hutch_error err = {0};
 	struct service_render_opts o = {.init = SERVICE_INIT_SYSTEMD, .full = true, .runtime_dir = RUNTIME};
 	assert_int_equal(service_render(&in, &o, &sb, &err), -EINVAL);
