@@ -35,7 +35,7 @@ int qemu_find_binary(char **ret, struct hutch_error *err)
 			       "(apt-get install qemu-system-x86 qemu-utils)");
 }
 
-int qemu_capture(const char *binary, const char *arg, char **ret, struct hutch_error *err)
+int qemu_capture(const char *binary, const char *arg, const char *arg2, char **ret, struct hutch_error *err)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
@@ -45,7 +45,7 @@ int qemu_capture(const char *binary, const char *arg, char **ret, struct hutch_e
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	char *argv[] = {(char *)binary, (char *)arg, NULL};
+	char *argv[] = {(char *)binary, (char *)arg, (char *)arg2, NULL};
 	pid_t pid;
 	int r = posix_spawn(&pid, binary, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -66,7 +66,7 @@ int qemu_capture(const char *binary, const char *arg, char **ret, struct hutch_e
 		;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		strbuf_release(&sb);
-		return hutch_error_set(err, EIO, "'%s %s' failed", binary, arg);
+		return hutch_error_set(err, EIO, "'%s %s%s%s' failed", binary, arg, arg2 ? " " : "", arg2 ? arg2 : "");
 	}
 	*ret = strbuf_detach(&sb, NULL);
 	if (!*ret)
@@ -77,7 +77,7 @@ int qemu_capture(const char *binary, const char *arg, char **ret, struct hutch_e
 int qemu_version(const char *binary, char **ret, struct hutch_error *err)
 {
 	_cleanup_free_ char *out = NULL;
-	int r = qemu_capture(binary, "--version", &out, err);
+	int r = qemu_capture(binary, "--version", NULL, &out, err);
 	if (r < 0)
 		return r;
 	const char *v = strstr(out, "version ");

@@ -37,8 +37,8 @@ char *qemu_micro_cmdline(const struct qemu_config *c);
 char *qemu_render_argv(char *const *argv);
 /* Find qemu-system-x86_64 (HUTCH_QEMU overrides). -ENOENT names the Debian package. */
 int qemu_find_binary(char **ret, struct hutch_error *err);
-/* Run BINARY ARG (e.g. "-machine help") and capture its stdout, at most 256 KiB. */
-int qemu_capture(const char *binary, const char *arg, char **ret, struct hutch_error *err);
+/* Run BINARY ARG [ARG2] (e.g. -machine help) and capture its stdout, at most 256 KiB. */
+int qemu_capture(const char *binary, const char *arg, const char *arg2, char **ret, struct hutch_error *err);
 /* The version QEMU reports ("7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)"). */
 int qemu_version(const char *binary, char **ret, struct hutch_error *err);
 
