@@ -391,8 +391,6 @@ int accel_resolve(const struct accel_request *rq, struct accel_result *ret, stru
 	}
 	if (r < 0)
 		return r;
-	if (!res.info.kvm)
-		res.info.tsc_khz = accel_tsc_khz();
 	*ret = res;
 	return 0;
 }

@@ -186,6 +186,8 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 	if (r < 0)
 		goto fail;
 	*ret->accel = ar.info;
+	if (!ret->accel->kvm && vm->spec->source == SOURCE_TEMPLATE)
+		ret->accel->tsc_khz = accel_tsc_khz();
 
 	if (vm->spec->source == SOURCE_TEMPLATE) {
 		if (vm->spec->template && strcmp(vm->spec->template, "micro") != 0) {
