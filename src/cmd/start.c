@@ -1,3 +1,4 @@
+#include "backend.h"
 #include "cmd.h"
 #include "vmops.h"
 
@@ -28,8 +29,9 @@ static int cmd_start(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	struct start_result res;
 	if (vm_start(&c->store, name, &s->o, &res, &c->err) < 0)
 		return EXIT_ERR;
-	if (!res.kvm)
-		log_warn("no KVM, using TCG (slow): %s", res.accel_why);
+	_cleanup_free_ char *warn = start_accel_warning(&res);
+	if (warn)
+		log_warn("%s", warn);
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));
@@ -38,6 +40,11 @@ static int cmd_start(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		json_object_object_add(j, "qmp_ms", json_object_new_int64((int64_t)res.qmp_ms));
 		json_object_object_add(j, "agent_hello_ms", json_object_new_int64((int64_t)res.hello_ms));
 		json_object_object_add(j, "accel", json_object_new_string(res.kvm ? "kvm" : "tcg"));
+		json_object_object_add(j, "cpu", json_object_new_string(res.accel_cpu));
+		if (!res.kvm)
+			json_object_object_add(j, "accel_why", json_object_new_string(res.accel_why));
+		if (res.accel_probed)
+			json_object_object_add(j, "accel_probe_ms", json_object_new_int64((int64_t)res.accel_probe_ms));
 		json_object_object_add(j, "kernel_release", json_object_new_string(res.kernel_release));
 		cmd_print_json(j);
 	} else if (!c->quiet)

@@ -171,6 +171,13 @@ int vm_accel(struct vm *vm, enum plan_use use, struct accel_result *ret, struct 
 	return store_accel(vm->store, mode, use, false, ret, err);
 }
 
+char *start_accel_warning(const struct start_result *r)
+{
+	if (r->kvm || !r->accel_warn)
+		return NULL;
+	return xasprintf("using TCG (slow): %s; see 'hutch doctor'", r->accel_why);
+}
+
 int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));

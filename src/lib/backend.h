@@ -31,6 +31,9 @@ struct start_result {
 	char accel_why[600];
 	char kernel_release[64];
 };
+/* The one warning line a start under TCG deserves (auto wanted KVM and could not use it), or NULL. */
+char *start_accel_warning(const struct start_result *r);
+
 struct stop_opts {
 	bool force;
 	uint64_t timeout_ms;

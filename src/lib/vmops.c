@@ -235,6 +235,8 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		spec->memory = o->memory;
 	if (o->cpus)
 		spec->cpus = o->cpus;
+	if (o->accel != ACCEL_UNSET)
+		spec->accel = o->accel;
 	if (o->disk)
 		spec->disk = o->disk;
 	if (o->ephemeral)
