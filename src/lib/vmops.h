@@ -9,7 +9,7 @@ struct create_opts {
 	const char *from;      /* --from FILE.yml */
 	uint64_t memory, disk; /* overrides, 0 = keep */
 	unsigned cpus;
-	enum accel_mode accel;			       /* --accel, ACCEL_UNSET = keep the spec's */
+	enum accel_mode accel;		       /* --accel, ACCEL_UNSET = keep the spec's */
 	bool ephemeral;			       /* run --rm: a throwaway instance */
 	const char *image;		       /* --image URL|CATALOG-NAME */
 	const char *checksum;		       /* --checksum SPEC */
