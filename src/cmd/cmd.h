@@ -66,6 +66,6 @@ struct exec_cli {
 extern const struct opt cmd_run_opts[];
 void cmd_exec_init(void *opts);
 /* argv: NAME then the command. Checks the command and settles tty and stdin; 0 or EXIT_USAGE. */
-int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, const char *verb, int argc, char **argv);
+int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, int argc, char **argv);
 /* "1.5 GiB" */
 const char *cmd_human(uint64_t b, char *buf, size_t len);

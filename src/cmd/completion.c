@@ -143,14 +143,33 @@ static void add_opt_words(struct strbuf *words, struct strbuf *argwords, const s
 	}
 }
 
-static void print_spec(FILE *f, const char *key, const struct verb *v, bool is_sub)
+/* Gets a verb or subcommand and its key: "image", or "image/pull" ("image pull" for the list). */
+typedef void (*verb_fn)(FILE *f, const char *key, const struct verb *parent, const struct verb *v);
+
+/* fn for every visible verb, and after each its visible subcommands (parent set). */
+static void each_verb(FILE *f, const struct verb *const *verbs, char sep, verb_fn fn)
+{
+	for (size_t i = 0; verbs[i]; i++) {
+		const struct verb *v = verbs[i];
+		if (v->flags & VERB_HIDDEN)
+			continue;
+		fn(f, v->name, NULL, v);
+		for (const struct verb *s = v->subs; s && s->name; s++) {
+			_cleanup_free_ char *key = xasprintf("%s%c%s", v->name, sep, s->name);
+			if (!(s->flags & VERB_HIDDEN))
+				fn(f, key, v, s);
+		}
+	}
+}
+
+static void print_spec(FILE *f, const char *key, const struct verb *parent, const struct verb *v)
 {
 	_cleanup_strbuf_ struct strbuf words = STRBUF_INIT, argwords = STRBUF_INIT, pos = STRBUF_INIT;
 	add_opt_words(&words, &argwords, v->opts);
 	add_positional_hints(&pos, v->complete);
 	fprintf(f, "\t%s) opts=\"%s\" argopts=\"%s\" pos=\"%s\"", key, strbuf_str(&words), strbuf_str(&argwords),
 		strbuf_str(&pos));
-	if (!is_sub && v->subs) {
+	if (!parent && v->subs) {
 		_cleanup_strbuf_ struct strbuf subs = STRBUF_INIT;
 		for (const struct verb *s = v->subs; s->name; s++)
 			if (!(s->flags & VERB_HIDDEN))
@@ -160,9 +179,9 @@ static void print_spec(FILE *f, const char *key, const struct verb *v, bool is_s
 	fprintf(f, " ;;\n");
 }
 
-static void print_opt_hints(FILE *f, const char *key, const struct opt *t)
+static void print_opt_hints(FILE *f, const char *key, const struct verb *parent, const struct verb *v)
 {
-	for (; t && t->type != OPT_T_END; t++) {
+	for (const struct opt *t = v->opts; t && t->type != OPT_T_END; t++) {
 		if ((t->flags & OPT_HIDDEN) || !opt_takes_arg(t))
 			continue;
 		_cleanup_strbuf_ struct strbuf hint = STRBUF_INIT;
@@ -192,53 +211,21 @@ void opt_print_bash_completion(FILE *f, const struct verb *const *verbs)
 			fprintf(f, "%s%s", n++ ? " " : "", verbs[i]->name);
 	fprintf(f, "\"\n\n# $1: VERB or VERB/SUB. Sets the options, those that take a value, positional hints.\n");
 	fprintf(f, "_hutch_spec()\n{\n\tcase $1 in\n");
-	for (size_t i = 0; verbs[i]; i++) {
-		const struct verb *v = verbs[i];
-		if (v->flags & VERB_HIDDEN)
-			continue;
-		print_spec(f, v->name, v, false);
-		for (const struct verb *s = v->subs; s && s->name; s++) {
-			_cleanup_free_ char *key = xasprintf("%s/%s", v->name, s->name);
-			if (!(s->flags & VERB_HIDDEN))
-				print_spec(f, key, s, true);
-		}
-	}
+	each_verb(f, verbs, '/', print_spec);
 	fprintf(f, "\t*) opts= argopts= pos= ;;\n\tesac\n}\n\n");
 	fprintf(f, "# $1: VERB or VERB/SUB, $2: an option that takes a value. Prints the hint for its value.\n");
 	fprintf(f, "_hutch_opthint()\n{\n\tcase \"$1 $2\" in\n");
-	for (size_t i = 0; verbs[i]; i++) {
-		const struct verb *v = verbs[i];
-		if (v->flags & VERB_HIDDEN)
-			continue;
-		print_opt_hints(f, v->name, v->opts);
-		for (const struct verb *s = v->subs; s && s->name; s++) {
-			_cleanup_free_ char *key = xasprintf("%s/%s", v->name, s->name);
-			print_opt_hints(f, key, s->opts);
-		}
-	}
+	each_verb(f, verbs, '/', print_opt_hints);
 	fprintf(f, "\t*) ;;\n\tesac\n}\n\n%s", completion_driver);
 }
 
-/* "VERB [SUB] --long" lines, and "VERB" alone, for scripts and the man page test. */
-static void print_list(FILE *f, const struct verb *const *verbs)
+/* "VERB", "VERB SUB" and "VERB [SUB] --long" lines, for scripts and the man page test. */
+static void print_list_entry(FILE *f, const char *key, const struct verb *parent, const struct verb *v)
 {
-	for (size_t i = 0; verbs[i]; i++) {
-		const struct verb *v = verbs[i];
-		if (v->flags & VERB_HIDDEN)
-			continue;
-		fprintf(f, "%s\n", v->name);
-		for (const struct opt *t = v->opts; t && t->type != OPT_T_END; t++)
-			if (t->long_name && !(t->flags & OPT_HIDDEN))
-				fprintf(f, "%s --%s\n", v->name, t->long_name);
-		for (const struct verb *s = v->subs; s && s->name; s++) {
-			if (s->flags & VERB_HIDDEN)
-				continue;
-			fprintf(f, "%s %s\n", v->name, s->name);
-			for (const struct opt *t = s->opts; t && t->type != OPT_T_END; t++)
-				if (t->long_name && !(t->flags & OPT_HIDDEN))
-					fprintf(f, "%s %s --%s\n", v->name, s->name, t->long_name);
-		}
-	}
+	fprintf(f, "%s\n", key);
+	for (const struct opt *t = v->opts; t && t->type != OPT_T_END; t++)
+		if (t->long_name && !(t->flags & OPT_HIDDEN))
+			fprintf(f, "%s --%s\n", key, t->long_name);
 }
 
 static int cmd_completion(struct cmd_ctx *c, void *opts, int argc, char **argv)
@@ -246,7 +233,7 @@ static int cmd_completion(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (!strcmp(argv[0], "bash"))
 		opt_print_bash_completion(stdout, hutch_verbs);
 	else if (!strcmp(argv[0], "list"))
-		print_list(stdout, hutch_verbs);
+		each_verb(stdout, hutch_verbs, ' ', print_list_entry);
 	else
 		return cmd_usage(c, "unknown shell '%s': use bash (or list)", argv[0]);
 	return EXIT_OK;

@@ -32,14 +32,14 @@ const struct opt cmd_run_opts[] = {
 
 void cmd_exec_init(void *opts) { ((struct exec_cli *)opts)->tty_mode = -1; }
 
-int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, const char *verb, int argc, char **argv)
+int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, int argc, char **argv)
 {
 	for (char **v = e->o.env; v && *v; v++)
 		if (!strchr(*v, '=') || (*v)[0] == '=')
 			return cmd_usage(c, "-e: expected K=V, not '%s'", *v);
 	e->o.argv = argv + 1;
 	if (argc < 2)
-		return cmd_usage(c, "missing command (hutch %s NAME -- CMD...)", verb);
+		return cmd_usage(c, "missing command (hutch %s NAME -- CMD...)", c->verb);
 	/* Like ssh: a pty when both ends are terminals, unless -t/-T say otherwise; stdin is forwarded
 	 * when it is not a terminal (a pipe or file), or with -i. */
 	e->o.in_fd = STDIN_FILENO;
@@ -54,7 +54,7 @@ int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, const char *verb, int
 static int cmd_exec(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct exec_cli *e = opts;
-	int rc = cmd_exec_finish(c, e, "exec", argc, argv);
+	int rc = cmd_exec_finish(c, e, argc, argv);
 	if (rc)
 		return rc;
 	_cleanup_free_ char *name = NULL;

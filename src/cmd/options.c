@@ -72,6 +72,13 @@ static void add_subs(struct strbuf *sb, const struct verb *subs)
 			add_choice(sb, s->name, s == last);
 }
 
+static int enum_usage(struct cmd_ctx *c, const char *name, const struct opt *o, const char *arg)
+{
+	_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
+	add_names(&sb, o->names);
+	return cmd_usage(c, "%s: invalid value '%s' (use %s)", name, arg, strbuf_str(&sb));
+}
+
 static int opt_apply(struct parser *p, const struct opt *o, const char *arg)
 {
 	char name[64];
@@ -116,9 +123,7 @@ static int opt_apply(struct parser *p, const struct opt *o, const char *arg)
 				*(int *)(void *)field = i;
 				return 0;
 			}
-		_cleanup_strbuf_ struct strbuf sb = STRBUF_INIT;
-		add_names(&sb, o->names);
-		return cmd_usage(p->c, "%s: invalid value '%s' (use %s)", name, arg, strbuf_str(&sb));
+		return enum_usage(p->c, name, o, arg);
 	case OPT_T_CALLBACK:
 		return o->cb(p->c, p->opts, o, arg);
 	case OPT_T_END:

@@ -26,13 +26,15 @@
  *		    .complete = "vm", .summary = "pause a running VM");
  *
  * then add `extern const struct verb verb_pause;` to cmd.h, `&verb_pause` to the table in verbs.c, the
- * file to cmd_sources in meson.build, and the verb and its long options to docs/hutch.1 (a test checks).
- * Regenerate the completion with `build/hutch completion bash > completion/hutch.bash` (a test checks).
+ * file to cmd_sources in meson.build, and the verb and its long options to its entry in docs/hutch.1.
+ * Regenerate the completion with `build/hutch completion bash > completion/hutch.bash`. Two unit tests
+ * check both (tests/cli/); `hutch completion list` prints what the man page must name.
  *
  * Any macro takes optional trailing designated initializers: `.complete = "file"` (a hint for the
  * option's argument) or `.flags = OPT_HIDDEN`. A completion hint is a space-separated list of words
  * and keywords: vm (VM names), file, dir, cmd (commands), verb, image (catalog names), vmpath
- * (files and NAME:); "vm micro" offers the VMs and the word micro. Usage errors print "hutch: VERB: --opt: why" plus the usage line, exit 2. */
+ * (files and NAME:); "vm micro" offers the VMs and the word micro. Usage errors print
+ * "hutch: VERB: --opt: why" and the usage line, and exit 2; a callback rejects with cmd_usage(). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

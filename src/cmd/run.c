@@ -39,7 +39,7 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct exec_cli *e = opts;
-	int parsed = cmd_exec_finish(c, e, "run", argc, argv);
+	int parsed = cmd_exec_finish(c, e, argc, argv);
 	if (parsed)
 		return parsed;
 	struct exec_opts o = e->o;
