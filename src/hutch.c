@@ -50,6 +50,8 @@ int main(int argc, char **argv)
 	c.verb = v->name;
 	/* The verb's options struct: zeroed, its defaults, then filled from argv by its table. */
 	void *opts = v->opts_size ? xcalloc(1, v->opts_size) : NULL;
+	if (opts && v->defaults)
+		memcpy(opts, v->defaults, v->opts_size);
 	if (v->init)
 		v->init(opts);
 	const struct verb *sub = NULL;

@@ -64,7 +64,7 @@ struct exec_cli {
 	int tty_mode;	      /* -t 1, -T 0, neither -1 */
 };
 extern const struct opt cmd_run_opts[];
-void cmd_exec_init(void *opts);
+extern const struct exec_cli cmd_exec_defaults; /* tty_mode -1: neither -t nor -T */
 /* argv: NAME then the command. Checks the command and settles tty and stdin; 0 or EXIT_USAGE. */
 int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, int argc, char **argv);
 /* "1.5 GiB" */

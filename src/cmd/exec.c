@@ -30,7 +30,7 @@ const struct opt cmd_run_opts[] = {
 	OPT_END(),
 };
 
-void cmd_exec_init(void *opts) { ((struct exec_cli *)opts)->tty_mode = -1; }
+const struct exec_cli cmd_exec_defaults = {.tty_mode = -1};
 
 int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, int argc, char **argv)
 {
@@ -65,5 +65,5 @@ static int cmd_exec(struct cmd_ctx *c, void *opts, int argc, char **argv)
 }
 
 VERB_DEFINE(exec, .name = "exec", .fn = cmd_exec, .opts = exec_opts, .opts_size = sizeof(struct exec_cli),
-	    .init = cmd_exec_init, .min_args = 1, .max_args = -1, .args = "NAME [--] CMD...", .complete = "vm;cmd",
-	    .summary = "run a command in a running VM", .flags = VERB_COMMAND);
+	    .defaults = &cmd_exec_defaults, .min_args = 1, .max_args = -1, .args = "NAME [--] CMD...",
+	    .complete = "vm;cmd", .summary = "run a command in a running VM", .flags = VERB_COMMAND);

@@ -96,5 +96,5 @@ out:
 }
 
 VERB_DEFINE(run, .name = "run", .fn = cmd_run, .opts = cmd_run_opts, .opts_size = sizeof(struct exec_cli),
-	    .init = cmd_exec_init, .min_args = 1, .max_args = -1, .args = "NAME|TEMPLATE [--] CMD...",
+	    .defaults = &cmd_exec_defaults, .min_args = 1, .max_args = -1, .args = "NAME|TEMPLATE [--] CMD...",
 	    .complete = "vm micro;cmd", .summary = "run a program, starting the VM on demand", .flags = VERB_COMMAND);

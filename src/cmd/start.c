@@ -14,11 +14,7 @@ static const struct opt start_opts[] = {
 	OPT_END(),
 };
 
-static void start_init(void *opts)
-{
-	struct start_cli *s = opts;
-	s->o.timeout_ms = 120000;
-}
+static const struct start_cli start_defaults = {.o.timeout_ms = 120000};
 
 static int cmd_start(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
@@ -54,5 +50,5 @@ static int cmd_start(struct cmd_ctx *c, void *opts, int argc, char **argv)
 }
 
 VERB_DEFINE(start, .name = "start", .fn = cmd_start, .opts = start_opts, .opts_size = sizeof(struct start_cli),
-	    .init = start_init, .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .defaults = &start_defaults, .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
 	    .summary = "boot a VM; returns when its agent answers");

@@ -16,11 +16,7 @@ static const struct opt stop_opts[] = {
 	OPT_END(),
 };
 
-static void stop_init(void *opts)
-{
-	struct stop_cli *s = opts;
-	s->o.timeout_ms = 30000;
-}
+static const struct stop_cli stop_defaults = {.o.timeout_ms = 30000};
 
 static int cmd_stop(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
@@ -49,5 +45,5 @@ static int cmd_stop(struct cmd_ctx *c, void *opts, int argc, char **argv)
 }
 
 VERB_DEFINE(stop, .name = "stop", .fn = cmd_stop, .opts = stop_opts, .opts_size = sizeof(struct stop_cli),
-	    .init = stop_init, .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .defaults = &stop_defaults, .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
 	    .summary = "shut a VM down (agent, ACPI, quit, kill)");
