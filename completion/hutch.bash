@@ -30,7 +30,7 @@ _hutch_spec()
 	image/pull) opts="--checksum" argopts="--checksum" pos="debian-12 ubuntu-24.04 fedora-41 arch" ;;
 	image/rm) opts="-f --force" argopts="" pos="" ;;
 	image/prune) opts="" argopts="" pos="" ;;
-	doctor) opts="" argopts="" pos="" ;;
+	doctor) opts="--probe --json" argopts="" pos="" ;;
 	help) opts="" argopts="" pos="verb" ;;
 	completion) opts="" argopts="" pos="bash list" ;;
 	*) opts= argopts= pos= ;;
