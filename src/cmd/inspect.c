@@ -1,3 +1,4 @@
+#include "autostart.h"
 #include "backend.h"
 #include "cmd.h"
 
@@ -27,6 +28,7 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			json_object_object_add(j, "agent", json_object_new_string(st.agent_state));
 			json_object_object_add(j, "sessions", json_object_new_int(st.sessions));
 		}
+		json_object_object_add(j, "autostart", json_object_new_boolean(autostart_is_on(name)));
 		json_object_object_add(j, "dir", json_object_new_string(dir));
 		json_object_object_add(j, "spec", json_object_new_string(spec));
 		json_object *last = state ? json_tokener_parse(state) : NULL;
@@ -38,6 +40,7 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 		if (st.running)
 			printf("accel:   %s\nuptime:  %llus\nagent:   %s\nsessions: %d\n", st.kvm ? "kvm" : "tcg",
 			       (unsigned long long)st.uptime_s, st.agent_state, st.sessions);
+		printf("autostart: %s\n", autostart_is_on(name) ? "on" : "off");
 		printf("dir:     %s\n", dir);
 		if (state)
 			printf("last:    %s\n", state);

@@ -1,4 +1,5 @@
 #include "backend.h"
+#include "autostart.h"
 #include "cmd.h"
 
 #include <string.h>
@@ -90,6 +91,7 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			json_object_object_add(o, "memory", json_object_new_int64((int64_t)r.memory));
 			json_object_object_add(o, "cpus", json_object_new_int((int)r.cpus));
 			json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)r.uptime_s));
+			json_object_object_add(o, "autostart", json_object_new_boolean(autostart_is_on(r.name)));
 			if (r.error)
 				json_object_object_add(o, "error", json_object_new_string(r.error));
 			json_object_array_add(arr, o);
