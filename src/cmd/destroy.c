@@ -18,14 +18,22 @@ static int cmd_destroy(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct destroy_cli *d = opts;
 	_cleanup_free_ char *name = NULL;
+	_cleanup_strv_ char **warnings = NULL;
 	if (cmd_vm_name(c, argv[0], d->instance, &name))
 		return EXIT_ERR;
+	d->o.warnings = &warnings; /* the autostart unit's removal: systemctl missing, say */
 	if (vm_destroy(&c->store, name, &d->o, &c->err) < 0)
 		return EXIT_ERR;
+	for (size_t i = 0; warnings && warnings[i] && !c->json; i++)
+		log_warn("%s", warnings[i]);
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));
 		json_object_object_add(j, "destroyed", json_object_new_boolean(1));
+		json_object *w = json_object_new_array();
+		for (size_t i = 0; warnings && warnings[i]; i++)
+			json_object_array_add(w, json_object_new_string(warnings[i]));
+		json_object_object_add(j, "warnings", w);
 		cmd_print_json(j);
 	} else if (!c->quiet)
 		printf("destroyed %s\n", name);

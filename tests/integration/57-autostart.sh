@@ -141,8 +141,10 @@ if [ ! -d /run/systemd/system ]; then
 	like "$ERR" "systemctl --user daemon-reload" "the warning names systemctl --user daemon-reload"
 	like "$ERR" "loginctl enable-linger $(id -un)" "the warning names loginctl enable-linger USER"
 	unlike "$(cat "$xdg/config/systemd/user/hutch-plain.service")" '^Environment=' "no Environment= without HUTCH_HOME"
-	run xrun "$HUTCH" destroy plain
+	run xrun "$HUTCH" destroy --json plain
 	ok "destroy removes it" test ! -e "$xdg/config/systemd/user/hutch-plain.service"
+	is "$(json_get "$OUT" 'str(j["destroyed"])+" "+str(any("daemon-reload" in w for w in j["warnings"]))')" "True True" \
+		"destroy --json carries the daemon-reload warning"
 else
 	pass "# SKIP systemd runs here: the XDG case would touch the real user manager"
 fi
