@@ -7,7 +7,7 @@ _hutch_verbs="create build start stop destroy list inspect console logs exec she
 _hutch_spec()
 {
 	case $1 in
-	create) opts="-t --template -f --from --image --checksum --pull -i --instance -m --memory -c --cpus -d --disk --json" argopts="-t --template -f --from --image --checksum -i --instance -m --memory -c --cpus -d --disk" pos="vm" ;;
+	create) opts="-t --template -f --from --image --checksum --pull -i --instance -m --memory -c --cpus -d --disk --accel --json" argopts="-t --template -f --from --image --checksum -i --instance -m --memory -c --cpus -d --disk --accel" pos="vm" ;;
 	build) opts="-f --from --image --checksum --json" argopts="-f --from --image --checksum" pos="vm" ;;
 	start) opts="-i --instance --timeout --json" argopts="-i --instance --timeout" pos="vm" ;;
 	stop) opts="-i --instance -f --force --timeout --json" argopts="-i --instance --timeout" pos="vm" ;;
@@ -18,7 +18,7 @@ _hutch_spec()
 	logs) opts="-i --instance -f --follow" argopts="-i --instance" pos="vm" ;;
 	exec) opts="-t --tty -T --no-tty -i --interactive -e --env -w --workdir -u --user --instance" argopts="-e --env -w --workdir -u --user --instance" pos="vm;cmd" ;;
 	shell) opts="-i --instance -u --user" argopts="-i --instance -u --user" pos="vm" ;;
-	run) opts="--rm -t --tty -T --no-tty -i --interactive -e --env -w --workdir -u --user" argopts="-e --env -w --workdir -u --user" pos="vm micro;cmd" ;;
+	run) opts="--rm --accel -t --tty -T --no-tty -i --interactive -e --env -w --workdir -u --user" argopts="--accel -e --env -w --workdir -u --user" pos="vm micro;cmd" ;;
 	cp) opts="-r --recursive -u --user" argopts="-u --user" pos="vmpath" ;;
 	ssh) opts="-l --login -p --port -i --instance" argopts="-l --login -p --port -i --instance" pos="vm;cmd" ;;
 	port) opts="-i --instance --json" argopts="-i --instance" pos="vm" subs="add rm ls" subat=1 ;;
@@ -46,8 +46,10 @@ _hutch_opthint()
 	"create -t" | "create --template") echo "micro" ;;
 	"create -f" | "create --from") echo "file" ;;
 	"create --image") echo "debian-12 ubuntu-24.04 fedora-41 arch" ;;
+	"create --accel") echo "auto kvm tcg" ;;
 	"build -f" | "build --from") echo "file" ;;
 	"build --image") echo "debian-12 ubuntu-24.04 fedora-41 arch" ;;
+	"run --accel") echo "auto kvm tcg" ;;
 	*) ;;
 	esac
 }

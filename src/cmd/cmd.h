@@ -1,5 +1,6 @@
 /* What every verb gets: global options, the store, and an error to fill. */
 #pragma once
+#include "accel.h"
 #include "store.h"
 #include "util.h"
 #include "image.h"
@@ -58,10 +59,11 @@ bool cmd_progress_done(struct cmd_progress *p);
 /* exec and run: their shared options, the VM, and the command. */
 #include "session.h"
 struct exec_cli {
-	struct exec_opts o;   /* o.env is freed by the dispatcher */
-	const char *instance; /* exec --instance */
-	bool rm;	      /* run --rm */
-	int tty_mode;	      /* -t 1, -T 0, neither -1 */
+	struct exec_opts o;    /* o.env is freed by the dispatcher */
+	const char *instance;  /* exec --instance */
+	bool rm;	       /* run --rm */
+	int tty_mode;	       /* -t 1, -T 0, neither -1 */
+	enum accel_mode accel; /* run --accel, for the VM run creates */
 };
 extern const struct opt cmd_run_opts[];
 extern const struct exec_cli cmd_exec_defaults; /* tty_mode -1: neither -t nor -T */
@@ -69,3 +71,5 @@ extern const struct exec_cli cmd_exec_defaults; /* tty_mode -1: neither -t nor -
 int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, int argc, char **argv);
 /* "1.5 GiB" */
 const char *cmd_human(uint64_t b, char *buf, size_t len);
+/* --accel MODE: auto, kvm or tcg into *ret; a usage error (EXIT_USAGE) names the bad value. */
+int cmd_parse_accel(struct cmd_ctx *c, const char *arg, enum accel_mode *ret);

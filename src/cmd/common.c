@@ -139,3 +139,10 @@ bool cmd_progress_done(struct cmd_progress *p)
 		fputc('\n', stderr);
 	return interrupted != 0;
 }
+
+int cmd_parse_accel(struct cmd_ctx *c, const char *arg, enum accel_mode *ret)
+{
+	if (accel_mode_parse(arg, ret) < 0)
+		return cmd_usage(c, "--accel: expected auto, kvm or tcg, not '%s'", arg ? arg : "");
+	return 0;
+}

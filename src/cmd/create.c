@@ -1,6 +1,11 @@
 #include "cmd.h"
 #include "vmops.h"
 
+static int create_accel(struct cmd_ctx *c, void *opts, const struct opt *o, const char *arg)
+{
+	return cmd_parse_accel(c, arg, &((struct create_opts *)opts)->accel);
+}
+
 static const struct opt create_opts[] = {
 	OPT_STRING('t', "template", struct create_opts, template, "NAME", "a built-in template", .complete = "micro"),
 	OPT_STRING('f', "from", struct create_opts, from, "FILE.yml", "a spec file", .complete = "file"),
@@ -13,6 +18,8 @@ static const struct opt create_opts[] = {
 	OPT_SIZE('m', "memory", struct create_opts, memory, "memory, overriding the spec"),
 	OPT_UINT('c', "cpus", struct create_opts, cpus, "N", 1, 256, "virtual CPUs, overriding the spec"),
 	OPT_SIZE('d', "disk", struct create_opts, disk, "disk size, overriding the spec"),
+	OPT_CALLBACK(0, "accel", "MODE", create_accel, "auto, kvm or tcg, overriding the spec and config.yml",
+		     .complete = "auto kvm tcg"),
 	OPT_JSON(),
 	OPT_END(),
 };

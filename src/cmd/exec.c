@@ -24,8 +24,15 @@ static const struct opt exec_opts[] = {
 	OPT_END(),
 };
 
+static int run_accel(struct cmd_ctx *c, void *opts, const struct opt *o, const char *arg)
+{
+	return cmd_parse_accel(c, arg, &((struct exec_cli *)opts)->accel);
+}
+
 const struct opt cmd_run_opts[] = {
 	OPT_BOOL(0, "rm", struct exec_cli, rm, "in a fresh instance, removed when the program ends"),
+	OPT_CALLBACK(0, "accel", "MODE", run_accel, "auto, kvm or tcg for the VM run creates",
+		     .complete = "auto kvm tcg"),
 	EXEC_OPTS,
 	OPT_END(),
 };

@@ -1,3 +1,4 @@
+#include "backend.h"
 #include "cmd.h"
 #include "session.h"
 #include "vmops.h"
@@ -30,8 +31,9 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 	}
 	if (r < 0)
 		return r;
-	if (!res.kvm)
-		log_info("no KVM, using TCG: %s", res.accel_why);
+	_cleanup_free_ char *warn = start_accel_warning(&res);
+	if (warn)
+		log_warn("%s", warn);
 	log_info("started %s in %.2f s", name, (double)res.boot_ms / 1000.0);
 	return 0;
 }
@@ -53,7 +55,7 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (rm) {
 		/* A fresh instance of NAME's spec (or of the template), destroyed when the program ends. */
 		_cleanup_free_ char *suffix = ephemeral_name(base);
-		struct create_opts co = {.name = base, .instance = suffix, .ephemeral = true};
+		struct create_opts co = {.name = base, .instance = suffix, .ephemeral = true, .accel = e->accel};
 		_cleanup_free_ char *src = store_vm_file(&c->store, base, "spec.yml");
 		if (store_vm_exists(&c->store, base))
 			co.from = src;
@@ -63,8 +65,13 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			goto out;
 	} else {
 		name = xstrdup(base);
+		if (store_vm_exists(&c->store, name) && e->accel != ACCEL_UNSET)
+			return cmd_usage(c,
+					 "--accel applies to a VM that run creates (with --rm, or one not defined "
+					 "yet): set accel: in the spec of '%s'",
+					 name);
 		if (!store_vm_exists(&c->store, name)) {
-			struct create_opts co = {.name = base};
+			struct create_opts co = {.name = base, .accel = e->accel};
 			_cleanup_free_ char *created = NULL;
 			if (vm_create(&c->store, &co, &created, &c->err) < 0)
 				goto out;
