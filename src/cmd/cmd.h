@@ -35,7 +35,7 @@ bool cmd_color(void);
 /* The verbs: `hutch help` and the bash completion list them in this order (verbs.c). */
 extern const struct verb verb_create, verb_build, verb_start, verb_stop, verb_destroy, verb_list, verb_inspect,
 	verb_console, verb_logs, verb_exec, verb_shell, verb_run, verb_cp, verb_ssh, verb_port, verb_image, verb_doctor,
-	verb_help, verb_completion, verb_monitor, verb_setup, verb_autostart;
+	verb_help, verb_completion, verb_monitor, verb_setup, verb_autostart, verb_service;
 /* "usage: hutch [--json] …" and the verbs with their summaries. */
 void cmd_print_verbs(FILE *f);
 
