@@ -12,13 +12,13 @@ REPO=$(dirname "$BENCH_DIR")
 export BUILD_DIR=${BUILD_DIR:-$REPO/build}
 export BENCH_RUNS=${BENCH_RUNS:-5}
 DOC=${BENCH_DOC:-$REPO/docs/PERFORMANCE.md}
-SCRIPTS=${BENCH_ONLY:-boot run exec list rss virsh create cloud}
+SCRIPTS=${BENCH_ONLY:-boot run exec list rss virsh create cloud accel}
 
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
 	if [ ! -f "$BUILD_DIR/build.ninja" ]; then
 		meson setup "$BUILD_DIR" "$REPO" >/dev/null || exit 1
 	fi
-	ninja -C "$BUILD_DIR" hutch hutch-agent >/dev/null || {
+	ninja -C "$BUILD_DIR" hutch hutch-agent accel-bench >/dev/null || {
 		echo "run-all: build failed" >&2
 		exit 1
 	}
