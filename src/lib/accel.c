@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <pwd.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -198,12 +197,6 @@ int accel_verdict_save(const char *path, const struct accel_verdict *v, struct h
 }
 
 /* ---- the decision ---- */
-
-static const char *user_name(void)
-{
-	const struct passwd *pw = getpwuid(getuid());
-	return pw && pw->pw_name ? pw->pw_name : "$USER";
-}
 
 /* Why KVM can't be used, without the verdict: the device itself. */
 static void device_why(const struct kvm_device *dev, char *buf, size_t len)

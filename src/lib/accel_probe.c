@@ -59,18 +59,7 @@ static int spawn(char **argv, int qmp_l, int agent_l, int logfd, pid_t *ret, str
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
-		int nul = open("/dev/null", O_RDWR);
-		int q = fcntl(qmp_l, F_DUPFD, 10), a = fcntl(agent_l, F_DUPFD, 10);
-		dup2(nul, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
-		dup2(q, QEMU_FD_QMP);
-		dup2(a, QEMU_FD_AGENT);
-		for (int fd = QEMU_FD_AGENT + 1; fd < 1024; fd++)
-			close(fd);
-		execv(argv[0], argv);
-		dprintf(2, "hutch: cannot execute %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
+		qemu_exec_child(argv, qmp_l, agent_l, logfd);
 	}
 	*ret = pid;
 	return 0;

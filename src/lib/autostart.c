@@ -219,12 +219,6 @@ static int run_quiet(char *const argv[], char **ret_why)
 	return -EIO;
 }
 
-static const char *user_name(void)
-{
-	struct passwd *pw = getpwuid(getuid());
-	return pw ? pw->pw_name : "$USER";
-}
-
 static void manager_reload(struct autostart_result *r)
 {
 	char *const argv[] = {"systemctl", "--user", "--no-ask-password", "daemon-reload", NULL};

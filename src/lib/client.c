@@ -1,29 +1,27 @@
 #include "client.h"
 
 #include "proto.h"
+#include "unixsock.h"
 
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 int monitor_connect(const struct store *st, const char *name, int *ret_fd, struct hutch_error *err)
 {
 	_cleanup_free_ char *path = store_run_file(st, name, "monitor.sock");
-	int r = store_check_sun_path(path, err);
-	if (r < 0)
+	struct hutch_error e = {0};
+	int fd = unix_connect(path, &e);
+	if (fd < 0) {
+		int code = e.code, r;
+		if (code == ENOENT || code == ECONNREFUSED)
+			r = hutch_error_set(err, ENOTCONN, "not running");
+		else if (code == ENAMETOOLONG)
+			r = hutch_error_set(err, code, "%s", e.msg);
+		else
+			r = hutch_error_set(err, code, "cannot reach the monitor at '%s': %s", path, strerror(code));
+		hutch_error_clear(&e);
 		return r;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-		close(fd);
-		if (e == ENOENT || e == ECONNREFUSED)
-			return hutch_error_set(err, ENOTCONN, "not running");
-		return hutch_error_set(err, e, "cannot reach the monitor at '%s': %s", path, strerror(e));
 	}
 	*ret_fd = fd;
 	return 0;

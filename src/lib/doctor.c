@@ -10,7 +10,6 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -37,12 +36,6 @@ static void add(struct doctor_report *r, const char *name, enum check_status s, 
 {
 	r->checks = xrealloc(r->checks, (r->n + 1) * sizeof(*r->checks));
 	r->checks[r->n++] = (struct check){xstrdup(name), s, detail ? detail : xstrdup(""), fix};
-}
-
-static const char *user_name(void)
-{
-	const struct passwd *pw = getpwuid(getuid());
-	return pw && pw->pw_name ? pw->pw_name : "$USER";
 }
 
 /* A binary on PATH or in the sbin/libexec dirs daemons live in. */

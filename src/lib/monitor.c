@@ -262,19 +262,7 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		monitor_child_setup(parent);
-		int nul = open("/dev/null", O_RDWR);
-		/* Move the sockets above the target numbers first so dup2 can't clobber one with the other. */
-		int q = fcntl(qmp_l, F_DUPFD, 10), a = fcntl(agent_l, F_DUPFD, 10);
-		dup2(nul, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
-		dup2(q, QEMU_FD_QMP);
-		dup2(a, QEMU_FD_AGENT);
-		for (int fd = QEMU_FD_AGENT + 1; fd < 1024; fd++)
-			close(fd);
-		execv(m->plan.argv[0], m->plan.argv);
-		dprintf(2, "hutch: cannot execute %s: %s\n", m->plan.argv[0], strerror(errno));
-		_exit(127);
+		qemu_exec_child(m->plan.argv, qmp_l, agent_l, logfd);
 	}
 	m->qemu_pid = pid;
 	/* Connections queue in the listen backlog, so this succeeds before QEMU even accepts. */

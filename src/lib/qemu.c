@@ -35,6 +35,23 @@ int qemu_find_binary(char **ret, struct hutch_error *err)
 			       "(apt-get install qemu-system-x86 qemu-utils)");
 }
 
+void qemu_exec_child(char **argv, int qmp_listen, int agent_listen, int log_fd)
+{
+	int nul = open("/dev/null", O_RDWR);
+	/* Move the sockets above the target numbers first so dup2 can't clobber one with the other. */
+	int q = fcntl(qmp_listen, F_DUPFD, 10), a = fcntl(agent_listen, F_DUPFD, 10);
+	dup2(nul, 0);
+	dup2(log_fd, 1);
+	dup2(log_fd, 2);
+	dup2(q, QEMU_FD_QMP);
+	dup2(a, QEMU_FD_AGENT);
+	for (int fd = QEMU_FD_AGENT + 1; fd < 1024; fd++)
+		close(fd);
+	execv(argv[0], argv);
+	dprintf(2, "hutch: cannot execute %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
 int qemu_capture(const char *binary, const char *arg, const char *arg2, char **ret, struct hutch_error *err)
 {
 	int p[2];

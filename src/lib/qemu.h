@@ -30,6 +30,10 @@ struct qemu_config {
  * HUTCH_OVMF_DIR overrides /usr/share/OVMF. */
 int qemu_firmware_paths(enum firmware fw, char **ret_code, char **ret_vars, struct hutch_error *err);
 
+/* In a forked child: stdin /dev/null, stdout and stderr to log_fd, the listening QMP and agent
+ * sockets on QEMU_FD_QMP and QEMU_FD_AGENT, every other descriptor closed, then exec argv. */
+_Noreturn void qemu_exec_child(char **argv, int qmp_listen, int agent_listen, int log_fd);
+
 int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_error *err);
 /* The kernel command line for micro VMs. */
 char *qemu_micro_cmdline(const struct qemu_config *c);

@@ -203,12 +203,6 @@ static void check_step(const struct setup_plan *p, struct setup_step *s)
 	}
 }
 
-static const char *user_name(void)
-{
-	struct passwd *pw = getpwuid(getuid());
-	return pw ? pw->pw_name : "$USER";
-}
-
 /* What only root can fix: printed as commands, never run. */
 static void host_hints(struct setup_plan *p)
 {

@@ -7,15 +7,26 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-int unix_listen(const char *path, struct hutch_error *err)
+/* A socket and its address, or < 0 with err set (a path too long for sun_path says so). */
+static int unix_socket(const char *path, struct sockaddr_un *sa, struct hutch_error *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path))
 		return store_check_sun_path(path, err);
-	strcpy(sa.sun_path, path);
+	strcpy(sa->sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
+	return fd;
+}
+
+int unix_listen(const char *path, struct hutch_error *err)
+{
+	struct sockaddr_un sa;
+	int fd = unix_socket(path, &sa, err);
+	if (fd < 0)
+		return fd;
 	unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
 		int e = errno;
@@ -27,13 +38,10 @@ int unix_listen(const char *path, struct hutch_error *err)
 
 int unix_connect(const char *path, struct hutch_error *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return store_check_sun_path(path, err);
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa;
+	int fd = unix_socket(path, &sa, err);
 	if (fd < 0)
-		return hutch_error_set(err, errno, "socket: %s", strerror(errno));
+		return fd;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		close(fd);

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <string.h>
@@ -620,4 +621,10 @@ char *file_last_line(const char *path, size_t max)
 	char *line = len ? xstrndup(nl ? nl + 1 : buf, max) : NULL;
 	free(buf);
 	return line;
+}
+
+const char *user_name(void)
+{
+	const struct passwd *pw = getpwuid(getuid());
+	return pw && pw->pw_name ? pw->pw_name : "$USER";
 }

@@ -123,6 +123,9 @@ ssize_t read_full(int fd, void *buf, size_t len); /* until len, EOF or error */
 int sha256_file_hex(const char *path, char out[65], struct hutch_error *err);
 void sha256_hex(const void *data, size_t len, char out[65]);
 
+/* This user's login name (getpwuid), or "$USER" when it has none. */
+const char *user_name(void);
+
 /* Time. */
 uint64_t now_ms(void);	   /* CLOCK_MONOTONIC */
 uint64_t now_real_s(void); /* CLOCK_REALTIME seconds */
