@@ -83,14 +83,6 @@ static int cmd_autostart(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	return EXIT_OK;
 }
 
-const struct verb verb_autostart = {
-	.name = "autostart",
-	.fn = cmd_autostart,
-	.opts = autostart_opts,
-	.opts_size = sizeof(struct autostart_cli),
-	.min_args = 1,
-	.max_args = 2,
-	.args = "NAME [on|off]",
-	.complete = "vm;on off",
-	.summary = "start a VM at boot and stop it at shutdown (a systemd user unit)",
-};
+VERB_DEFINE(autostart, .name = "autostart", .fn = cmd_autostart, .opts = autostart_opts,
+	    .opts_size = sizeof(struct autostart_cli), .min_args = 1, .max_args = 2, .args = "NAME [on|off]",
+	    .complete = "vm;on off", .summary = "start a VM at boot and stop it at shutdown (a systemd user unit)");

@@ -36,15 +36,23 @@ static int cmd_create(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	o.name = argv[0];
 	cmd_set_subject(c, o.name);
 	_cleanup_free_ char *name = NULL;
+	_cleanup_strv_ char **warnings = NULL;
+	o.warnings = &warnings; /* autostart: true without systemctl, say */
 	int r = vm_create(&c->store, &o, &name, &c->err);
 	cmd_progress_done(&prog);
 	if (r < 0)
 		return EXIT_ERR;
 	cmd_set_subject(c, name);
+	for (size_t i = 0; warnings && warnings[i] && !c->json; i++)
+		log_warn("%s", warnings[i]);
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));
 		json_object_object_add(j, "created", json_object_new_boolean(1));
+		json_object *w = json_object_new_array();
+		for (size_t i = 0; warnings && warnings[i]; i++)
+			json_object_array_add(w, json_object_new_string(warnings[i]));
+		json_object_object_add(j, "warnings", w);
 		cmd_print_json(j);
 	} else if (!c->quiet)
 		printf("created %s\n", name);

@@ -81,10 +81,5 @@ static int cmd_setup(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	return rc;
 }
 
-const struct verb verb_setup = {
-	.name = "setup",
-	.fn = cmd_setup,
-	.opts = setup_opts,
-	.opts_size = sizeof(struct setup_cli),
-	.summary = "make this host ready: directories, the micro template, config.yml, libvirt's default URI",
-};
+VERB_DEFINE(setup, .name = "setup", .fn = cmd_setup, .opts = setup_opts, .opts_size = sizeof(struct setup_cli),
+	    .summary = "make this host ready: directories, the micro template, config.yml, libvirt's default URI");

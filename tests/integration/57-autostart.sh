@@ -109,6 +109,9 @@ boot:
   source: {template: micro}
   memory: 256M
   autostart: true
+boot2:
+  source: {template: micro}
+  autostart: true
 YML
 run hutch create boot --from "$T/spec.yml"
 is "$RC" 0 "create from a spec with autostart: true"
@@ -121,6 +124,11 @@ run hutch list -a --json
 is "$(json_get "$OUT" '[str(v.get("autostart")) for v in j if v["name"]=="boot"][0]')" True "list --json shows autostart"
 run hutch destroy boot
 ok "destroy removes a spec's unit" test ! -e "$units/hutch-boot.service"
+run hutch create boot2 --from "$T/spec.yml" --json
+is "$(json_get "$OUT" 'str(j["created"])+" "+str(any("systemctl --user enable" in w for w in j["warnings"]))')" "True True" \
+	"create --json carries the warning"
+is "$ERR" "" "and prints nothing on stderr"
+run hutch destroy boot2
 
 # Without HUTCH_HOME: the XDG unit dir, and systemctl/loginctl failing (no user manager runs) are
 # warnings naming the command, not errors. Only where systemd is not PID 1, so a developer's
