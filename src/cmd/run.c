@@ -1,5 +1,6 @@
 #include "backend.h"
 #include "cmd.h"
+#include "failed.h"
 #include "session.h"
 #include "vmops.h"
 
@@ -80,6 +81,12 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	cmd_set_subject(c, name);
 	if (ensure_running(c, name, rm) < 0) {
 		if (rm) {
+			/* whatever the failure, its logs outlive the disposable VM */
+			if (c->err.msg) {
+				char *kept = failed_keep_logs(&c->store, name, c->err.msg);
+				free(c->err.msg);
+				c->err.msg = kept;
+			}
 			struct destroy_opts d = {.force = true, .disk = true};
 			vm_destroy(&c->store, name, &d, NULL);
 		}

@@ -5,6 +5,7 @@
  *
  * Everything runs in one poll loop. All sockets are non-blocking with bounded output buffers. */
 #include "monitor.h"
+#include "failed.h"
 #include "unixsock.h"
 
 #include "proto.h"
@@ -333,94 +334,13 @@ static void notify(struct mon *m, json_object *o)
 	json_object_put(o);
 }
 
-/* Replace every FROM in S with TO. */
-static char *str_replace_all(const char *s, const char *from, const char *to)
-{
-	struct strbuf sb = STRBUF_INIT;
-	size_t n = strlen(from);
-	const char *p;
-	while (n && (p = strstr(s, from))) {
-		strbuf_add(&sb, s, (size_t)(p - s));
-		strbuf_adds(&sb, to);
-		s = p + n;
-	}
-	strbuf_adds(&sb, s);
-	return strbuf_detach(&sb, NULL);
-}
-
-/* Keep at most FAILED_KEEP sets of logs of disposable VMs that failed to start, newest first. */
-#define FAILED_KEEP 10
-
-static void prune_failed(const char *dir)
-{
-	struct dirent **ents = NULL;
-	int n = scandir(dir, &ents, NULL, NULL);
-	if (n < 0)
-		return;
-	struct aged {
-		char *path;
-		time_t mtime;
-	} *v = xcalloc((size_t)n + 1, sizeof(*v));
-	size_t k = 0;
-	for (int i = 0; i < n; i++) {
-		struct stat st;
-		if (ents[i]->d_name[0] != '.') {
-			char *p = xasprintf("%s/%s", dir, ents[i]->d_name);
-			if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
-				v[k++] = (struct aged){p, st.st_mtime};
-			else
-				free(p);
-		}
-		free(ents[i]);
-	}
-	free(ents);
-	/* newest first, then remove the tail */
-	for (size_t i = 1; i < k; i++)
-		for (size_t j = i; j > 0 && v[j].mtime > v[j - 1].mtime; j--) {
-			struct aged t = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = t;
-		}
-	for (size_t i = 0; i < k; i++) {
-		if (i >= FAILED_KEEP)
-			rm_rf(v[i].path);
-		free(v[i].path);
-	}
-	free(v);
-}
-
-/* A disposable VM is removed when it stops, logs and all: one that failed to start keeps its logs
- * in DATA/failed/NAME, and the message points there instead. Returns the message to send. */
-static char *keep_failed_logs(struct mon *m, const char *msg)
-{
-	if (!m->a->ephemeral)
-		return xstrdup(msg);
-	_cleanup_free_ char *vm_dir = store_vm_dir(m->st, m->name);
-	_cleanup_free_ char *failed = xasprintf("%s/failed", m->st->data_dir);
-	_cleanup_free_ char *kept = xasprintf("%s/%s", failed, m->name);
-	if (mkdir_p(kept, 0700) < 0)
-		return xstrdup(msg);
-	static const char *const logs[] = {"qemu.log", "console.log", "monitor.log", "swtpm.log", "spec.yml"};
-	for (size_t i = 0; i < ARRAY_SIZE(logs); i++) {
-		_cleanup_free_ char *from = xasprintf("%s/%s", vm_dir, logs[i]);
-		_cleanup_free_ char *to = xasprintf("%s/%s", kept, logs[i]);
-		/* QEMU may still be writing the console log: a rename keeps its descriptor valid. */
-		rename(from, to);
-	}
-	prune_failed(failed);
-	_cleanup_free_ char *hint = xasprintf("'hutch logs %s'", m->name);
-	_cleanup_free_ char *console = xasprintf("%s/console.log", kept);
-	_cleanup_free_ char *a = str_replace_all(msg, hint, console);
-	_cleanup_free_ char *b = str_replace_all(a, vm_dir, kept);
-	mon_log(m, "the disposable VM failed to start: its logs are kept in %s", kept);
-	return xasprintf("%s (the disposable VM is removed; its logs are kept in %s)", b, kept);
-}
-
 static void notify_error(struct mon *m, const char *msg)
 {
 	if (m->a->notify_fd < 0 || m->boot_reported)
 		return;
-	_cleanup_free_ char *text = keep_failed_logs(m, msg);
+	_cleanup_free_ char *text = m->a->ephemeral ? failed_keep_logs(m->st, m->name, msg) : xstrdup(msg);
+	if (m->a->ephemeral)
+		mon_log(m, "the disposable VM failed to start: %s", text);
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(0));
 	json_object_object_add(o, "error", json_object_new_string(text));
