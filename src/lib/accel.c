@@ -3,6 +3,7 @@
 #include "accel.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <json-c/json.h>
 #include <string.h>
 #include <sys/file.h>
@@ -198,6 +199,22 @@ int accel_verdict_save(const char *path, const struct accel_verdict *v, struct h
 
 /* ---- the decision ---- */
 
+char *accel_permission_fix(void)
+{
+	struct stat st;
+	/* Debian's udev rule makes it root:kvm 0660: joining the group is enough. */
+	if (stat("/dev/kvm", &st) == 0 && (st.st_mode & 060) == 060) {
+		const struct group *g = getgrgid(st.st_gid);
+		return xasprintf("join the '%s' group: sudo usermod -aG %s %s, then log in again",
+				 g ? g->gr_name : "kvm", g ? g->gr_name : "kvm", user_name());
+	}
+	/* root-only (0600), as on some VM hosts: the group needs access first */
+	return xasprintf("/dev/kvm is not group-accessible: sudo chgrp kvm /dev/kvm && sudo chmod 0660 /dev/kvm "
+			 "(keep it with a udev rule: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\"), then "
+			 "sudo usermod -aG kvm %s and log in again",
+			 user_name());
+}
+
 /* Why KVM can't be used, without the verdict: the device itself. */
 static void device_why(const struct kvm_device *dev, char *buf, size_t len)
 {
@@ -207,12 +224,11 @@ static void device_why(const struct kvm_device *dev, char *buf, size_t len)
 			 "/dev/kvm does not exist (no hardware virtualization here, or the kvm_intel/kvm_amd module is "
 			 "not loaded)");
 		break;
-	case KVM_DEV_DENIED:
-		snprintf(buf, len,
-			 "cannot open /dev/kvm: %s (join the 'kvm' group: sudo usermod -aG kvm %s, then log in "
-			 "again)",
-			 strerror(dev->error), user_name());
+	case KVM_DEV_DENIED: {
+		_cleanup_free_ char *fix = accel_permission_fix();
+		snprintf(buf, len, "cannot open /dev/kvm: %s (%s)", strerror(dev->error), fix);
 		break;
+	}
 	case KVM_DEV_ERROR:
 		snprintf(buf, len, "cannot open /dev/kvm: %s", strerror(dev->error));
 		break;

@@ -29,6 +29,9 @@ struct kvm_device {
 	int error; /* errno of the failed open */
 };
 void accel_check_device(struct kvm_device *ret);
+/* The exact fix for a /dev/kvm this user may not open: the group to join, and first the group
+ * access itself when the device is root-only. */
+char *accel_permission_fix(void);
 
 /* What a verdict is valid for. */
 struct accel_host {

@@ -108,7 +108,7 @@ static void check_kvm(struct store *st, const struct doctor_opts *o, struct doct
 		return;
 	case KVM_DEV_DENIED:
 		add(r, "kvm", bad, xasprintf("/dev/kvm exists but this user cannot open it%s", cfg),
-		    xasprintf("sudo usermod -aG kvm %s, then log in again", user_name()));
+		    accel_permission_fix());
 		return;
 	case KVM_DEV_ERROR:
 		add(r, "kvm", bad, xasprintf("cannot open /dev/kvm: %s%s", strerror(a->dev.error), cfg), NULL);
