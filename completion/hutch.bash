@@ -9,7 +9,7 @@ _hutch_spec()
 	case $1 in
 	create) opts="-t --template -f --from --image --checksum --pull -i --instance -m --memory -c --cpus -d --disk --accel --json" argopts="-t --template -f --from --image --checksum -i --instance -m --memory -c --cpus -d --disk --accel" pos="vm" ;;
 	build) opts="-f --from --image --checksum --json" argopts="-f --from --image --checksum" pos="vm" ;;
-	start) opts="-i --instance --timeout --json" argopts="-i --instance --timeout" pos="vm" ;;
+	start) opts="-i --instance --wait --timeout --json" argopts="-i --instance --wait --timeout" pos="vm" ;;
 	stop) opts="-i --instance -f --force --timeout --json" argopts="-i --instance --timeout" pos="vm" ;;
 	destroy) opts="-i --instance -d --disk -f --force --json" argopts="-i --instance" pos="vm" ;;
 	list) opts="-a --all --json" argopts="" pos="" ;;
@@ -51,6 +51,7 @@ _hutch_opthint()
 	"create --accel") echo "auto kvm tcg" ;;
 	"build -f" | "build --from") echo "file" ;;
 	"build --image") echo "debian-12 ubuntu-24.04 fedora-41 arch" ;;
+	"start --wait") echo "auto none agent ssh cloud-init" ;;
 	"run --accel") echo "auto kvm tcg" ;;
 	"service/render --init") echo "systemd supervisord" ;;
 	*) ;;

@@ -1,6 +1,7 @@
 #include "autostart.h"
 #include "backend.h"
 #include "cmd.h"
+#include "ready.h"
 
 #include <string.h>
 
@@ -12,6 +13,22 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 	_cleanup_free_ char *spec = spec_render_yaml(vm->spec);
 	_cleanup_free_ char *dir = store_vm_dir(&c->store, name);
 	_cleanup_free_ char *state = store_read_state(&c->store, name);
+	bool image = vm->spec->source == SOURCE_IMAGE;
+	struct ci_status ci = {0};
+	struct hutch_error cierr = {0};
+	if (image && st.running && st.agent && ready_cloud_init_state(&c->store, name, &ci, &cierr) < 0)
+		ci_status_release(&ci);
+	hutch_error_clear(&cierr);
+	/* the host key made at create, and whether `hutch ssh` checks it (see ready.c's fallback) */
+	_cleanup_free_ char *hk_path = store_vm_file(&c->store, name, "ssh_host_ed25519_key.pub");
+	_cleanup_free_ char *hk_marker = store_vm_file(&c->store, name, "host_key_unverified");
+	_cleanup_free_ char *host_key = NULL;
+	size_t hk_len = 0;
+	if (!image || read_file(hk_path, 64 * 1024, &host_key, &hk_len, NULL) < 0)
+		host_key = NULL;
+	else
+		host_key[strcspn(host_key, "\r\n")] = 0;
+	const char *hk_check = access(hk_marker, F_OK) == 0 ? "first-use" : "strict";
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));
@@ -27,6 +44,21 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			json_object_object_add(j, "uptime_s", json_object_new_int64((int64_t)st.uptime_s));
 			json_object_object_add(j, "agent", json_object_new_string(st.agent_state));
 			json_object_object_add(j, "sessions", json_object_new_int(st.sessions));
+			if (image) {
+				json_object *o = json_object_new_object();
+				json_object_object_add(o, "state", json_object_new_string(ci_state_names[ci.state]));
+				if (ci.stage[0])
+					json_object_object_add(o, "stage", json_object_new_string(ci.stage));
+				json_object *f = json_object_new_array();
+				for (char **m = ci.failures; m && *m; m++)
+					json_object_array_add(f, json_object_new_string(*m));
+				json_object_object_add(o, "failures", f);
+				json_object_object_add(j, "cloud_init", o);
+			}
+		}
+		if (host_key) {
+			json_object_object_add(j, "host_key", json_object_new_string(host_key));
+			json_object_object_add(j, "host_key_check", json_object_new_string(hk_check));
 		}
 		json_object_object_add(j, "autostart", json_object_new_boolean(autostart_is_on(name)));
 		json_object_object_add(j, "dir", json_object_new_string(dir));
@@ -40,12 +72,21 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 		if (st.running)
 			printf("accel:   %s\nuptime:  %llus\nagent:   %s\nsessions: %d\n", st.kvm ? "kvm" : "tcg",
 			       (unsigned long long)st.uptime_s, st.agent_state, st.sessions);
+		if (st.running && image) {
+			printf("cloud-init: %s%s%s%s\n", ci_state_names[ci.state], ci.stage[0] ? " (" : "", ci.stage,
+			       ci.stage[0] ? ")" : "");
+			for (char **m = ci.failures; m && *m; m++)
+				printf("  failed: %s\n", *m);
+		}
+		if (host_key)
+			printf("host key: %s (%s check)\n", host_key, hk_check);
 		printf("autostart: %s\n", autostart_is_on(name) ? "on" : "off");
 		printf("dir:     %s\n", dir);
 		if (state)
 			printf("last:    %s\n", state);
 		printf("spec:\n%s", spec);
 	}
+	ci_status_release(&ci);
 	return EXIT_OK;
 }
 

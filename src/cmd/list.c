@@ -1,6 +1,7 @@
 #include "backend.h"
 #include "autostart.h"
 #include "cmd.h"
+#include "ready.h"
 
 #include <string.h>
 
@@ -12,6 +13,8 @@ struct row {
 	unsigned cpus;
 	uint64_t uptime_s;
 	char *error;
+	bool image;
+	struct ci_status ci; /* image VMs with the agent up */
 };
 
 static void collect(struct cmd_ctx *c, const char *name, struct row *r)
@@ -31,6 +34,7 @@ static void collect(struct cmd_ctx *c, const char *name, struct row *r)
 	}
 	r->memory = vm.spec->memory;
 	r->cpus = vm.spec->cpus;
+	r->image = vm.spec->source == SOURCE_IMAGE;
 	r->state = "stopped";
 	snprintf(r->accel, sizeof(r->accel), "-");
 	if (running) {
@@ -40,6 +44,10 @@ static void collect(struct cmd_ctx *c, const char *name, struct row *r)
 		if (b && b->status(&vm, &st, &err) == 0 && st.running) {
 			snprintf(r->accel, sizeof(r->accel), "%s", st.kvm ? "kvm" : "tcg");
 			r->uptime_s = st.uptime_s;
+			/* cloud-init as it goes, read through the agent once it is up */
+			if (vm.spec->source == SOURCE_IMAGE && st.agent &&
+			    ready_cloud_init_state(&c->store, name, &r->ci, &err) < 0)
+				ci_status_release(&r->ci);
 		}
 		hutch_error_clear(&err);
 	}
@@ -77,7 +85,8 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		return EXIT_ERR;
 	json_object *arr = c->json ? json_object_new_array() : NULL;
 	if (!c->json)
-		printf("%-24s %-8s %-5s %7s %4s %8s\n", "NAME", "STATE", "ACCEL", "MEMORY", "CPUS", "UPTIME");
+		printf("%-24s %-8s %-5s %7s %4s %8s %s\n", "NAME", "STATE", "ACCEL", "MEMORY", "CPUS", "UPTIME",
+		       "CLOUD-INIT");
 	for (size_t i = 0; names[i]; i++) {
 		struct row r;
 		collect(c, names[i], &r);
@@ -94,6 +103,15 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			json_object_object_add(o, "autostart", json_object_new_boolean(autostart_is_on(r.name)));
 			if (r.error)
 				json_object_object_add(o, "error", json_object_new_string(r.error));
+			if (r.image && !strcmp(r.state, "running"))
+				json_object_object_add(o, "cloud_init",
+						       json_object_new_string(ci_state_names[r.ci.state]));
+			if (r.ci.failures) {
+				json_object *f = json_object_new_array();
+				for (char **m = r.ci.failures; *m; m++)
+					json_object_array_add(f, json_object_new_string(*m));
+				json_object_object_add(o, "cloud_init_failures", f);
+			}
 			json_object_array_add(arr, o);
 		} else if (show) {
 			char mem[32] = "-", up[32] = "-", cpus[16] = "-";
@@ -103,12 +121,16 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 				snprintf(cpus, sizeof(cpus), "%u", r.cpus);
 			if (!strcmp(r.state, "running"))
 				fmt_uptime(r.uptime_s, up, sizeof(up));
-			printf("%-24s %-8s %-5s %7s %4s %8s\n", r.name, r.state, r.accel, mem, cpus, up);
+			const char *ci = r.image && !strcmp(r.state, "running") && r.ci.state != CI_UNKNOWN
+						 ? ci_state_names[r.ci.state]
+						 : "-";
+			printf("%-24s %-8s %-5s %7s %4s %8s %s\n", r.name, r.state, r.accel, mem, cpus, up, ci);
 			if (r.error && c->verbose)
 				printf("  %s\n", r.error);
 		}
 		free(r.name);
 		free(r.error);
+		ci_status_release(&r.ci);
 	}
 	if (c->json)
 		cmd_print_json(arr);

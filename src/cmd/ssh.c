@@ -7,6 +7,7 @@
 
 #include <pwd.h>
 #include <string.h>
+#include <unistd.h>
 
 static int find_ssh_port(struct cmd_ctx *c, const char *name, unsigned guest, unsigned *ret)
 {
@@ -54,8 +55,16 @@ static int exec_ssh(struct cmd_ctx *c, const struct vm_spec *spec, const char *n
 	av = strv_push(av, xstrdup("ssh"));
 	av = strv_push(av, xstrdup("-p"));
 	av = strv_push(av, xstrdup(port_s));
-	/* per-VM known_hosts: the first key is accepted, a changed one is refused (never disabled) */
-	const char *fixed[] = {"-o", kh, "-o", "StrictHostKeyChecking=accept-new", "-o", alias, "-o", "LogLevel=ERROR"};
+	/* Per-VM known_hosts. create wrote the host key it made into it, so the check is strict from the
+	 * first connection; where the guest could not take that key (start said so, and left the
+	 * marker), or for a VM made before host keys, the first key is accepted. A changed key is
+	 * refused either way. */
+	_cleanup_free_ char *made = xasprintf("%s/ssh_host_ed25519_key.pub", dir);
+	_cleanup_free_ char *unverified = xasprintf("%s/host_key_unverified", dir);
+	bool strict = access(made, F_OK) == 0 && access(unverified, F_OK) != 0;
+	const char *fixed[] = {
+		"-o", kh,    "-o", strict ? "StrictHostKeyChecking=yes" : "StrictHostKeyChecking=accept-new",
+		"-o", alias, "-o", "LogLevel=ERROR"};
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
 		av = strv_push(av, xstrdup(fixed[i]));
 	if (key) {

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "monitor.h"
 #include "qemu.h"
+#include "ready.h"
 #include "seed.h"
 #include "session.h"
 #include "template.h"
@@ -338,33 +339,90 @@ static int read_notify(int fd, uint64_t timeout_ms, json_object **ret, struct hu
 
 static int qemu_stop(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err);
 
-/* Image VMs are ready when cloud-init is done, not when the agent (installed early, from bootcmd)
- * first answers: users, keys and sshd come later. Bounded by what is left of --timeout. */
-static int wait_cloud_init(struct vm *vm, uint64_t left_ms, struct hutch_error *err)
+/* Like a boot timeout: nothing half-started stays up. */
+static void stop_after_failed_start(struct vm *vm)
 {
-	_cleanup_free_ char *secs = xasprintf("%llu", (unsigned long long)(left_ms / 1000 ? left_ms / 1000 : 1));
-	char *argv[] = {"timeout", secs, "cloud-init", "status", "--wait", NULL};
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	struct exec_opts eo = {.argv = argv, .in_fd = devnull, .out_fd = devnull, .err_fd = devnull};
-	int status = 0;
-	int r = exec_session(vm->store, vm->name, &eo, &status, err);
-	close(devnull);
-	if (r < 0)
-		return hutch_error_wrap(err, "waiting for cloud-init");
-	_cleanup_free_ char *log = store_vm_file(vm->store, vm->name, "console.log");
-	if (status == 124)
-		return hutch_error_set(err, ETIMEDOUT,
-				       "cloud-init did not finish within %s s: see 'hutch logs %s' (%s)", secs,
-				       vm->name, log);
-	if (status == 1)
-		log_warn("cloud-init in '%s' reported errors: see 'hutch logs %s'", vm->name, vm->name);
-	return 0; /* 0 done, 2 degraded, 127 no cloud-init in the image */
+	struct stop_opts so = {.force = true, .timeout_ms = 10000};
+	struct stop_result sr;
+	struct hutch_error e2 = {0};
+	qemu_stop(vm, &so, &sr, &e2);
+	hutch_error_clear(&e2);
+}
+
+/* --wait none: the monitor answers its socket once QEMU runs (it serves clients only after QEMU was
+ * spawned); an error still comes down the notify pipe. */
+static int wait_qemu_running(struct vm *vm, int notify_fd, uint64_t timeout_ms, json_object **ret_notify,
+			     struct hutch_error *err)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		struct pollfd p = {.fd = notify_fd, .events = POLLIN};
+		if (poll(&p, 1, 100) > 0)
+			return read_notify(notify_fd, deadline > now_ms() ? deadline - now_ms() : 1, ret_notify, err);
+		_cleanup_close_ int fd = -1;
+		if (monitor_connect(vm->store, vm->name, &fd, NULL) == 0) {
+			json_object *req = json_object_new_object(), *res = NULL;
+			json_object_object_add(req, "op", json_object_new_string("status"));
+			if (monitor_request(fd, req, 5000, &res, NULL) == 0) {
+				json_object_put(res);
+				*ret_notify = NULL;
+				return 0;
+			}
+		}
+		if (now_ms() >= deadline)
+			return hutch_error_set(err, ETIMEDOUT, "the monitor did not start QEMU within %llu s",
+					       (unsigned long long)(timeout_ms / 1000));
+	}
+}
+
+static void start_result_fill(json_object *res, const struct accel_result *ar, struct start_result *ret)
+{
+	json_object *v;
+	if (json_object_object_get_ex(res, "spawn_ms", &v))
+		ret->spawn_ms = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(res, "qmp_ms", &v))
+		ret->qmp_ms = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(res, "hello_ms", &v))
+		ret->hello_ms = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(res, "kvm", &v))
+		ret->kvm = json_object_get_boolean(v);
+	ret->accel_warn = ar->info.warn && !ret->kvm;
+	ret->accel_probed = ar->probed;
+	ret->accel_probe_ms = ar->probed ? ar->verdict.probe_ms : 0;
+	snprintf(ret->accel_cpu, sizeof(ret->accel_cpu), "%s", ar->info.cpu);
+	snprintf(ret->accel_why, sizeof(ret->accel_why), "%s", ar->info.why);
+	if (json_object_object_get_ex(res, "kernel_release", &v))
+		snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", json_object_get_string(v));
+}
+
+/* After the agent's HELLO: sshd and cloud-init, as the wait level asks (ready.c). */
+static int wait_usable(struct vm *vm, enum start_wait level, uint64_t t0, uint64_t timeout_ms, struct start_result *ret,
+		       struct hutch_error *err)
+{
+	struct ready_result rr;
+	int r = ready_wait(vm->store, vm->spec, vm->name, level, t0, t0 + timeout_ms, &rr, err);
+	if (r < 0) {
+		ready_result_release(&rr);
+		stop_after_failed_start(vm);
+		return r;
+	}
+	ret->ssh_ms = rr.ssh_ms;
+	ret->cloud_init_ms = rr.cloud_init_ms;
+	ret->no_sshd = rr.no_sshd;
+	ret->cloud_init = (int)rr.ci.state;
+	ret->cloud_init_failures = (int)strv_len(rr.ci.failures);
+	ready_result_release(&rr);
+	return 0;
 }
 
 static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_result *ret, struct hutch_error *err)
 {
 	uint64_t t0 = now_ms();
-	int r = store_prepare_run_dir(vm->store, vm->name, err);
+	enum start_wait level;
+	int r = ready_resolve_wait(vm->spec, (enum start_wait)o->wait, &level, err);
+	if (r < 0)
+		return r;
+	r = store_prepare_run_dir(vm->store, vm->name, err);
 	if (r < 0)
 		return r;
 	_cleanup_close_ int lock_fd = -1;
@@ -380,21 +438,29 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return hutch_error_set(err, errno, "pipe: %s", strerror(errno));
-	r = spawn_monitor(vm, o, lock_fd, p[1], err);
+	uint64_t timeout = o->timeout_ms ? o->timeout_ms : 60000;
+	/* With --wait none nobody waits for the HELLO, so the monitor does not time it out either. */
+	struct start_opts mo = *o;
+	if (level == WAIT_NONE)
+		mo.timeout_ms = 0;
+	r = spawn_monitor(vm, &mo, lock_fd, p[1], err);
 	close(p[1]);
 	if (r < 0) {
 		close(p[0]);
 		return r;
 	}
 	json_object *res = NULL;
-	r = read_notify(p[0], (o->timeout_ms ? o->timeout_ms : 60000) + 15000, &res, err);
+	if (level == WAIT_NONE)
+		r = wait_qemu_running(vm, p[0], timeout + 15000, &res, err);
+	else
+		r = read_notify(p[0], timeout + 15000, &res, err);
 	close(p[0]);
 	if (r < 0) {
 		_cleanup_free_ char *logp = store_vm_file(vm->store, vm->name, "monitor.log");
 		return hutch_error_wrap(err, "see %s", logp);
 	}
 	json_object *v;
-	if (!json_object_object_get_ex(res, "ok", &v) || !json_object_get_boolean(v)) {
+	if (res && (!json_object_object_get_ex(res, "ok", &v) || !json_object_get_boolean(v))) {
 		const char *msg = json_object_object_get_ex(res, "error", &v) ? json_object_get_string(v) : "failed";
 		r = hutch_error_set(err, EIO, "%s", msg);
 		json_object_put(res);
@@ -403,35 +469,19 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 		return r;
 	}
 	memset(ret, 0, sizeof(*ret));
+	ret->waited = (int)level;
 	ret->boot_ms = now_ms() - t0;
-	if (json_object_object_get_ex(res, "spawn_ms", &v))
-		ret->spawn_ms = (uint64_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(res, "qmp_ms", &v))
-		ret->qmp_ms = (uint64_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(res, "hello_ms", &v))
-		ret->hello_ms = (uint64_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(res, "kvm", &v))
-		ret->kvm = json_object_get_boolean(v);
-	ret->accel_warn = ar.info.warn && !ret->kvm;
-	ret->accel_probed = ar.probed;
-	ret->accel_probe_ms = ar.probed ? ar.verdict.probe_ms : 0;
-	snprintf(ret->accel_cpu, sizeof(ret->accel_cpu), "%s", ar.info.cpu);
-	snprintf(ret->accel_why, sizeof(ret->accel_why), "%s", ar.info.why);
-	if (json_object_object_get_ex(res, "kernel_release", &v))
-		snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", json_object_get_string(v));
+	if (res)
+		start_result_fill(res, &ar, ret);
+	else {
+		ret->kvm = ar.info.kvm;
+		start_result_fill(NULL, &ar, ret);
+	}
 	json_object_put(res);
-	if (vm->spec->source == SOURCE_IMAGE) {
-		uint64_t limit = o->timeout_ms ? o->timeout_ms : 60000, used = now_ms() - t0;
-		r = wait_cloud_init(vm, limit > used ? limit - used : 1000, err);
-		if (r < 0) {
-			/* like a boot timeout: nothing half-started stays up */
-			struct stop_opts so = {.force = true, .timeout_ms = 10000};
-			struct stop_result sr;
-			struct hutch_error e2 = {0};
-			qemu_stop(vm, &so, &sr, &e2);
-			hutch_error_clear(&e2);
+	if (level >= WAIT_SSH) {
+		r = wait_usable(vm, level, t0, timeout, ret, err);
+		if (r < 0)
 			return r;
-		}
 		ret->boot_ms = now_ms() - t0;
 	}
 	return 0;

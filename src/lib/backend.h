@@ -15,8 +15,9 @@ int vm_load(struct store *st, const char *name, struct vm *ret, struct hutch_err
 void vm_release(struct vm *vm);
 
 struct start_opts {
-	uint64_t timeout_ms; /* until the agent says HELLO */
+	uint64_t timeout_ms; /* for everything start waits for */
 	bool ephemeral;	     /* destroy the instance when it stops (run --rm) */
+	int wait;	     /* enum start_wait (ready.h); 0 = auto */
 };
 struct start_result {
 	uint64_t boot_ms;  /* start -> HELLO, as seen by the caller */
@@ -30,6 +31,12 @@ struct start_result {
 	char accel_cpu[64];
 	char accel_why[600];
 	char kernel_release[64];
+	int waited;		 /* enum start_wait: what start waited for, resolved */
+	uint64_t ssh_ms;	 /* start -> sshd listening in the guest; 0: not waited for */
+	uint64_t cloud_init_ms;	 /* start -> cloud-init done; 0: not waited for */
+	bool no_sshd;		 /* the image has no sshd */
+	int cloud_init;		 /* enum ci_state when start waited for cloud-init */
+	int cloud_init_failures; /* failed modules (each named in a warning) */
 };
 /* The one warning line a start under TCG deserves (auto wanted KVM and could not use it), or NULL. */
 char *start_accel_warning(const struct start_result *r);

@@ -26,8 +26,9 @@
 /* Installs the agent from the seed on every boot. bootcmd rather than runcmd so the agent is up
  * before packages and runcmd (cloud-final can take minutes): `hutch exec` works while the guest is
  * still provisioning. bootcmd runs inside cloud-init.service, which is ordered before
- * sysinit.target; the agent unit has default dependencies, so a blocking start would deadlock —
- * hence --no-block. A seed that is not attached any more leaves the installed agent alone. */
+ * sysinit.target; the agent unit has no default dependencies, so it starts at once, and --no-block
+ * keeps bootcmd from waiting on it. A seed that is not attached any more leaves the installed agent
+ * alone. */
 static const char agent_install_script[] =
 	"# hutch: install the guest agent from the cidata seed\n"
 	"d=/run/hutch-seed\n"
@@ -46,9 +47,15 @@ static const char agent_install_script[] =
 	"  systemctl enable --now --no-block " SEED_AGENT_UNIT_NAME "\n"
 	"fi\n";
 
+/* No default dependencies: started from bootcmd, the agent comes up at once instead of waiting for
+ * sysinit.target, which waits for the whole of cloud-init's init stage (host keys, users). */
 const char seed_agent_unit_default[] = "[Unit]\n"
 				       "Description=hutch guest agent\n"
 				       "Documentation=man:hutch(1)\n"
+				       "DefaultDependencies=no\n"
+				       "After=local-fs.target\n"
+				       "Conflicts=shutdown.target\n"
+				       "Before=shutdown.target\n"
 				       "\n"
 				       "[Service]\n"
 				       "ExecStart=" SEED_AGENT_GUEST_PATH " --service\n"
@@ -267,6 +274,21 @@ static int check_input(const struct seed_input *in, const char *user, struct hut
 			return hutch_error_set(err, EINVAL, "write_files: '%s': permissions '%s' are not octal",
 					       f->path, f->permissions);
 	}
+	if (!in->host_key_private != !in->host_key_public)
+		return hutch_error_set(err, EINVAL, "seed: a host key needs both halves");
+	if (in->host_key_private) {
+		const char *pem = "-----BEGIN OPENSSH PRIVATE KEY-----\n";
+		bool ctl = false;
+		for (const char *c = in->host_key_private; *c && !ctl; c++)
+			ctl = ((unsigned char)*c < 0x20 && *c != '\n') || *c == 0x7f;
+		if (strncmp(in->host_key_private, pem, strlen(pem)) != 0 || ctl)
+			return hutch_error_set(err, EINVAL, "seed: the host key is not an OpenSSH private key");
+		int r = seed_check_pubkey(in->host_key_public, "host key", err);
+		if (r < 0)
+			return r;
+		if (strncmp(in->host_key_public, "ssh-ed25519 ", 12) != 0)
+			return hutch_error_set(err, EINVAL, "seed: the host key is not ed25519");
+	}
 	return check_packages(in->spec->ci_packages, err);
 }
 
@@ -337,6 +359,19 @@ static void render_write_files(struct yw *y, const struct seed_file *files, size
 	yw_seq_end(y);
 }
 
+/* The host key made at create: cloud-init's ssh module deletes the image's keys, writes these, and
+ * generates none (ssh_keys given means no ssh_genkeytypes), so sshd starts without the RSA-3072
+ * keygen that costs about 14 s under TCG, and the host knows the key before the first boot. */
+static void render_host_key(struct yw *y, const char *private_key, const char *public_key)
+{
+	y->field = "ssh_keys";
+	yw_plain(y, "ssh_keys");
+	yw_map(y);
+	yw_kv(y, "ed25519_private", private_key);
+	yw_kv(y, "ed25519_public", public_key);
+	yw_map_end(y);
+}
+
 static void render_agent(struct yw *y)
 {
 	y->field = "bootcmd";
@@ -356,6 +391,8 @@ static int render_user_data(const struct seed_input *in, const char *user, char 
 	yw_plain(&y, "manage_etc_hosts");
 	yw_plain(&y, "localhost");
 	render_users(&y, user, in->authorized_keys);
+	if (in->host_key_private)
+		render_host_key(&y, in->host_key_private, in->host_key_public);
 	yw_strv(&y, "packages", in->spec->ci_packages);
 	yw_strv(&y, "runcmd", in->spec->ci_runcmd);
 	render_write_files(&y, in->write_files, in->n_write_files);
@@ -534,7 +571,8 @@ int seed_write_iso(const char *path, const char *user_data, const char *meta_dat
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return hutch_error_set(err, errno, "cannot create '%s': %s", tmp, strerror(errno));
-	int r = fchmod(fd, 0644) < 0 ? hutch_error_set(err, errno, "cannot chmod '%s': %s", tmp, strerror(errno)) : 0;
+	/* 0600: the seed carries the VM's private host key. */
+	int r = fchmod(fd, 0600) < 0 ? hutch_error_set(err, errno, "cannot chmod '%s': %s", tmp, strerror(errno)) : 0;
 	if (r >= 0)
 		r = iso_write_fd(fd, path, &f, err);
 	if (r >= 0 && fsync(fd) < 0)
@@ -890,6 +928,58 @@ int seed_ssh_key(const char *spec_key, const char *vm_dir, char ***ret_pubkeys, 
 	if (!*spec_key)
 		return hutch_error_set(err, EINVAL, "ssh.key: empty (want auto, generate, none or a .pub path)");
 	return key_from_file(spec_key, ret_pubkeys, ret_private_key_path, err);
+}
+
+/* ---- the VM's host key ---- */
+
+int seed_host_key(const char *vm_dir, const char *name, char **ret_private, char **ret_public, struct hutch_error *err)
+{
+	int r = mkdir_p(vm_dir, 0700);
+	if (r < 0)
+		return hutch_error_set(err, r, "cannot create '%s': %s", vm_dir, strerror(-r));
+	_cleanup_free_ char *priv = xasprintf("%s/ssh_host_ed25519_key", vm_dir);
+	_cleanup_free_ char *pub = xasprintf("%s.pub", priv);
+	_cleanup_free_ char *tmp = xasprintf("%s/.ssh_host_ed25519_key.tmp.%d", vm_dir, (int)getpid());
+	_cleanup_free_ char *tmp_pub = xasprintf("%s.pub", tmp);
+	_cleanup_free_ char *comment = xasprintf("hutch-%s", name);
+	unlink(tmp);
+	unlink(tmp_pub);
+	/* ssh-keygen writes the private key 0600 itself; the VM dir is 0700 on top of that. */
+	char *argv[] = {
+		(char *)"ssh-keygen", (char *)"-t", (char *)"ed25519", (char *)"-N", (char *)"", (char *)"-C", comment,
+		(char *)"-f",	      tmp,	    (char *)"-q",      NULL};
+	_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
+	r = run_ssh_keygen(argv, &out, err);
+	_cleanup_free_ char *priv_text = NULL, *pub_text = NULL;
+	size_t len = 0;
+	if (r >= 0)
+		r = read_file(tmp, SEED_PUBKEY_MAX, &priv_text, &len, err);
+	if (r >= 0)
+		r = read_file(tmp_pub, SEED_PUBKEY_MAX, &pub_text, &len, err);
+	if (r >= 0) {
+		pub_text[strcspn(pub_text, "\r\n")] = 0;
+		r = seed_check_pubkey(pub_text, "ssh-keygen", err);
+	}
+	if (r >= 0 && (rename(tmp, priv) < 0 || rename(tmp_pub, pub) < 0))
+		r = hutch_error_set(err, errno, "cannot rename '%s': %s", tmp, strerror(errno));
+	unlink(tmp);
+	unlink(tmp_pub);
+	if (r < 0)
+		return hutch_error_wrap(err, "host key");
+	fsync_dir_of(priv);
+	*ret_private = TAKE_PTR(priv_text);
+	*ret_public = TAKE_PTR(pub_text);
+	return 0;
+}
+
+char *seed_known_hosts_line(const char *name, const char *public_key)
+{
+	if (!public_key || seed_check_pubkey(public_key, "host key", NULL) < 0)
+		return NULL;
+	/* type and blob only: the comment is ours and says nothing to ssh */
+	size_t tlen = strcspn(public_key, " \t");
+	const char *blob = public_key + tlen + strspn(public_key + tlen, " \t");
+	return xasprintf("hutch-%s %.*s %.*s\n", name, (int)tlen, public_key, (int)strcspn(blob, " \t"), blob);
 }
 
 /* ---- instance id ---- */

@@ -29,6 +29,10 @@ struct seed_input {
 	const char *agent_unit;	  /* systemd unit text, NULL = seed_agent_unit_default */
 	const struct seed_file *write_files;
 	size_t n_write_files;
+	/* The VM's SSH host key (ed25519), both halves or neither: cloud-init installs it and
+	 * generates no keys of its own. */
+	const char *host_key_private; /* OpenSSH PEM text */
+	const char *host_key_public;  /* "ssh-ed25519 AAAA... comment" */
 };
 
 /* The image default users that cloud-init already knows; ssh.user naming one adopts it. */
@@ -45,7 +49,8 @@ const char *seed_login_user(const struct vm_spec *spec, const char *host_user);
 int seed_render(const struct seed_input *in, char **ret_user_data, char **ret_meta_data, char **ret_network_config,
 		struct hutch_error *err);
 
-/* Write the NoCloud ISO (volume id cidata, Rock Ridge + Joliet) atomically: a temp file in the same
+/* Write the NoCloud ISO (volume id cidata, Rock Ridge + Joliet), mode 0600 since it may carry the
+ * private host key, atomically: a temp file in the same
  * directory, fsync, rename. network_config and agent_path may be NULL; agent_unit NULL with an
  * agent_path ships seed_agent_unit_default. ENOSPC and friends come back as errors, and nothing is
  * left under PATH or beside it. */
@@ -69,6 +74,15 @@ int seed_ssh_key(const char *spec_key, const char *vm_dir, char ***ret_pubkeys, 
 /* Validate one public key line ("ssh-ed25519 AAAA... comment"): known type, base64 blob whose
  * embedded type matches. -EINVAL with a message naming WHAT otherwise (private keys called out). */
 int seed_check_pubkey(const char *line, const char *what, struct hutch_error *err);
+
+/* A new ed25519 host key for the VM: VM_DIR/ssh_host_ed25519_key (0600) and its .pub, made with
+ * ssh-keygen and replacing any older pair (every create makes a new one). *ret_private is the
+ * private key's text, *ret_public its public line. */
+int seed_host_key(const char *vm_dir, const char *name, char **ret_private, char **ret_public, struct hutch_error *err);
+
+/* The known_hosts line for a VM's host key: "hutch-NAME TYPE BLOB\n" (ssh's HostKeyAlias, so the
+ * forwarded port can change between starts). NULL when PUBLIC is not a key line. */
+char *seed_known_hosts_line(const char *name, const char *public_key);
 
 /* "hutch-" + 16 hex chars from /dev/urandom: new on every create, so cloud-init runs again. */
 char *seed_new_instance_id(void);

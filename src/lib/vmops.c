@@ -105,6 +105,12 @@ static int make_seed(struct store *st, const struct vm_spec *spec, const char *n
 	lazy_archive_preload_join();
 	if (r < 0)
 		return hutch_error_wrap(err, "ssh key");
+	/* A new host key on every create, known to the host before the first boot: `hutch ssh` checks
+	 * it strictly from the first connection, and a re-created VM never looks like a changed host. */
+	_cleanup_free_ char *host_priv = NULL, *host_pub = NULL;
+	r = seed_host_key(dir, name, &host_priv, &host_pub, err);
+	if (r < 0)
+		return r;
 	_cleanup_free_ char *agent = NULL;
 	if (agent_binary_path(&agent, NULL) < 0)
 		log_warn("hutch-agent not found: exec, run and cp will not work in '%s'", name);
@@ -116,6 +122,8 @@ static int make_seed(struct store *st, const struct vm_spec *spec, const char *n
 		.default_user = host_user(),
 		.authorized_keys = keys,
 		.agent_path = agent,
+		.host_key_private = host_priv,
+		.host_key_public = host_pub,
 	};
 	_cleanup_free_ char *ud = NULL, *md = NULL, *nc = NULL;
 	r = seed_render(&in, &ud, &md, &nc, err);
@@ -132,7 +140,13 @@ static int make_seed(struct store *st, const struct vm_spec *spec, const char *n
 	_cleanup_free_ char *kp = store_vm_file(st, name, "authorized_keys");
 	r = write_file_atomic(kp, strbuf_str(&sb), sb.len, 0600, err);
 	strbuf_release(&sb);
-	return r;
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *kh = store_vm_file(st, name, "known_hosts");
+	_cleanup_free_ char *line = seed_known_hosts_line(name, host_pub);
+	if (!line)
+		return hutch_error_set(err, EINVAL, "host key: not a public key line");
+	return write_file_atomic(kh, line, strlen(line), 0600, err);
 }
 
 static int prepare_image_vm(struct store *st, const struct create_opts *o, struct vm_spec *spec, const char *name,
@@ -209,8 +223,10 @@ static void autostart_after_create(const char *name, const struct vm_spec *spec,
 /* Nothing half-made stays behind after a failed create; a disk kept by an earlier destroy survives. */
 static void undo_create(struct store *st, const char *name, bool keep_disk)
 {
-	static const char *const made[] = {"disk.qcow2", "seed.iso",   "authorized_keys",
-					   "nvram.fd",	 "id_ed25519", "id_ed25519.pub"};
+	static const char *const made[] = {
+		"disk.qcow2", "seed.iso",	"authorized_keys",	"nvram.fd",
+		"id_ed25519", "id_ed25519.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub",
+		"known_hosts"};
 	for (size_t i = keep_disk ? 1 : 0; i < ARRAY_SIZE(made); i++) {
 		_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
 		unlink(p);
@@ -368,9 +384,20 @@ int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o,
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
 	if (!o->disk && access(disk, F_OK) == 0) {
 		/* keep the disk: remove everything else */
-		static const char *const files[] = {"spec.yml",	      "state.json",  "seed.iso", "console.log",
-						    "qemu.log",	      "monitor.log", "nvram.fd", "id_ed25519",
-						    "id_ed25519.pub", "known_hosts", "tpm"};
+		static const char *const files[] = {"spec.yml",
+						    "state.json",
+						    "seed.iso",
+						    "console.log",
+						    "qemu.log",
+						    "monitor.log",
+						    "nvram.fd",
+						    "id_ed25519",
+						    "id_ed25519.pub",
+						    "known_hosts",
+						    "tpm",
+						    "ssh_host_ed25519_key",
+						    "ssh_host_ed25519_key.pub",
+						    "host_key_unverified"};
 		for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 			_cleanup_free_ char *p = store_vm_file(st, name, files[i]);
 			rm_rf(p);

@@ -506,7 +506,7 @@ static void test_iso_roundtrip(void **state)
 
 	struct stat st;
 	assert_int_equal(stat(iso, &st), 0);
-	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_int_equal(st.st_mode & 07777, 0600); /* it may carry the private host key */
 	assert_int_equal(st.st_size % 2048, 0);
 
 	struct iso_entry es[8];
@@ -794,6 +794,94 @@ static void test_key_generate(void **state)
 	rm_rf(dir);
 }
 
+/* The host key made at create: 0600, a fresh pair every time, its .pub derived from its private
+ * key, and a known_hosts line under the VM's alias. */
+static void test_host_key(void **state)
+{
+	(void)state;
+	if (!have_program("ssh-keygen"))
+		skip();
+	_cleanup_free_ char *dir = make_tmpdir();
+	_cleanup_free_ char *vm_dir = xasprintf("%s/vms/web", dir);
+	_cleanup_free_ char *priv_path = xasprintf("%s/ssh_host_ed25519_key", vm_dir);
+	struct hutch_error err = {0};
+	_cleanup_free_ char *priv1 = NULL, *pub1 = NULL, *priv2 = NULL, *pub2 = NULL;
+	if (seed_host_key(vm_dir, "web", &priv1, &pub1, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(strncmp(priv1, "-----BEGIN OPENSSH PRIVATE KEY-----\n", 36) == 0);
+	assert_true(strncmp(pub1, "ssh-ed25519 AAAA", 16) == 0);
+	assert_non_null(strstr(pub1, " hutch-web"));
+	assert_null(strchr(pub1, '\n'));
+	struct stat st;
+	assert_int_equal(stat(priv_path, &st), 0);
+	assert_int_equal(st.st_mode & 077, 0);
+	_cleanup_free_ char *derived = NULL;
+	_cleanup_free_ char *cmd = xasprintf("ssh-keygen -y -f %s", priv_path);
+	FILE *f = popen(cmd, "r");
+	char line[512] = "";
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	pclose(f);
+	assert_true(strncmp(line, pub1, 80) == 0); /* the .pub belongs to the private key */
+
+	/* every create: a new pair, replacing the old one */
+	assert_int_equal(seed_host_key(vm_dir, "web", &priv2, &pub2, &err), 0);
+	assert_string_not_equal(pub1, pub2);
+	_cleanup_free_ char *on_disk = NULL;
+	size_t len = 0;
+	_cleanup_free_ char *pub_path = xasprintf("%s.pub", priv_path);
+	assert_int_equal(read_file(pub_path, 4096, &on_disk, &len, NULL), 0);
+	assert_true(strncmp(on_disk, pub2, strlen(pub2)) == 0);
+
+	_cleanup_free_ char *kh = seed_known_hosts_line("web", pub2);
+	assert_non_null(kh);
+	size_t blob = strcspn(pub2 + 12, " ");
+	_cleanup_free_ char *want = xasprintf("hutch-web ssh-ed25519 %.*s\n", (int)blob, pub2 + 12);
+	assert_string_equal(kh, want);
+	assert_null(seed_known_hosts_line("web", "not a key"));
+	assert_null(seed_known_hosts_line("web", NULL));
+	rm_rf(dir);
+}
+
+/* The host key goes to cloud-init's ssh_keys (so it generates none); bad halves are refused. */
+static void test_render_host_key(void **state)
+{
+	(void)state;
+	_cleanup_(spec_freep) struct vm_spec *s = cloud_spec();
+	char *keys[] = {(char *)KEY_ED25519, NULL};
+	struct seed_input in = input_for(s, keys);
+	const char *priv =
+		"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+	in.host_key_private = priv;
+	in.host_key_public = KEY_ED25519;
+	_cleanup_free_ char *ud = NULL, *md = NULL;
+	render_ok(&in, &ud, &md);
+	check_golden("host-key.user-data", ud);
+	check_cloud_config(ud);
+	struct ydoc y;
+	ydoc_load(&y, ud);
+	yaml_node_t *k = yget(&y, y.root, "ssh_keys");
+	assert_non_null(k);
+	assert_string_equal(yscalar(yget(&y, k, "ed25519_private")), priv);
+	assert_string_equal(yscalar(yget(&y, k, "ed25519_public")), KEY_ED25519);
+	assert_null(yget(&y, y.root, "ssh_genkeytypes"));
+	ydoc_free(&y);
+
+	struct hutch_error err = {0};
+	char *u = NULL, *m = NULL;
+	in.host_key_public = NULL;
+	assert_int_equal(seed_render(&in, &u, &m, NULL, &err), -EINVAL);
+	in.host_key_public = KEY_ECDSA;
+	assert_int_equal(seed_render(&in, &u, &m, NULL, &err), -EINVAL);
+	in.host_key_public = KEY_ED25519;
+	in.host_key_private = "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n\x1b[2J";
+	assert_int_equal(seed_render(&in, &u, &m, NULL, &err), -EINVAL);
+	in.host_key_private = "ssh-ed25519 AAAA";
+	assert_int_equal(seed_render(&in, &u, &m, NULL, &err), -EINVAL);
+	assert_null(u);
+	hutch_error_clear(&err);
+}
+
 /* Racing creators (no lock held) still end with a .pub that belongs to the private key. */
 static void test_key_generate_concurrent(void **state)
 {
@@ -901,6 +989,8 @@ int main(void)
 		cmocka_unit_test(test_keygen_missing),
 		cmocka_unit_test(test_instance_id),
 		cmocka_unit_test(test_agent_unit_matches_file),
+		cmocka_unit_test(test_host_key),
+		cmocka_unit_test(test_render_host_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,53 @@
+/* When a started VM is usable: the agent's HELLO, sshd listening in the guest, cloud-init done.
+ * Everything is observed through the agent (reading /proc/net/tcp and /run/cloud-init/ in the
+ * guest), never by polling ssh from the host. */
+#pragma once
+#include "spec.h"
+#include "store.h"
+#include "util.h"
+
+/* What `start --wait` waits for; each level includes the ones before it. */
+enum start_wait { WAIT_AUTO = 0, WAIT_NONE, WAIT_AGENT, WAIT_SSH, WAIT_CLOUD_INIT };
+extern const char *const start_wait_names[]; /* "auto", "none", ... indexed by enum start_wait */
+
+/* AUTO: micro VMs wait for the agent; image VMs for the agent and sshd, and for cloud-init too
+ * when the seed carries the user's own work (packages, runcmd). ssh and cloud-init on a micro VM
+ * are -EINVAL: it has neither. */
+int ready_resolve_wait(const struct vm_spec *spec, enum start_wait want, enum start_wait *ret, struct hutch_error *err);
+
+enum ci_state { CI_UNKNOWN = 0, CI_NONE, CI_DISABLED, CI_RUNNING, CI_DONE, CI_ERROR };
+extern const char *const ci_state_names[]; /* "unknown", "none", "disabled", "running", "done", "error" */
+
+struct ci_status {
+	enum ci_state state;
+	char stage[32];	 /* running: init-local, init, modules-config, modules-final ("" between) */
+	char **failures; /* error: "MODULE: message" per failed module (strv), printable ASCII only */
+};
+void ci_status_release(struct ci_status *s);
+
+/* The guest's /run/cloud-init/result.json (written when the final stage ends): done, or error
+ * with the failed modules. -EINVAL when it is not that document. */
+int ready_parse_result(const char *untrusted, struct ci_status *ret);
+/* The guest's /run/cloud-init/status.json while it runs: the stage now running. */
+int ready_parse_status(const char *untrusted, struct ci_status *ret);
+/* Whether /proc/net/tcp{,6} text shows a socket listening on PORT. */
+bool ready_tcp_listening(const char *untrusted, unsigned port);
+
+/* cloud-init's state in a running VM whose agent is up (three small reads through the agent). */
+int ready_cloud_init_state(const struct store *st, const char *name, struct ci_status *ret, struct hutch_error *err);
+
+struct ready_result {
+	enum start_wait waited; /* the resolved level */
+	uint64_t ssh_ms;	/* start -> sshd listening; 0: not waited for */
+	uint64_t cloud_init_ms; /* start -> cloud-init done; 0: not waited for */
+	bool no_sshd;		/* the image has no sshd: not waited for */
+	struct ci_status ci;	/* as last seen */
+};
+
+/* After the agent's HELLO: wait for sshd and cloud-init as LEVEL asks, until DEADLINE_MS
+ * (now_ms() clock), timing from T0_MS. Checks that the guest presents the host key made at create
+ * and falls back to trusting the first key (with a warning) where it cannot (no cloud-init).
+ * Warnings (failed cloud-init modules, the host key) are logged; -ETIMEDOUT names what was late. */
+int ready_wait(const struct store *st, const struct vm_spec *spec, const char *name, enum start_wait level,
+	       uint64_t t0_ms, uint64_t deadline_ms, struct ready_result *ret, struct hutch_error *err);
+void ready_result_release(struct ready_result *r);
