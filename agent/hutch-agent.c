@@ -63,6 +63,7 @@ static struct {
 	struct session *s[MAX_SESSIONS];
 	struct proto_reader rd;
 	bool poweroff;
+	bool host_down; /* the port reported hangup: no host connected */
 	uint64_t boot_ms;
 	uint32_t last_activity_sessions;
 } g = {.port = -1};
@@ -895,10 +896,20 @@ static void main_loop(int sigfd)
 			if (s->child_done && s->out_eof && s->err_eof)
 				pending_finish = true;
 		}
-		/* A finished child whose session lives on is re-checked every 200 ms. */
-		int r = poll(pfd, (nfds_t)n, pending_finish ? 200 : -1);
+		/* A finished child whose session lives on is re-checked every 200 ms; while no host is
+		 * connected, every 100 ms until one is. */
+		int r = poll(pfd, (nfds_t)n, g.host_down ? 100 : pending_finish ? 200 : -1);
 		if (r < 0 && errno != EINTR)
 			break;
+		if (g.host_down && r >= 0 && !(pfd[0].revents & POLLHUP)) {
+			/* The host (re)connected, as the monitor does when an agent went away: it starts
+			 * afresh, so do we, with nothing half-read from before. */
+			g.host_down = false;
+			proto_reader_free(&g.rd);
+			proto_reader_init(&g.rd);
+			logmsg("the host connected: saying HELLO again");
+			send_hello();
+		}
 		if (pfd[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 			while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
@@ -913,6 +924,8 @@ static void main_loop(int sigfd)
 				/* No host connected: virtio-serial reports hangup. Back off and retry. */
 				if (got < 0 && errno != EAGAIN && errno != EINTR)
 					logmsg("read from host: %s", strerror(errno));
+				if (got == 0)
+					g.host_down = true;
 				usleep(100000);
 			}
 			struct proto_frame f;

@@ -1,4 +1,5 @@
 #include "cmd.h"
+#include "session.h"
 #include "copy.h"
 
 #include <string.h>
@@ -40,7 +41,7 @@ static int cmd_cp(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		return cmd_usage(c, "the guest path must be absolute: '%s'", gpath);
 	int r = s_in ? copy_from_guest(&c->store, vm, spath, dst, o, &c->err)
 		     : copy_to_guest(&c->store, vm, src, dpath, o, &c->err);
-	return r < 0 ? EXIT_ERR : EXIT_OK;
+	return exec_exit_code(r, EXIT_OK); /* 255 when the session was lost mid-copy, like scp */
 }
 
 VERB_DEFINE(cp, .name = "cp", .fn = cmd_cp, .opts = cp_opts, .opts_size = sizeof(struct copy_opts), .min_args = 2,

@@ -104,7 +104,7 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		vm_stop(&c->store, name, &so, &sr, &e2);
 		hutch_error_clear(&e2);
 	}
-	rc = r < 0 ? EXIT_ERR : status;
+	rc = exec_exit_code(r, status);
 out:
 	return rc;
 }

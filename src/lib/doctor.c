@@ -322,8 +322,8 @@ static void check_micro(struct doctor_report *r)
 static void check_runtime(const struct store *st, struct doctor_report *r)
 {
 	struct stat s;
-	/* the longest socket path: RUNTIME/NAME(63)/console.sock */
-	size_t longest = strlen(st->runtime_dir) + 1 + VM_NAME_MAX + strlen("/console.sock");
+	/* the longest socket path: RUNTIME/NAME(63)/qmp-user.sock */
+	size_t longest = strlen(st->runtime_dir) + 1 + VM_NAME_MAX + strlen("/qmp-user.sock");
 	size_t limit = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
 	if (lstat(st->runtime_dir, &s) < 0) {
 		add(r, "runtime-dir", longest > limit ? CHECK_WARN : CHECK_OK,

@@ -33,9 +33,19 @@
 #define AGENT_OUT_MAX (32u * 1024 * 1024)
 #define MAX_CHANNELS 1024
 #define EPHEMERAL_GRACE_MS 60000
+/* Liveness: an agent that has said nothing for AGENT_QUIET_MS while sessions are open, or before a
+ * new session starts, is pinged; one that does not answer within AGENT_PING_MS is unresponsive.
+ * Generous for TCG under load: a busy guest still answers within milliseconds to a few seconds. */
+#define AGENT_QUIET_MS 5000
+#define AGENT_PING_MS 10000
+/* EXECs (and what their clients send after them) held until the agent answers a ping. */
+#define HELD_MAX (16u * 1024 * 1024)
 
-enum agent_state { AGENT_WAITING = 0, AGENT_READY, AGENT_BROKEN, AGENT_GONE };
-static const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone"};
+/* waiting: no HELLO yet (booting, or the guest reopened the port); gone: the guest closed the agent
+ * port; unresponsive: it is open but the agent does not answer (stopped, frozen, the VM paused);
+ * broken: it sent something malformed and we closed our end. */
+enum agent_state { AGENT_WAITING = 0, AGENT_READY, AGENT_BROKEN, AGENT_GONE, AGENT_UNRESPONSIVE };
+static const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone", "unresponsive"};
 
 struct outbuf {
 	struct proto_buf b;
@@ -57,6 +67,9 @@ struct channel {
 	uint32_t cl_chan;  /* client-side channel */
 	bool app;
 	uint64_t credit; /* bytes the agent may still send us on this channel */
+	char prog[48];	 /* what runs, for messages: the basename of argv[0] */
+	bool holding;	 /* its EXEC waits in held until the agent answers a ping */
+	struct proto_buf held;
 };
 
 struct mon {
@@ -73,6 +86,15 @@ struct mon {
 	struct proto_reader agent_rd;
 	struct outbuf agent_out;
 	enum agent_state agent_state;
+	int64_t agent_since; /* wall clock, s: when agent_state last changed */
+	char agent_why[160];
+	unsigned agent_starts; /* HELLOs from a new agent (a restart is a new start) */
+	uint64_t agent_heard;  /* when the agent last sent anything */
+	uint64_t ping_sent;    /* when the outstanding PING went out; 0: none */
+	uint64_t ping_last;
+	uint64_t ping_token;
+	size_t held_bytes;
+	bool paused; /* QMP STOP seen, no RESUME yet */
 	char kernel_release[64];
 	struct client *clients[MAX_CLIENTS];
 	struct channel *chans[MAX_CHANNELS];
@@ -157,9 +179,10 @@ static void client_send_error(struct client *c, uint32_t chan, const char *msg)
 	proto_buf_free(&b);
 }
 
+/* Only an agent that said HELLO gets anything: nothing meant for an old agent reaches a new one. */
 static void agent_send(struct mon *m, uint8_t type, uint32_t chan, const void *p, size_t len)
 {
-	if (m->agent_fd < 0 || m->agent_state == AGENT_BROKEN)
+	if (m->agent_fd < 0 || (m->agent_state != AGENT_READY && m->agent_state != AGENT_UNRESPONSIVE))
 		return;
 	outbuf_frame(&m->agent_out, type, chan, p, len);
 }
@@ -171,6 +194,8 @@ static void chan_free(struct mon *m, struct channel *ch)
 			m->chans[i] = NULL;
 	if (ch->app && m->apps_live > 0)
 		m->apps_live--;
+	m->held_bytes -= ch->held.len;
+	proto_buf_free(&ch->held);
 	free(ch);
 }
 
@@ -209,6 +234,10 @@ static void client_free(struct mon *m, struct client *c)
 		if (!ch || ch->cl != c)
 			continue;
 		had_sessions = true;
+		if (ch->holding) {
+			chan_free(m, ch); /* its EXEC never reached the agent */
+			continue;
+		}
 		uint32_t sig = SIGHUP;
 		struct proto_buf b = {0};
 		proto_put_u32(&b, sig);
@@ -422,12 +451,171 @@ static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char 
 	stop_advance(m);
 }
 
+/* ---- agent liveness ---- */
+
+static void agent_set_state(struct mon *m, enum agent_state st, const char *why)
+{
+	if (m->agent_state != st)
+		mon_log(m, "agent %s -> %s: %s", agent_state_names[m->agent_state], agent_state_names[st], why);
+	m->agent_state = st;
+	m->agent_since = now_real_s();
+	snprintf(m->agent_why, sizeof(m->agent_why), "%s", why);
+}
+
+/* What to try when the agent cannot take a session: over ssh for cloud VMs (the agent is a systemd
+ * service there); micro's agent is PID 1, so only the console log can tell more. */
+static void agent_hint(struct mon *m, char *buf, size_t len)
+{
+	if (m->agent_state == AGENT_UNRESPONSIVE && m->paused)
+		snprintf(buf, len, "the VM is paused: resume it (QMP 'cont')");
+	else if (m->vm.spec->source == SOURCE_IMAGE)
+		snprintf(buf, len, "%srestart it with 'hutch ssh %s -- sudo systemctl restart hutch-agent'",
+			 m->agent_state == AGENT_GONE ? "" : "try again in a moment, or ", m->name);
+	else
+		snprintf(buf, len, "%ssee 'hutch logs %s'",
+			 m->agent_state == AGENT_UNRESPONSIVE || m->agent_state == AGENT_WAITING
+				 ? "try again in a moment, or "
+				 : "",
+			 m->name);
+}
+
+/* A new session cannot start: say the agent's state, since when and why, and what to try. */
+static void session_refuse(struct mon *m, struct client *c, uint32_t cl_chan)
+{
+	char msg[600], hint[200];
+	if (m->stop_step != STOP_NONE) {
+		snprintf(msg, sizeof(msg), "the guest agent in '%s' is stopping: the VM is shutting down", m->name);
+	} else {
+		agent_hint(m, hint, sizeof(hint));
+		int64_t ago = now_real_s() - m->agent_since;
+		snprintf(msg, sizeof(msg), "the guest agent in '%s' is %s (for %lld s: %s)%s; %s", m->name,
+			 agent_state_names[m->agent_state], (long long)(ago > 0 ? ago : 0), m->agent_why,
+			 m->agent_state == AGENT_BROKEN ? ", the VM is agent-less until a new agent starts" : "", hint);
+	}
+	client_send_error(c, cl_chan, msg);
+	struct proto_buf b = {0};
+	proto_encode_exit(&b, EXIT_FAILED, EHOSTDOWN);
+	client_send(c, MSG_EXIT, cl_chan, b.data, b.len);
+	proto_buf_free(&b);
+}
+
+/* An open session whose agent went away or stopped answering ends now: its result is unknown. */
+static void session_lost(struct mon *m, struct channel *ch, const char *what)
+{
+	char msg[600];
+	snprintf(msg, sizeof(msg), "the guest agent in '%s' %s while '%s' was running; its result is unknown", m->name,
+		 what, ch->prog);
+	client_send_error(ch->cl, ch->cl_chan, msg);
+	struct proto_buf b = {0};
+	proto_encode_exit(&b, EXIT_LOST, ECONNRESET);
+	client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
+	proto_buf_free(&b);
+}
+
+static void agent_ping(struct mon *m)
+{
+	struct proto_buf b = {0};
+	proto_put_u64(&b, ++m->ping_token);
+	agent_send(m, MSG_PING, 0, b.data, b.len);
+	proto_buf_free(&b);
+	m->ping_sent = m->ping_last = now_ms();
+}
+
+/* The agent answered: the EXECs that waited for it go out, each followed by what its client sent. */
+static void agent_release_held(struct mon *m)
+{
+	for (size_t i = 0; i < MAX_CHANNELS; i++) {
+		struct channel *ch = m->chans[i];
+		if (!ch || !ch->holding)
+			continue;
+		if (m->agent_out.off > 0 && m->agent_out.off == m->agent_out.b.len)
+			m->agent_out.b.len = m->agent_out.off = 0;
+		proto_put_bytes(&m->agent_out.b, ch->held.data, ch->held.len);
+		m->held_bytes -= ch->held.len;
+		proto_buf_free(&ch->held);
+		ch->holding = false;
+	}
+}
+
+/* A fresh connection to QEMU's agent chardev. What was queued for the old agent goes with the old
+ * connection, so none of it reaches a new one; an agent that is running sees the host reconnect
+ * and says HELLO again. */
+static void agent_reconnect(struct mon *m)
+{
+	if (m->agent_fd >= 0)
+		close(m->agent_fd);
+	m->agent_fd = -1;
+	proto_reader_free(&m->agent_rd);
+	proto_reader_init(&m->agent_rd);
+	proto_buf_free(&m->agent_out.b);
+	m->agent_out = (struct outbuf){0};
+	m->ping_sent = 0;
+	_cleanup_free_ char *path = xasprintf("%s/agent.sock", m->run_dir);
+	struct hutch_error err = {0};
+	int fd = unix_connect(path, &err);
+	if (fd < 0) {
+		mon_log(m, "cannot reconnect to the agent port: %s", err.msg);
+		hutch_error_clear(&err);
+		return;
+	}
+	fd_set_nonblock(fd, true);
+	m->agent_fd = fd;
+}
+
+/* The guest closed the agent port: the agent exited, was stopped or restarted. Its sessions are
+ * over (their programs died with it, or their result can never reach us). */
+static void agent_gone(struct mon *m, const char *why)
+{
+	agent_set_state(m, AGENT_GONE, why);
+	for (size_t i = 0; i < MAX_CHANNELS; i++) {
+		struct channel *ch = m->chans[i];
+		if (!ch)
+			continue;
+		if (ch->cl && ch->holding)
+			session_refuse(m, ch->cl, ch->cl_chan);
+		else if (ch->cl)
+			session_lost(m, ch, "went away");
+		chan_free(m, ch);
+	}
+	agent_reconnect(m);
+}
+
+/* The port is open but the agent does not answer (stopped, a frozen guest, the VM paused). Open
+ * sessions end with an error; their programs may run on, so they are hung up and drained as
+ * orphans once the agent reads again. Sessions that were waiting to start are refused. */
+static void agent_unresponsive(struct mon *m, const char *why)
+{
+	agent_set_state(m, AGENT_UNRESPONSIVE, why);
+	m->ping_sent = 0;
+	char what[200];
+	snprintf(what, sizeof(what), "stopped answering (%s)", why);
+	for (size_t i = 0; i < MAX_CHANNELS; i++) {
+		struct channel *ch = m->chans[i];
+		if (!ch)
+			continue;
+		if (ch->holding) {
+			if (ch->cl)
+				session_refuse(m, ch->cl, ch->cl_chan);
+			chan_free(m, ch);
+			continue;
+		}
+		if (!ch->cl)
+			continue;
+		session_lost(m, ch, what);
+		struct proto_buf b = {0};
+		proto_put_u32(&b, SIGHUP);
+		agent_send(m, MSG_SIGNAL, ch->id, b.data, b.len);
+		proto_buf_free(&b);
+		ch->cl = NULL;
+	}
+}
+
 /* ---- agent frames ---- */
 
 static void agent_broken(struct mon *m, const char *why)
 {
 	mon_log(m, "agent protocol error: %s; closing the agent channel", why);
-	m->agent_state = AGENT_BROKEN;
+	agent_set_state(m, AGENT_BROKEN, why);
 	if (m->agent_fd >= 0)
 		close(m->agent_fd);
 	m->agent_fd = -1;
@@ -457,6 +645,7 @@ static void agent_broken(struct mon *m, const char *why)
 
 static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 {
+	m->agent_heard = now_ms();
 	if (f->type == MSG_HELLO) {
 		struct proto_hello h;
 		if (proto_decode_hello(f, &h) < 0)
@@ -473,8 +662,14 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 				m->kernel_release[k++] = *p;
 		m->kernel_release[k] = 0;
 		proto_hello_free(&h);
-		if (m->agent_state != AGENT_READY) {
-			m->agent_state = AGENT_READY;
+		if (m->agent_state == AGENT_READY)
+			return; /* the same agent again (it saw the host reconnect) */
+		/* A new agent is a new start: nothing of an earlier one is left (agent_gone), and channel
+		 * ids keep counting up, so none is reused across agent lifetimes. */
+		m->agent_starts++;
+		m->ping_sent = 0;
+		agent_set_state(m, AGENT_READY, m->t_hello ? "a new agent said HELLO" : "said HELLO");
+		if (!m->t_hello) {
 			m->t_hello = now_ms();
 			m->last_activity = m->t_hello; /* the idle clock starts when the guest is up */
 			mon_log(m, "agent ready (kernel %s) after %llu ms", m->kernel_release,
@@ -483,10 +678,25 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 		}
 		return;
 	}
+	if (m->agent_state == AGENT_UNRESPONSIVE) {
+		m->ping_sent = 0;
+		agent_set_state(m, AGENT_READY, "answered again");
+	}
 	if (m->agent_state != AGENT_READY)
 		return agent_broken(m, "message before HELLO");
 	switch (f->type) {
 	case MSG_PONG:
+		if (f->channel == 0) {
+			struct proto_cursor c;
+			proto_cursor_init(&c, f->payload, f->len);
+			uint64_t token = proto_get_u64(&c);
+			if (c.ok && m->ping_sent && token == m->ping_token) {
+				m->ping_sent = 0;
+				agent_release_held(m);
+			}
+			return;
+		}
+		break;
 	case MSG_ERROR:
 		if (f->channel == 0)
 			return;
@@ -514,7 +724,7 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 	}
 	if (f->type == MSG_EXIT) {
 		struct proto_exit ex;
-		if (proto_decode_exit(f, &ex) < 0)
+		if (proto_decode_exit(f, &ex) < 0 || ex.kind == EXIT_LOST)
 			return agent_broken(m, "malformed EXIT");
 	}
 	if (ch->cl)
@@ -544,8 +754,8 @@ static void agent_readable(struct mon *m)
 		mon_log(m, "agent channel closed by qemu");
 		close(m->agent_fd);
 		m->agent_fd = -1;
-		if (m->agent_state == AGENT_READY || m->agent_state == AGENT_WAITING)
-			m->agent_state = AGENT_GONE;
+		if (m->agent_state != AGENT_BROKEN)
+			agent_set_state(m, AGENT_GONE, "qemu closed the agent channel");
 		return;
 	}
 	struct proto_frame f;
@@ -566,6 +776,10 @@ static json_object *status_json(struct mon *m)
 	json_object_object_add(o, "kvm", json_object_new_boolean(m->plan.accel->kvm));
 	json_object_object_add(o, "uptime_ms", json_object_new_int64((int64_t)(now_ms() - m->t_start)));
 	json_object_object_add(o, "agent", json_object_new_string(agent_state_names[m->agent_state]));
+	json_object_object_add(o, "agent_since", json_object_new_int64(m->agent_since));
+	json_object_object_add(o, "agent_why", json_object_new_string(m->agent_why));
+	json_object_object_add(o, "agent_starts", json_object_new_int((int)m->agent_starts));
+	json_object_object_add(o, "paused", json_object_new_boolean(m->paused));
 	json_object_object_add(o, "sessions", json_object_new_int(count_sessions(m)));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
 	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
@@ -733,27 +947,34 @@ static void handle_client_exec(struct mon *m, struct client *c, const struct pro
 		client_send_error(c, f->channel, "bad or duplicate channel");
 		return;
 	}
-	if (m->agent_state != AGENT_READY || m->stop_step != STOP_NONE) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "the guest agent is %s: see 'hutch logs %s'",
-			 m->stop_step != STOP_NONE ? "stopping" : agent_state_names[m->agent_state], m->name);
-		client_send_error(c, f->channel, msg);
-		struct proto_buf b = {0};
-		proto_encode_exit(&b, EXIT_FAILED, EHOSTDOWN);
-		client_send(c, MSG_EXIT, f->channel, b.data, b.len);
-		proto_buf_free(&b);
-		return;
-	}
+	if (m->agent_state != AGENT_READY || m->stop_step != STOP_NONE)
+		return session_refuse(m, c, f->channel);
 	size_t slot = MAX_CHANNELS;
 	for (size_t i = 0; i < MAX_CHANNELS && slot == MAX_CHANNELS; i++)
 		if (!m->chans[i])
 			slot = i;
+	/* An agent that has been quiet is asked first: the EXEC waits for its PONG (bounded). */
+	bool check = m->ping_sent || now_ms() >= m->agent_heard + AGENT_QUIET_MS;
 	struct proto_exec e;
-	if (slot == MAX_CHANNELS || proto_decode_exec(f, &e) < 0) {
-		client_send_error(c, f->channel, slot == MAX_CHANNELS ? "too many sessions" : "malformed EXEC");
+	const char *why = slot == MAX_CHANNELS			       ? "too many sessions"
+			  : check && m->held_bytes + f->len > HELD_MAX ? "too many sessions are waiting for the agent"
+			  : proto_decode_exec(f, &e) < 0	       ? "malformed EXEC"
+								       : NULL;
+	if (why) {
+		client_send_error(c, f->channel, why);
+		struct proto_buf b = {0};
+		proto_encode_exit(&b, EXIT_FAILED, EINVAL);
+		client_send(c, MSG_EXIT, f->channel, b.data, b.len);
+		proto_buf_free(&b);
 		return;
 	}
 	struct channel *ch = xcalloc(1, sizeof(*ch));
+	const char *a0 = e.argv && e.argv[0] && e.argv[0][0] ? e.argv[0] : "login shell";
+	const char *base = strrchr(a0, '/');
+	snprintf(ch->prog, sizeof(ch->prog), "%s", base && base[1] ? base + 1 : a0);
+	for (char *p = ch->prog; *p; p++)
+		if (*p < 32 || *p > 126 || *p == '\'')
+			*p = '?';
 	ch->id = ++m->next_chan ? m->next_chan : ++m->next_chan;
 	ch->cl = c;
 	ch->cl_chan = f->channel;
@@ -765,7 +986,13 @@ static void handle_client_exec(struct mon *m, struct client *c, const struct pro
 	}
 	proto_exec_free(&e);
 	m->chans[slot] = ch;
-	agent_send(m, MSG_EXEC, ch->id, f->payload, f->len);
+	if (!check)
+		return agent_send(m, MSG_EXEC, ch->id, f->payload, f->len);
+	ch->holding = true;
+	proto_frame_append(&ch->held, MSG_EXEC, ch->id, f->payload, f->len);
+	m->held_bytes += ch->held.len;
+	if (!m->ping_sent)
+		agent_ping(m);
 }
 
 static void handle_client_frame(struct mon *m, struct client *c, const struct proto_frame *f)
@@ -793,6 +1020,16 @@ static void handle_client_frame(struct mon *m, struct client *c, const struct pr
 				return;
 			}
 			ch->credit += v;
+		}
+		if (ch->holding) {
+			size_t before = ch->held.len;
+			if (m->held_bytes + f->len + PROTO_HDR_SIZE > HELD_MAX) {
+				c->closing = true;
+				return;
+			}
+			proto_frame_append(&ch->held, f->type, ch->id, f->payload, f->len);
+			m->held_bytes += ch->held.len - before;
+			return;
 		}
 		agent_send(m, f->type, ch->id, f->payload, f->len);
 		return;
@@ -865,7 +1102,8 @@ static void record_exit(struct mon *m)
 
 static void cleanup_run_dir(struct mon *m)
 {
-	static const char *const files[] = {"monitor.sock", "qmp.sock", "agent.sock", "console.sock", "lock"};
+	static const char *const files[] = {"monitor.sock", "qmp.sock",	    "qmp-user.sock",
+					    "agent.sock",   "console.sock", "lock"};
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		_cleanup_free_ char *p = xasprintf("%s/%s", m->run_dir, files[i]);
 		unlink(p);
@@ -873,11 +1111,28 @@ static void cleanup_run_dir(struct mon *m)
 	rmdir(m->run_dir);
 }
 
+/* When the agent is due a ping: quiet while sessions are open, or unresponsive (to see it come
+ * back). UINT64_MAX: not due. */
+static uint64_t ping_due(struct mon *m)
+{
+	if (m->ping_sent || m->stop_step != STOP_NONE || m->agent_fd < 0)
+		return UINT64_MAX;
+	if (m->agent_state == AGENT_READY && count_sessions(m) > 0)
+		return m->agent_heard + AGENT_QUIET_MS;
+	if (m->agent_state == AGENT_UNRESPONSIVE)
+		return m->ping_last + AGENT_QUIET_MS;
+	return UINT64_MAX;
+}
+
 static uint64_t next_timeout(struct mon *m)
 {
 	uint64_t t = now_ms(), dl = UINT64_MAX;
 	if (m->stop_deadline)
 		dl = m->stop_deadline;
+	if (m->ping_sent && m->ping_sent + AGENT_PING_MS < dl)
+		dl = m->ping_sent + AGENT_PING_MS;
+	if (ping_due(m) < dl)
+		dl = ping_due(m);
 	if (!m->boot_reported && m->t_boot_deadline && m->t_boot_deadline < dl)
 		dl = m->t_boot_deadline;
 	if (m->a->ephemeral && !m->run_client_seen && m->t_hello && m->t_hello + EPHEMERAL_GRACE_MS < dl)
@@ -903,6 +1158,16 @@ static bool any_client_connected(struct mon *m)
 static void check_timers(struct mon *m)
 {
 	uint64_t t = now_ms();
+	if (m->ping_sent && t >= m->ping_sent + AGENT_PING_MS) {
+		m->ping_sent = 0;
+		if (m->agent_state == AGENT_READY) {
+			char why[64];
+			snprintf(why, sizeof(why), "no answer to a ping within %d s", AGENT_PING_MS / 1000);
+			agent_unresponsive(m, why);
+		}
+	}
+	if (t >= ping_due(m))
+		agent_ping(m);
 	if (m->stop_deadline && t >= m->stop_deadline && !m->qemu_exited) {
 		mon_log(m, "stop step '%s' timed out, escalating", m->stop_method);
 		stop_advance(m);
@@ -969,15 +1234,53 @@ static void fail_sessions(struct mon *m)
 		if (!ch)
 			continue;
 		if (ch->cl) {
-			client_send_error(ch->cl, ch->cl_chan, "the VM stopped");
+			/* like a lost ssh connection: the program's result is unknown (exit 255) */
+			char msg[600];
+			snprintf(msg, sizeof(msg),
+				 "the VM '%s' went down (%s) while '%s' was running; its result is unknown", m->name,
+				 m->exit_reason[0] ? m->exit_reason : "qemu exited", ch->prog);
+			client_send_error(ch->cl, ch->cl_chan, msg);
 			struct proto_buf b = {0};
-			proto_encode_exit(&b, EXIT_FAILED, ESHUTDOWN);
+			proto_encode_exit(&b, ch->holding ? EXIT_FAILED : EXIT_LOST, ESHUTDOWN);
 			client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
 			proto_buf_free(&b);
 			fd_set_nonblock(ch->cl->fd, false);
 			outbuf_flush(ch->cl->fd, &ch->cl->out);
 		}
 		chan_free(m, ch);
+	}
+}
+
+/* QEMU tells us what the guest does with the agent port (VSERPORT_CHANGE, for ports with an id),
+ * and when the VM is paused and resumed. */
+static void handle_qmp_event(struct mon *m, json_object *ev)
+{
+	json_object *name, *data = NULL, *v;
+	if (!json_object_object_get_ex(ev, "event", &name))
+		return;
+	const char *n = json_object_get_string(name);
+	json_object_object_get_ex(ev, "data", &data);
+	if (!strcmp(n, "VSERPORT_CHANGE")) {
+		if (!data || !json_object_object_get_ex(data, "id", &v) ||
+		    strcmp(json_object_get_string(v), QEMU_AGENT_PORT_ID) != 0)
+			return;
+		bool open = json_object_object_get_ex(data, "open", &v) && json_object_get_boolean(v);
+		mon_log(m, "qmp event VSERPORT_CHANGE: the guest %s the agent port", open ? "opened" : "closed");
+		if (!open)
+			agent_gone(m, "the guest closed the agent port");
+		else if (m->agent_state == AGENT_GONE)
+			agent_set_state(m, AGENT_WAITING, "the guest reopened the agent port; no HELLO yet");
+		return;
+	}
+	mon_log(m, "qmp event %s", n);
+	if (!strcmp(n, "STOP")) {
+		m->paused = true;
+		if (m->agent_state == AGENT_READY)
+			agent_unresponsive(m, "the VM is paused");
+	} else if (!strcmp(n, "RESUME")) {
+		m->paused = false;
+		if (m->agent_state == AGENT_UNRESPONSIVE)
+			agent_ping(m);
 	}
 }
 
@@ -1022,9 +1325,7 @@ static void loop(struct mon *m)
 			hutch_error_clear(&err);
 			json_object *ev;
 			while (m->qmp && (ev = qmp_next_event(m->qmp))) {
-				json_object *name;
-				if (json_object_object_get_ex(ev, "event", &name))
-					mon_log(m, "qmp event %s", json_object_get_string(name));
+				handle_qmp_event(m, ev);
 				json_object_put(ev);
 			}
 		}

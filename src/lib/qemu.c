@@ -177,6 +177,12 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	ARG("socket,id=qmp,fd=%d,server=on,wait=off", QEMU_FD_QMP);
 	ARG("-mon");
 	ARG("chardev=qmp,mode=control");
+	/* A QMP socket of the user's own, for what hutch has no verb for (`stop`, `cont`, ...): the
+	 * monitor keeps the first one, and sees the events of both. */
+	ARG("-chardev");
+	ARG("socket,id=qmp-user,path=%s/qmp-user.sock,server=on,wait=off", run_dir);
+	ARG("-mon");
+	ARG("chardev=qmp-user,mode=control");
 	ARG("-chardev");
 	ARG("socket,id=console,path=%s/console.sock,server=on,wait=off,logfile=%s/console.log,logappend=off", run_dir,
 	    vm_dir);
@@ -187,7 +193,7 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	ARG("-chardev");
 	ARG("socket,id=agent,fd=%d,server=on,wait=off", QEMU_FD_AGENT);
 	ARG("-device");
-	ARG("virtserialport,bus=vser0.0,chardev=agent,name=org.hutch.agent.0");
+	ARG("virtserialport,bus=vser0.0,chardev=agent,name=org.hutch.agent.0,id=%s", QEMU_AGENT_PORT_ID);
 
 	if (micro) {
 		ARG("-kernel");

@@ -8,6 +8,8 @@
 /* The monitor hands QEMU its listening sockets on fixed descriptors, so argv is deterministic. */
 #define QEMU_FD_QMP 3
 #define QEMU_FD_AGENT 4
+/* The agent port's device id: QEMU names it in VSERPORT_CHANGE (ports without an id send none). */
+#define QEMU_AGENT_PORT_ID "agent0"
 
 struct qemu_config {
 	const char *name;

@@ -20,6 +20,7 @@ struct sess {
 	uint32_t stdin_credit;
 	bool stdin_eof;
 	bool got_exit;
+	bool lost; /* the monitor said the agent or the VM went away mid-session */
 	int status;
 	char errmsg[512];
 	uint64_t last_sigint;
@@ -110,7 +111,12 @@ static int handle_frame(struct sess *s, const struct proto_frame *f)
 			s->status = ex.code & 0xff;
 		else if (ex.kind == EXIT_SIGNAL)
 			s->status = 128 + (ex.code & 0x7f);
-		else {
+		else if (ex.kind == EXIT_LOST) {
+			s->status = -1;
+			s->lost = true;
+			if (!s->errmsg[0])
+				snprintf(s->errmsg, sizeof(s->errmsg), "the session was lost; its result is unknown");
+		} else {
 			s->status = -1;
 			if (!s->errmsg[0])
 				snprintf(s->errmsg, sizeof(s->errmsg), "could not start the program: %s",
@@ -295,10 +301,24 @@ int exec_session(const struct store *st, const char *name, const struct exec_opt
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (gave_up)
 		return hutch_error_set(err, EINTR, "interrupted: the guest program was hung up");
-	if (lost || !s.got_exit)
-		return hutch_error_set(err, EPIPE, "%s", s.errmsg[0] ? s.errmsg : "lost the connection to the monitor");
+	if (lost || !s.got_exit) {
+		hutch_error_set(err, ECONNRESET, "%s",
+				s.errmsg[0] ? s.errmsg : "lost the connection to the monitor; the result is unknown");
+		return -ECONNRESET;
+	}
+	if (s.lost) {
+		hutch_error_set(err, ECONNRESET, "%s", s.errmsg);
+		return -ECONNRESET;
+	}
 	if (s.status < 0)
 		return hutch_error_set(err, EIO, "%s", s.errmsg);
 	*ret_status = s.status;
 	return 0;
+}
+
+int exec_exit_code(int r, int status)
+{
+	if (r == -ECONNRESET)
+		return EXEC_STATUS_LOST;
+	return r < 0 ? 1 : status;
 }

@@ -16,7 +16,14 @@ struct exec_opts {
 	int in_fd, out_fd, err_fd; /* local ends, usually 0/1/2 */
 };
 
+/* Like ssh on a lost connection: the exit status of a session whose result is unknown. */
+#define EXEC_STATUS_LOST 255
+
 /* Runs the program and returns its exit status (0..255, or 128+N for a signal) in *ret_status.
- * Returns < 0 with err set when the program could not be run at all. */
+ * Returns < 0 with err set when the program could not be run at all, and -ECONNRESET when the
+ * session was lost while the program ran (the agent went away or stopped answering, the VM or
+ * the monitor went down): its result is unknown, and callers exit EXEC_STATUS_LOST. */
 int exec_session(const struct store *st, const char *name, const struct exec_opts *o, int *ret_status,
 		 struct hutch_error *err);
+/* The process exit code for exec_session's result r and status. */
+int exec_exit_code(int r, int status);

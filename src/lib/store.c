@@ -110,7 +110,7 @@ int store_check_sun_path(const char *path, struct hutch_error *err)
 
 int store_prepare_run_dir(const struct store *s, const char *name, struct hutch_error *err)
 {
-	static const char *const socks[] = {"monitor.sock", "qmp.sock", "agent.sock", "console.sock"};
+	static const char *const socks[] = {"monitor.sock", "qmp.sock", "agent.sock", "console.sock", "qmp-user.sock"};
 	for (size_t i = 0; i < ARRAY_SIZE(socks); i++) {
 		_cleanup_free_ char *p = store_run_file(s, name, socks[i]);
 		int r = store_check_sun_path(p, err);

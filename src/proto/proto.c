@@ -372,7 +372,7 @@ int proto_decode_exit(const struct proto_frame *f, struct proto_exit *ret)
 	proto_cursor_init(&c, f->payload, f->len);
 	uint8_t kind = proto_get_u8(&c);
 	int32_t code = (int32_t)proto_get_u32(&c);
-	if (!c.ok || c.left || kind > EXIT_FAILED)
+	if (!c.ok || c.left || kind > EXIT_LOST)
 		return -1;
 	ret->kind = kind;
 	ret->code = code;

@@ -48,6 +48,8 @@ enum proto_exit_kind {
 	EXIT_CODE = 0,
 	EXIT_SIGNAL = 1,
 	EXIT_FAILED = 2, /* could not start: code is an errno */
+	EXIT_LOST = 3,	 /* monitor -> CLI only: the agent or the VM went away mid-session; code is an
+			  * errno. The program's result is unknown. An agent never sends it. */
 };
 
 struct proto_frame {

@@ -742,7 +742,7 @@ static void test_exit(void **state UNUSED)
 	struct proto_exit x = {.kind = 99, .code = 99};
 	struct proto_frame f;
 	static const int32_t codes[] = {0, 1, 255, -1, INT32_MIN, INT32_MAX};
-	for (uint8_t k = EXIT_CODE; k <= EXIT_FAILED; k++)
+	for (uint8_t k = EXIT_CODE; k <= EXIT_LOST; k++)
 		for (size_t i = 0; i < ARRAY_SIZE(codes); i++) {
 			proto_encode_exit(&b, k, codes[i]);
 			f = frame_of(MSG_EXIT, &b);
@@ -753,7 +753,7 @@ static void test_exit(void **state UNUSED)
 		}
 
 	x = (struct proto_exit){.kind = 42, .code = 42};
-	proto_encode_exit(&b, EXIT_FAILED + 1, 0);
+	proto_encode_exit(&b, EXIT_LOST + 1, 0);
 	f = frame_of(MSG_EXIT, &b);
 	assert_int_equal(proto_decode_exit(&f, &x), -1);
 	proto_buf_free(&b);
