@@ -68,7 +68,8 @@ static int cmd_exec(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (cmd_vm_name(c, argv[0], e->instance, &name))
 		return EXIT_ERR;
 	int status = 0;
-	return exec_exit_code(exec_session(&c->store, name, &e->o, &status, &c->err), status);
+	int r = exec_session(&c->store, name, &e->o, &status, &c->err);
+	return exec_exit_code(r, status);
 }
 
 VERB_DEFINE(exec, .name = "exec", .fn = cmd_exec, .opts = exec_opts, .opts_size = sizeof(struct exec_cli),

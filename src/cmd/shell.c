@@ -28,7 +28,8 @@ static int cmd_shell(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	o.out_fd = STDOUT_FILENO;
 	o.err_fd = STDERR_FILENO;
 	int status = 0;
-	return exec_exit_code(exec_session(&c->store, name, &o, &status, &c->err), status);
+	int r = exec_session(&c->store, name, &o, &status, &c->err);
+	return exec_exit_code(r, status);
 }
 
 VERB_DEFINE(shell, .name = "shell", .fn = cmd_shell, .opts = shell_opts, .opts_size = sizeof(struct shell_cli),
