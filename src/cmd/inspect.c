@@ -4,6 +4,7 @@
 #include "ready.h"
 
 #include <string.h>
+#include <time.h>
 
 static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, const char *name)
 {
@@ -43,6 +44,8 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			json_object_object_add(j, "accel", json_object_new_string(st.kvm ? "kvm" : "tcg"));
 			json_object_object_add(j, "uptime_s", json_object_new_int64((int64_t)st.uptime_s));
 			json_object_object_add(j, "agent", json_object_new_string(st.agent_state));
+			json_object_object_add(j, "agent_since", json_object_new_int64(st.agent_since));
+			json_object_object_add(j, "agent_why", json_object_new_string(st.agent_why));
 			json_object_object_add(j, "sessions", json_object_new_int(st.sessions));
 			if (image) {
 				json_object *o = json_object_new_object();
@@ -69,9 +72,15 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 		cmd_print_json(j);
 	} else {
 		printf("name:    %s\nbackend: %s\nstate:   %s\n", name, b->name, st.running ? "running" : "stopped");
-		if (st.running)
-			printf("accel:   %s\nuptime:  %llus\nagent:   %s\nsessions: %d\n", st.kvm ? "kvm" : "tcg",
-			       (unsigned long long)st.uptime_s, st.agent_state, st.sessions);
+		if (st.running) {
+			printf("accel:   %s\nuptime:  %llus\nagent:   %s", st.kvm ? "kvm" : "tcg",
+			       (unsigned long long)st.uptime_s, st.agent_state);
+			/* since when and why, e.g. "gone for 12s (the guest closed the agent port)" */
+			int64_t ago = st.agent_since ? (int64_t)time(NULL) - st.agent_since : -1;
+			if (ago >= 0 && st.agent_why[0])
+				printf(" for %llds (%s)", (long long)ago, st.agent_why);
+			printf("\nsessions: %d\n", st.sessions);
+		}
 		if (st.running && image) {
 			printf("cloud-init: %s%s%s%s\n", ci_state_names[ci.state], ci.stage[0] ? " (" : "", ci.stage,
 			       ci.stage[0] ? ")" : "");

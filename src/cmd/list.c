@@ -13,6 +13,9 @@ struct row {
 	unsigned cpus;
 	uint64_t uptime_s;
 	char *error;
+	char agent[32]; /* the agent's state, "-" when not running */
+	int64_t agent_since;
+	char agent_why[160];
 	bool image;
 	struct ci_status ci; /* image VMs with the agent up */
 };
@@ -37,6 +40,7 @@ static void collect(struct cmd_ctx *c, const char *name, struct row *r)
 	r->image = vm.spec->source == SOURCE_IMAGE;
 	r->state = "stopped";
 	snprintf(r->accel, sizeof(r->accel), "-");
+	snprintf(r->agent, sizeof(r->agent), "-");
 	if (running) {
 		struct vm_status st;
 		const struct backend_ops *b = backend_for(vm.spec, &err);
@@ -44,6 +48,9 @@ static void collect(struct cmd_ctx *c, const char *name, struct row *r)
 		if (b && b->status(&vm, &st, &err) == 0 && st.running) {
 			snprintf(r->accel, sizeof(r->accel), "%s", st.kvm ? "kvm" : "tcg");
 			r->uptime_s = st.uptime_s;
+			snprintf(r->agent, sizeof(r->agent), "%s", st.agent_state);
+			r->agent_since = st.agent_since;
+			snprintf(r->agent_why, sizeof(r->agent_why), "%s", st.agent_why);
 			/* cloud-init as it goes, read through the agent once it is up */
 			if (vm.spec->source == SOURCE_IMAGE && st.agent &&
 			    ready_cloud_init_state(&c->store, name, &r->ci, &err) < 0)
@@ -85,8 +92,8 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		return EXIT_ERR;
 	json_object *arr = c->json ? json_object_new_array() : NULL;
 	if (!c->json)
-		printf("%-24s %-8s %-5s %7s %4s %8s %s\n", "NAME", "STATE", "ACCEL", "MEMORY", "CPUS", "UPTIME",
-		       "CLOUD-INIT");
+		printf("%-24s %-8s %-5s %7s %4s %8s %-12s %s\n", "NAME", "STATE", "ACCEL", "MEMORY", "CPUS", "UPTIME",
+		       "AGENT", "CLOUD-INIT");
 	for (size_t i = 0; names[i]; i++) {
 		struct row r;
 		collect(c, names[i], &r);
@@ -101,6 +108,11 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			json_object_object_add(o, "cpus", json_object_new_int((int)r.cpus));
 			json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)r.uptime_s));
 			json_object_object_add(o, "autostart", json_object_new_boolean(autostart_is_on(r.name)));
+			if (strcmp(r.agent, "-")) {
+				json_object_object_add(o, "agent", json_object_new_string(r.agent));
+				json_object_object_add(o, "agent_since", json_object_new_int64(r.agent_since));
+				json_object_object_add(o, "agent_why", json_object_new_string(r.agent_why));
+			}
 			if (r.error)
 				json_object_object_add(o, "error", json_object_new_string(r.error));
 			if (r.image && !strcmp(r.state, "running"))
@@ -124,7 +136,8 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			const char *ci = r.image && !strcmp(r.state, "running") && r.ci.state != CI_UNKNOWN
 						 ? ci_state_names[r.ci.state]
 						 : "-";
-			printf("%-24s %-8s %-5s %7s %4s %8s %s\n", r.name, r.state, r.accel, mem, cpus, up, ci);
+			printf("%-24s %-8s %-5s %7s %4s %8s %-12s %s\n", r.name, r.state, r.accel, mem, cpus, up,
+			       r.agent, ci);
 			if (r.error && c->verbose)
 				printf("  %s\n", r.error);
 		}

@@ -11,12 +11,11 @@ struct stop_cli {
 static const struct opt stop_opts[] = {
 	OPT_INSTANCE(struct stop_cli),
 	OPT_BOOL('f', "force", struct stop_cli, o.force, "skip the agent and ACPI: quit QEMU"),
-	OPT_DURATION(0, "timeout", struct stop_cli, o.timeout_ms, "SEC", "wait SEC for a clean shutdown (default 30)"),
+	OPT_DURATION(0, "timeout", struct stop_cli, o.timeout_ms, "SEC",
+		     "wait SEC for a clean shutdown (default: the spec's stop_timeout, or 30)"),
 	OPT_JSON(),
 	OPT_END(),
 };
-
-static const struct stop_cli stop_defaults = {.o.timeout_ms = 30000};
 
 static int cmd_stop(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
@@ -45,5 +44,5 @@ static int cmd_stop(struct cmd_ctx *c, void *opts, int argc, char **argv)
 }
 
 VERB_DEFINE(stop, .name = "stop", .fn = cmd_stop, .opts = stop_opts, .opts_size = sizeof(struct stop_cli),
-	    .defaults = &stop_defaults, .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
+	    .min_args = 1, .max_args = 1, .args = "NAME", .complete = "vm",
 	    .summary = "shut a VM down (agent, ACPI, quit, kill)");

@@ -499,7 +499,10 @@ static int qemu_stop(struct vm *vm, const struct stop_opts *o, struct stop_resul
 	int r = monitor_connect(vm->store, vm->name, &fd, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "the monitor holds the lock but does not answer");
-	uint64_t timeout = o->timeout_ms ? o->timeout_ms : 30000;
+	/* --timeout, else the spec's stop_timeout, else 30 s */
+	uint64_t timeout = o->timeout_ms	      ? o->timeout_ms
+			   : vm->spec->stop_timeout_s ? vm->spec->stop_timeout_s * 1000
+						      : 30000;
 	json_object *req = json_object_new_object();
 	json_object_object_add(req, "op", json_object_new_string("stop"));
 	json_object_object_add(req, "force", json_object_new_boolean(o->force));
@@ -547,6 +550,10 @@ static int qemu_status(struct vm *vm, struct vm_status *ret, struct hutch_error 
 		snprintf(ret->agent_state, sizeof(ret->agent_state), "%s", json_object_get_string(v));
 		ret->agent = !strcmp(ret->agent_state, "ready");
 	}
+	if (json_object_object_get_ex(res, "agent_since", &v))
+		ret->agent_since = json_object_get_int64(v);
+	if (json_object_object_get_ex(res, "agent_why", &v))
+		snprintf(ret->agent_why, sizeof(ret->agent_why), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(res, "sessions", &v))
 		ret->sessions = json_object_get_int(v);
 	json_object_put(res);

@@ -53,8 +53,10 @@ struct vm_status {
 	bool running;
 	bool kvm;
 	uint64_t uptime_s;
-	bool agent; /* the agent said HELLO and is healthy */
-	char agent_state[32];
+	bool agent;	      /* the agent said HELLO and is healthy */
+	char agent_state[32]; /* waiting ready unresponsive gone broken, or unknown */
+	int64_t agent_since;  /* wall clock, s: when agent_state began; 0 unknown */
+	char agent_why[160];
 	int sessions;
 };
 

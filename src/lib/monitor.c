@@ -411,10 +411,10 @@ static void stop_advance(struct mon *m)
 				hutch_error_clear(&err);
 				continue;
 			}
-			/* micro has no ACPI daemon: the power button is only worth a moment there */
+			/* micro has no ACPI daemon: the power button is only worth a moment there. Elsewhere
+			 * it gets what is left of the timeout: all of it when the agent could not answer. */
 			m->stop_deadline =
-				t +
-				(m->vm.spec->source == SOURCE_TEMPLATE ? 1000 : (left / 2 > 1000 ? left / 2 : 1000));
+				t + (m->vm.spec->source == SOURCE_TEMPLATE ? 1000 : (left > 1000 ? left : 1000));
 			snprintf(m->stop_method, sizeof(m->stop_method), "acpi");
 			return;
 		case STOP_QUIT:
@@ -445,7 +445,7 @@ static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char 
 		return;
 	mon_log(m, "stopping%s: %s", force ? " (forced)" : "", why);
 	m->stop_begun = now_ms();
-	m->stop_total_ms = total_ms ? total_ms : 30000;
+	m->stop_total_ms = total_ms ? total_ms : m->vm.spec->stop_timeout_s ? m->vm.spec->stop_timeout_s * 1000 : 30000;
 	if (force && m->stop_step < STOP_ACPI)
 		m->stop_step = STOP_ACPI; /* next is quit */
 	stop_advance(m);

@@ -13,6 +13,7 @@
 #define MEMORY_MAX (1ULL << 40)
 #define MEMORY_DEFAULT (512ULL << 20)
 #define IDLE_MAX_S (365ULL * 24 * 3600)
+#define STOP_TIMEOUT_MAX_S 3600ULL
 #define SHARE_NAME_MAX 36 /* virtiofs tags are at most 36 bytes */
 
 bool spec_valid_name(const char *name)
@@ -393,7 +394,8 @@ static int as_on_app_exit(struct ytree_ctx *c, void *obj, const struct ynode *v,
 	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->on_app_exit);
 }
 
-static int as_idle(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+/* A whole number of seconds, as a number or a duration (90, 90s, 5m), at most max_s. */
+static int want_seconds(struct ytree_ctx *c, const struct ynode *v, const char *path, uint64_t max_s, uint64_t *ret)
 {
 	uint64_t ms;
 	int r = ytree_want_scalar(c, v, path, "seconds or a duration");
@@ -406,10 +408,15 @@ static int as_idle(struct ytree_ctx *c, void *obj, const struct ynode *v, const 
 	}
 	if (ms % 1000)
 		return ytree_error(c, v, path, "must be a whole number of seconds");
-	if (ms / 1000 > IDLE_MAX_S)
-		return ytree_error(c, v, path, "must be at most %llu seconds", IDLE_MAX_S);
-	((struct vm_spec *)obj)->idle_s = ms / 1000;
+	if (ms / 1000 > max_s)
+		return ytree_error(c, v, path, "must be at most %llu seconds", (unsigned long long)max_s);
+	*ret = ms / 1000;
 	return 0;
+}
+
+static int as_idle(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return want_seconds(c, v, path, IDLE_MAX_S, &((struct vm_spec *)obj)->idle_s);
 }
 
 static const struct ytree_field auto_shutdown_fields[] = {
@@ -420,6 +427,18 @@ static const struct ytree_field auto_shutdown_fields[] = {
 static int vm_auto_shutdown(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	return ytree_parse_fields(c, v, path, auto_shutdown_fields, ARRAY_SIZE(auto_shutdown_fields), obj);
+}
+
+static int vm_stop_timeout(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	uint64_t s;
+	int r = want_seconds(c, v, path, STOP_TIMEOUT_MAX_S, &s);
+	if (r < 0)
+		return r;
+	if (s == 0)
+		return ytree_error(c, v, path, "must be at least 1 second");
+	((struct vm_spec *)obj)->stop_timeout_s = s;
+	return 0;
 }
 
 static const struct ytree_field vm_fields[] = {
@@ -442,6 +461,7 @@ static const struct ytree_field vm_fields[] = {
 	{"disposable", vm_disposable},
 	{"autostart", vm_autostart},
 	{"color", vm_color},
+	{"stop_timeout", vm_stop_timeout},
 };
 
 static int parse_vm(struct ytree_ctx *c, const struct ynode *k, const struct ynode *v, struct vm_spec **ret)
@@ -827,6 +847,8 @@ char *spec_render_yaml(const struct vm_spec *s)
 		if (s->idle_s)
 			strbuf_addf(&sb, "    idle: %llu\n", (unsigned long long)s->idle_s);
 	}
+	if (s->stop_timeout_s)
+		strbuf_addf(&sb, "  stop_timeout: %llu\n", (unsigned long long)s->stop_timeout_s);
 	render_true(&sb, 2, "disposable", s->disposable);
 	render_true(&sb, 2, "autostart", s->autostart);
 	render_str(&sb, 2, "color", s->color);
@@ -862,8 +884,8 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
 	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||
 	    !strv_eq(a->ci_runcmd, b->ci_runcmd) || a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s ||
-	    a->disposable != b->disposable || a->autostart != b->autostart || !str_eq(a->color, b->color) ||
-	    a->n_shares != b->n_shares)
+	    a->stop_timeout_s != b->stop_timeout_s || a->disposable != b->disposable || a->autostart != b->autostart ||
+	    !str_eq(a->color, b->color) || a->n_shares != b->n_shares)
 		return false;
 	for (size_t i = 0; i < a->n_shares; i++) {
 		const struct share *x = &a->shares[i], *y = &b->shares[i];

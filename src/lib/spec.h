@@ -51,8 +51,9 @@ struct vm_spec {
 	char **ci_packages; /* cloud_init.packages */
 	char **ci_runcmd;   /* cloud_init.runcmd */
 
-	bool on_app_exit; /* auto_shutdown.on_app_exit */
-	uint64_t idle_s;  /* auto_shutdown.idle, seconds, 0 = off */
+	bool on_app_exit;	 /* auto_shutdown.on_app_exit */
+	uint64_t idle_s;	 /* auto_shutdown.idle, seconds, 0 = off */
+	uint64_t stop_timeout_s; /* how long `stop` waits for a clean shutdown; 0 = the default (30 s) */
 	bool disposable;
 	bool autostart; /* a systemd user unit starts it at boot (autostart.h) */
 	char *color;

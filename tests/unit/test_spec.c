@@ -198,6 +198,17 @@ static void test_block_style_and_values(void **state)
 	assert_int_equal(s->memory, 1ULL << 40);
 	assert_int_equal(s->disk, 0);
 	assert_int_equal(s->idle_s, 1500);
+	assert_int_equal(s->stop_timeout_s, 0);
+	spec_free(s);
+
+	/* stop_timeout: seconds or a duration; rendered back as seconds */
+	s = parse_one("a: {stop_timeout: 2m}\n");
+	assert_int_equal(s->stop_timeout_s, 120);
+	_cleanup_free_ char *y = spec_render_yaml(s);
+	assert_non_null(strstr(y, "\n  stop_timeout: 120\n"));
+	spec_free(s);
+	s = parse_one("a: {stop_timeout: 45}\n");
+	assert_int_equal(s->stop_timeout_s, 45);
 	spec_free(s);
 }
 
@@ -313,6 +324,9 @@ static void test_error_messages(void **state)
 		 "hutch.yml:2: auto_shutdown.idle: must be a whole number of seconds"},
 		{"a:\n  auto_shutdown: {idle: 9000h}\n",
 		 "hutch.yml:2: auto_shutdown.idle: must be at most 31536000 seconds"},
+		{"a:\n  stop_timeout: 0\n", "hutch.yml:2: stop_timeout: must be at least 1 second"},
+		{"a:\n  stop_timeout: 2h\n", "hutch.yml:2: stop_timeout: must be at most 3600 seconds"},
+		{"a:\n  stop_timeout: soon\n", "hutch.yml:2: stop_timeout: invalid duration 'soon'"},
 		{"a:\n  auto_shutdown: {on_app_exit: [true]}\n",
 		 "hutch.yml:2: auto_shutdown.on_app_exit: expected true or false, got a list"},
 		{"a:\n  memory: 1G\n  cpus: 2\n  memory: 2G\n", "hutch.yml:4: memory: duplicate key"},
