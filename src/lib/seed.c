@@ -27,24 +27,38 @@
  * before packages and runcmd (cloud-final can take minutes): `hutch exec` works while the guest is
  * still provisioning. bootcmd runs inside cloud-init.service, which is ordered before
  * sysinit.target; the agent unit has no default dependencies, so it starts at once, and --no-block
- * keeps bootcmd from waiting on it. A seed that is not attached any more leaves the installed agent
- * alone. */
+ * keeps bootcmd from waiting on it. No daemon-reload on the first boot (it costs seconds under
+ * TCG): systemd loads a unit it has never seen when it is first started, and enable --no-reload
+ * only makes the link for later boots. A later boot reloads only when the unit file changed, and
+ * restarts the agent only when the binary or the unit changed. A seed that is not attached any
+ * more leaves the installed agent alone. */
 static const char agent_install_script[] =
 	"# hutch: install the guest agent from the cidata seed\n"
 	"d=/run/hutch-seed\n"
+	"u=/etc/systemd/system/" SEED_AGENT_UNIT_NAME "\n"
 	"mkdir -p \"$d\"\n"
 	"if mount -o ro LABEL=cidata \"$d\" 2>/dev/null || mount -o ro LABEL=CIDATA \"$d\"; then\n"
+	"  had_unit=0; [ -e \"$u\" ] && had_unit=1\n"
+	"  changed=0\n"
+	"  cmp -s \"$d/" SEED_AGENT_UNIT_NAME "\" \"$u\" || changed=unit\n"
+	"  cmp -s \"$d/" SEED_AGENT_NAME "\" " SEED_AGENT_GUEST_PATH " || [ \"$changed\" != 0 ] || changed=bin\n"
 	"  ok=0\n"
 	"  install -D -m 0755 \"$d/" SEED_AGENT_NAME "\" " SEED_AGENT_GUEST_PATH ".new &&\n"
-	"    install -D -m 0644 \"$d/" SEED_AGENT_UNIT_NAME "\" /etc/systemd/system/" SEED_AGENT_UNIT_NAME " &&\n"
+	"    install -D -m 0644 \"$d/" SEED_AGENT_UNIT_NAME "\" \"$u\" &&\n"
 	"    mv -f " SEED_AGENT_GUEST_PATH ".new " SEED_AGENT_GUEST_PATH " && ok=1\n"
 	"  umount \"$d\"\n"
 	"  if [ \"$ok\" != 1 ]; then\n"
 	"    echo 'hutch: cannot install the agent from the seed' >&2\n"
 	"    exit 1\n"
 	"  fi\n"
-	"  systemctl daemon-reload\n"
-	"  systemctl enable --now --no-block " SEED_AGENT_UNIT_NAME "\n"
+	"  [ \"$had_unit\" = 1 ] && [ \"$changed\" = unit ] && systemctl daemon-reload\n"
+	"  systemctl enable --no-reload " SEED_AGENT_UNIT_NAME " 2>/dev/null\n"
+	"  if [ \"$changed\" = 0 ]; then\n"
+	"    systemctl start --no-block " SEED_AGENT_UNIT_NAME "\n"
+	"  else\n"
+	"    systemctl restart --no-block " SEED_AGENT_UNIT_NAME " ||\n"
+	"      { systemctl daemon-reload; systemctl restart --no-block " SEED_AGENT_UNIT_NAME "; }\n"
+	"  fi\n"
 	"fi\n";
 
 /* No default dependencies: started from bootcmd, the agent comes up at once instead of waiting for

@@ -235,7 +235,9 @@ static void test_render_created_user(void **state)
 	assert_non_null(strstr(script, "mount -o ro LABEL=cidata"));
 	assert_non_null(strstr(script, SEED_AGENT_GUEST_PATH));
 	assert_non_null(strstr(script, "/etc/systemd/system/hutch-agent.service"));
-	assert_non_null(strstr(script, "systemctl enable --now --no-block hutch-agent.service"));
+	assert_non_null(strstr(script, "systemctl enable --no-reload hutch-agent.service"));
+	assert_non_null(strstr(script, "systemctl restart --no-block hutch-agent.service"));
+	assert_null(strstr(script, "--now"));
 	check_with("sh -n %s", script);
 	yaml_node_t *wf = yseq_at(&y, yget(&y, y.root, "write_files"), 0);
 	assert_string_equal(yscalar(yget(&y, wf, "content")), "managed by hutch\n");
