@@ -960,9 +960,51 @@ static void main_loop(int sigfd)
 }
 
 #ifdef HUTCH_TEST_HOSTILE
+/* Reads frames until an EXEC, answering PINGs (the monitor asks a quiet agent before an EXEC). */
+static void hostile_wait_exec(struct proto_frame *f)
+{
+	for (;;) {
+		int k;
+		while ((k = proto_reader_next(&g.rd, f)) == 1) {
+			if (f->type == MSG_EXEC)
+				return;
+			if (f->type == MSG_PING)
+				send_frame(MSG_PONG, f->channel, f->payload, f->len > 8 ? 8 : f->len);
+		}
+		if (proto_reader_read_fd(&g.rd, g.port) <= 0)
+			usleep(100000);
+	}
+}
+
+/* flap: a working agent whose port closes under its first session, as when systemd restarts the
+ * agent. `exec -- flap SEC` keeps the port closed SEC seconds (default 20), then a new agent opens
+ * it, says HELLO and serves sessions. */
+static void hostile_flap(int sigfd)
+{
+	struct proto_frame f;
+	hostile_wait_exec(&f);
+	struct proto_exec e;
+	unsigned secs = 20;
+	if (proto_decode_exec(&f, &e) == 0) {
+		if (e.argv[0] && !strcmp(e.argv[0], "flap") && e.argv[1])
+			secs = (unsigned)atoi(e.argv[1]);
+		proto_exec_free(&e);
+	}
+	logmsg("flap: closing the port for %u s", secs);
+	close(g.port);
+	sleep(secs);
+	while ((g.port = open_port()) < 0)
+		usleep(100000);
+	proto_reader_free(&g.rd);
+	proto_reader_init(&g.rd);
+	logmsg("flap: the port is open again");
+	send_hello();
+	main_loop(sigfd);
+}
+
 /* Test build only (hostile-agent): misbehaves on purpose so the tests can show that a hostile guest
  * can't crash, hang or bloat the host. Mode from the kernel command line: hutch.hostile=MODE. */
-static void hostile_main(const char *cmdline)
+static void hostile_main(const char *cmdline, int sigfd)
 {
 	const char *m = cmdline ? strstr(cmdline, "hutch.hostile=") : NULL;
 	char mode[32] = "garbage";
@@ -985,17 +1027,15 @@ static void hostile_main(const char *cmdline)
 	} else if (!strcmp(mode, "flood")) {
 		/* Wait for an EXEC, then ignore the credit window entirely. */
 		struct proto_frame f;
-		for (;;) {
-			if (proto_reader_read_fd(&g.rd, g.port) <= 0)
-				usleep(100000);
-			if (proto_reader_next(&g.rd, &f) == 1 && f.type == MSG_EXEC)
-				break;
-		}
+		hostile_wait_exec(&f);
 		uint32_t ch = f.channel;
 		static uint8_t fill[65536];
 		for (int i = 0; i < 2048; i++)
 			send_frame(MSG_STDOUT, ch, fill, sizeof(fill));
+	} else if (!strcmp(mode, "flap")) {
+		hostile_flap(sigfd);
 	}
+	/* mute: said HELLO, then never reads or answers again, as an agent under SIGSTOP */
 	for (;;)
 		pause();
 }
@@ -1046,7 +1086,7 @@ int main(int argc, char **argv)
 		usleep(tries < 50 ? 20000 : 200000);
 	}
 #ifdef HUTCH_TEST_HOSTILE
-	hostile_main(cmdline);
+	hostile_main(cmdline, sigfd);
 #endif
 	send_hello();
 	logmsg("ready in %llu ms (kernel %s)", (unsigned long long)(mono_ms() - g.boot_ms), u.release);

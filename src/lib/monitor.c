@@ -94,7 +94,8 @@ struct mon {
 	uint64_t ping_last;
 	uint64_t ping_token;
 	size_t held_bytes;
-	bool paused; /* QMP STOP seen, no RESUME yet */
+	bool paused;		  /* QMP STOP seen, no RESUME yet */
+	char shutdown_reason[32]; /* QMP SHUTDOWN's reason: guest-shutdown, guest-reset, guest-panic... */
 	char kernel_release[64];
 	struct client *clients[MAX_CLIENTS];
 	struct channel *chans[MAX_CHANNELS];
@@ -338,6 +339,15 @@ static void describe_exit(struct mon *m)
 {
 	if (m->stop_method[0])
 		snprintf(m->exit_reason, sizeof(m->exit_reason), "stopped (%s)", m->stop_method);
+	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0 &&
+		 !strcmp(m->shutdown_reason, "guest-reset"))
+		/* -no-reboot: a reset ends QEMU; micro's kernel resets on panic (panic=-1) */
+		snprintf(m->exit_reason, sizeof(m->exit_reason),
+			 "the guest reset (a reboot or a kernel panic: see 'hutch logs %s')", m->name);
+	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0 &&
+		 !strcmp(m->shutdown_reason, "guest-panic"))
+		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest kernel panicked (see 'hutch logs %s')",
+			 m->name);
 	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0)
 		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest powered off");
 	else if (WIFEXITED(m->qemu_status))
@@ -1273,7 +1283,9 @@ static void handle_qmp_event(struct mon *m, json_object *ev)
 		return;
 	}
 	mon_log(m, "qmp event %s", n);
-	if (!strcmp(n, "STOP")) {
+	if (!strcmp(n, "SHUTDOWN") && data && json_object_object_get_ex(data, "reason", &v)) {
+		snprintf(m->shutdown_reason, sizeof(m->shutdown_reason), "%s", json_object_get_string(v));
+	} else if (!strcmp(n, "STOP")) {
 		m->paused = true;
 		if (m->agent_state == AGENT_READY)
 			agent_unresponsive(m, "the VM is paused");
@@ -1282,6 +1294,24 @@ static void handle_qmp_event(struct mon *m, json_object *ev)
 		if (m->agent_state == AGENT_UNRESPONSIVE)
 			agent_ping(m);
 	}
+}
+
+static void qmp_readable(struct mon *m)
+{
+	struct hutch_error err = {0};
+	int r = qmp_process_input(m->qmp, &err);
+	json_object *ev;
+	/* the events read before an EOF still count: QEMU's last words say why it exits */
+	while ((ev = qmp_next_event(m->qmp))) {
+		handle_qmp_event(m, ev);
+		json_object_put(ev);
+	}
+	if (r < 0) {
+		mon_log(m, "qmp: %s", err.msg ? err.msg : "closed");
+		qmp_close(m->qmp);
+		m->qmp = NULL;
+	}
+	hutch_error_clear(&err);
 }
 
 static void loop(struct mon *m)
@@ -1315,20 +1345,8 @@ static void loop(struct mon *m)
 			handle_signals(m);
 		if (pfd[1].revents & POLLIN)
 			accept_clients(m);
-		if (m->qmp && (pfd[2].revents & (POLLIN | POLLHUP | POLLERR))) {
-			struct hutch_error err = {0};
-			if (qmp_process_input(m->qmp, &err) < 0) {
-				mon_log(m, "qmp: %s", err.msg ? err.msg : "closed");
-				qmp_close(m->qmp);
-				m->qmp = NULL;
-			}
-			hutch_error_clear(&err);
-			json_object *ev;
-			while (m->qmp && (ev = qmp_next_event(m->qmp))) {
-				handle_qmp_event(m, ev);
-				json_object_put(ev);
-			}
-		}
+		if (m->qmp && (pfd[2].revents & (POLLIN | POLLHUP | POLLERR)))
+			qmp_readable(m);
 		if (m->agent_fd >= 0 && (pfd[3].revents & (POLLIN | POLLHUP | POLLERR)))
 			agent_readable(m);
 		if (m->agent_fd >= 0 && outbuf_pending(&m->agent_out)) {
@@ -1511,6 +1529,10 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 		rc = 1;
 	} else {
 		loop(&m);
+		/* QEMU may exit before we read its SHUTDOWN event (the reason) */
+		struct pollfd qp = {.fd = m.qmp ? qmp_fd(m.qmp) : -1, .events = POLLIN};
+		if (m.qmp && poll(&qp, 1, 0) > 0)
+			qmp_readable(&m);
 		describe_exit(&m);
 		mon_log(&m, "qemu is gone: %s", m.exit_reason);
 		if (!m.boot_reported) {
