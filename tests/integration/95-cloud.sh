@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
+# timeout: 1200
 # Cloud images against real components (issue 4): a real Debian 12 cloud image, served over
 # loopback HTTP with its SHA256SUMS, booted under TCG with real cloud-init creating the user,
 # installing the ssh key and the agent.
 #
-#   1  create from the URL with a sums-file checksum: cached and ready, the disk a qcow2 overlay
-#   2  start; ssh, exec as root and as the cloud-init user, cloud-init done
+#   1  create from the URL with a sums-file checksum: cached and ready, the disk a qcow2 overlay; the
+#      host key made at create, its known_hosts entry written before the first boot (issue 16)
+#   2  start (the seed has a failing runcmd, so it waits for cloud-init and warns naming the module);
+#      the guest presents the key made at create; strict `hutch ssh` works on the first try; ssh,
+#      exec as root and as the cloud-init user; the agent started inside cloud-init's init stage
 #   3  port forwards (from the spec and added at runtime) reaching a TCP server in the guest
 #   4  cp both ways
-#   5  stop through the agent (a guest poweroff), destroy --disk keeps the cached base
-#   6  UEFI + TPM: /sys/firmware/efi, /dev/tpm0, an EFI variable that survives a restart (NVRAM)
+#   5  stop through the agent (a guest poweroff); destroy keeping the disk
+#   6  create the same name again (UEFI + TPM) on the kept disk: a new host key, and `hutch ssh`
+#      works with no warning; start waits for agent + sshd only (no user work); /sys/firmware/efi,
+#      /dev/tpm0, an EFI variable that survives a restart (NVRAM); start --wait cloud-init;
+#      destroy --disk keeps the cached base
 #   7  faults: checksum mismatch, a cut download that a rerun resumes with Range
+#   8  start --wait none and agent on a micro VM; ssh and cloud-init refused there
 #
 # The image comes from tests/fixtures/debian-image.sh, which needs root: run.sh builds (or reuses)
 # it before dropping privileges and passes its directory as HUTCH_DEBIAN_IMAGE_DIR. Without it this
 # test reports SKIP; if the build failed (HUTCH_DEBIAN_IMAGE_LOG), it fails with the log's tail.
-# Boots: the BIOS VM once, the UEFI VM twice (about 100 s each under TCG).
+# Boots: the BIOS VM once, then the same name as a UEFI VM twice (about 100 s each under TCG).
 . "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")" && pwd)
 IMG=debian-12-hutch-amd64.qcow2
-SECTIONS="create start forward cp stop-destroy uefi-tpm faults"
+SECTIONS="create start forward cp stop-destroy uefi-tpm faults wait-micro"
 # Bounds, not expectations: a TCG boot here takes 75-190 s.
 BOOT_TIMEOUT=600
 V=$HUTCH_HOME/data/vms
@@ -155,6 +163,7 @@ deb:
   disk: 8G
   ssh: {key: generate}
   network: {mode: user, forward: ["$fwd1:8085"]}
+  cloud_init: {runcmd: ["touch /run/hutch-runcmd-ran", "false"]}
 EOF
 run hutch create deb --from "$T/deb.yml"
 is "$RC" 0 "create deb --from a spec with the image URL and a sums-file checksum"
@@ -176,12 +185,74 @@ ok "the backing file is the cached, verified image (same inode)" test -n "$cache
 is "$(json_get "$info" 'j["virtual-size"]')" 8589934592 "virtual size is 8G (disk: 8G)"
 ok "the overlay is small: the base was not copied" test "$(stat -c %s "$V/deb/disk.qcow2")" -lt 16777216
 
+# key_blob: the base64 blob of the first ed25519 key on stdin (a .pub line or a known_hosts line)
+key_blob()
+{
+	awk '$1 == "ssh-ed25519" { print $2; exit } $2 == "ssh-ed25519" { print $3; exit }'
+}
+hostpub=$V/deb/ssh_host_ed25519_key.pub
+blob1=$(key_blob <"$hostpub")
+like "$blob1" '^AAAAC3NzaC1lZDI1NTE5' "create made an ed25519 host key for the VM"
+is "$(cat "$V/deb/known_hosts" 2>/dev/null)" "hutch-deb ssh-ed25519 $blob1" \
+	"known_hosts holds it under the VM's alias before the first boot"
+is "$(stat -c %a "$V/deb/ssh_host_ed25519_key")" 600 "the private host key is 0600"
+is "$(stat -c %a "$V/deb/seed.iso")" 600 "the seed that carries it is 0600"
+ok "the VM dir is not world-readable" test "$(($(stat -c %#a "$V/deb") & 07))" -eq 0
+
 # ==== 2: start; ssh and exec; cloud-init created the user with the key ====
 section "start deb (BIOS)"
+kh_before=$(sha256sum <"$V/deb/known_hosts")
 HUTCH_CMD_TIMEOUT=$((BOOT_TIMEOUT + 30)) run hutch start --timeout "$BOOT_TIMEOUT" deb
 is "$RC" 0 "start --timeout $BOOT_TIMEOUT deb exits 0"
 like "$OUT" '^started deb' "start prints 'started deb'"
+like "$OUT" ': agent [0-9.]+ s, sshd [0-9.]+ s, cloud-init [0-9.]+ s \(1 module failed\)$' \
+	"start says it waited for the agent, sshd and cloud-init (the seed has a runcmd)"
+like "$ERR" "warning: cloud-init in 'deb' failed in module scripts-user: Runparts: 1 failures \(runcmd\)" \
+	"the failing runcmd is a warning naming the module"
+diag "$OUT"
 section "deb started"
+run hutch exec deb -- test -e /run/hutch-runcmd-ran
+is "$RC" 0 "start returned after the runcmd had run (cloud-init's final stage)"
+
+# ---- the host key made at create; strict ssh from the first connection ----
+run hutch exec deb -- cat /etc/ssh/ssh_host_ed25519_key.pub
+is "$(printf '%s\n' "$OUT" | key_blob)" "$blob1" "the guest's sshd has the host key made at create"
+run hutch exec deb -- sh -c 'ls /etc/ssh/ssh_host_*_key'
+is "$OUT" /etc/ssh/ssh_host_ed25519_key "the guest generated no host keys of its own"
+sshport=$(hutch port deb ls | sed -n 's/^127\.0\.0\.1:\([0-9]*\):22\/tcp$/\1/p')
+run ssh-keyscan -T 20 -t ed25519 -p "$sshport" 127.0.0.1
+is "$(printf '%s\n' "$OUT" | key_blob)" "$blob1" "sshd presents that key on the forwarded port ($sshport)"
+run hutch ssh deb -- true
+is "$RC" 0 "hutch ssh deb -- true works on the first try"
+is "$ERR" "" "... with nothing on stderr"
+is "$(sha256sum <"$V/deb/known_hosts")" "$kh_before" "known_hosts is unchanged: nothing was trusted on first use"
+cp "$V/deb/known_hosts" "$T/known_hosts.keep"
+: >"$V/deb/known_hosts"
+run hutch ssh deb -- true
+is "$RC" 255 "with the entry removed, hutch ssh refuses (strict checking, not accept-new)"
+like "$ERR" 'Host key verification failed|No ED25519 host key is known' "... saying the host key is not known"
+cp "$T/known_hosts.keep" "$V/deb/known_hosts"
+
+# ---- cloud-init's state in list and inspect ----
+run hutch list
+like "$OUT" '^deb +running +tcg .* error$' "list shows cloud-init's state: error"
+run hutch list --json
+is "$(json_get "$OUT" '[v["cloud_init"] for v in j if v["name"]=="deb"][0]')" error "list --json: cloud_init error"
+like "$(json_get "$OUT" '[v["cloud_init_failures"][0] for v in j if v["name"]=="deb"][0]')" '^scripts-user: ' \
+	"list --json names the failed module"
+run hutch inspect --json deb
+is "$(json_get "$OUT" 'j["cloud_init"]["state"]')" error "inspect --json: cloud_init.state error"
+is "$(json_get "$OUT" 'j["host_key_check"]')" strict "inspect --json: the host key is checked strictly"
+
+# ---- the agent came up inside cloud-init's init stage, not after it (the guest's own clock) ----
+# shellcheck disable=SC2016 # expanded in the guest
+run hutch exec deb -- sh -c 'date -d "$(systemctl show -P ExecMainStartTimestamp hutch-agent.service)" +%s.%N'
+agent_at=$OUT
+run hutch exec deb -- python3 -c 'import json; print(json.load(open("/run/cloud-init/status.json"))["v1"]["init"]["finished"])'
+init_done=$OUT
+diag "guest clock: the agent started at $agent_at, cloud-init's init stage finished at $init_done"
+ok "the agent started before cloud-init's init stage finished" \
+	python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$agent_at" "$init_done"
 
 run hutch ssh deb -- cat /etc/os-release
 is "$RC" 0 "hutch ssh deb -- cat /etc/os-release exits 0"
@@ -202,8 +273,7 @@ run hutch exec deb -u "$me" -- sudo -n true
 is "$RC" 0 "$me has passwordless sudo"
 
 run hutch exec deb -- cloud-init status
-is "$RC" 0 "cloud-init status exits 0"
-like "$OUT" '^status: done$' "cloud-init status: done"
+like "$OUT" '^status: error$' "cloud-init status: error (the runcmd failed)"
 run hutch exec deb -- systemctl is-active hutch-agent.service
 is "$OUT" active "the agent runs as a systemd service installed from the seed"
 
@@ -269,17 +339,16 @@ ok "QEMU is gone after stop" wait_until 30 no_qemu
 run hutch logs deb
 how=$(printf '%s\n' "$OUT" | grep -aE 'systemd-shutdown\[1\]: (Powering off|Rebooting|Halting)|reboot: ' | tail -n 3)
 like "$how" 'reboot: Power down' "the guest powered off (console: 'reboot: Power down'), not rebooted"
-run hutch destroy --disk deb
-is "$RC" 0 "destroy --disk deb exits 0"
-ok "the VM's directory is gone" test ! -e "$V/deb"
-ok "the cached base remains" test -f "$backing" -a -f "$cached"
-is "$(image_field "$url" 'e["state"]+" "+",".join(e["used_by"])')" "ready " "image ls: still ready, used by nobody"
+run hutch destroy deb
+is "$RC" 0 "destroy deb (keeping its disk) exits 0"
+ok "the disk is kept" test -f "$V/deb/disk.qcow2"
+ok "the host key and known_hosts went with the VM" test ! -e "$V/deb/ssh_host_ed25519_key" -a ! -e "$V/deb/known_hosts"
 
-# ==== 6: UEFI + TPM, NVRAM kept across a restart ====
-section "create efi (UEFI, TPM)"
+# ==== 6: the same name again, UEFI + TPM on the kept disk; NVRAM kept across a restart ====
+section "create deb again (UEFI, TPM) on the kept disk"
 pristine=${HUTCH_OVMF_DIR:-/usr/share/OVMF}/OVMF_VARS_4M.fd
 cat >"$T/efi.yml" <<EOF
-efi:
+deb:
   source:
     image: $url
     checksum: $sums
@@ -288,58 +357,78 @@ efi:
   tpm: true
   ssh: {key: generate}
 EOF
-run hutch create efi --from "$T/efi.yml"
-is "$RC" 0 "create efi (firmware: uefi, tpm: true) exits 0"
-nvram=$V/efi/nvram.fd
+run hutch create deb --from "$T/efi.yml"
+is "$RC" 0 "create deb again (firmware: uefi, tpm: true) exits 0"
+nvram=$V/deb/nvram.fd
 ok "nvram.fd is a pristine copy of $(basename "$pristine")" cmp -s "$nvram" "$pristine"
+blob2=$(key_blob <"$hostpub")
+like "$blob2" '^AAAAC3NzaC1lZDI1NTE5' "the new create made a host key"
+ok "... a new one (the kept disk still holds the old key)" test "$blob2" != "$blob1"
+is "$(cat "$V/deb/known_hosts" 2>/dev/null)" "hutch-deb ssh-ed25519 $blob2" "known_hosts holds the new key"
 
-HUTCH_CMD_TIMEOUT=$((BOOT_TIMEOUT + 30)) run hutch start --timeout "$BOOT_TIMEOUT" efi
-is "$RC" 0 "start efi exits 0 (first boot)"
-section "efi started"
-run hutch exec efi -- test -d /sys/firmware/efi
+HUTCH_CMD_TIMEOUT=$((BOOT_TIMEOUT + 30)) run hutch start --timeout "$BOOT_TIMEOUT" deb
+is "$RC" 0 "start deb exits 0 (first UEFI boot)"
+like "$OUT" ': agent [0-9.]+ s, sshd [0-9.]+ s$' "with no user work in the seed, start waited for the agent and sshd only"
+diag "$OUT"
+section "deb (UEFI) started"
+run hutch exec deb -- cat /proc/net/tcp /proc/net/tcp6
+like "$OUT" '^ *[0-9]+: [0-9A-F]+:0016 [0-9A-F]+:0000 0A ' "sshd was listening when start returned"
+run hutch ssh deb -- cat /etc/ssh/ssh_host_ed25519_key.pub
+is "$RC" 0 "hutch ssh works on the re-created VM at once"
+is "$ERR" "" "... with no warning (no 'host key changed')"
+is "$(printf '%s\n' "$OUT" | key_blob)" "$blob2" "the guest replaced the kept disk's host key with the new one"
+run hutch exec deb -- test -d /sys/firmware/efi
 is "$RC" 0 "the guest booted through UEFI (/sys/firmware/efi)"
-run hutch exec efi -- test -c /dev/tpm0
+run hutch exec deb -- test -c /dev/tpm0
 is "$RC" 0 "the TPM is visible in the guest (/dev/tpm0)"
-run hutch exec efi -- sh -c 'ls /sys/class/tpm/tpm0/tpm_version_major 2>/dev/null && cat /sys/class/tpm/tpm0/tpm_version_major'
+run hutch exec deb -- sh -c 'ls /sys/class/tpm/tpm0/tpm_version_major 2>/dev/null && cat /sys/class/tpm/tpm0/tpm_version_major'
 like "$OUT" '^2$' "it is a TPM 2.0"
 
 # A non-volatile EFI variable written now must still be there after a restart.
 efivar=/sys/firmware/efi/efivars/HutchTest-4a0b2d52-8e1f-4c1b-9f61-6875746368aa
 token=hutch-nvram-$$-$RANDOM
-run hutch exec efi -- python3 -c '
+run hutch exec deb -- python3 -c '
 import sys
 # efivarfs: 4 bytes of attributes (NON_VOLATILE|BOOTSERVICE|RUNTIME), then the data, in one write
 open(sys.argv[1], "wb").write(b"\x07\x00\x00\x00" + sys.argv[2].encode())' "$efivar" "$token"
 is "$RC" 0 "write a non-volatile EFI variable in the guest"
 readvar=(python3 -c 'import sys; sys.stdout.write(open(sys.argv[1], "rb").read()[4:].decode())' "$efivar")
-run hutch exec efi -- "${readvar[@]}"
+run hutch exec deb -- "${readvar[@]}"
 is "$OUT" "$token" "the guest reads the variable back"
 
-run hutch stop efi
-is "$RC" 0 "stop efi exits 0"
-like "$OUT" '^stopped efi \(agent, ' "stop efi used the agent"
+run hutch stop deb
+is "$RC" 0 "stop deb exits 0"
+like "$OUT" '^stopped deb \(agent, ' "stop deb used the agent"
 ok "QEMU is gone after stop" wait_until 30 no_qemu
 ok "nvram.fd changed from the pristine copy during the first boot" eval "! cmp -s '$nvram' '$pristine'"
 nv1=$(sha256sum <"$nvram" | cut -d' ' -f1)
 
-HUTCH_CMD_TIMEOUT=$((BOOT_TIMEOUT + 30)) run hutch start --timeout "$BOOT_TIMEOUT" efi
-is "$RC" 0 "start efi exits 0 (second boot)"
-section "efi started again"
-run hutch exec efi -- "${readvar[@]}"
+HUTCH_CMD_TIMEOUT=$((BOOT_TIMEOUT + 30)) run hutch start --wait cloud-init --timeout "$BOOT_TIMEOUT" deb
+is "$RC" 0 "start --wait cloud-init deb exits 0 (second boot)"
+like "$OUT" ': agent [0-9.]+ s, sshd [0-9.]+ s, cloud-init [0-9.]+ s$' "start --wait cloud-init waited for cloud-init too"
+diag "$OUT"
+section "deb (UEFI) started again"
+run hutch exec deb -- test -s /run/cloud-init/result.json
+is "$RC" 0 "cloud-init's final stage had ended when start returned"
+run hutch exec deb -- "${readvar[@]}"
 is "$OUT" "$token" "the EFI variable survived the restart (NVRAM persists)"
-run hutch exec efi -- test -d /sys/firmware/efi
+run hutch exec deb -- test -d /sys/firmware/efi
 is "$RC" 0 "the second boot is UEFI too"
-run hutch exec efi -- cloud-init status
+run hutch exec deb -- cloud-init status
 like "$OUT" '^status: done$' "cloud-init is done on the second boot"
-run hutch stop efi
-is "$RC" 0 "stop efi exits 0 (after the second boot)"
+run hutch stop deb
+is "$RC" 0 "stop deb exits 0 (after the second boot)"
 ok "QEMU is gone after stop" wait_until 30 no_qemu
 ok "nvram.fd still differs from the pristine copy (kept, not reset)" eval "! cmp -s '$nvram' '$pristine'"
 nv2=$(sha256sum <"$nvram" | cut -d' ' -f1)
 diag "nvram.fd sha256: pristine $(sha256sum <"$pristine" | cut -c1-16), after boot 1 ${nv1:0:16}, after boot 2 ${nv2:0:16}"
-run hutch destroy --disk efi
-is "$RC" 0 "destroy --disk efi exits 0"
-ok "efi's directory is gone" test ! -e "$V/efi"
+run hutch ssh deb -- true
+is "$RC$ERR" 0 "hutch ssh still works after the restart, quietly"
+run hutch destroy --disk deb
+is "$RC" 0 "destroy --disk deb exits 0"
+ok "the VM's directory is gone" test ! -e "$V/deb"
+ok "the cached base remains" test -f "$backing" -a -f "$cached"
+is "$(image_field "$url" 'e["state"]+" "+",".join(e["used_by"])')" "ready " "image ls: still ready, used by nobody"
 
 # ==== 7: faults ====
 section "checksum mismatch"
@@ -382,5 +471,29 @@ contains "$(cat "$reqlog")" "GET /cut/$cut_at/$IMG bytes=$cut_at-" "the rerun re
 is "$(grep -c "^GET /cut/$cut_at/$IMG " "$reqlog")" 2 "two requests in all: the cut one and the resume"
 is "$(image_field "$cuturl" 'e["state"]+" "+e["digest"]')" "ready $want_digest" "image ls: ready, with the right digest"
 ok "no image.part left" test ! -e "${cutdir}image.part"
+
+# ==== 8: start --wait on a micro VM ====
+section "start --wait none|agent (micro)"
+run hutch create m --template micro
+is "$RC" 0 "create m --template micro"
+run hutch start --wait ssh m
+is "$RC" 1 "start --wait ssh on a micro VM exits 1"
+like "$ERR" 'a micro VM has no sshd or cloud-init' "... saying why"
+run hutch start --wait none m
+is "$RC" 0 "start --wait none m exits 0"
+like "$OUT" '^started m \(tcg, not waiting for the guest\)$' "start --wait none says it did not wait"
+run hutch list
+like "$OUT" '^m +running ' "the VM runs when start --wait none returns"
+ok "the agent answers later on its own" wait_until 120 hutch exec m -- true
+run hutch stop m
+is "$RC" 0 "stop m"
+run hutch start --wait agent m
+is "$RC" 0 "start --wait agent m exits 0"
+like "$OUT" ': agent [0-9.]+ s$' "start --wait agent says it waited for the agent only"
+run hutch exec m -- true
+is "$RC" 0 "exec works as soon as start --wait agent returns"
+run hutch stop m
+run hutch destroy m
+is "$RC" 0 "destroy m"
 
 done_testing

@@ -12,14 +12,15 @@
 # Prints each test's TAP lines (indented), one summary line per test file, and as its last line
 # exactly `N passed, N failed`, counting individual assertions. Exits non-zero if any failed.
 #
-# Environment: BUILDDIR (default: build), HUTCH_TEST_TIMEOUT (per test file, default 600 s),
+# Environment: BUILDDIR (default: build), HUTCH_TEST_TIMEOUT (per test file, default 600 s, or the
+# file's own "# timeout: SECONDS" header line when that is longer),
 # HUTCH_TEST_USER (default hutchtest), HUTCH_KEEP=1 keeps the staging dir.
 #
-# The cloud-image test (95-cloud.sh) needs a real Debian 12 image. Started as root with that test
-# selected (or no selection), this builds or reuses it first with tests/fixtures/debian-image.sh
-# (cached: a hit takes under a second, a cold build 5-15 min) and passes its directory on as
-# HUTCH_DEBIAN_IMAGE_DIR; if the build fails, HUTCH_DEBIAN_IMAGE_LOG names its log instead and the
-# test fails with it. HUTCH_SKIP_CLOUD=1 skips the build (the test then reports SKIP). Not as root,
+# The cloud-image tests (95-cloud.sh, and any that reads HUTCH_DEBIAN_IMAGE_DIR) need a real Debian
+# 12 image. Started as root with such a test selected (or no selection), this builds or reuses it
+# first with tests/fixtures/debian-image.sh (cached: a hit takes under a second, a cold build 5-15
+# min) and passes its directory on as HUTCH_DEBIAN_IMAGE_DIR; if the build fails,
+# HUTCH_DEBIAN_IMAGE_LOG names its log instead and the test fails with it. HUTCH_SKIP_CLOUD=1 skips the build (the test then reports SKIP). Not as root,
 # a HUTCH_DEBIAN_IMAGE_DIR already in the environment is passed on.
 set -uo pipefail
 
@@ -73,7 +74,8 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 			a=$(basename "$a")
 			for t in "$here/$a" "$here/$a"-*.sh "$here/$a".sh; do
 				if [ -f "$t" ]; then
-					[ "$(basename "$t")" != 95-cloud.sh ] || wants_cloud=1
+					# the tests that boot the image name its variable (95-cloud.sh, 96-...)
+					! grep -q HUTCH_DEBIAN_IMAGE_DIR "$t" || wants_cloud=1
 					break
 				fi
 			done
@@ -217,14 +219,21 @@ for t in "${tests[@]}"; do
 	log=$dir.tap
 	t0=$SECONDS
 	echo "# $name"
-	HUTCH_TEST_TMP=$dir timeout -k 20 "$timeout_s" bash "$t" 2>&1 | tee "$log" | sed -u 's/^/    /'
+	# A file may ask for more time than the default with a "# timeout: SECONDS" line in its header
+	# (the cloud-image tests boot real Debian VMs under TCG); HUTCH_TEST_TIMEOUT overrides all.
+	t_timeout=$timeout_s
+	if [ -z "${HUTCH_TEST_TIMEOUT:-}" ]; then
+		want=$(head -n 30 "$t" | sed -n 's/^# timeout: \([0-9][0-9]*\)$/\1/p' | head -n 1)
+		[ -n "$want" ] && [ "$want" -gt "$t_timeout" ] && t_timeout=$want
+	fi
+	HUTCH_TEST_TMP=$dir timeout -k 20 "$t_timeout" bash "$t" 2>&1 | tee "$log" | sed -u 's/^/    /'
 	rc=${PIPESTATUS[0]}
 	p=$(grep -c '^ok ' "$log")
 	f=$(grep -c '^not ok ' "$log")
 	plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$log" | tail -1)
 	why=
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-		why="timed out after ${timeout_s} s"
+		why="timed out after ${t_timeout} s"
 	elif [ -z "$plan" ]; then
 		why="ended without a plan (exit status $rc)"
 	elif [ "$plan" -ne $((p + f)) ]; then
