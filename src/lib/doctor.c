@@ -255,6 +255,12 @@ static void check_libvirt(const struct store *st, struct doctor_report *r)
 		daemon = find_program("libvirtd");
 	if (found)
 		add(r, "libvirt-session", CHECK_OK, xasprintf("the session daemon answers at %s", found), NULL);
+	else if (daemon && getuid() == 0)
+		add(r, "libvirt-session", CHECK_WARN,
+		    xasprintf("no session daemon running (tried %s/libvirt/virtqemud-sock, libvirt-sock), and as root "
+			      "a qemu:///session connection does not autospawn one",
+			      rt),
+		    xstrdup("run it under an init: hutch service render --init systemd|supervisord"));
 	else if (daemon)
 		add(r, "libvirt-session", CHECK_OK,
 		    xasprintf("no session daemon running (tried %s/libvirt/virtqemud-sock, libvirt-sock); a "
