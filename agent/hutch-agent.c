@@ -64,6 +64,11 @@ static struct {
 	struct proto_reader rd;
 	bool poweroff;
 	bool host_down; /* the port reported hangup: no host connected */
+	/* The host answered our HELLO on this connection. Until it has, HELLO is said again every
+	 * second and everything else from the host is dropped: it may be what was queued for an
+	 * earlier agent. */
+	bool acked;
+	uint64_t hello_ms;
 	uint64_t boot_ms;
 	uint32_t last_activity_sessions;
 } g = {.port = -1};
@@ -361,6 +366,7 @@ static void send_hello(void)
 {
 	struct utsname u;
 	uname(&u);
+	g.hello_ms = mono_ms();
 	struct proto_buf b = {0};
 	proto_encode_hello(&b, PROTO_VERSION, 0, u.release);
 	send_buf(MSG_HELLO, 0, &b);
@@ -787,6 +793,18 @@ static void handle_frame(const struct proto_frame *f)
 	struct session *s = f->channel ? session_find(f->channel) : NULL;
 	uint32_t v;
 	uint16_t rows, cols;
+	if (f->type == MSG_HELLO) {
+		struct proto_hello h;
+		if (proto_decode_hello(f, &h) < 0)
+			return;
+		g.acked = true;
+		if (h.caps & PROTO_HELLO_QUERY)
+			send_hello();
+		proto_hello_free(&h);
+		return;
+	}
+	if (!g.acked)
+		return;
 	switch (f->type) {
 	case MSG_PING: {
 		send_frame(MSG_PONG, f->channel, f->payload, f->len > 8 ? 8 : f->len);
@@ -898,7 +916,7 @@ static void main_loop(int sigfd)
 		}
 		/* A finished child whose session lives on is re-checked every 200 ms; while no host is
 		 * connected, every 100 ms until one is. */
-		int r = poll(pfd, (nfds_t)n, g.host_down ? 100 : pending_finish ? 200 : -1);
+		int r = poll(pfd, (nfds_t)n, g.host_down ? 100 : !g.acked ? 250 : pending_finish ? 200 : -1);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (g.host_down && r >= 0 && !(pfd[0].revents & POLLHUP)) {
@@ -908,6 +926,8 @@ static void main_loop(int sigfd)
 			proto_reader_free(&g.rd);
 			proto_reader_init(&g.rd);
 			logmsg("the host connected: saying HELLO again");
+			send_hello();
+		} else if (!g.acked && !g.host_down && mono_ms() - g.hello_ms >= 1000) {
 			send_hello();
 		}
 		if (pfd[1].revents & POLLIN) {
@@ -924,8 +944,10 @@ static void main_loop(int sigfd)
 				/* No host connected: virtio-serial reports hangup. Back off and retry. */
 				if (got < 0 && errno != EAGAIN && errno != EINTR)
 					logmsg("read from host: %s", strerror(errno));
-				if (got == 0)
+				if (got == 0) {
 					g.host_down = true;
+					g.acked = false;
+				}
 				usleep(100000);
 			}
 			struct proto_frame f;

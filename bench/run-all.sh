@@ -12,7 +12,7 @@ REPO=$(dirname "$BENCH_DIR")
 export BUILD_DIR=${BUILD_DIR:-$REPO/build}
 export BENCH_RUNS=${BENCH_RUNS:-5}
 DOC=${BENCH_DOC:-$REPO/docs/PERFORMANCE.md}
-SCRIPTS=${BENCH_ONLY:-boot run exec list rss virsh create cloud accel}
+SCRIPTS=${BENCH_ONLY:-boot run exec list rss virsh create cloud accel liveness}
 
 if [ -z "${BENCH_NO_BUILD:-}" ]; then
 	if [ ! -f "$BUILD_DIR/build.ninja" ]; then

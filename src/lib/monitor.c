@@ -38,6 +38,7 @@
  * Generous for TCG under load: a busy guest still answers within milliseconds to a few seconds. */
 #define AGENT_QUIET_MS 5000
 #define AGENT_PING_MS 10000
+#define AGENT_QUERY_MS 3000 /* asking a reopened port's agent for its HELLO */
 /* EXECs (and what their clients send after them) held until the agent answers a ping. */
 #define HELD_MAX (16u * 1024 * 1024)
 
@@ -95,6 +96,8 @@ struct mon {
 	uint64_t ping_token;
 	size_t held_bytes;
 	bool paused;		  /* QMP STOP seen, no RESUME yet */
+	uint64_t port_reopened;	  /* the guest reopened the agent port after it went; 0 once HELLO came */
+	uint64_t query_at;	  /* when we last asked for a HELLO */
 	char shutdown_reason[32]; /* QMP SHUTDOWN's reason: guest-shutdown, guest-reset, guest-panic... */
 	char kernel_release[64];
 	struct client *clients[MAX_CLIENTS];
@@ -620,6 +623,19 @@ static void agent_unresponsive(struct mon *m, const char *why)
 	}
 }
 
+/* Our HELLO to the agent: the answer to its HELLO (until it has one, it drops what we send, which
+ * may have been meant for an earlier agent), or with PROTO_HELLO_QUERY a request to say HELLO again.
+ * The query goes out before any HELLO, so it bypasses agent_send. */
+static void agent_hello_ack(struct mon *m, uint32_t caps)
+{
+	if (m->agent_fd < 0)
+		return;
+	struct proto_buf b = {0};
+	proto_encode_hello(&b, PROTO_VERSION, caps, "");
+	outbuf_frame(&m->agent_out, MSG_HELLO, 0, b.data, b.len);
+	proto_buf_free(&b);
+}
+
 /* ---- agent frames ---- */
 
 static void agent_broken(struct mon *m, const char *why)
@@ -673,10 +689,11 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 		m->kernel_release[k] = 0;
 		proto_hello_free(&h);
 		if (m->agent_state == AGENT_READY)
-			return; /* the same agent again (it saw the host reconnect) */
+			return agent_hello_ack(m, 0); /* the same agent again: it missed our answer */
 		/* A new agent is a new start: nothing of an earlier one is left (agent_gone), and channel
 		 * ids keep counting up, so none is reused across agent lifetimes. */
 		m->agent_starts++;
+		m->port_reopened = 0;
 		m->ping_sent = 0;
 		agent_set_state(m, AGENT_READY, m->t_hello ? "a new agent said HELLO" : "said HELLO");
 		if (!m->t_hello) {
@@ -686,7 +703,7 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 				(unsigned long long)(m->t_hello - m->t_start));
 			notify_ready(m);
 		}
-		return;
+		return agent_hello_ack(m, 0);
 	}
 	if (m->agent_state == AGENT_UNRESPONSIVE) {
 		m->ping_sent = 0;
@@ -1143,6 +1160,8 @@ static uint64_t next_timeout(struct mon *m)
 		dl = m->ping_sent + AGENT_PING_MS;
 	if (ping_due(m) < dl)
 		dl = ping_due(m);
+	if (m->port_reopened && m->agent_state == AGENT_WAITING && m->query_at + AGENT_QUERY_MS < dl)
+		dl = m->query_at + AGENT_QUERY_MS;
 	if (!m->boot_reported && m->t_boot_deadline && m->t_boot_deadline < dl)
 		dl = m->t_boot_deadline;
 	if (m->a->ephemeral && !m->run_client_seen && m->t_hello && m->t_hello + EPHEMERAL_GRACE_MS < dl)
@@ -1178,6 +1197,11 @@ static void check_timers(struct mon *m)
 	}
 	if (t >= ping_due(m))
 		agent_ping(m);
+	/* A new agent's HELLO can be lost in the switch to a fresh connection (agent_reconnect): ask. */
+	if (m->port_reopened && m->agent_state == AGENT_WAITING && t >= m->query_at + AGENT_QUERY_MS) {
+		m->query_at = t;
+		agent_hello_ack(m, PROTO_HELLO_QUERY);
+	}
 	if (m->stop_deadline && t >= m->stop_deadline && !m->qemu_exited) {
 		mon_log(m, "stop step '%s' timed out, escalating", m->stop_method);
 		stop_advance(m);
@@ -1278,8 +1302,10 @@ static void handle_qmp_event(struct mon *m, json_object *ev)
 		mon_log(m, "qmp event VSERPORT_CHANGE: the guest %s the agent port", open ? "opened" : "closed");
 		if (!open)
 			agent_gone(m, "the guest closed the agent port");
-		else if (m->agent_state == AGENT_GONE)
+		else if (m->agent_state == AGENT_GONE) {
 			agent_set_state(m, AGENT_WAITING, "the guest reopened the agent port; no HELLO yet");
+			m->port_reopened = m->query_at = now_ms();
+		}
 		return;
 	}
 	mon_log(m, "qmp event %s", n);
@@ -1504,6 +1530,8 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 	m.name = xstrdup(a->name);
 	m.t_start = now_ms();
 	m.last_activity = m.t_start;
+	m.agent_since = now_real_s();
+	snprintf(m.agent_why, sizeof(m.agent_why), "the VM is booting");
 	if (a->boot_timeout_ms)
 		m.t_boot_deadline = m.t_start + a->boot_timeout_ms;
 	proto_reader_init(&m.agent_rd);

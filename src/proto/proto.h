@@ -14,9 +14,12 @@
 #define PROTO_AGENT_PORT "org.hutch.agent.0"
 #define PROTO_MAX_ARGS 4096u		 /* argv / env entries in one EXEC */
 #define PROTO_WINDOW_INIT (256u * 1024u) /* initial per-channel credit, bytes */
+#define PROTO_HELLO_QUERY 1u		 /* caps of a host HELLO: say HELLO again */
 
 enum proto_type {
-	MSG_HELLO = 1, /* u32 version, u32 caps, str kernel_release */
+	MSG_HELLO = 1, /* u32 version, u32 caps, str kernel_release. From the agent: here I am, said
+			* until the host answers. From the host: the answer (caps 0), or with
+			* PROTO_HELLO_QUERY a request to say HELLO again. */
 	MSG_EXEC = 2,  /* u8 flags, u16 rows, u16 cols, str cwd, str user, strv argv, strv env */
 	MSG_STDIN = 3, /* bytes */
 	MSG_STDIN_EOF = 4,
