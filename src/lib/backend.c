@@ -478,7 +478,7 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 		start_result_fill(NULL, &ar, ret);
 	}
 	json_object_put(res);
-	if (level >= WAIT_SSH) {
+	if (level >= WAIT_AGENT) {
 		r = wait_usable(vm, level, t0, timeout, ret, err);
 		if (r < 0)
 			return r;

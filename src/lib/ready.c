@@ -393,7 +393,7 @@ int ready_wait(const struct store *st, const struct vm_spec *spec, const char *n
 {
 	memset(ret, 0, sizeof(*ret));
 	ret->waited = level;
-	if (level < WAIT_SSH || spec->source != SOURCE_IMAGE)
+	if (level < WAIT_AGENT || spec->source != SOURCE_IMAGE)
 		return 0;
 	struct guest_facts f;
 	int r = guest_facts(st, name, &f, err);
@@ -403,6 +403,8 @@ int ready_wait(const struct store *st, const struct vm_spec *spec, const char *n
 		host_key_fallback(st, name,
 				  f.ci_disabled ? "has cloud-init disabled, so its host key was not installed"
 						: "has no cloud-init, so its host key was not installed");
+	if (level < WAIT_SSH)
+		return 0;
 	unsigned port = spec->ssh_port ? (unsigned)spec->ssh_port : 22;
 	if (f.sshd) {
 		r = wait_sshd(st, name, port, deadline_ms, err);

@@ -44,7 +44,8 @@ struct ready_result {
 	struct ci_status ci;	/* as last seen */
 };
 
-/* After the agent's HELLO: wait for sshd and cloud-init as LEVEL asks, until DEADLINE_MS
+/* After the agent's HELLO: for image VMs, check the guest can take the host key made at create
+ * (cloud-init is there and enabled); then wait for sshd and cloud-init as LEVEL asks, until DEADLINE_MS
  * (now_ms() clock), timing from T0_MS. Checks that the guest presents the host key made at create
  * and falls back to trusting the first key (with a warning) where it cannot (no cloud-init).
  * Warnings (failed cloud-init modules, the host key) are logged; -ETIMEDOUT names what was late. */
