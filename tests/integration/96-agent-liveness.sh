@@ -120,7 +120,15 @@ schedule()
 	h1=$(now)
 	OFFSET=$(python3 -c 'import sys; h0,g,h1=map(float,sys.argv[1:4]); print(g-(h0+h1)/2)' "$h0" "$g" "$h1")
 	run hutch exec ac -- rm -f /run/hutch-event
-	run hutch exec ac -- systemd-run --quiet --on-active=2 sh -c "date +%s.%N >/run/hutch-event; $1"
+	# a timer's default accuracy is a minute: ask for 100 ms
+	run hutch exec ac -- systemd-run --quiet --on-active=2 --timer-property=AccuracySec=100ms \
+		sh -c "date +%s.%N >/run/hutch-event; $1"
+}
+
+# event_done: the scheduled event has happened (asked over ssh: the agent may be away).
+event_done()
+{
+	hutch ssh ac -- test -s /run/hutch-event 2>/dev/null
 }
 
 # latency WHAT TFILE: how long after the scheduled event (its guest time, in host time) the CLI
@@ -232,7 +240,8 @@ ok "3: the hung-up program's session is gone" wait_until 60 sessions_are 0
 
 # A quiet, stopped agent with no session open: the first exec is bounded by a ping.
 schedule "systemctl kill --kill-whom=main -s SIGSTOP hutch-agent"
-sleep 8 # the event, then quiet past the ping threshold (5 s)
+ok "3b: SIGSTOP to the agent, with no session open" wait_until 60 event_done
+sleep 6 # quiet past the ping threshold (5 s)
 t=$(now)
 bg_exec s4 -- true
 ok "3b: exec on a stopped, quiet agent returns (bounded by a ping)" wait_until 60 test -s "$T/s4.rc"
