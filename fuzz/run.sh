@@ -22,11 +22,12 @@ OUT=build-fuzz
 # src/proto/proto.c, which needs all of the project's libraries.
 sources_for() {
 	case "$1" in
-	fuzz_spec) echo src/lib/spec.c src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_spec) echo src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_config) echo src/lib/config.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_qmp) echo src/lib/qmp.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_proto) echo src/proto/proto.c ;;
 	fuzz_size) echo src/lib/util.c src/lib/lazylib.c ;;
-	fuzz_sums) echo src/lib/image.c src/lib/util.c src/lib/store.c src/lib/spec.c src/lib/lazylib.c ;;
+	fuzz_sums) echo src/lib/image.c src/lib/util.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/lazylib.c ;;
 	*) echo src/lib/*.c src/proto/proto.c ;;
 	esac
 }
