@@ -1292,11 +1292,13 @@ static void handle_qmp_event(struct mon *m, json_object *ev)
 	json_object *name, *data = NULL, *v;
 	if (!json_object_object_get_ex(ev, "event", &name))
 		return;
-	const char *n = json_object_get_string(name);
+	const char *n = json_object_get_string(name), *id;
+	if (!n)
+		return;
 	json_object_object_get_ex(ev, "data", &data);
 	if (!strcmp(n, "VSERPORT_CHANGE")) {
-		if (!data || !json_object_object_get_ex(data, "id", &v) ||
-		    strcmp(json_object_get_string(v), QEMU_AGENT_PORT_ID) != 0)
+		if (!data || !json_object_object_get_ex(data, "id", &v) || !(id = json_object_get_string(v)) ||
+		    strcmp(id, QEMU_AGENT_PORT_ID) != 0)
 			return;
 		bool open = json_object_object_get_ex(data, "open", &v) && json_object_get_boolean(v);
 		mon_log(m, "qmp event VSERPORT_CHANGE: the guest %s the agent port", open ? "opened" : "closed");
