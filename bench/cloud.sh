@@ -1,8 +1,14 @@
 #!/bin/bash
-# bench/cloud.sh (issue 4): in a real Debian cloud VM, `hutch exec` against `hutch ssh` (the
-# system ssh with the VM's key), round trip and stdout throughput; and `hutch create` from a
-# cached 3 GiB image against a 100 MiB one. Needs the Debian test image from
-# tests/fixtures/debian-image.sh (BENCH_IMAGE_DIR, default: the newest built one). Asserts nothing.
+# bench/cloud.sh (issues 4 and 16): in a real Debian cloud VM, `hutch exec` against `hutch ssh` (the
+# system ssh with the VM's key), round trip and stdout throughput; `hutch create` from a cached 3 GiB
+# image against a 100 MiB one; and (issue 16, P10) `hutch start NAME && hutch ssh NAME -- true`
+# against the same image booted by hand, launch to first ssh, interleaved, with where the time goes.
+# Needs the Debian test image from tests/fixtures/debian-image.sh (BENCH_IMAGE_DIR, default: the
+# newest built one). Asserts nothing.
+#
+#   BENCH_CLOUD_SECTIONS  which parts run (default "create exec boot")
+#   BENCH_CLOUD_FIRMWARE  firmware for the boot part (default "bios uefi")
+#   BENCH_BOOT_RUNS       interleaved pairs per firmware (default BENCH_RUNS)
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" = 0 ] && [ -z "${BENCH_IMAGE_DIR:-}" ]; then
 	BENCH_IMAGE_DIR=$(ls -dt /var/cache/hutch-test/debian-12-*/ 2>/dev/null | while read -r d; do
@@ -18,15 +24,21 @@ if [ -z "$IMG" ] || [ ! -f "$IMG/debian-12-hutch-amd64.qcow2" ]; then
 fi
 N=$BENCH_RUNS
 EXEC_N=${BENCH_EXEC_RUNS:-20}
+SECTIONS=${BENCH_CLOUD_SECTIONS:-create exec boot}
+section_on() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # ---- serve the images over loopback ----
 SRV=$BENCH_TMP/srv
 mkdir -p "$SRV"
 ln -s "$IMG/debian-12-hutch-amd64.qcow2" "$SRV/deb.qcow2"
-qemu-img create -q -f qcow2 "$SRV/small.qcow2" 100M
-dd if=/dev/zero of="$SRV/small.raw" bs=1M count=100 status=none
-dd if=/dev/zero of="$SRV/big.raw" bs=1M count=3072 status=none
-(cd "$SRV" && sha256sum deb.qcow2 small.raw big.raw >SHA256SUMS)
+if section_on create; then
+	qemu-img create -q -f qcow2 "$SRV/small.qcow2" 100M
+	dd if=/dev/zero of="$SRV/small.raw" bs=1M count=100 status=none
+	dd if=/dev/zero of="$SRV/big.raw" bs=1M count=3072 status=none
+	(cd "$SRV" && sha256sum deb.qcow2 small.raw big.raw >SHA256SUMS)
+else
+	(cd "$SRV" && sha256sum deb.qcow2 >SHA256SUMS)
+fi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 (cd "$SRV" && exec python3 -m http.server "$PORT" --bind 127.0.0.1 >/dev/null 2>&1) &
 BENCH_PIDS="$BENCH_PIDS $!"
@@ -35,6 +47,7 @@ URL=http://127.0.0.1:$PORT
 SUMS=sha256:$URL/SHA256SUMS
 
 # ---- create: 3 GiB vs 100 MiB base, both cached ----
+if section_on create; then
 bench_hutch_or_die image pull "$URL/small.raw" --checksum "$SUMS"
 bench_hutch_or_die image pull "$URL/big.raw" --checksum "$SUMS"
 CS=() CB=() QI=() KG=() VER=()
@@ -71,8 +84,10 @@ bench_row "floor: \`hutch --version\`" "$(bench_median "${VER[@]}")" "$(bench_p9
 echo
 echo "Ratio 3 GiB ÷ 100 MiB: **$(bench_ratio "$mb" "$ms")** (target ≤ 1.2, and under 50 ms)."
 bench_summary "cloud: \`hutch create\`, cached 3 GiB vs 100 MiB base (P4)" "$mb ms" "100 MiB base $ms ms" "$(bench_ratio "$mb" "$ms")" "≤ 1.2, < 50 ms"
+fi
 
 # ---- exec vs ssh in a running cloud VM ----
+if section_on exec; then
 cat >"$BENCH_TMP/deb.yml" <<YML
 deb:
   source:
@@ -154,4 +169,212 @@ bench_row "\`hutch ssh deb -- head -c 200M /dev/zero\`" "$ts" "$(bench_mbps $BYT
 echo
 echo "Target: agent ≥ 1.0× ssh."
 bench_summary "cloud: stdout throughput, 200 MiB (P6)" "$(bench_mbps $BYTES "$te") MB/s" "ssh $(bench_mbps $BYTES "$ts") MB/s" "$(bench_ratio "$ts" "$te") (throughput)" "≥ 1.0"
+fi
+
+if section_on boot; then
+# ---- boot to first ssh (issue 16, P10): hutch against the same image booted by hand ----
+#
+# The peer, by hand, exactly what a user would type (cloud-localds is not installed here, so the
+# NoCloud seed is made the way cloud-localds makes it: genisoimage, volume id cidata, Rock Ridge +
+# Joliet, user-data and meta-data):
+#
+#   genisoimage -output seed.iso -volid cidata -joliet -rock user-data meta-data
+#   qemu-img create -f qcow2 -F qcow2 -b debian-12-hutch-amd64.qcow2 overlay.qcow2 8G
+#   qemu-system-x86_64 -M q35 -m 1024 -smp 2 -accel tcg -display none -serial file:console.log \
+#     -drive file=overlay.qcow2,if=virtio,format=qcow2 -drive file=seed.iso,if=virtio,format=raw,readonly=on \
+#     -netdev user,id=n,hostfwd=tcp:127.0.0.1:PORT-:22 -device virtio-net-pci,netdev=n \
+#     [UEFI: -drive if=pflash,format=raw,readonly=on,file=OVMF_CODE_4M.fd -drive if=pflash,format=raw,file=vars.fd]
+#   until ssh -p PORT -i key bench@127.0.0.1 true; do sleep 0.5; done
+#
+# user-data creates the user with the key, as hutch's does (cloud-init then makes the guest's own
+# host keys: the image's cloud.cfg asks for ed25519 + ecdsa). The CPU is QEMU's default; hutch uses
+# -cpu max. hutch: `hutch create` (not timed), then `hutch start NAME && hutch ssh NAME -- true`
+# timed. Runs alternate which goes first. Afterwards each guest's own clocks (systemd, cloud-init's
+# status.json, the agent's and sshd's start) are read, and the console log is watched from the host
+# for the first byte (BIOS: GRUB's serial terminal; UEFI: OVMF's "BdsDxe: starting") and the kernel's
+# first lines (kernel start = host time seen − the printk timestamp).
+BOOT_N=${BENCH_BOOT_RUNS:-$N}
+BASE=$IMG/debian-12-hutch-amd64.qcow2
+OVMF=${HUTCH_OVMF_DIR:-/usr/share/OVMF}
+ssh-keygen -q -t ed25519 -N "" -C bench -f "$BENCH_TMP/peer_key"
+
+# The guest's own clocks, as JSON (seconds of guest uptime; run with python3 in the guest).
+GUEST_TIMES='
+import json, subprocess, time
+up = float(open("/proc/uptime").read().split()[0]); boot = time.time() - up; o = {}
+def mono(prop, unit=None):
+    v = subprocess.run(["systemctl", "show", "-P", prop] + ([unit] if unit else []), capture_output=True, text=True).stdout.strip()
+    return int(v) / 1e6 if v.isdigit() and int(v) > 0 else None
+o["userspace"] = mono("UserspaceTimestampMonotonic")
+o["agent"] = mono("ExecMainStartTimestampMonotonic", "hutch-agent.service")
+o["sshd"] = mono("ActiveEnterTimestampMonotonic", "ssh.service")
+try:
+    v1 = json.load(open("/run/cloud-init/status.json"))["v1"]
+    for st in ("init-local", "init", "modules-config", "modules-final"):
+        for k, n in (("start", "start"), ("finished", "end")):
+            if (v1.get(st) or {}).get(k): o[st + "_" + n] = v1[st][k] - boot
+except Exception: pass
+print(json.dumps(o))'
+
+# Watches a console log from the host: seconds after LAUNCH_US of its first byte, of OVMF's
+# "BdsDxe: starting", and the kernel's start (host time the first printk line was seen − its
+# timestamp). Writes JSON to OUT when the kernel line is seen (or after 300 s).
+WATCH_CONSOLE='
+import json, os, re, sys, time
+path, t0, out = sys.argv[1], int(sys.argv[2]) / 1e6, sys.argv[3]
+r = {}
+end = time.time() + 300
+while time.time() < end:
+    try: data = open(path, "rb").read()
+    except OSError: data = b""
+    now = time.time() - t0
+    if data and "first_byte" not in r: r["first_byte"] = now
+    if b"BdsDxe: starting" in data and "bds" not in r: r["bds"] = now
+    m = re.findall(rb"^\[ *([0-9]+\.[0-9]+)\]", data, re.M)
+    if m:
+        r["kernel"] = now - max(float(x) for x in m)
+        break
+    time.sleep(0.02)
+json.dump(r, open(out, "w"))'
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# peer_run FW I: one by-hand boot; sets PEER_MS; writes $BENCH_TMP/p-FW-I/{guest,console}.json
+peer_run() {
+	local fw=$1 i=$2 d=$BENCH_TMP/p-$1-$2 port qpid t0 fwargs=() deadline
+	mkdir -p "$d"
+	printf '#cloud-config\nusers:\n  - name: bench\n    sudo: "ALL=(ALL) NOPASSWD:ALL"\n    shell: /bin/bash\n    ssh_authorized_keys: ["%s"]\n' \
+		"$(cat "$BENCH_TMP/peer_key.pub")" >"$d/user-data"
+	printf 'instance-id: peer-%s-%s\nlocal-hostname: peer\n' "$fw" "$i" >"$d/meta-data"
+	(cd "$d" && genisoimage -quiet -output seed.iso -volid cidata -joliet -rock user-data meta-data) || bench_die "genisoimage failed"
+	qemu-img create -q -f qcow2 -F qcow2 -b "$BASE" "$d/overlay.qcow2" 8G || bench_die "qemu-img failed"
+	if [ "$fw" = uefi ]; then
+		cp "$OVMF/OVMF_VARS_4M.fd" "$d/vars.fd"
+		fwargs=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF/OVMF_CODE_4M.fd" -drive "if=pflash,format=raw,file=$d/vars.fd")
+	fi
+	port=$(free_port)
+	bench_now
+	t0=$NOW_US
+	qemu-system-x86_64 -M q35 -m 1024 -smp 2 -accel tcg -display none -serial "file:$d/console.log" \
+		-drive "file=$d/overlay.qcow2,if=virtio,format=qcow2" -drive "file=$d/seed.iso,if=virtio,format=raw,readonly=on" \
+		-netdev "user,id=n,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=n "${fwargs[@]}" \
+		>"$d/qemu.log" 2>&1 &
+	qpid=$!
+	python3 -c "$WATCH_CONSOLE" "$d/console.log" "$t0" "$d/console.json" &
+	deadline=$((SECONDS + 900))
+	until ssh -q -p "$port" -i "$BENCH_TMP/peer_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		-o BatchMode=yes -o ConnectTimeout=10 bench@127.0.0.1 true </dev/null 2>/dev/null; do
+		[ $SECONDS -lt $deadline ] || { kill -9 "$qpid"; bench_die "the by-hand VM gave no ssh within 900 s"; }
+		sleep 0.5
+	done
+	bench_now
+	PEER_MS=$(bench_us_to_ms $((NOW_US - t0)))
+	wait_file "$d/console.json"
+	ssh -q -p "$port" -i "$BENCH_TMP/peer_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		-o BatchMode=yes bench@127.0.0.1 "cloud-init status --wait >/dev/null 2>&1; python3 -c '$GUEST_TIMES'" \
+		>"$d/guest.json" </dev/null 2>/dev/null
+	kill -9 "$qpid" 2>/dev/null
+	wait "$qpid" 2>/dev/null
+	rm -f "$d/overlay.qcow2"
+}
+
+wait_file() { local _k; for _k in $(seq 600); do [ -s "$1" ] && return 0; sleep 0.5; done; }
+
+# hutch_run FW I: `hutch start && hutch ssh -- true`; sets HUTCH_MS; writes $BENCH_TMP/h-FW-I/{guest,console}.json
+hutch_run() {
+	local fw=$1 i=$2 name=h$1$2 d=$BENCH_TMP/h-$1-$2 t0
+	mkdir -p "$d"
+	printf '%s:\n  source:\n    image: %s\n    checksum: %s\n  disk: 8G\n  firmware: %s\n  ssh: {key: generate}\n' \
+		"$name" "$URL/deb.qcow2" "$SUMS" "$fw" >"$d/spec.yml"
+	bench_hutch_or_die create "$name" --from "$d/spec.yml"
+	bench_now
+	t0=$NOW_US
+	python3 -c "$WATCH_CONSOLE" "$HUTCH_HOME/data/vms/$name/console.log" "$t0" "$d/console.json" &
+	"$HUTCH" start --timeout 900 "$name" >"$d/start.out" 2>>"$BENCH_TMP/hutch.log" &&
+		"$HUTCH" ssh "$name" -- true >>"$BENCH_TMP/hutch.log" 2>&1 || bench_die "hutch start/ssh $name failed"
+	bench_now
+	HUTCH_MS=$(bench_us_to_ms $((NOW_US - t0)))
+	wait_file "$d/console.json"
+	"$HUTCH" exec "$name" -- sh -c "cloud-init status --wait >/dev/null 2>&1; python3 -c '$GUEST_TIMES'" >"$d/guest.json" 2>/dev/null
+	bench_hutch destroy --force --disk "$name"
+}
+
+# median_of PREFIX FIELD FILE: median of FIELD over $BENCH_TMP/PREFIX-*/FILE.json ("–" when absent)
+median_of() {
+	local vals
+	vals=$(for f in "$BENCH_TMP/$1"-*/"$3".json; do
+		python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print(v if v is not None else "")' "$f" "$2" 2>/dev/null
+	done | grep -v '^$')
+	[ -n "$vals" ] || { echo "–"; return; }
+	# shellcheck disable=SC2086
+	bench_median $vals | awk '{ printf "%.1f\n", $1 }'
+}
+
+# span PREFIX A B FILE: median of (B − A) per run
+span() {
+	local vals
+	vals=$(for f in "$BENCH_TMP/$1"-*/"$4".json; do
+		python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); a=j.get(sys.argv[2]); b=j.get(sys.argv[3]); print(b-a if a is not None and b is not None else "")' "$f" "$2" "$3" 2>/dev/null
+	done | grep -v '^$')
+	[ -n "$vals" ] || { echo "–"; return; }
+	# shellcheck disable=SC2086
+	bench_median $vals | awk '{ printf "%.1f\n", $1 }'
+}
+
+for fw in ${BENCH_CLOUD_FIRMWARE:-bios uefi}; do
+	P=() H=()
+	for i in $(seq "$BOOT_N"); do
+		if [ $((i % 2)) = 1 ]; then
+			peer_run "$fw" "$i"
+			hutch_run "$fw" "$i"
+		else
+			hutch_run "$fw" "$i"
+			peer_run "$fw" "$i"
+		fi
+		P+=("$PEER_MS")
+		H+=("$HUTCH_MS")
+		bench_note "$fw run $i: by hand $PEER_MS ms, hutch $HUTCH_MS ms ($(head -c 300 "$BENCH_TMP/h-$fw-$i/start.out"))"
+	done
+	p50=$(bench_median "${P[@]}") h50=$(bench_median "${H[@]}")
+	FW=$(echo "$fw" | tr a-z A-Z)
+	bench_title "boot to first ssh, $FW (issue 16, P10): \`hutch start && hutch ssh -- true\` vs by hand"
+	echo "$BOOT_N interleaved pairs (alternating which goes first), Debian 12 test image (cloud-init 22.4),"
+	echo "2 vCPU, 1 GiB, TCG. By hand: a cloud-localds-style seed (genisoimage), a qcow2 overlay,"
+	echo "\`qemu-system-x86_64 -M q35 -m 1024 -smp 2\`, virtio disk and NIC, user-net hostfwd, ssh in a loop"
+	echo "every 0.5 s (the commands are at the top of this part of bench/cloud.sh). hutch: \`hutch start NAME &&"
+	echo "hutch ssh NAME -- true\` after \`hutch create\` (not timed), with its defaults (waits for the agent and"
+	echo "sshd; the seed has no packages or runcmd). Wall-clock seconds from launch."
+	echo
+	bench_header "what" "median s" "runs (s)"
+	bench_row "by hand: launch → first ssh" "$(awk -v v="$p50" 'BEGIN { printf "%.1f", v / 1000 }')" "$(printf '%s\n' "${P[@]}" | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1000 }')"
+	bench_row "hutch: start && ssh -- true" "$(awk -v v="$h50" 'BEGIN { printf "%.1f", v / 1000 }')" "$(printf '%s\n' "${H[@]}" | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1000 }')"
+	echo
+	echo "P10 = hutch ÷ by hand = **$(bench_ratio "$h50" "$p50")** (target ≤ 1.0)."
+	bench_summary "cloud: boot to first ssh, $FW, vs by hand (P10)" "$(awk -v v="$h50" 'BEGIN { printf "%.1f s", v / 1000 }')" "by hand $(awk -v v="$p50" 'BEGIN { printf "%.1f s", v / 1000 }')" "$(bench_ratio "$h50" "$p50")" "≤ 1.0"
+	echo
+	echo "Where the time goes, $FW (medians; guest uptime in seconds, 0 = kernel start, from the guest's own"
+	echo "clocks: systemd, cloud-init's status.json, the units' start times; the host rows are host clock"
+	echo "from launch, the kernel's start being when its first console line showed minus its timestamp)."
+	echo
+	bench_header "stage" "hutch: at" "hutch: takes" "by hand: at" "by hand: takes"
+	if [ "$fw" = uefi ]; then
+		bench_row "firmware (host: launch → OVMF \"BdsDxe: starting\")" "–" "$(median_of "h-$fw" bds console)" "–" "$(median_of "p-$fw" bds console)"
+		bench_row "GRUB + kernel load (host: → kernel start)" "–" "$(span "h-$fw" bds kernel console)" "–" "$(span "p-$fw" bds kernel console)"
+	else
+		bench_row "firmware (host: launch → first console byte, GRUB's serial terminal)" "–" "$(median_of "h-$fw" first_byte console)" "–" "$(median_of "p-$fw" first_byte console)"
+		bench_row "GRUB + kernel load (host: → kernel start)" "–" "$(span "h-$fw" first_byte kernel console)" "–" "$(span "p-$fw" first_byte kernel console)"
+	fi
+	bench_row "kernel + initramfs (→ systemd in the root fs)" "0.0" "$(median_of "h-$fw" userspace guest)" "0.0" "$(median_of "p-$fw" userspace guest)"
+	bench_row "systemd → cloud-init init-local" "$(median_of "h-$fw" userspace guest)" "$(span "h-$fw" userspace init-local_start guest)" "$(median_of "p-$fw" userspace guest)" "$(span "p-$fw" userspace init-local_start guest)"
+	for st in init-local init modules-config modules-final; do
+		bench_row "cloud-init $st" "$(median_of "h-$fw" "${st}_start" guest)" "$(span "h-$fw" "${st}_start" "${st}_end" guest)" \
+			"$(median_of "p-$fw" "${st}_start" guest)" "$(span "p-$fw" "${st}_start" "${st}_end" guest)"
+	done
+	bench_row "hutch agent started (from bootcmd, in init)" "$(median_of "h-$fw" agent guest)" "–" "–" "–"
+	bench_row "sshd active (listening)" "$(median_of "h-$fw" sshd guest)" "–" "$(median_of "p-$fw" sshd guest)" "–"
+	bench_row "host: kernel start (launch → kernel)" "$(median_of "h-$fw" kernel console)" "–" "$(median_of "p-$fw" kernel console)" "–"
+	bench_row "host: launch → first ssh done" "$(awk -v v="$h50" 'BEGIN { printf "%.1f", v / 1000 }')" "–" "$(awk -v v="$p50" 'BEGIN { printf "%.1f", v / 1000 }')" "–"
+	echo
+done
+fi
 bench_load_note

@@ -56,7 +56,8 @@ bench_reexec_as_user() {
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME="$home" USER="$BENCH_USER" LOGNAME="$BENCH_USER" TERM="${TERM:-dumb}" \
 		BENCH_RUNS="$BENCH_RUNS" BENCH_KEEP="${BENCH_KEEP:-}" BENCH_EXEC_RUNS="${BENCH_EXEC_RUNS:-}" \
-		BENCH_TP_RUNS="${BENCH_TP_RUNS:-}" \
+		BENCH_TP_RUNS="${BENCH_TP_RUNS:-}" BENCH_CLOUD_SECTIONS="${BENCH_CLOUD_SECTIONS:-}" \
+		BENCH_CLOUD_FIRMWARE="${BENCH_CLOUD_FIRMWARE:-}" BENCH_BOOT_RUNS="${BENCH_BOOT_RUNS:-}" \
 		BENCH_LIST_N="${BENCH_LIST_N:-}" BENCH_BIN_DIR="$stage/bin" BENCH_REPO="$BENCH_REPO" \
 		BENCH_STAGED=1 BENCH_IMAGE_DIR="${BENCH_IMAGE_DIR:-}" \
 		bash "$stage/bench/$BENCH_SCRIPT" "$@") || rc=$?
