@@ -19,7 +19,7 @@ QMP_SOCK=$HUTCH_HOME/run/d/qmp-user.sock
 
 # qmp CMD: one QMP command on the VM's own socket; returns when QEMU answered it.
 qmp() {
-	python3 - "$QMP_SOCK" "$1" <<'EOF' >/dev/null
+	python3 - "$QMP_SOCK" "$1" <<'EOF' >/dev/null || bench_die "QMP $1 on $QMP_SOCK failed"
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
