@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# timeout: 900
 # The agent can go away and come back (issue 17), on a real Debian 12 cloud VM where the agent is
 # the systemd service hutch-agent. One boot serves every case. The events come from a systemd timer in the
 # guest (set through exec, firing 2 s later, writing the guest's clock to /run/hutch-event first);
