@@ -20,7 +20,8 @@ struct sess {
 	uint32_t stdin_credit;
 	bool stdin_eof;
 	bool got_exit;
-	bool lost; /* the monitor said the agent or the VM went away mid-session */
+	bool lost;     /* the monitor said the agent or the VM went away mid-session */
+	int lost_code; /* ESHUTDOWN: the VM went down */
 	int status;
 	char errmsg[512];
 	uint64_t last_sigint;
@@ -114,6 +115,7 @@ static int handle_frame(struct sess *s, const struct proto_frame *f)
 		else if (ex.kind == EXIT_LOST) {
 			s->status = -1;
 			s->lost = true;
+			s->lost_code = ex.code;
 			if (!s->errmsg[0])
 				snprintf(s->errmsg, sizeof(s->errmsg), "the session was lost; its result is unknown");
 		} else {
@@ -307,6 +309,10 @@ int exec_session(const struct store *st, const char *name, const struct exec_opt
 		return -ECONNRESET;
 	}
 	if (s.lost) {
+		/* The VM went down: return once its monitor is gone too, so that what the user does next
+		 * (start it again, say) does not find it still "running". */
+		if (s.lost_code == ESHUTDOWN)
+			wait_stopped(st, name, 10000);
 		hutch_error_set(err, ECONNRESET, "%s", s.errmsg);
 		return -ECONNRESET;
 	}
