@@ -346,10 +346,10 @@ static void describe_exit(struct mon *m)
 		 !strcmp(m->shutdown_reason, "guest-reset"))
 		/* -no-reboot: a reset ends QEMU; micro's kernel resets on panic (panic=-1) */
 		snprintf(m->exit_reason, sizeof(m->exit_reason),
-			 "the guest reset (a reboot or a kernel panic: see 'hutch logs %s')", m->name);
+			 "the guest reset: a reboot or a kernel panic, see 'hutch logs %s'", m->name);
 	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0 &&
 		 !strcmp(m->shutdown_reason, "guest-panic"))
-		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest kernel panicked (see 'hutch logs %s')",
+		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest kernel panicked, see 'hutch logs %s'",
 			 m->name);
 	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0)
 		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest powered off");
@@ -1271,8 +1271,8 @@ static void fail_sessions(struct mon *m)
 			/* like a lost ssh connection: the program's result is unknown (exit 255) */
 			char msg[600];
 			snprintf(msg, sizeof(msg),
-				 "the VM '%s' went down (%s) while '%s' was running; its result is unknown", m->name,
-				 m->exit_reason[0] ? m->exit_reason : "qemu exited", ch->prog);
+				 "the VM '%s' went down while '%s' was running (%s); its result is unknown", m->name,
+				 ch->prog, m->exit_reason[0] ? m->exit_reason : "qemu exited");
 			client_send_error(ch->cl, ch->cl_chan, msg);
 			struct proto_buf b = {0};
 			proto_encode_exit(&b, ch->holding ? EXIT_FAILED : EXIT_LOST, ESHUTDOWN);

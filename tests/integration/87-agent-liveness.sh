@@ -118,13 +118,13 @@ ok "the hung-up program's session is gone once the agent reads again" wait_until
 section "panic"
 run hutch exec p -- sh -c 'echo c >/proc/sysrq-trigger; sleep 60'
 is "$RC" 255 "exec that panics the guest kernel exits 255"
-like "$ERR" "the VM 'p' went down \(the guest reset .*\) while 'sh' was running; its result is unknown" \
+like "$ERR" "the VM 'p' went down while 'sh' was running \(the guest reset: a reboot or a kernel panic, see 'hutch logs p'\); its result is unknown" \
 	"the message says the VM went down and why"
 run hutch list -a
 like "$OUT" '^p +stopped' "list -a right after exec returned: p is stopped (exec waits for the monitor to finish)"
 ok "no monitor or QEMU left for p" wait_until 30 vm_gone p
 run hutch inspect p --json
-like "$(json_get "$OUT" 'j["last"]["last_exit_reason"]')" 'the guest reset \(a reboot or a kernel panic' \
+like "$(json_get "$OUT" 'j["last"]["last_exit_reason"]')" 'the guest reset: a reboot or a kernel panic' \
 	"inspect: the recorded exit reason says the guest reset"
 
 # ==== 3 and 4: hostile agents ====
