@@ -11,8 +11,8 @@ struct start_cli {
 static const struct opt start_opts[] = {
 	OPT_INSTANCE(struct start_cli),
 	OPT_ENUM(0, "wait", struct start_cli, o.wait, "WHAT", start_wait_names,
-		 "return at none|agent|ssh|cloud-init (auto: agent for micro; agent + sshd for images, and cloud-init "
-		 "when the seed has packages or runcmd)"),
+		 "what to wait for; auto: the agent for micro VMs, the agent and sshd for image VMs, and "
+		 "cloud-init too when the seed has packages or runcmd"),
 	OPT_DURATION(0, "timeout", struct start_cli, o.timeout_ms, "SEC",
 		     "give up after SEC, stopping the VM (default 120; for all it waits for)"),
 	OPT_JSON(),
