@@ -46,7 +46,9 @@ run hutch run --rm micro -- uname -a
 is "$RC" 0 "run --rm micro -- uname -a exits 0"
 like "$OUT" '^Linux micro-' "it prints Linux and the instance's hostname"
 inst=$(printf '%s\n' "$OUT" | awk '{print $2}')
-if nothing_left; then
+# The monitor releases the lock (the VM is stopped) as its last act, then its process exits: a
+# bounded wait covers that last moment.
+if wait_until 10 nothing_left; then
 	pass "run --rm left nothing behind (list -a, data/vms, run/, monitor, QEMU)"
 else
 	fail "run --rm left nothing behind (list -a, data/vms, run/, monitor, QEMU)" "$(instance_left)"
@@ -57,7 +59,7 @@ run hutch run --rm micro -- sh -c 'echo out; echo err >&2; exit 9'
 is "$RC" 9 "run --rm passes the program's exit status through"
 is "$OUT" "out" "run --rm: stdout"
 like "$ERR" '^err$' "run --rm: stderr"
-ok "run --rm with a failing program left nothing behind" nothing_left
+ok "run --rm with a failing program left nothing behind" wait_until 10 nothing_left
 
 # ---- run --rm with the CLI SIGKILLed: the monitor still destroys the instance ----
 "$HUTCH" run --rm micro -- sh -c 'echo started; exec sleep 60' >"$T/kill.out" 2>"$T/kill.err" &
