@@ -304,6 +304,18 @@ static void sleep_ms(uint64_t ms)
 		;
 }
 
+/* A session lost (or refused) while the VM still runs: the agent is restarting under us (the seed's
+ * bootcmd restarts it when its binary or unit changed), so wait for the new one until the deadline. */
+static bool agent_restarting(const struct store *st, const char *name, int r, uint64_t deadline,
+			     struct hutch_error *err)
+{
+	if ((r != -ECONNRESET && r != -EIO) || now_ms() >= deadline || !store_is_running(st, name))
+		return false;
+	hutch_error_clear(err);
+	sleep_ms(SSH_POLL_MS);
+	return true;
+}
+
 static int wait_sshd(const struct store *st, const char *name, unsigned port, uint64_t deadline,
 		     struct hutch_error *err)
 {
@@ -312,6 +324,8 @@ static int wait_sshd(const struct store *st, const char *name, unsigned port, ui
 		int status = 0;
 		char *argv[] = {(char *)"cat", (char *)"/proc/net/tcp", (char *)"/proc/net/tcp6", NULL};
 		int r = guest_capture(st, name, argv, &text, &status, err);
+		if (r < 0 && agent_restarting(st, name, r, deadline, err))
+			continue;
 		if (r < 0)
 			return hutch_error_wrap(err, "waiting for sshd");
 		if (text && ready_tcp_listening(text, port))
@@ -330,6 +344,8 @@ static int wait_ci(const struct store *st, const char *name, uint64_t deadline, 
 		_cleanup_free_ char *text = NULL;
 		int status = 0;
 		int r = guest_read(st, name, "/run/cloud-init/result.json", &text, &status, err);
+		if (r < 0 && agent_restarting(st, name, r, deadline, err))
+			continue;
 		if (r < 0)
 			return hutch_error_wrap(err, "waiting for cloud-init");
 		ci_status_release(ret);
