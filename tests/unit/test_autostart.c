@@ -15,22 +15,8 @@
 #define SRCDIR "."
 #endif
 
-/* HUTCH_UPDATE_GOLDEN=1 rewrites the golden file instead of comparing. */
-static void check_golden(const char *file, const char *got)
-{
-	_cleanup_free_ char *path = xasprintf(SRCDIR "/tests/golden/autostart/%s", file);
-	struct hutch_error err = {0};
-	if (getenv("HUTCH_UPDATE_GOLDEN")) {
-		if (write_file_atomic(path, got, strlen(got), 0644, &err) < 0)
-			fail_msg("%s", err.msg);
-		return;
-	}
-	_cleanup_free_ char *want = NULL;
-	if (read_file(path, 1 << 20, &want, NULL, &err) < 0)
-		fail_msg("%s (HUTCH_UPDATE_GOLDEN=1 writes it)", err.msg);
-	if (strcmp(got, want))
-		fail_msg("%s differs:\n--- want\n%s--- got\n%s", path, want, got);
-}
+#define GOLDEN_DIR SRCDIR "/tests/golden/autostart/"
+#include "golden.h"
 
 static char *render(const char *name, const char *hutch, const char *home)
 {

@@ -15,6 +15,7 @@
 
 #define UNUSED __attribute__((unused))
 #define GOLDEN_DIR SRCDIR "/tests/golden/argv/"
+#include "golden.h"
 
 static const struct accel_info accel_tcg = {.kvm = false, .why = "test", .tsc_khz = 2000000};
 static const struct accel_info accel_kvm = {.kvm = true, .why = "", .tsc_khz = 2000000};
@@ -44,44 +45,6 @@ static struct qemu_config micro_config(const struct vm_spec *s, const struct acc
 		.initrd = "/usr/lib/hutch/micro/initrd.img",
 		.accel = accel,
 	};
-}
-
-/* Prints the first line that differs, which is all a reviewer needs to find the change. */
-static void report_diff(const char *name, const char *want, const char *got)
-{
-	int line = 1;
-	const char *w = want, *g = got;
-	while (*w && *w == *g) {
-		if (*w == '\n')
-			line++;
-		w++;
-		g++;
-	}
-	const char *wl = w, *gl = g;
-	while (wl > want && wl[-1] != '\n')
-		wl--;
-	while (gl > got && gl[-1] != '\n')
-		gl--;
-	fail_msg("%s differs at line %d:\n  golden: %.*s\n  actual: %.*s\n(HUTCH_UPDATE_GOLDEN=1 regenerates)", name,
-		 line, (int)strcspn(wl, "\n"), wl, (int)strcspn(gl, "\n"), gl);
-}
-
-static void check_golden(const char *name, const char *got)
-{
-	_cleanup_free_ char *path = xasprintf(GOLDEN_DIR "%s", name);
-	struct hutch_error err = {0};
-	const char *update = getenv("HUTCH_UPDATE_GOLDEN");
-	if (update && *update && strcmp(update, "0")) {
-		if (write_file_atomic(path, got, strlen(got), 0644, &err) < 0)
-			fail_msg("%s", err.msg);
-		print_message("updated %s\n", path);
-		return;
-	}
-	_cleanup_free_ char *want = NULL;
-	if (read_file(path, 1 << 20, &want, NULL, &err) < 0)
-		fail_msg("%s (HUTCH_UPDATE_GOLDEN=1 creates it)", err.msg);
-	if (strcmp(want, got))
-		report_diff(name, want, got);
 }
 
 static char *render(const struct qemu_config *c)
