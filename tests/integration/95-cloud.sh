@@ -33,76 +33,14 @@ BOOT_TIMEOUT=600
 V=$HUTCH_HOME/data/vms
 me=$(id -un)
 
-skip_all()
-{
-	local s
-	for s in $SECTIONS; do
-		_tap_n=$((_tap_n + 1))
-		echo "ok $_tap_n - $s # SKIP $1"
-	done
-	done_testing
-	exit $?
-}
-
-image_dir=${HUTCH_DEBIAN_IMAGE_DIR:-}
-if [ "${HUTCH_SKIP_CLOUD:-}" = 1 ]; then
-	skip_all "HUTCH_SKIP_CLOUD=1"
-fi
-if [ -z "$image_dir" ] && [ -n "${HUTCH_DEBIAN_IMAGE_LOG:-}" ]; then
-	fail "the Debian 12 image fixture builds (tests/fixtures/debian-image.sh)" \
-		"the build failed; the last lines of its log ($HUTCH_DEBIAN_IMAGE_LOG):" \
-		"$(tail -n 40 "$HUTCH_DEBIAN_IMAGE_LOG" 2>&1)"
-	done_testing
-	exit $?
-fi
-if [ -z "$image_dir" ] && [ "$(id -u)" -eq 0 ] && [ -x "$here/../fixtures/debian-image.sh" ]; then
-	# Run on its own from a checkout, as root: build or reuse the fixture here.
-	image_dir=$("$here/../fixtures/debian-image.sh" 2>"$T/fixture.log" </dev/null | tail -n 1) || {
-		fail "the Debian 12 image fixture builds (tests/fixtures/debian-image.sh)" \
-			"the last lines of its log:" "$(tail -n 40 "$T/fixture.log")"
-		done_testing
-		exit $?
-	}
-fi
-if [ -z "$image_dir" ]; then
-	skip_all "no fixture"
-fi
-if [ ! -r "$image_dir/$IMG" ] || [ ! -r "$image_dir/SHA256SUMS" ]; then
-	fail "the fixture dir has a readable image and SHA256SUMS" "HUTCH_DEBIAN_IMAGE_DIR=$image_dir" \
-		"$(ls -la "$image_dir" 2>&1)"
-	done_testing
-	exit $?
-fi
+. "$here/cloud.sh"
+cloud_fixture
 want_digest=sha256:$(awk -v n="$IMG" '$2 == n || $2 == "*" n { print $1 }' "$image_dir/SHA256SUMS")
 
-section()
-{
-	diag "---- $* ---- (${SECONDS}s)"
-}
-
 # ---- the HTTP server (tests/fixtures/serve.sh: http-fixture.py with its fault routes) ----
-serve=$here/../fixtures/serve.sh
 reqlog=$T/requests.log
-: >"$reqlog"
-server_pid=
-cloud_cleanup()
-{
-	local rc=$?
-	[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null
-	(exit $rc)
-	_cleanup
-}
-trap cloud_cleanup EXIT
-
-bash "$serve" "$image_dir" "$T/port" "$reqlog" >"$T/serve.log" 2>&1 &
-server_pid=$!
-if ! wait_until 30 test -s "$T/port"; then
-	fail "the fixture HTTP server starts" "$(cat "$T/serve.log")"
-	done_testing
-	exit $?
-fi
-port=$(cat "$T/port")
-base=http://127.0.0.1:$port
+cloud_serve "$reqlog"
+port=${base##*:}
 url=$base/files/$IMG
 sums=sha256:$base/files/SHA256SUMS
 

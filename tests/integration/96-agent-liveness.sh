@@ -27,51 +27,9 @@ IMG=debian-12-hutch-amd64.qcow2
 SECTIONS="boot stop restart sigstop stop-ladder"
 BOOT_TIMEOUT=600
 
-skip_all()
-{
-	local s
-	for s in $SECTIONS; do
-		_tap_n=$((_tap_n + 1))
-		echo "ok $_tap_n - $s # SKIP $1"
-	done
-	done_testing
-	exit $?
-}
-
-image_dir=${HUTCH_DEBIAN_IMAGE_DIR:-}
-[ "${HUTCH_SKIP_CLOUD:-}" = 1 ] && skip_all "HUTCH_SKIP_CLOUD=1"
-if [ -z "$image_dir" ] && [ -n "${HUTCH_DEBIAN_IMAGE_LOG:-}" ]; then
-	fail "the Debian 12 image fixture builds (tests/fixtures/debian-image.sh)" \
-		"the build failed; the last lines of its log ($HUTCH_DEBIAN_IMAGE_LOG):" \
-		"$(tail -n 40 "$HUTCH_DEBIAN_IMAGE_LOG" 2>&1)"
-	done_testing
-	exit $?
-fi
-[ -n "$image_dir" ] || skip_all "no fixture"
-
-section()
-{
-	diag "---- $* ---- (${SECONDS}s)"
-}
-
-# ---- serve the image over loopback HTTP (tests/fixtures/serve.sh) ----
-server_pid=
-cloud_cleanup()
-{
-	local rc=$?
-	[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null
-	(exit $rc)
-	_cleanup
-}
-trap cloud_cleanup EXIT
-bash "$here/../fixtures/serve.sh" "$image_dir" "$T/port" "$T/requests.log" >"$T/serve.log" 2>&1 &
-server_pid=$!
-if ! wait_until 30 test -s "$T/port"; then
-	fail "the fixture HTTP server starts" "$(cat "$T/serve.log")"
-	done_testing
-	exit $?
-fi
-base=http://127.0.0.1:$(cat "$T/port")
+. "$here/cloud.sh"
+cloud_fixture
+cloud_serve "$T/requests.log"
 
 agent_field()
 {

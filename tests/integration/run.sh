@@ -75,7 +75,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 			for t in "$here/$a" "$here/$a"-*.sh "$here/$a".sh; do
 				if [ -f "$t" ]; then
 					# the tests that boot the image name its variable (95-cloud.sh, 96-...)
-					! grep -q HUTCH_DEBIAN_IMAGE_DIR "$t" || wants_cloud=1
+					! grep -qE "HUTCH_DEBIAN_IMAGE_DIR|^cloud_fixture" "$t" || wants_cloud=1
 					break
 				fi
 			done
