@@ -183,6 +183,16 @@ static void client_send_error(struct client *c, uint32_t chan, const char *msg)
 	proto_buf_free(&b);
 }
 
+/* A session ends without its program's status: the error, then an EXIT of that kind (errno code). */
+static void client_end_session(struct client *c, uint32_t chan, const char *msg, uint8_t kind, int code)
+{
+	client_send_error(c, chan, msg);
+	struct proto_buf b = {0};
+	proto_encode_exit(&b, kind, code);
+	client_send(c, MSG_EXIT, chan, b.data, b.len);
+	proto_buf_free(&b);
+}
+
 /* Only an agent that said HELLO gets anything: nothing meant for an old agent reaches a new one. */
 static void agent_send(struct mon *m, uint8_t type, uint32_t chan, const void *p, size_t len)
 {
@@ -201,6 +211,17 @@ static void chan_free(struct mon *m, struct channel *ch)
 	m->held_bytes -= ch->held.len;
 	proto_buf_free(&ch->held);
 	free(ch);
+}
+
+/* The session has no client any more (it went, or was told the result is unknown): the guest
+ * program is hung up, and what it still sends is drained. */
+static void chan_hangup(struct mon *m, struct channel *ch)
+{
+	struct proto_buf b = {0};
+	proto_put_u32(&b, SIGHUP);
+	agent_send(m, MSG_SIGNAL, ch->id, b.data, b.len);
+	proto_buf_free(&b);
+	ch->cl = NULL;
 }
 
 static struct channel *chan_by_id(struct mon *m, uint32_t id)
@@ -242,12 +263,7 @@ static void client_free(struct mon *m, struct client *c)
 			chan_free(m, ch); /* its EXEC never reached the agent */
 			continue;
 		}
-		uint32_t sig = SIGHUP;
-		struct proto_buf b = {0};
-		proto_put_u32(&b, sig);
-		agent_send(m, MSG_SIGNAL, ch->id, b.data, b.len);
-		proto_buf_free(&b);
-		ch->cl = NULL;
+		chan_hangup(m, ch);
 	}
 	for (size_t i = 0; i < MAX_CLIENTS; i++)
 		if (m->clients[i] == c)
@@ -505,11 +521,7 @@ static void session_refuse(struct mon *m, struct client *c, uint32_t cl_chan)
 			 agent_state_names[m->agent_state], (long long)(ago > 0 ? ago : 0), m->agent_why,
 			 m->agent_state == AGENT_BROKEN ? ", the VM is agent-less until a new agent starts" : "", hint);
 	}
-	client_send_error(c, cl_chan, msg);
-	struct proto_buf b = {0};
-	proto_encode_exit(&b, EXIT_FAILED, EHOSTDOWN);
-	client_send(c, MSG_EXIT, cl_chan, b.data, b.len);
-	proto_buf_free(&b);
+	client_end_session(c, cl_chan, msg, EXIT_FAILED, EHOSTDOWN);
 }
 
 /* An open session whose agent went away or stopped answering ends now: its result is unknown. */
@@ -518,11 +530,7 @@ static void session_lost(struct mon *m, struct channel *ch, const char *what)
 	char msg[600];
 	snprintf(msg, sizeof(msg), "the guest agent in '%s' %s while '%s' was running; its result is unknown", m->name,
 		 what, ch->prog);
-	client_send_error(ch->cl, ch->cl_chan, msg);
-	struct proto_buf b = {0};
-	proto_encode_exit(&b, EXIT_LOST, ECONNRESET);
-	client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
-	proto_buf_free(&b);
+	client_end_session(ch->cl, ch->cl_chan, msg, EXIT_LOST, ECONNRESET);
 }
 
 static void agent_ping(struct mon *m)
@@ -615,11 +623,7 @@ static void agent_unresponsive(struct mon *m, const char *why)
 		if (!ch->cl)
 			continue;
 		session_lost(m, ch, what);
-		struct proto_buf b = {0};
-		proto_put_u32(&b, SIGHUP);
-		agent_send(m, MSG_SIGNAL, ch->id, b.data, b.len);
-		proto_buf_free(&b);
-		ch->cl = NULL;
+		chan_hangup(m, ch);
 	}
 }
 
@@ -649,15 +653,11 @@ static void agent_broken(struct mon *m, const char *why)
 		struct channel *ch = m->chans[i];
 		if (!ch)
 			continue;
-		if (ch->cl) {
-			client_send_error(ch->cl, ch->cl_chan,
-					  "the guest agent sent a malformed message; "
-					  "the VM is now agent-less (see the monitor log)");
-			struct proto_buf b = {0};
-			proto_encode_exit(&b, EXIT_FAILED, EPROTO);
-			client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
-			proto_buf_free(&b);
-		}
+		if (ch->cl)
+			client_end_session(ch->cl, ch->cl_chan,
+					   "the guest agent sent a malformed message; "
+					   "the VM is now agent-less (see the monitor log)",
+					   EXIT_FAILED, EPROTO);
 		chan_free(m, ch);
 	}
 	if (!m->boot_reported) {
@@ -987,14 +987,8 @@ static void handle_client_exec(struct mon *m, struct client *c, const struct pro
 			  : check && m->held_bytes + f->len > HELD_MAX ? "too many sessions are waiting for the agent"
 			  : proto_decode_exec(f, &e) < 0	       ? "malformed EXEC"
 								       : NULL;
-	if (why) {
-		client_send_error(c, f->channel, why);
-		struct proto_buf b = {0};
-		proto_encode_exit(&b, EXIT_FAILED, EINVAL);
-		client_send(c, MSG_EXIT, f->channel, b.data, b.len);
-		proto_buf_free(&b);
-		return;
-	}
+	if (why)
+		return client_end_session(c, f->channel, why, EXIT_FAILED, EINVAL);
 	struct channel *ch = xcalloc(1, sizeof(*ch));
 	const char *a0 = e.argv && e.argv[0] && e.argv[0][0] ? e.argv[0] : "login shell";
 	const char *base = strrchr(a0, '/');
@@ -1273,11 +1267,7 @@ static void fail_sessions(struct mon *m)
 			snprintf(msg, sizeof(msg),
 				 "the VM '%s' went down while '%s' was running (%s); its result is unknown", m->name,
 				 ch->prog, m->exit_reason[0] ? m->exit_reason : "qemu exited");
-			client_send_error(ch->cl, ch->cl_chan, msg);
-			struct proto_buf b = {0};
-			proto_encode_exit(&b, ch->holding ? EXIT_FAILED : EXIT_LOST, ESHUTDOWN);
-			client_send(ch->cl, MSG_EXIT, ch->cl_chan, b.data, b.len);
-			proto_buf_free(&b);
+			client_end_session(ch->cl, ch->cl_chan, msg, ch->holding ? EXIT_FAILED : EXIT_LOST, ESHUTDOWN);
 			fd_set_nonblock(ch->cl->fd, false);
 			outbuf_flush(ch->cl->fd, &ch->cl->out);
 		}
