@@ -52,8 +52,6 @@ int main(int argc, char **argv)
 	void *opts = v->opts_size ? xcalloc(1, v->opts_size) : NULL;
 	if (opts && v->defaults)
 		memcpy(opts, v->defaults, v->opts_size);
-	if (v->init)
-		v->init(opts);
 	const struct verb *sub = NULL;
 	int pargc = 0;
 	char **pargv = NULL;

@@ -150,9 +150,8 @@ struct verb {
 	const struct opt *opts;						 /* OPT_END-terminated; NULL: none */
 	size_t opts_size; /* the dispatcher allocates and zeroes this much, and frees it */
 	/* Defaults, before parsing: opts_size bytes copied from defaults (a static const options struct:
-	 * start's 120 s timeout), then init (for what a copy cannot set); either may be NULL. */
+	 * start's 120 s timeout), or NULL. */
 	const void *defaults;
-	void (*init)(void *opts);
 	int min_args, max_args; /* positionals, checked by the parser; max -1 = unlimited */
 	const char *args;	/* synopsis of the positionals: "NAME", "SRC DST" */
 	/* Positional completion hints (see above); ';' separates successive positions and the last
@@ -162,7 +161,7 @@ struct verb {
 	unsigned flags;
 	/* VERB [ARGS before it] SUB ...: `image ls`, `port NAME add`. sub_at is how many positionals
 	 * precede the subcommand word; the parent's fn is NULL. A subcommand's opts table fills the
-	 * parent's options struct (its own opts_size, defaults and init are unused) and the parent's
+	 * parent's options struct (its own opts_size and defaults are unused) and the parent's
 	 * options are accepted after it too. Its min_args/max_args count the positionals after the subcommand word;
 	 * its fn gets all positionals but the subcommand word. The array ends with a NULL name. */
 	const struct verb *subs;

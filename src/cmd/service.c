@@ -18,16 +18,10 @@ static const struct opt service_render_opts[] = {
 	OPT_END(),
 };
 
-static void service_init_opts(void *opts)
-{
-	struct service_cli *s = opts;
-	s->init = -1;
-}
+static const struct service_cli service_defaults = {.init = -1};
 
 static int cmd_service_render(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
 	struct service_cli *s = opts;
 	if (s->init < 0)
 		return cmd_usage(c, "--init is required: systemd or supervisord");
@@ -53,22 +47,10 @@ static int cmd_service_render(struct cmd_ctx *c, void *opts, int argc, char **ar
 }
 
 static const struct verb service_subs[] = {
-	{
-		.name = "render",
-		.fn = cmd_service_render,
-		.opts = service_render_opts,
-		.min_args = 0,
-		.max_args = 0,
-		.summary = "print the units (systemd) or programs (supervisord) for the libvirt session daemons",
-	},
+	VERB_SUB(.name = "render", .fn = cmd_service_render, .opts = service_render_opts,
+		 .summary = "print the units (systemd) or programs (supervisord) for the libvirt session daemons"),
 	{0},
 };
 
-const struct verb verb_service = {
-	.name = "service",
-	.opts_size = sizeof(struct service_cli),
-	.init = service_init_opts,
-	.subs = service_subs,
-	.sub_at = 0,
-	.summary = "run the libvirt session daemons under systemd --user or supervisord",
-};
+VERB_DEFINE(service, .name = "service", .opts_size = sizeof(struct service_cli), .defaults = &service_defaults,
+	    .subs = service_subs, .summary = "run the libvirt session daemons under systemd --user or supervisord");
