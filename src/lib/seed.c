@@ -847,6 +847,18 @@ static int derive_pubkey(const char *priv, const char *pub, struct hutch_error *
 	return write_file_atomic(pub, out.buf, strlen(out.buf), 0644, err);
 }
 
+/* A new unpassphrased ed25519 pair from ssh-keygen under the temp name TMP (and TMP.pub), anything
+ * older there removed first. Publishing them, and removing them after, is the caller's. */
+static int keygen_tmp(const char *tmp, const char *tmp_pub, const char *comment, struct hutch_error *err)
+{
+	unlink(tmp);
+	unlink(tmp_pub);
+	char *argv[] = {(char *)"ssh-keygen", (char *)"-t", (char *)"ed25519", (char *)"-N", (char *)"", (char *)"-C",
+			(char *)comment,      (char *)"-f", (char *)tmp,       (char *)"-q", NULL};
+	_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
+	return run_ssh_keygen(argv, &out, err);
+}
+
 /* ssh-keygen into a temp name, then publish: the private key first, by link() so a concurrent
  * winner is never replaced, and the .pub only by the winner. */
 static int generate_keypair(const char *vm_dir, const char *priv, const char *pub, struct hutch_error *err)
@@ -858,13 +870,7 @@ static int generate_keypair(const char *vm_dir, const char *priv, const char *pu
 	_cleanup_free_ char *comment = xasprintf("hutch-%s", basename(dircopy));
 	_cleanup_free_ char *tmp = xasprintf("%s/.id_ed25519.tmp.%d", vm_dir, (int)getpid());
 	_cleanup_free_ char *tmp_pub = xasprintf("%s.pub", tmp);
-	unlink(tmp);
-	unlink(tmp_pub);
-	char *argv[] = {
-		(char *)"ssh-keygen", (char *)"-t", (char *)"ed25519", (char *)"-N", (char *)"", (char *)"-C", comment,
-		(char *)"-f",	      tmp,	    (char *)"-q",      NULL};
-	_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
-	r = run_ssh_keygen(argv, &out, err);
+	r = keygen_tmp(tmp, tmp_pub, comment, err);
 	bool won = false;
 	if (r >= 0) {
 		if (link(tmp, priv) == 0)
@@ -956,14 +962,8 @@ int seed_host_key(const char *vm_dir, const char *name, char **ret_private, char
 	_cleanup_free_ char *tmp = xasprintf("%s/.ssh_host_ed25519_key.tmp.%d", vm_dir, (int)getpid());
 	_cleanup_free_ char *tmp_pub = xasprintf("%s.pub", tmp);
 	_cleanup_free_ char *comment = xasprintf("hutch-%s", name);
-	unlink(tmp);
-	unlink(tmp_pub);
 	/* ssh-keygen writes the private key 0600 itself; the VM dir is 0700 on top of that. */
-	char *argv[] = {
-		(char *)"ssh-keygen", (char *)"-t", (char *)"ed25519", (char *)"-N", (char *)"", (char *)"-C", comment,
-		(char *)"-f",	      tmp,	    (char *)"-q",      NULL};
-	_cleanup_strbuf_ struct strbuf out = STRBUF_INIT;
-	r = run_ssh_keygen(argv, &out, err);
+	r = keygen_tmp(tmp, tmp_pub, comment, err);
 	_cleanup_free_ char *priv_text = NULL, *pub_text = NULL;
 	size_t len = 0;
 	if (r >= 0)
