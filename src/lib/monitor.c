@@ -89,15 +89,13 @@ struct mon {
 	enum agent_state agent_state;
 	int64_t agent_since; /* wall clock, s: when agent_state last changed */
 	char agent_why[160];
-	unsigned agent_starts; /* HELLOs from a new agent (a restart is a new start) */
-	uint64_t agent_heard;  /* when the agent last sent anything */
-	uint64_t ping_sent;    /* when the outstanding PING went out; 0: none */
+	uint64_t agent_heard; /* when the agent last sent anything */
+	uint64_t ping_sent;   /* when the outstanding PING went out; 0: none */
 	uint64_t ping_last;
 	uint64_t ping_token;
 	size_t held_bytes;
 	bool paused;		  /* QMP STOP seen, no RESUME yet */
-	uint64_t port_reopened;	  /* the guest reopened the agent port after it went; 0 once HELLO came */
-	uint64_t query_at;	  /* when we last asked for a HELLO */
+	uint64_t query_at;	  /* the guest reopened the agent port: when we last asked for HELLO; 0: not asking */
 	char shutdown_reason[32]; /* QMP SHUTDOWN's reason: guest-shutdown, guest-reset, guest-panic... */
 	char kernel_release[64];
 	struct client *clients[MAX_CLIENTS];
@@ -692,8 +690,7 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 			return agent_hello_ack(m, 0); /* the same agent again: it missed our answer */
 		/* A new agent is a new start: nothing of an earlier one is left (agent_gone), and channel
 		 * ids keep counting up, so none is reused across agent lifetimes. */
-		m->agent_starts++;
-		m->port_reopened = 0;
+		m->query_at = 0;
 		m->ping_sent = 0;
 		agent_set_state(m, AGENT_READY, m->t_hello ? "a new agent said HELLO" : "said HELLO");
 		if (!m->t_hello) {
@@ -805,7 +802,6 @@ static json_object *status_json(struct mon *m)
 	json_object_object_add(o, "agent", json_object_new_string(agent_state_names[m->agent_state]));
 	json_object_object_add(o, "agent_since", json_object_new_int64(m->agent_since));
 	json_object_object_add(o, "agent_why", json_object_new_string(m->agent_why));
-	json_object_object_add(o, "agent_starts", json_object_new_int((int)m->agent_starts));
 	json_object_object_add(o, "paused", json_object_new_boolean(m->paused));
 	json_object_object_add(o, "sessions", json_object_new_int(count_sessions(m)));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
@@ -1145,6 +1141,12 @@ static uint64_t ping_due(struct mon *m)
 	return UINT64_MAX;
 }
 
+/* When a reopened port's agent, still silent, is due to be asked for its HELLO. */
+static uint64_t query_due(struct mon *m)
+{
+	return m->query_at && m->agent_state == AGENT_WAITING ? m->query_at + AGENT_QUERY_MS : UINT64_MAX;
+}
+
 static uint64_t next_timeout(struct mon *m)
 {
 	uint64_t t = now_ms(), dl = UINT64_MAX;
@@ -1154,8 +1156,8 @@ static uint64_t next_timeout(struct mon *m)
 		dl = m->ping_sent + AGENT_PING_MS;
 	if (ping_due(m) < dl)
 		dl = ping_due(m);
-	if (m->port_reopened && m->agent_state == AGENT_WAITING && m->query_at + AGENT_QUERY_MS < dl)
-		dl = m->query_at + AGENT_QUERY_MS;
+	if (query_due(m) < dl)
+		dl = query_due(m);
 	if (!m->boot_reported && m->t_boot_deadline && m->t_boot_deadline < dl)
 		dl = m->t_boot_deadline;
 	if (m->a->ephemeral && !m->run_client_seen && m->t_hello && m->t_hello + EPHEMERAL_GRACE_MS < dl)
@@ -1192,7 +1194,7 @@ static void check_timers(struct mon *m)
 	if (t >= ping_due(m))
 		agent_ping(m);
 	/* A new agent's HELLO can be lost in the switch to a fresh connection (agent_reconnect): ask. */
-	if (m->port_reopened && m->agent_state == AGENT_WAITING && t >= m->query_at + AGENT_QUERY_MS) {
+	if (t >= query_due(m)) {
 		m->query_at = t;
 		agent_hello_ack(m, PROTO_HELLO_QUERY);
 	}
@@ -1296,7 +1298,7 @@ static void handle_qmp_event(struct mon *m, json_object *ev)
 			agent_gone(m, "the guest closed the agent port");
 		else if (m->agent_state == AGENT_GONE) {
 			agent_set_state(m, AGENT_WAITING, "the guest reopened the agent port; no HELLO yet");
-			m->port_reopened = m->query_at = now_ms();
+			m->query_at = now_ms();
 		}
 		return;
 	}
