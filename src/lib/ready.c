@@ -408,7 +408,6 @@ int ready_wait(const struct store *st, const struct vm_spec *spec, const char *n
 	       uint64_t t0_ms, uint64_t deadline_ms, struct ready_result *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
-	ret->waited = level;
 	if (level < WAIT_AGENT || spec->source != SOURCE_IMAGE)
 		return 0;
 	struct guest_facts f;

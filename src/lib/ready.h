@@ -37,7 +37,6 @@ bool ready_tcp_listening(const char *untrusted, unsigned port);
 int ready_cloud_init_state(const struct store *st, const char *name, struct ci_status *ret, struct hutch_error *err);
 
 struct ready_result {
-	enum start_wait waited; /* the resolved level */
 	uint64_t ssh_ms;	/* start -> sshd listening; 0: not waited for */
 	uint64_t cloud_init_ms; /* start -> cloud-init done; 0: not waited for */
 	bool no_sshd;		/* the image has no sshd: not waited for */
