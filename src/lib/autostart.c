@@ -1,4 +1,5 @@
 #include "autostart.h"
+#include "store.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -90,22 +91,11 @@ int autostart_render_unit(const struct autostart_unit *u, char **ret, struct hut
 
 int autostart_unit_dir(char **ret, struct hutch_error *err)
 {
-	const char *hh = getenv("HUTCH_HOME");
-	if (hh && *hh) {
-		if (hh[0] != '/')
-			return hutch_error_set(err, EINVAL, "HUTCH_HOME must be an absolute path, not '%s'", hh);
-		*ret = xasprintf("%s/config/systemd/user", hh);
-		return 0;
-	}
-	const char *x = getenv("XDG_CONFIG_HOME");
-	if (x && x[0] == '/') {
-		*ret = xasprintf("%s/systemd/user", x);
-		return 0;
-	}
-	const char *home = getenv("HOME");
-	if (!home || home[0] != '/')
-		return hutch_error_set(err, EINVAL, "HOME is not set: set HOME or HUTCH_HOME");
-	*ret = xasprintf("%s/.config/systemd/user", home);
+	_cleanup_free_ char *config = NULL;
+	int r = store_user_config_home(&config, err);
+	if (r < 0)
+		return r;
+	*ret = xasprintf("%s/systemd/user", config);
 	return 0;
 }
 

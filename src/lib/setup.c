@@ -72,17 +72,11 @@ bool setup_libvirt_installed(void)
 
 static int libvirt_conf_path(char **ret)
 {
-	const char *hh = getenv("HUTCH_HOME");
-	const char *x = getenv("XDG_CONFIG_HOME");
-	const char *home = getenv("HOME");
-	if (hh && hh[0] == '/')
-		*ret = xasprintf("%s/config/libvirt/libvirt.conf", hh);
-	else if (x && x[0] == '/')
-		*ret = xasprintf("%s/libvirt/libvirt.conf", x);
-	else if (home && home[0] == '/')
-		*ret = xasprintf("%s/.config/libvirt/libvirt.conf", home);
-	else
-		return -ENOENT;
+	_cleanup_free_ char *config = NULL;
+	int r = store_user_config_home(&config, NULL);
+	if (r < 0)
+		return r;
+	*ret = xasprintf("%s/libvirt/libvirt.conf", config);
 	return 0;
 }
 

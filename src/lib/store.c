@@ -55,6 +55,27 @@ void store_release(struct store *s)
 	memset(s, 0, sizeof(*s));
 }
 
+int store_user_config_home(char **ret, struct hutch_error *err)
+{
+	const char *hh = getenv("HUTCH_HOME");
+	if (hh && *hh) {
+		if (hh[0] != '/')
+			return hutch_error_set(err, EINVAL, "HUTCH_HOME must be an absolute path, not '%s'", hh);
+		*ret = xasprintf("%s/config", hh);
+		return 0;
+	}
+	const char *x = getenv("XDG_CONFIG_HOME");
+	if (x && x[0] == '/') {
+		*ret = xstrdup(x);
+		return 0;
+	}
+	const char *home = getenv("HOME");
+	if (!home || home[0] != '/')
+		return hutch_error_set(err, EINVAL, "HOME is not set: set HOME or HUTCH_HOME");
+	*ret = xasprintf("%s/.config", home);
+	return 0;
+}
+
 bool store_name_valid(const char *name)
 {
 	if (!name || !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))

@@ -12,6 +12,10 @@ struct store {
 /* Resolve the four roots (HUTCH_HOME=DIR puts them all under DIR). Creates nothing. */
 int store_open(struct store *ret, struct hutch_error *err);
 void store_release(struct store *s);
+/* The user's config dir where other programs look (systemd user units, libvirt.conf): $XDG_CONFIG_HOME
+ * or ~/.config; with HUTCH_HOME, $HUTCH_HOME/config, which no other program reads, so tests never touch
+ * the real home. */
+int store_user_config_home(char **ret, struct hutch_error *err);
 
 /* [a-z0-9][a-z0-9-]{0,62}. Checked before any file access. */
 bool store_name_valid(const char *name);
