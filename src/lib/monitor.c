@@ -148,10 +148,16 @@ static int outbuf_flush(int fd, struct outbuf *o)
 
 static size_t outbuf_pending(const struct outbuf *o) { return o->b.len - o->off; }
 
-static void outbuf_frame(struct outbuf *o, uint8_t type, uint32_t chan, const void *p, size_t len)
+/* Before appending: once everything was sent, start again at the beginning of the buffer. */
+static void outbuf_compact(struct outbuf *o)
 {
 	if (o->off > 0 && o->off == o->b.len)
 		o->b.len = o->off = 0;
+}
+
+static void outbuf_frame(struct outbuf *o, uint8_t type, uint32_t chan, const void *p, size_t len)
+{
+	outbuf_compact(o);
 	proto_frame_append(&o->b, type, chan, p, len);
 }
 
@@ -209,6 +215,14 @@ static void chan_free(struct mon *m, struct channel *ch)
 	m->held_bytes -= ch->held.len;
 	proto_buf_free(&ch->held);
 	free(ch);
+}
+
+/* A frame for the agent waits in the channel until the agent answers a ping (agent_release_held). */
+static void chan_hold(struct mon *m, struct channel *ch, uint8_t type, const void *p, size_t len)
+{
+	size_t before = ch->held.len;
+	proto_frame_append(&ch->held, type, ch->id, p, len);
+	m->held_bytes += ch->held.len - before;
 }
 
 /* The session has no client any more (it went, or was told the result is unknown): the guest
@@ -547,8 +561,7 @@ static void agent_release_held(struct mon *m)
 		struct channel *ch = m->chans[i];
 		if (!ch || !ch->holding)
 			continue;
-		if (m->agent_out.off > 0 && m->agent_out.off == m->agent_out.b.len)
-			m->agent_out.b.len = m->agent_out.off = 0;
+		outbuf_compact(&m->agent_out);
 		proto_put_bytes(&m->agent_out.b, ch->held.data, ch->held.len);
 		m->held_bytes -= ch->held.len;
 		proto_buf_free(&ch->held);
@@ -1006,8 +1019,7 @@ static void handle_client_exec(struct mon *m, struct client *c, const struct pro
 	if (!check)
 		return agent_send(m, MSG_EXEC, ch->id, f->payload, f->len);
 	ch->holding = true;
-	proto_frame_append(&ch->held, MSG_EXEC, ch->id, f->payload, f->len);
-	m->held_bytes += ch->held.len;
+	chan_hold(m, ch, MSG_EXEC, f->payload, f->len);
 	if (!m->ping_sent)
 		agent_ping(m);
 }
@@ -1039,13 +1051,10 @@ static void handle_client_frame(struct mon *m, struct client *c, const struct pr
 			ch->credit += v;
 		}
 		if (ch->holding) {
-			size_t before = ch->held.len;
-			if (m->held_bytes + f->len + PROTO_HDR_SIZE > HELD_MAX) {
+			if (m->held_bytes + f->len + PROTO_HDR_SIZE > HELD_MAX)
 				c->closing = true;
-				return;
-			}
-			proto_frame_append(&ch->held, f->type, ch->id, f->payload, f->len);
-			m->held_bytes += ch->held.len - before;
+			else
+				chan_hold(m, ch, f->type, f->payload, f->len);
 			return;
 		}
 		agent_send(m, f->type, ch->id, f->payload, f->len);
