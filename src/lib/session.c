@@ -303,18 +303,16 @@ int exec_session(const struct store *st, const char *name, const struct exec_opt
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (gave_up)
 		return hutch_error_set(err, EINTR, "interrupted: the guest program was hung up");
-	if (lost || !s.got_exit) {
-		hutch_error_set(err, ECONNRESET, "%s",
-				s.errmsg[0] ? s.errmsg : "lost the connection to the monitor; the result is unknown");
-		return -ECONNRESET;
-	}
+	if (lost || !s.got_exit)
+		return hutch_error_set(err, ECONNRESET, "%s",
+				       s.errmsg[0] ? s.errmsg
+						   : "lost the connection to the monitor; the result is unknown");
 	if (s.lost) {
 		/* The VM went down: return once its monitor is gone too, so that what the user does next
 		 * (start it again, say) does not find it still "running". */
 		if (s.lost_code == ESHUTDOWN)
 			wait_stopped(st, name, 10000);
-		hutch_error_set(err, ECONNRESET, "%s", s.errmsg);
-		return -ECONNRESET;
+		return hutch_error_set(err, ECONNRESET, "%s", s.errmsg);
 	}
 	if (s.status < 0)
 		return hutch_error_set(err, EIO, "%s", s.errmsg);
