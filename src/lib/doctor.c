@@ -227,7 +227,7 @@ static void check_helpers(struct doctor_report *r)
 
 /* ---- libvirt ---- */
 
-static void check_libvirt(const struct store *st, struct doctor_report *r)
+static void check_libvirt(struct doctor_report *r)
 {
 	void *h = dlopen("libvirt.so.0", RTLD_LAZY | RTLD_LOCAL);
 	if (h) {
@@ -272,28 +272,21 @@ static void check_libvirt(const struct store *st, struct doctor_report *r)
 		    xstrdup("sudo apt-get install libvirt-daemon libvirt-daemon-driver-qemu"));
 	free(found);
 
-	struct setup_plan plan;
-	struct hutch_error err = {0};
-	if (setup_plan_make(st, &plan, &err) < 0) {
-		hutch_error_clear(&err);
-		return;
-	}
-	if (plan.libvirt_conf) {
+	_cleanup_free_ char *conf = setup_libvirt_conf_path();
+	if (conf) {
 		char *text = NULL;
 		size_t len;
 		_cleanup_free_ char *edited = NULL;
-		bool have = read_file(plan.libvirt_conf, 1 << 20, &text, &len, NULL) == 0;
+		bool have = read_file(conf, 1 << 20, &text, &len, NULL) == 0;
 		bool set = have && setup_libvirt_conf_edit(text, &edited) == 0;
 		free(text);
 		if (set)
-			add(r, "libvirt-uri", CHECK_OK, xasprintf("uri_default is set in %s", plan.libvirt_conf), NULL);
+			add(r, "libvirt-uri", CHECK_OK, xasprintf("uri_default is set in %s", conf), NULL);
 		else
 			add(r, "libvirt-uri", CHECK_WARN,
-			    xasprintf("no uri_default in %s: virsh without -c talks to qemu:///system",
-				      plan.libvirt_conf),
+			    xasprintf("no uri_default in %s: virsh without -c talks to qemu:///system", conf),
 			    xstrdup("hutch setup"));
 	}
-	setup_plan_release(&plan);
 }
 
 /* ---- the micro template ---- */
@@ -422,7 +415,7 @@ void doctor_run(struct store *st, const struct doctor_opts *o, struct doctor_rep
 	check_firmware(&r);
 	check_helpers(&r);
 	check_micro(&r);
-	check_libvirt(st, &r);
+	check_libvirt(&r);
 	check_runtime(st, &r);
 	check_disk(&r, "disk (data)", st->data_dir);
 	check_disk(&r, "disk (cache)", st->cache_dir);

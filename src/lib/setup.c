@@ -70,14 +70,12 @@ bool setup_libvirt_installed(void)
 	return false;
 }
 
-static int libvirt_conf_path(char **ret)
+char *setup_libvirt_conf_path(void)
 {
 	_cleanup_free_ char *config = NULL;
-	int r = store_user_config_home(&config, NULL);
-	if (r < 0)
-		return r;
-	*ret = xasprintf("%s/libvirt/libvirt.conf", config);
-	return 0;
+	if (!setup_libvirt_installed() || store_user_config_home(&config, NULL) < 0)
+		return NULL;
+	return xasprintf("%s/libvirt/libvirt.conf", config);
 }
 
 /* ---- steps ---- */
@@ -229,7 +227,8 @@ int setup_plan_make(const struct store *st, struct setup_plan *ret, struct hutch
 	if (agent_binary_path(&p.agent, NULL) < 0)
 		p.agent = NULL;
 	add_step(&p, SETUP_TEMPLATE, p.micro_cache);
-	if (setup_libvirt_installed() && libvirt_conf_path(&p.libvirt_conf) == 0)
+	p.libvirt_conf = setup_libvirt_conf_path();
+	if (p.libvirt_conf)
 		add_step(&p, SETUP_LIBVIRT_URI, p.libvirt_conf);
 	for (size_t i = 0; i < p.n; i++)
 		check_step(&p, &p.steps[i]);

@@ -54,3 +54,5 @@ void setup_plan_release(struct setup_plan *p);
 int setup_libvirt_conf_edit(const char *text, char **ret);
 /* Whether libvirt is installed: virsh on PATH or libvirt.so.0 in a library dir. */
 bool setup_libvirt_installed(void);
+/* The libvirt.conf setup edits (see above); NULL when libvirt is not installed or there is no home. */
+char *setup_libvirt_conf_path(void);
