@@ -22,14 +22,13 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 	hutch_error_clear(&cierr);
 	/* the host key made at create, and whether `hutch ssh` checks it (see ready.c's fallback) */
 	_cleanup_free_ char *hk_path = store_vm_file(&c->store, name, "ssh_host_ed25519_key.pub");
-	_cleanup_free_ char *hk_marker = store_vm_file(&c->store, name, "host_key_unverified");
 	_cleanup_free_ char *host_key = NULL;
 	size_t hk_len = 0;
 	if (!image || read_file(hk_path, 64 * 1024, &host_key, &hk_len, NULL) < 0)
 		host_key = NULL;
 	else
 		host_key[strcspn(host_key, "\r\n")] = 0;
-	const char *hk_check = access(hk_marker, F_OK) == 0 ? "first-use" : "strict";
+	const char *hk_check = ready_host_key_strict(&c->store, name) ? "strict" : "first-use";
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));

@@ -3,6 +3,7 @@
 #include "client.h"
 #include "cmd.h"
 #include "qemu.h"
+#include "ready.h"
 #include "seed.h"
 
 #include <pwd.h>
@@ -59,9 +60,7 @@ static int exec_ssh(struct cmd_ctx *c, const struct vm_spec *spec, const char *n
 	 * first connection; where the guest could not take that key (start said so, and left the
 	 * marker), or for a VM made before host keys, the first key is accepted. A changed key is
 	 * refused either way. */
-	_cleanup_free_ char *made = xasprintf("%s/ssh_host_ed25519_key.pub", dir);
-	_cleanup_free_ char *unverified = xasprintf("%s/host_key_unverified", dir);
-	bool strict = access(made, F_OK) == 0 && access(unverified, F_OK) != 0;
+	bool strict = ready_host_key_strict(&c->store, name);
 	const char *fixed[] = {
 		"-o", kh,    "-o", strict ? "StrictHostKeyChecking=yes" : "StrictHostKeyChecking=accept-new",
 		"-o", alias, "-o", "LogLevel=ERROR"};

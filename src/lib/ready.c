@@ -378,6 +378,13 @@ static void host_key_fallback(const struct store *st, const char *name, const ch
 	log_warn("'%s' %s: 'hutch ssh %s' trusts the host key it first sees", name, why, name);
 }
 
+bool ready_host_key_strict(const struct store *st, const char *name)
+{
+	_cleanup_free_ char *made = store_vm_file(st, name, "ssh_host_ed25519_key.pub");
+	_cleanup_free_ char *marker = store_vm_file(st, name, "host_key_unverified");
+	return access(made, F_OK) == 0 && access(marker, F_OK) != 0;
+}
+
 static bool same_key(const char *a, const char *b)
 {
 	/* type and blob; comments may differ */

@@ -36,6 +36,10 @@ bool ready_tcp_listening(const char *untrusted, unsigned port);
 /* cloud-init's state in a running VM whose agent is up (three small reads through the agent). */
 int ready_cloud_init_state(const struct store *st, const char *name, struct ci_status *ret, struct hutch_error *err);
 
+/* Whether `hutch ssh` checks the VM's host key strictly: the key made at create is there and start
+ * has not found that the guest could not take it. Otherwise ssh trusts the first key it sees. */
+bool ready_host_key_strict(const struct store *st, const char *name);
+
 struct ready_result {
 	uint64_t ssh_ms;	/* start -> sshd listening; 0: not waited for */
 	uint64_t cloud_init_ms; /* start -> cloud-init done; 0: not waited for */
