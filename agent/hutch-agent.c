@@ -924,7 +924,6 @@ static void main_loop(int sigfd)
 			 * afresh, so do we, with nothing half-read from before. */
 			g.host_down = false;
 			proto_reader_free(&g.rd);
-			proto_reader_init(&g.rd);
 			logmsg("the host connected: saying HELLO again");
 			send_hello();
 		} else if (!g.acked && !g.host_down && mono_ms() - g.hello_ms >= 1000) {
@@ -957,7 +956,6 @@ static void main_loop(int sigfd)
 			if (k < 0) {
 				logmsg("malformed frame from host; resetting the stream");
 				proto_reader_free(&g.rd);
-				proto_reader_init(&g.rd);
 			}
 		}
 		for (int i = 2; i < n; i++) {
@@ -1018,7 +1016,6 @@ static void hostile_flap(int sigfd)
 	while ((g.port = open_port()) < 0)
 		usleep(100000);
 	proto_reader_free(&g.rd);
-	proto_reader_init(&g.rd);
 	logmsg("flap: the port is open again");
 	send_hello();
 	main_loop(sigfd);

@@ -578,7 +578,6 @@ static void agent_reconnect(struct mon *m)
 		close(m->agent_fd);
 	m->agent_fd = -1;
 	proto_reader_free(&m->agent_rd);
-	proto_reader_init(&m->agent_rd);
 	proto_buf_free(&m->agent_out.b);
 	m->agent_out = (struct outbuf){0};
 	m->ping_sent = 0;

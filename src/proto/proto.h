@@ -69,7 +69,7 @@ struct proto_reader {
 	size_t consumed; /* bytes of buf already handed out */
 };
 void proto_reader_init(struct proto_reader *r);
-void proto_reader_free(struct proto_reader *r);
+void proto_reader_free(struct proto_reader *r); /* leaves r empty, as proto_reader_init does */
 /* Append bytes (copied). Returns 0 or -1 when they would not fit the bound (protocol error). */
 int proto_reader_feed(struct proto_reader *r, const void *data, size_t len);
 /* read(2) once from fd into the reader. Returns bytes read, 0 on EOF, -1 on error (errno). */
