@@ -362,6 +362,12 @@ static int open_port(void)
 	return fd;
 }
 
+/* A PONG echoes the PING's token (at most 8 bytes). */
+static void send_pong(const struct proto_frame *ping)
+{
+	send_frame(MSG_PONG, ping->channel, ping->payload, ping->len > 8 ? 8 : ping->len);
+}
+
 static void send_hello(void)
 {
 	struct utsname u;
@@ -807,7 +813,7 @@ static void handle_frame(const struct proto_frame *f)
 		return;
 	switch (f->type) {
 	case MSG_PING: {
-		send_frame(MSG_PONG, f->channel, f->payload, f->len > 8 ? 8 : f->len);
+		send_pong(f);
 		break;
 	}
 	case MSG_POWEROFF:
@@ -989,7 +995,7 @@ static void hostile_wait_exec(struct proto_frame *f)
 			if (f->type == MSG_EXEC)
 				return;
 			if (f->type == MSG_PING)
-				send_frame(MSG_PONG, f->channel, f->payload, f->len > 8 ? 8 : f->len);
+				send_pong(f);
 		}
 		if (proto_reader_read_fd(&g.rd, g.port) <= 0)
 			usleep(100000);
