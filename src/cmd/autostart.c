@@ -23,10 +23,7 @@ static void print_result(struct cmd_ctx *c, const char *name, bool on, const str
 		json_object_object_add(j, "autostart", json_object_new_boolean(on));
 		json_object_object_add(j, "unit", json_object_new_string(r->unit_path));
 		json_object_object_add(j, "changed", json_object_new_boolean(r->changed));
-		json_object *w = json_object_new_array();
-		for (size_t i = 0; r->warnings && r->warnings[i]; i++)
-			json_object_array_add(w, json_object_new_string(r->warnings[i]));
-		json_object_object_add(j, "warnings", w);
+		json_object_object_add(j, "warnings", cmd_json_strv(r->warnings));
 		cmd_print_json(j);
 		return;
 	}

@@ -31,6 +31,8 @@ int cmd_fail(struct cmd_ctx *c, int r);
 void cmd_set_subject(struct cmd_ctx *c, const char *name);
 /* Print a JSON object (and put it). */
 void cmd_print_json(json_object *o);
+/* A JSON array of the strings in strv v ([] for NULL). */
+json_object *cmd_json_strv(char *const *v);
 bool cmd_color(void);
 /* The verbs: `hutch help` and the bash completion list them in this order (verbs.c). */
 extern const struct verb verb_create, verb_build, verb_start, verb_stop, verb_destroy, verb_list, verb_inspect,

@@ -27,6 +27,14 @@ void cmd_print_json(json_object *o)
 	json_object_put(o);
 }
 
+json_object *cmd_json_strv(char *const *v)
+{
+	json_object *a = json_object_new_array();
+	for (size_t i = 0; v && v[i]; i++)
+		json_object_array_add(a, json_object_new_string(v[i]));
+	return a;
+}
+
 int cmd_usage(struct cmd_ctx *c, const char *fmt, ...)
 {
 	va_list ap;

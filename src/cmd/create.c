@@ -49,10 +49,7 @@ static int cmd_create(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));
 		json_object_object_add(j, "created", json_object_new_boolean(1));
-		json_object *w = json_object_new_array();
-		for (size_t i = 0; warnings && warnings[i]; i++)
-			json_object_array_add(w, json_object_new_string(warnings[i]));
-		json_object_object_add(j, "warnings", w);
+		json_object_object_add(j, "warnings", cmd_json_strv(warnings));
 		cmd_print_json(j);
 	} else if (!c->quiet)
 		printf("created %s\n", name);

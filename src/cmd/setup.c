@@ -33,10 +33,7 @@ static void print_json(const struct setup_plan *p, bool check)
 		json_object_array_add(steps, o);
 	}
 	json_object_object_add(j, "steps", steps);
-	json_object *hints = json_object_new_array();
-	for (size_t i = 0; p->hints && p->hints[i]; i++)
-		json_object_array_add(hints, json_object_new_string(p->hints[i]));
-	json_object_object_add(j, "hints", hints);
+	json_object_object_add(j, "hints", cmd_json_strv(p->hints));
 	cmd_print_json(j);
 }
 
