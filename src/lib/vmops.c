@@ -211,11 +211,8 @@ static void autostart_after_create(const char *name, const struct vm_spec *spec,
 	struct hutch_error aerr = {0};
 	_cleanup_(autostart_result_releasep) struct autostart_result ar = {0};
 	if (autostart_enable(name, spec, &ar, &aerr) < 0) {
-		char *w[] = {xasprintf("autostart: %s", aerr.msg), NULL};
-		pass_warnings(w, warnings);
-		free(w[0]);
+		ar.warnings = strv_push(ar.warnings, xasprintf("autostart: %s", aerr.msg));
 		hutch_error_clear(&aerr);
-		return;
 	}
 	pass_warnings(ar.warnings, warnings);
 }
