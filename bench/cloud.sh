@@ -39,7 +39,9 @@ if section_on create; then
 else
 	(cd "$SRV" && sha256sum deb.qcow2 >SHA256SUMS)
 fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# free_port: a loopback TCP port nobody listens on now (the kernel's pick)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 (cd "$SRV" && exec python3 -m http.server "$PORT" --bind 127.0.0.1 >/dev/null 2>&1) &
 BENCH_PIDS="$BENCH_PIDS $!"
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/SHA256SUMS" >/dev/null && break; sleep 0.1; done
@@ -237,8 +239,6 @@ while time.time() < end:
     time.sleep(0.02)
 json.dump(r, open(out, "w"))'
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # peer_run FW I: one by-hand boot; sets PEER_MS; writes $BENCH_TMP/p-FW-I/{guest,console}.json
 peer_run() {
 	local fw=$1 i=$2 d=$BENCH_TMP/p-$1-$2 port qpid t0 fwargs=() deadline
@@ -299,27 +299,23 @@ hutch_run() {
 	bench_hutch destroy --force --disk "$name"
 }
 
-# median_of PREFIX FIELD FILE: median of FIELD over $BENCH_TMP/PREFIX-*/FILE.json ("–" when absent)
-median_of() {
-	local vals
-	vals=$(for f in "$BENCH_TMP/$1"-*/"$3".json; do
-		python3 -c 'import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print(v if v is not None else "")' "$f" "$2" 2>/dev/null
-	done | grep -v '^$')
-	[ -n "$vals" ] || { echo "–"; return; }
-	# shellcheck disable=SC2086
-	bench_median $vals | awk '{ printf "%.1f\n", $1 }'
-}
-
-# span PREFIX A B FILE: median of (B − A) per run
+# span PREFIX A B FILE: median over the runs' $BENCH_TMP/PREFIX-*/FILE.json of (B − A), of B alone
+# when A is empty ("–" when absent)
 span() {
 	local vals
 	vals=$(for f in "$BENCH_TMP/$1"-*/"$4".json; do
-		python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); a=j.get(sys.argv[2]); b=j.get(sys.argv[3]); print(b-a if a is not None and b is not None else "")' "$f" "$2" "$3" 2>/dev/null
+		python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); a=j.get(sys.argv[2]) if sys.argv[2] else 0; b=j.get(sys.argv[3]); print(b-a if a is not None and b is not None else "")' "$f" "$2" "$3" 2>/dev/null
 	done | grep -v '^$')
 	[ -n "$vals" ] || { echo "–"; return; }
 	# shellcheck disable=SC2086
-	bench_median $vals | awk '{ printf "%.1f\n", $1 }'
+	bench_median $vals
 }
+
+# median_of PREFIX FIELD FILE: median of FIELD over the runs ("–" when absent)
+median_of() { span "$1" "" "$2" "$3"; }
+
+# ms_to_s MS: seconds with one decimal
+ms_to_s() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
 
 for fw in ${BENCH_CLOUD_FIRMWARE:-bios uefi}; do
 	P=() H=()
@@ -346,11 +342,11 @@ for fw in ${BENCH_CLOUD_FIRMWARE:-bios uefi}; do
 	echo "sshd; the seed has no packages or runcmd). Wall-clock seconds from launch."
 	echo
 	bench_header "what" "median s" "runs (s)"
-	bench_row "by hand: launch → first ssh" "$(awk -v v="$p50" 'BEGIN { printf "%.1f", v / 1000 }')" "$(printf '%s\n' "${P[@]}" | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1000 }')"
-	bench_row "hutch: start && ssh -- true" "$(awk -v v="$h50" 'BEGIN { printf "%.1f", v / 1000 }')" "$(printf '%s\n' "${H[@]}" | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1000 }')"
+	bench_row "by hand: launch → first ssh" "$(ms_to_s "$p50")" "$(printf '%s\n' "${P[@]}" | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1000 }')"
+	bench_row "hutch: start && ssh -- true" "$(ms_to_s "$h50")" "$(printf '%s\n' "${H[@]}" | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 / 1000 }')"
 	echo
 	echo "P10 = hutch ÷ by hand = **$(bench_ratio "$h50" "$p50")** (target ≤ 1.0)."
-	bench_summary "cloud: boot to first ssh, $FW, vs by hand (P10)" "$(awk -v v="$h50" 'BEGIN { printf "%.1f s", v / 1000 }')" "by hand $(awk -v v="$p50" 'BEGIN { printf "%.1f s", v / 1000 }')" "$(bench_ratio "$h50" "$p50")" "≤ 1.0"
+	bench_summary "cloud: boot to first ssh, $FW, vs by hand (P10)" "$(ms_to_s "$h50") s" "by hand $(ms_to_s "$p50") s" "$(bench_ratio "$h50" "$p50")" "≤ 1.0"
 	echo
 	echo "Where the time goes, $FW (medians; guest uptime in seconds, 0 = kernel start, from the guest's own"
 	echo "clocks: systemd, cloud-init's status.json, the units' start times; the host rows are host clock"
@@ -373,7 +369,7 @@ for fw in ${BENCH_CLOUD_FIRMWARE:-bios uefi}; do
 	bench_row "hutch agent started (from bootcmd, in init)" "$(median_of "h-$fw" agent guest)" "–" "–" "–"
 	bench_row "sshd active (listening)" "$(median_of "h-$fw" sshd guest)" "–" "$(median_of "p-$fw" sshd guest)" "–"
 	bench_row "host: kernel start (launch → kernel)" "$(median_of "h-$fw" kernel console)" "–" "$(median_of "p-$fw" kernel console)" "–"
-	bench_row "host: launch → first ssh done" "$(awk -v v="$h50" 'BEGIN { printf "%.1f", v / 1000 }')" "–" "$(awk -v v="$p50" 'BEGIN { printf "%.1f", v / 1000 }')" "–"
+	bench_row "host: launch → first ssh done" "$(ms_to_s "$h50")" "–" "$(ms_to_s "$p50")" "–"
 	echo
 done
 fi
