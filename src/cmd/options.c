@@ -299,7 +299,7 @@ static void usage_line(struct strbuf *sb, const struct verb *v, const struct ver
 }
 
 /* One line, or with subcommands one per subcommand ("usage: …" then "   or: …"); sub picks one. */
-static void print_usage_lines(FILE *f, const struct verb *v, const struct verb *sub)
+void opt_print_usage(FILE *f, const struct verb *v, const struct verb *sub)
 {
 	const char *lead = "usage:";
 	for (const struct verb *s = sub ? sub : v->subs; !s || s->name; s++) {
@@ -313,8 +313,6 @@ static void print_usage_lines(FILE *f, const struct verb *v, const struct verb *
 			break;
 	}
 }
-
-void opt_print_usage(FILE *f, const struct verb *v, const struct verb *sub) { print_usage_lines(f, v, sub); }
 
 static void help_opts(FILE *f, const struct opt *t)
 {
@@ -349,7 +347,7 @@ static bool has_opts(const struct opt *t)
 
 void opt_print_help(FILE *f, const struct verb *v)
 {
-	print_usage_lines(f, v, NULL);
+	opt_print_usage(f, v, NULL);
 	fprintf(f, "\n%s\n", v->summary ? v->summary : "");
 	if (has_opts(v->opts)) {
 		fprintf(f, "\noptions:\n");
