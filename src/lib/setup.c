@@ -4,7 +4,6 @@
 #include "qemu.h"
 #include "template.h"
 
-#include <pwd.h>
 #include <string.h>
 #include <sys/stat.h>
 
