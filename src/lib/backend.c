@@ -471,12 +471,9 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 	memset(ret, 0, sizeof(*ret));
 	ret->waited = (int)level;
 	ret->boot_ms = now_ms() - t0;
-	if (res)
-		start_result_fill(res, &ar, ret);
-	else {
-		ret->kvm = ar.info.kvm;
-		start_result_fill(NULL, &ar, ret);
-	}
+	if (!res)
+		ret->kvm = ar.info.kvm; /* --wait none: no notify from the monitor, the verdict it read */
+	start_result_fill(res, &ar, ret);
 	json_object_put(res);
 	if (level >= WAIT_AGENT) {
 		r = wait_usable(vm, level, t0, timeout, ret, err);
