@@ -368,18 +368,17 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 
 static void describe_exit(struct mon *m)
 {
+	bool clean = WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0;
 	if (m->stop_method[0])
 		snprintf(m->exit_reason, sizeof(m->exit_reason), "stopped (%s)", m->stop_method);
-	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0 &&
-		 !strcmp(m->shutdown_reason, "guest-reset"))
+	else if (clean && !strcmp(m->shutdown_reason, "guest-reset"))
 		/* -no-reboot: a reset ends QEMU; micro's kernel resets on panic (panic=-1) */
 		snprintf(m->exit_reason, sizeof(m->exit_reason),
 			 "the guest reset: a reboot or a kernel panic, see 'hutch logs %s'", m->name);
-	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0 &&
-		 !strcmp(m->shutdown_reason, "guest-panic"))
+	else if (clean && !strcmp(m->shutdown_reason, "guest-panic"))
 		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest kernel panicked, see 'hutch logs %s'",
 			 m->name);
-	else if (WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0)
+	else if (clean)
 		snprintf(m->exit_reason, sizeof(m->exit_reason), "the guest powered off");
 	else if (WIFEXITED(m->qemu_status))
 		snprintf(m->exit_reason, sizeof(m->exit_reason), "qemu exited with status %d (see %s/qemu.log)",
