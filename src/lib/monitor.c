@@ -1161,10 +1161,11 @@ static uint64_t next_timeout(struct mon *m)
 		dl = m->stop_deadline;
 	if (m->ping_sent && m->ping_sent + AGENT_PING_MS < dl)
 		dl = m->ping_sent + AGENT_PING_MS;
-	if (ping_due(m) < dl)
-		dl = ping_due(m);
-	if (query_due(m) < dl)
-		dl = query_due(m);
+	uint64_t ping = ping_due(m), query = query_due(m); /* ping_due scans the channels: once */
+	if (ping < dl)
+		dl = ping;
+	if (query < dl)
+		dl = query;
 	if (!m->boot_reported && m->t_boot_deadline && m->t_boot_deadline < dl)
 		dl = m->t_boot_deadline;
 	if (m->a->ephemeral && !m->run_client_seen && m->t_hello && m->t_hello + EPHEMERAL_GRACE_MS < dl)
