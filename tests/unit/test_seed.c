@@ -781,7 +781,6 @@ static void test_host_key(void **state)
 	struct stat st;
 	assert_int_equal(stat(priv_path, &st), 0);
 	assert_int_equal(st.st_mode & 077, 0);
-	_cleanup_free_ char *derived = NULL;
 	_cleanup_free_ char *cmd = xasprintf("ssh-keygen -y -f %s", priv_path);
 	FILE *f = popen(cmd, "r");
 	char line[512] = "";
