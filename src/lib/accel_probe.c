@@ -6,13 +6,10 @@
 #include "proto.h"
 #include "qemu.h"
 #include "spec.h"
-#include "unixsock.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -47,22 +44,6 @@ static void qemu_reason(const char *log, char *buf, size_t len)
 			snprintf(buf, len, "%s", last);
 	}
 	sanitize(buf);
-}
-
-static int spawn(char **argv, int qmp_l, int agent_l, int logfd, pid_t *ret, struct hutch_error *err)
-{
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		qemu_exec_child(argv, qmp_l, agent_l, logfd);
-	}
-	*ret = pid;
-	return 0;
 }
 
 /* Wait for HELLO on the agent socket while watching QEMU. */
@@ -132,31 +113,16 @@ static int probe_once(const struct accel_probe_in *in, const char *cpu, enum pro
 	int r = qemu_build_argv(&c, &argv, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *qmp_path = xasprintf("%s/qmp.sock", in->work_dir);
-	_cleanup_free_ char *agent_path = xasprintf("%s/agent.sock", in->work_dir);
 	_cleanup_free_ char *log_path = xasprintf("%s/qemu.log", in->work_dir);
 	_cleanup_free_ char *console = xasprintf("%s/console.log", in->work_dir);
 	unlink(console);
-	_cleanup_close_ int qmp_l = unix_listen(qmp_path, err);
-	if (qmp_l < 0)
-		return qmp_l;
-	_cleanup_close_ int agent_l = unix_listen(agent_path, err);
-	if (agent_l < 0)
-		return agent_l;
-	_cleanup_close_ int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (logfd < 0)
-		return hutch_error_set(err, errno, "cannot create '%s': %s", log_path, strerror(errno));
-	pid_t pid = -1;
-	r = spawn(argv, qmp_l, agent_l, logfd, &pid, err);
+	struct qemu_proc q;
+	r = qemu_spawn(argv, in->work_dir, log_path, &q, err);
 	if (r < 0)
 		return r;
-	/* The connection queues in the listen backlog, so this succeeds before QEMU accepts. */
-	_cleanup_close_ int agent_fd = unix_connect(agent_path, err);
-	if (agent_fd < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		return agent_fd;
-	}
+	close(q.qmp_fd); /* the probe only listens for the agent */
+	_cleanup_close_ int agent_fd = q.agent_fd;
+	pid_t pid = q.pid;
 	int status = 0;
 	enum probe_outcome out = watch(pid, agent_fd, in->timeout_ms, &status);
 	if (out != PROBE_QEMU_EXIT) {

@@ -304,54 +304,52 @@ static void monitor_child_setup(pid_t parent)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* QEMU exited before QMP was up: how it ended and what it logged last. */
+static int qemu_start_failed(struct mon *m, int st, const char *log_path, struct hutch_error *err)
+{
+	m->qemu_pid = 0;
+	_cleanup_free_ char *last = file_last_line(log_path, 300);
+	hutch_error_clear(err);
+	return hutch_error_set(err, EIO, "qemu exited at start with %s %d%s%s (see %s)",
+			       WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+			       last ? ": " : "", last ? last : "", log_path);
+}
+
+/* Whether pid exits within ms (reaped, status in *st). */
+static bool reaped_within(pid_t pid, uint64_t ms, int *st)
+{
+	uint64_t end = now_ms() + ms;
+	do {
+		if (waitpid(pid, st, WNOHANG) == pid)
+			return true;
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	} while (now_ms() < end);
+	return false;
+}
+
 static int spawn_qemu(struct mon *m, struct hutch_error *err)
 {
-	_cleanup_free_ char *qmp_path = xasprintf("%s/qmp.sock", m->run_dir);
-	_cleanup_free_ char *agent_path = xasprintf("%s/agent.sock", m->run_dir);
 	_cleanup_free_ char *log_path = xasprintf("%s/qemu.log", m->vm_dir);
-	_cleanup_close_ int qmp_l = unix_listen(qmp_path, err);
-	if (qmp_l < 0)
-		return qmp_l;
-	_cleanup_close_ int agent_l = unix_listen(agent_path, err);
-	if (agent_l < 0)
-		return agent_l;
-	_cleanup_close_ int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (logfd < 0)
-		return hutch_error_set(err, errno, "cannot create '%s': %s", log_path, strerror(errno));
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		monitor_child_setup(parent);
-		qemu_exec_child(m->plan.argv, qmp_l, agent_l, logfd);
-	}
+	struct qemu_proc q;
+	int r = qemu_spawn(m->plan.argv, m->run_dir, log_path, &q, err);
+	if (r < 0)
+		return r;
+	pid_t pid = q.pid;
+	int qfd = q.qmp_fd;
 	m->qemu_pid = pid;
-	/* Connections queue in the listen backlog, so this succeeds before QEMU even accepts. */
-	int qfd = unix_connect(qmp_path, err);
-	if (qfd < 0)
-		return qfd;
-	m->agent_fd = unix_connect(agent_path, err);
-	if (m->agent_fd < 0) {
-		close(qfd);
-		return m->agent_fd;
-	}
+	m->agent_fd = q.agent_fd;
 	fd_set_nonblock(m->agent_fd, true);
 	uint64_t left = m->a->boot_timeout_ms ? m->a->boot_timeout_ms : 60000;
 	if (left > 30000)
 		left = 30000;
 	/* Until the greeting arrives, watch QEMU too: one that dies at once must not look like a hang. */
 	uint64_t deadline = now_ms() + left;
+	int st;
 	for (;;) {
-		int st;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			close(qfd);
-			m->qemu_pid = 0;
-			_cleanup_free_ char *last = file_last_line(log_path, 300);
-			return hutch_error_set(err, EIO, "qemu exited at start with %s %d%s%s (see %s)",
-					       WIFEXITED(st) ? "status" : "signal",
-					       WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), last ? ": " : "",
-					       last ? last : "", log_path);
+			return qemu_start_failed(m, st, log_path, err);
 		}
 		struct pollfd p = {.fd = qfd, .events = POLLIN};
 		uint64_t t = now_ms();
@@ -359,7 +357,10 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 			break;
 	}
 	uint64_t t = now_ms();
-	int r = qmp_open(qfd, deadline > t ? deadline - t : 1, &m->qmp, err);
+	r = qmp_open(qfd, deadline > t ? deadline - t : 1, &m->qmp, err);
+	/* A QEMU dying under the handshake closes its socket first: report the exit, not a QMP fault. */
+	if (r < 0 && reaped_within(pid, 1000, &st))
+		return qemu_start_failed(m, st, log_path, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "qemu did not answer on QMP (see %s)", log_path);
 	m->t_qmp = now_ms();

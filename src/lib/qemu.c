@@ -1,11 +1,15 @@
 #include "qemu.h"
 
+#include "unixsock.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <string.h>
 #include <spawn.h>
+#include <sys/prctl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -35,8 +39,16 @@ int qemu_find_binary(char **ret, struct hutch_error *err)
 			       "(apt-get install qemu-system-x86 qemu-utils)");
 }
 
-void qemu_exec_child(char **argv, int qmp_listen, int agent_listen, int log_fd)
+/* In the forked child: die with the parent (even if it died between fork and here), no signal
+ * blocked, stdin /dev/null, output to log_fd, the listening sockets on their fixed numbers. */
+_Noreturn static void exec_child(pid_t parent, char **argv, int qmp_listen, int agent_listen, int log_fd)
 {
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	int nul = open("/dev/null", O_RDWR);
 	/* Move the sockets above the target numbers first so dup2 can't clobber one with the other. */
 	int q = fcntl(qmp_listen, F_DUPFD, 10), a = fcntl(agent_listen, F_DUPFD, 10);
@@ -50,6 +62,40 @@ void qemu_exec_child(char **argv, int qmp_listen, int agent_listen, int log_fd)
 	execv(argv[0], argv);
 	dprintf(2, "hutch: cannot execute %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
+}
+
+int qemu_spawn(char **argv, const char *run_dir, const char *log_path, struct qemu_proc *ret, struct hutch_error *err)
+{
+	_cleanup_free_ char *qmp_path = xasprintf("%s/qmp.sock", run_dir);
+	_cleanup_free_ char *agent_path = xasprintf("%s/agent.sock", run_dir);
+	_cleanup_close_ int qmp_l = unix_listen(qmp_path, err);
+	if (qmp_l < 0)
+		return qmp_l;
+	_cleanup_close_ int agent_l = unix_listen(agent_path, err);
+	if (agent_l < 0)
+		return agent_l;
+	_cleanup_close_ int logfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return hutch_error_set(err, errno, "cannot create '%s': %s", log_path, strerror(errno));
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
+	if (pid == 0)
+		exec_child(parent, argv, qmp_l, agent_l, logfd);
+	/* Connections queue in the listen backlog, so these succeed before QEMU even accepts. */
+	int qfd = unix_connect(qmp_path, err);
+	int afd = qfd < 0 ? -1 : unix_connect(agent_path, err);
+	if (afd < 0) {
+		if (qfd >= 0)
+			close(qfd);
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return qfd < 0 ? qfd : afd;
+	}
+	*ret = (struct qemu_proc){pid, qfd, afd};
+	return 0;
 }
 
 int qemu_capture(const char *binary, const char *arg, const char *arg2, char **ret, struct hutch_error *err)

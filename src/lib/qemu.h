@@ -32,9 +32,15 @@ struct qemu_config {
  * HUTCH_OVMF_DIR overrides /usr/share/OVMF. */
 int qemu_firmware_paths(enum firmware fw, char **ret_code, char **ret_vars, struct hutch_error *err);
 
-/* In a forked child: stdin /dev/null, stdout and stderr to log_fd, the listening QMP and agent
- * sockets on QEMU_FD_QMP and QEMU_FD_AGENT, every other descriptor closed, then exec argv. */
-_Noreturn void qemu_exec_child(char **argv, int qmp_listen, int agent_listen, int log_fd);
+/* QEMU started with argv: its QMP and agent ports listen on RUN_DIR/qmp.sock and agent.sock and are
+ * passed as QEMU_FD_QMP and QEMU_FD_AGENT, its output goes to log_path, and the caller is connected
+ * to both (before QEMU accepts: the connections wait in the backlog). QEMU dies with the caller
+ * (PR_SET_PDEATHSIG). The caller reaps pid and closes both fds. */
+struct qemu_proc {
+	pid_t pid;
+	int qmp_fd, agent_fd;
+};
+int qemu_spawn(char **argv, const char *run_dir, const char *log_path, struct qemu_proc *ret, struct hutch_error *err);
 
 int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_error *err);
 /* The kernel command line for micro VMs. */
