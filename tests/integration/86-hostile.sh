@@ -7,13 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 exec </dev/null
 
-hostile=$(dirname "$HUTCH")/hostile-agent
-if [ ! -x "$hostile" ]; then
-	fail "the hostile-agent test build is beside hutch" "missing: $hostile (ninja -C build)"
-	done_testing
-	exit 1
-fi
-export HUTCH_AGENT=$hostile
+use_hostile_agent
 
 modes="garbage oversized flood badhello nohello"
 for m in $modes; do

@@ -21,22 +21,18 @@ section()
 	diag "---- $* ---- (${SECONDS}s)"
 }
 
-# agent_of NAME: the agent state from inspect --json ("" when not running).
-agent_of()
+# inspect_field NAME KEY: KEY from inspect --json ("" when not running).
+inspect_field()
 {
-	hutch inspect "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("agent",""))' 2>/dev/null
+	json_get "$(hutch inspect "$1" --json 2>/dev/null)" "j.get('$2', '')" 2>/dev/null
 }
 agent_is()
 {
-	[ "$(agent_of "$1")" = "$2" ]
-}
-sessions_of()
-{
-	hutch inspect "$1" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("sessions",""))' 2>/dev/null
+	[ "$(inspect_field "$1" agent)" = "$2" ]
 }
 sessions_are()
 {
-	[ "$(sessions_of "$1")" = "$2" ]
+	[ "$(inspect_field "$1" sessions)" = "$2" ]
 }
 
 # qmp NAME COMMAND: one QMP command on the VM's own QMP socket; prints QEMU's reply to it.
@@ -83,7 +79,7 @@ is "$RC" 0 "create p"
 run hutch start p
 is "$RC" 0 "start p"
 ok "the VM has its own QMP socket" test -S "$HUTCH_HOME/run/p/qmp-user.sock"
-is "$(agent_of p)" ready "inspect: the agent is ready"
+is "$(inspect_field p agent)" ready "inspect: the agent is ready"
 
 run qmp p stop
 contains "$OUT" '"return"' "QMP stop on qmp-user.sock"
@@ -128,14 +124,8 @@ like "$(json_get "$OUT" 'j["last"]["last_exit_reason"]')" 'the guest reset: a re
 	"inspect: the recorded exit reason says the guest reset"
 
 # ==== 3 and 4: hostile agents ====
-hostile=$(dirname "$HUTCH")/hostile-agent
-if [ ! -x "$hostile" ]; then
-	fail "the hostile-agent test build is beside hutch" "missing: $hostile"
-	done_testing
-	exit 1
-fi
 # Their own template cache: the micro initramfs is built around HUTCH_AGENT.
-export HUTCH_AGENT=$hostile
+use_hostile_agent
 for m in mute flap; do
 	printf 'h%s:\n  cmdline: hutch.hostile=%s\n' "$m" "$m" >"$T/h$m.yml"
 	run hutch create "h$m" --from "$T/h$m.yml"
@@ -156,7 +146,7 @@ run hutch exec hmute -- true
 is "$RC" 1 "mute: the first exec exits 1 once the ping goes unanswered (bounded, no hang)"
 like "$ERR" "the guest agent in 'hmute' is unresponsive .*no answer to a ping within [0-9]+ s" \
 	"mute: the error names the state and why"
-is "$(agent_of hmute)" unresponsive "mute: inspect says unresponsive"
+is "$(inspect_field hmute agent)" unresponsive "mute: inspect says unresponsive"
 run hutch exec hmute -- true
 is "$RC" 1 "mute: the next exec exits 1 too"
 like "$ERR" "is unresponsive" "mute: ... naming the state"

@@ -181,6 +181,20 @@ json_get()
 	printf '%s' "$1" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$2"
 }
 
+# use_hostile_agent: the VMs boot the hostile-agent test build beside hutch (HUTCH_AGENT; its mode
+# comes from hutch.hostile=MODE on the kernel command line). Without it the test fails here.
+use_hostile_agent()
+{
+	local hostile
+	hostile=$(dirname "$HUTCH")/hostile-agent
+	if [ ! -x "$hostile" ]; then
+		fail "the hostile-agent test build is beside hutch" "missing: $hostile (ninja -C build)"
+		done_testing
+		exit 1
+	fi
+	export HUTCH_AGENT=$hostile
+}
+
 _cleanup()
 {
 	local rc=$? name p
