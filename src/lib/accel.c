@@ -75,17 +75,11 @@ void accel_check_device(struct kvm_device *ret)
 
 /* ---- the host key ---- */
 
-static char *proc_path(const char *rel)
-{
-	const char *root = getenv("HUTCH_PROC_ROOT");
-	return xasprintf("%s/proc/%s", root && *root ? root : "", rel);
-}
-
 int accel_host_read(const char *qemu_binary, struct accel_host *ret, struct hutch_error *err)
 {
 	struct accel_host h;
 	memset(&h, 0, sizeof(h));
-	_cleanup_free_ char *bp = proc_path("sys/kernel/random/boot_id");
+	_cleanup_free_ char *bp = host_path("HUTCH_PROC_ROOT", "/proc/sys/kernel/random/boot_id");
 	char *text = NULL;
 	size_t len = 0;
 	if (read_file(bp, 4096, &text, &len, NULL) == 0) {

@@ -142,13 +142,17 @@ static int probe_guest(void *userdata, char **ret_kernel, char **ret_initrd, str
 	return 0;
 }
 
-int store_accel(struct store *st, enum accel_mode mode, enum plan_use use, bool force_probe, struct accel_result *ret,
-		struct hutch_error *err)
+int store_accel(struct store *st, const char *qemu, enum accel_mode mode, enum plan_use use, bool force_probe,
+		struct accel_result *ret, struct hutch_error *err)
 {
-	_cleanup_free_ char *qemu = NULL;
-	int r = qemu_find_binary(&qemu, err);
-	if (r < 0)
-		return r;
+	_cleanup_free_ char *found = NULL;
+	/* tcg asks nothing of QEMU's binary; the others key the verdict by it */
+	if (!qemu && (mode != ACCEL_TCG || force_probe)) {
+		int r = qemu_find_binary(&found, err);
+		if (r < 0)
+			return r;
+		qemu = found;
+	}
 	struct accel_request rq = {
 		.mode = mode,
 		.may_probe = use == PLAN_START,
@@ -163,13 +167,13 @@ int store_accel(struct store *st, enum accel_mode mode, enum plan_use use, bool 
 	return accel_resolve(&rq, ret, err);
 }
 
-int vm_accel(struct vm *vm, enum plan_use use, struct accel_result *ret, struct hutch_error *err)
+int vm_accel(struct vm *vm, const char *qemu, enum plan_use use, struct accel_result *ret, struct hutch_error *err)
 {
 	enum accel_mode mode;
 	int r = config_accel_mode(vm->store, vm->spec->accel, &mode, err);
 	if (r < 0)
 		return r;
-	return store_accel(vm->store, mode, use, false, ret, err);
+	return store_accel(vm->store, qemu, mode, use, false, ret, err);
 }
 
 char *start_accel_warning(const struct start_result *r)
@@ -190,7 +194,7 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 	ret->run_dir = store_run_dir(vm->store, vm->name);
 	ret->accel = xcalloc(1, sizeof(*ret->accel));
 	struct accel_result ar;
-	r = vm_accel(vm, use, &ar, err);
+	r = vm_accel(vm, ret->binary, use, &ar, err);
 	if (r < 0)
 		goto fail;
 	*ret->accel = ar.info;
@@ -432,7 +436,7 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 	/* KVM is decided here, probed if this host boot has no verdict yet, so that the probe's cost
 	 * is not taken from the boot timeout; the monitor then reads the same verdict. */
 	struct accel_result ar;
-	r = vm_accel(vm, PLAN_START, &ar, err);
+	r = vm_accel(vm, NULL, PLAN_START, &ar, err);
 	if (r < 0)
 		return r;
 	int p[2];

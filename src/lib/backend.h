@@ -87,11 +87,12 @@ struct qemu_plan {
 enum plan_use { PLAN_START, PLAN_MONITOR, PLAN_RENDER };
 int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, struct hutch_error *err);
 /* The accelerator decision for a VM (its spec, HUTCH_ACCEL, config.yml), probing KVM when use is
- * PLAN_START and there is no verdict for this host boot yet. */
-int vm_accel(struct vm *vm, enum plan_use use, struct accel_result *ret, struct hutch_error *err);
+ * PLAN_START and there is no verdict for this host boot yet. qemu: the binary, NULL to look it up
+ * (only when KVM is in question). */
+int vm_accel(struct vm *vm, const char *qemu, enum plan_use use, struct accel_result *ret, struct hutch_error *err);
 /* The same for a bare mode (doctor): force_probe probes again even with a verdict. */
-int store_accel(struct store *st, enum accel_mode mode, enum plan_use use, bool force_probe, struct accel_result *ret,
-		struct hutch_error *err);
+int store_accel(struct store *st, const char *qemu, enum accel_mode mode, enum plan_use use, bool force_probe,
+		struct accel_result *ret, struct hutch_error *err);
 void qemu_plan_release(struct qemu_plan *p);
 /* Where the static agent binary is: HUTCH_AGENT, beside the hutch binary, or libexec. */
 int agent_binary_path(char **ret, struct hutch_error *err);

@@ -39,32 +39,14 @@ static void add(struct doctor_report *r, const char *name, enum check_status s, 
 }
 
 /* A binary on PATH or in the sbin/libexec dirs daemons live in. */
-static char *find_program(const char *name)
-{
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *dirs =
-		xasprintf("%s:/usr/sbin:/sbin:/usr/libexec:/usr/lib/qemu", path && *path ? path : "/usr/bin:/bin");
-	for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		char *p = xasprintf("%s/%s", d, name);
-		if (access(p, X_OK) == 0)
-			return p;
-		free(p);
-	}
-	return NULL;
-}
-
-static char *root_path(const char *env, const char *abs)
-{
-	const char *root = getenv(env);
-	return xasprintf("%s%s", root && *root ? root : "", abs);
-}
+static char *find_program(const char *name) { return path_find(name, "/usr/sbin:/sbin:/usr/libexec:/usr/lib/qemu"); }
 
 char *doctor_host_virt(void)
 {
-	_cleanup_free_ char *pvm = root_path("HUTCH_SYSFS_ROOT", "/sys/module/kvm_pvm");
+	_cleanup_free_ char *pvm = host_path("HUTCH_SYSFS_ROOT", "/sys/module/kvm_pvm");
 	if (access(pvm, F_OK) == 0)
 		return xstrdup("paravirtual KVM (the kvm_pvm module is loaded): this host is itself a VM");
-	_cleanup_free_ char *cpuinfo = root_path("HUTCH_PROC_ROOT", "/proc/cpuinfo");
+	_cleanup_free_ char *cpuinfo = host_path("HUTCH_PROC_ROOT", "/proc/cpuinfo");
 	char *text = NULL;
 	size_t len;
 	bool hv = false;
@@ -90,7 +72,7 @@ static void check_kvm(struct store *st, const struct doctor_opts *o, struct doct
 		r->mode = ACCEL_AUTO;
 	}
 	/* What auto would do, probing when asked. */
-	int rc = store_accel(st, ACCEL_AUTO, o->probe ? PLAN_START : PLAN_RENDER, o->probe, &r->accel, &err);
+	int rc = store_accel(st, NULL, ACCEL_AUTO, o->probe ? PLAN_START : PLAN_RENDER, o->probe, &r->accel, &err);
 	if (rc < 0) {
 		add(r, "kvm", CHECK_FAIL, xasprintf("the probe could not run: %s", err.msg), NULL);
 		hutch_error_clear(&err);
@@ -373,8 +355,8 @@ static void check_disk(struct doctor_report *r, const char *what, const char *di
 
 static void check_userns(struct doctor_report *r)
 {
-	_cleanup_free_ char *clone = root_path("HUTCH_PROC_ROOT", "/proc/sys/kernel/unprivileged_userns_clone");
-	_cleanup_free_ char *max = root_path("HUTCH_PROC_ROOT", "/proc/sys/user/max_user_namespaces");
+	_cleanup_free_ char *clone = host_path("HUTCH_PROC_ROOT", "/proc/sys/kernel/unprivileged_userns_clone");
+	_cleanup_free_ char *max = host_path("HUTCH_PROC_ROOT", "/proc/sys/user/max_user_namespaces");
 	char *a = NULL, *b = NULL;
 	size_t len;
 	bool off = read_file(clone, 64, &a, &len, NULL) == 0 && a[0] == '0';

@@ -25,15 +25,9 @@ int qemu_find_binary(char **ret, struct hutch_error *err)
 		*ret = xstrdup(o);
 		return 0;
 	}
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = xstrdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
-	for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		_cleanup_free_ char *p = xasprintf("%s/qemu-system-x86_64", dir);
-		if (access(p, X_OK) == 0) {
-			*ret = TAKE_PTR(p);
-			return 0;
-		}
-	}
+	*ret = path_find("qemu-system-x86_64", NULL);
+	if (*ret)
+		return 0;
 	return hutch_error_set(err, ENOENT,
 			       "qemu-system-x86_64 not found: install Debian's qemu-system-x86 package "
 			       "(apt-get install qemu-system-x86 qemu-utils)");

@@ -59,14 +59,8 @@ bool setup_libvirt_installed(void)
 	for (size_t i = 0; i < ARRAY_SIZE(libs); i++)
 		if (access(libs[i], F_OK) == 0)
 			return true;
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = xstrdup(path && *path ? path : "/usr/bin:/bin");
-	for (char *save = NULL, *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		_cleanup_free_ char *p = xasprintf("%s/virsh", d);
-		if (access(p, X_OK) == 0)
-			return true;
-	}
-	return false;
+	_cleanup_free_ char *virsh = path_find("virsh", NULL);
+	return virsh != NULL;
 }
 
 char *setup_libvirt_conf_path(void)

@@ -628,3 +628,23 @@ const char *user_name(void)
 	const struct passwd *pw = getpwuid(getuid());
 	return pw && pw->pw_name ? pw->pw_name : "$USER";
 }
+
+char *path_find(const char *name, const char *also)
+{
+	const char *path = getenv("PATH");
+	_cleanup_free_ char *dirs = xasprintf("%s%s%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin",
+					      also ? ":" : "", also ? also : "");
+	for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		char *p = xasprintf("%s/%s", d, name);
+		if (access(p, X_OK) == 0)
+			return p;
+		free(p);
+	}
+	return NULL;
+}
+
+char *host_path(const char *env, const char *abs)
+{
+	const char *root = getenv(env);
+	return xasprintf("%s%s", root && *root ? root : "", abs);
+}

@@ -123,6 +123,13 @@ ssize_t read_full(int fd, void *buf, size_t len); /* until len, EOF or error */
 int sha256_file_hex(const char *path, char out[65], struct hutch_error *err);
 void sha256_hex(const void *data, size_t len, char out[65]);
 
+/* The first executable NAME in $PATH (default /usr/local/bin:/usr/bin:/bin), then in the
+ * colon-separated dirs of also (may be NULL); NULL when there is none. */
+char *path_find(const char *name, const char *also);
+/* ABS ("/proc/cpuinfo") under the directory named by the environment variable ENV when it is set:
+ * HUTCH_PROC_ROOT and HUTCH_SYSFS_ROOT let tests stand fake /proc and /sys trees in. */
+char *host_path(const char *env, const char *abs);
+
 /* This user's login name (getpwuid), or "$USER" when it has none. */
 const char *user_name(void);
 

@@ -31,14 +31,14 @@ int main(int argc, char **argv)
 	}
 	struct accel_result r;
 	/* one round first: a verdict must be cached already (bench/accel.sh probes before) */
-	if (store_accel(&st, ACCEL_AUTO, PLAN_MONITOR, false, &r, &err) < 0) {
+	if (store_accel(&st, NULL, ACCEL_AUTO, PLAN_MONITOR, false, &r, &err) < 0) {
 		fprintf(stderr, "accel-bench: %s\n", err.msg);
 		return 1;
 	}
 	bool cached = r.have_verdict;
 	uint64_t t0 = now_ns();
 	for (long long i = 0; i < n; i++)
-		if (store_accel(&st, ACCEL_AUTO, PLAN_MONITOR, false, &r, &err) < 0)
+		if (store_accel(&st, NULL, ACCEL_AUTO, PLAN_MONITOR, false, &r, &err) < 0)
 			return 1;
 	uint64_t t1 = now_ns();
 	for (long long i = 0; i < n; i++) {
