@@ -22,14 +22,19 @@ qmp() {
 	python3 - "$QMP_SOCK" "$1" <<'EOF' >/dev/null || bench_die "QMP $1 on $QMP_SOCK failed"
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
 s.connect(sys.argv[1])
 f = s.makefile("rw")
 f.readline()
 for cmd in ("qmp_capabilities", sys.argv[2]):
     f.write(json.dumps({"execute": cmd}) + "\n")
     f.flush()
-    while "return" not in json.loads(f.readline()):
-        pass
+    while True:
+        msg = json.loads(f.readline())
+        if "error" in msg:
+            sys.exit(1)  # bench_die names the command
+        if "return" in msg:
+            break
 EOF
 }
 

@@ -292,18 +292,6 @@ static void client_free(struct mon *m, struct client *c)
 
 /* ---- QEMU ---- */
 
-/* In a freshly forked child of the monitor (QEMU, swtpm): die with the monitor, even if it died
- * between fork and here, and drop the monitor's blocked signal mask. */
-static void monitor_child_setup(pid_t parent)
-{
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
 /* QEMU exited before QMP was up: how it ended and what it logged last. */
 static int qemu_start_failed(struct mon *m, int st, const char *log_path, struct hutch_error *err)
 {
@@ -1427,7 +1415,7 @@ static int spawn_swtpm(struct mon *m, struct hutch_error *err)
 	if (pid < 0)
 		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		monitor_child_setup(parent);
+		child_die_with_parent(parent);
 		int nul = open("/dev/null", O_RDWR);
 		dup2(nul, 0);
 		dup2(nul, 1);

@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 #include <string.h>
 #include <spawn.h>
-#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -37,12 +36,7 @@ int qemu_find_binary(char **ret, struct hutch_error *err)
  * blocked, stdin /dev/null, output to log_fd, the listening sockets on their fixed numbers. */
 _Noreturn static void exec_child(pid_t parent, char **argv, int qmp_listen, int agent_listen, int log_fd)
 {
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	child_die_with_parent(parent);
 	int nul = open("/dev/null", O_RDWR);
 	/* Move the sockets above the target numbers first so dup2 can't clobber one with the other. */
 	int q = fcntl(qmp_listen, F_DUPFD, 10), a = fcntl(agent_listen, F_DUPFD, 10);

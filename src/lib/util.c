@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -647,4 +648,14 @@ char *host_path(const char *env, const char *abs)
 {
 	const char *root = getenv(env);
 	return xasprintf("%s%s", root && *root ? root : "", abs);
+}
+
+void child_die_with_parent(pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }

@@ -130,6 +130,10 @@ char *path_find(const char *name, const char *also);
  * HUTCH_PROC_ROOT and HUTCH_SYSFS_ROOT let tests stand fake /proc and /sys trees in. */
 char *host_path(const char *env, const char *abs);
 
+/* In a freshly forked child: die with the parent (PR_SET_PDEATHSIG), even if it died between fork
+ * and here, and start with no signal blocked. */
+void child_die_with_parent(pid_t parent);
+
 /* This user's login name (getpwuid), or "$USER" when it has none. */
 const char *user_name(void);
 
