@@ -1115,8 +1115,8 @@ static void record_exit(struct mon *m)
 
 static void cleanup_run_dir(struct mon *m)
 {
-	static const char *const files[] = {"monitor.sock", "qmp.sock",	    "qmp-user.sock",
-					    "agent.sock",   "console.sock", "lock"};
+	static const char *const files[] = {"monitor.sock", "qmp.sock", "qmp-user.sock",   "agent.sock",
+					    "console.sock", "lock",	"cloud-init.final"};
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		_cleanup_free_ char *p = xasprintf("%s/%s", m->run_dir, files[i]);
 		unlink(p);

@@ -269,16 +269,44 @@ static int guest_facts(const struct store *st, const char *name, struct guest_fa
 	return 0;
 }
 
+/* cloud-init's final state does not change within a boot: once seen, it is kept in the VM's runtime
+ * dir (which every start empties and every stop removes), so list and inspect stop asking the
+ * guest. The file holds result.json as the guest wrote it (parsed again on read: it is guest data),
+ * or "none" / "disabled". */
+#define CI_FINAL "cloud-init.final"
+
+static bool ci_final_read(const struct store *st, const char *name, struct ci_status *ret)
+{
+	_cleanup_free_ char *path = store_run_file(st, name, CI_FINAL), *text = NULL;
+	if (read_file(path, READY_READ_MAX, &text, NULL, NULL) < 0)
+		return false;
+	if (!strcmp(text, "none") || !strcmp(text, "disabled")) {
+		ret->state = text[0] == 'n' ? CI_NONE : CI_DISABLED;
+		return true;
+	}
+	return ready_parse_result(text, ret) == 0;
+}
+
+static void ci_final_write(const struct store *st, const char *name, const char *text)
+{
+	_cleanup_free_ char *path = store_run_file(st, name, CI_FINAL);
+	write_file_atomic(path, text, strlen(text), 0600, NULL);
+}
+
 int ready_cloud_init_state(const struct store *st, const char *name, struct ci_status *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
+	if (ci_final_read(st, name, ret))
+		return 0;
 	_cleanup_free_ char *text = NULL;
 	int status = 0;
 	int r = guest_read(st, name, "/run/cloud-init/result.json", &text, &status, err);
 	if (r < 0)
 		return r;
-	if (status == 0 && text && ready_parse_result(text, ret) == 0)
+	if (status == 0 && text && ready_parse_result(text, ret) == 0) {
+		ci_final_write(st, name, text);
 		return 0;
+	}
 	free(text);
 	text = NULL;
 	r = guest_read(st, name, "/run/cloud-init/status.json", &text, &status, err);
@@ -292,6 +320,8 @@ int ready_cloud_init_state(const struct store *st, const char *name, struct ci_s
 		return r;
 	/* before its first stage writes status.json, an installed cloud-init counts as running */
 	ret->state = f.ci_disabled ? CI_DISABLED : f.cloud_init ? CI_RUNNING : CI_NONE;
+	if (ret->state != CI_RUNNING)
+		ci_final_write(st, name, ret->state == CI_NONE ? "none" : "disabled");
 	return 0;
 }
 
@@ -349,8 +379,10 @@ static int wait_ci(const struct store *st, const char *name, uint64_t deadline, 
 		if (r < 0)
 			return hutch_error_wrap(err, "waiting for cloud-init");
 		ci_status_release(ret);
-		if (status == 0 && text && ready_parse_result(text, ret) == 0)
+		if (status == 0 && text && ready_parse_result(text, ret) == 0) {
+			ci_final_write(st, name, text);
 			return 0;
+		}
 		if (now_ms() >= deadline) {
 			_cleanup_free_ char *st_text = NULL;
 			const char *stage = "";

@@ -33,7 +33,8 @@ int ready_parse_status(const char *untrusted, struct ci_status *ret);
 /* Whether /proc/net/tcp{,6} text shows a socket listening on PORT. */
 bool ready_tcp_listening(const char *untrusted, unsigned port);
 
-/* cloud-init's state in a running VM whose agent is up (three small reads through the agent). */
+/* cloud-init's state in a running VM whose agent is up (up to three small reads through the agent
+ * until the state is final; then none, the final state is kept for the boot). */
 int ready_cloud_init_state(const struct store *st, const char *name, struct ci_status *ret, struct hutch_error *err);
 
 /* Whether `hutch ssh` checks the VM's host key strictly: the key made at create is there and start

@@ -147,6 +147,9 @@ int store_prepare_run_dir(const struct store *s, const char *name, struct hutch_
 	_cleanup_free_ char *d = store_run_dir(s, name);
 	if (mkdir(d, 0700) < 0 && errno != EEXIST)
 		return hutch_error_set(err, errno, "cannot create '%s': %s", d, strerror(errno));
+	/* what a monitor that died left of the last boot (ready.c's cloud-init state) */
+	_cleanup_free_ char *stale = store_run_file(s, name, "cloud-init.final");
+	unlink(stale);
 	return 0;
 }
 
