@@ -65,9 +65,7 @@ static int image_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		}
 		if (c->json) {
 			json_object *o = json_object_new_object();
-			json_object *u = json_object_new_array();
-			for (size_t k = 0; users[k]; k++)
-				json_object_array_add(u, json_object_new_string(users[k]));
+			json_object *u = cmd_json_strv(users);
 			json_object_object_add(o, "id", json_object_new_string(e->id));
 			json_object_object_add(o, "url", e->url ? json_object_new_string(e->url) : NULL);
 			json_object_object_add(o, "state", json_object_new_string(entry_state(e)));
@@ -123,9 +121,7 @@ static int image_prune_cmd(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (image_prune(&c->store, &removed, &c->err) < 0)
 		return EXIT_ERR;
 	if (c->json) {
-		json_object *arr = json_object_new_array();
-		for (size_t i = 0; removed[i]; i++)
-			json_object_array_add(arr, json_object_new_string(removed[i]));
+		json_object *arr = cmd_json_strv(removed);
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "removed", arr);
 		cmd_print_json(o);

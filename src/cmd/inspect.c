@@ -51,10 +51,7 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 				json_object_object_add(o, "state", json_object_new_string(ci_state_names[ci.state]));
 				if (ci.stage[0])
 					json_object_object_add(o, "stage", json_object_new_string(ci.stage));
-				json_object *f = json_object_new_array();
-				for (char **m = ci.failures; m && *m; m++)
-					json_object_array_add(f, json_object_new_string(*m));
-				json_object_object_add(o, "failures", f);
+				json_object_object_add(o, "failures", cmd_json_strv(ci.failures));
 				json_object_object_add(j, "cloud_init", o);
 			}
 		}

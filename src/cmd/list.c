@@ -119,10 +119,7 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 				json_object_object_add(o, "cloud_init",
 						       json_object_new_string(ci_state_names[r.ci.state]));
 			if (r.ci.failures) {
-				json_object *f = json_object_new_array();
-				for (char **m = r.ci.failures; *m; m++)
-					json_object_array_add(f, json_object_new_string(*m));
-				json_object_object_add(o, "cloud_init_failures", f);
+				json_object_object_add(o, "cloud_init_failures", cmd_json_strv(r.ci.failures));
 			}
 			json_object_array_add(arr, o);
 		} else if (show) {
