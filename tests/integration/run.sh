@@ -14,7 +14,8 @@
 #
 # Environment: BUILDDIR (default: build), HUTCH_TEST_TIMEOUT (per test file, default 600 s, or the
 # file's own "# timeout: SECONDS" header line when that is longer),
-# HUTCH_TEST_USER (default hutchtest), HUTCH_KEEP=1 keeps the staging dir.
+# HUTCH_TEST_USER (default hutchtest), HUTCH_KEEP=1 keeps the staging dir, HUTCH_SKIP_ONCE=1 skips the
+# files whose header has a line "# once" when no TEST is named (CI's sanitizer pass).
 #
 # The cloud-image tests (95-cloud.sh, and any that reads HUTCH_DEBIAN_IMAGE_DIR) need a real Debian
 # 12 image. Started as root with such a test selected (or no selection), this builds or reuses it
@@ -138,7 +139,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 	fi
 	passenv+=(HUTCH_ROOT_PASS="$root_pass" HUTCH_ROOT_FAIL="$root_fail")
 	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM \
-		HUTCH_SKIP_CLOUD HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG; do
+		HUTCH_SKIP_CLOUD HUTCH_SKIP_ONCE HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG; do
 		[ -n "${!v:-}" ] && passenv+=("$v=${!v}")
 	done
 	if [ "$(id -u)" -eq 0 ]; then
@@ -173,7 +174,14 @@ trap 'rm -rf "$work"' EXIT
 tests=()
 if [ $# -eq 0 ]; then
 	for t in "$stage"/tests/[0-9][0-9]-*.sh; do
-		[ -e "$t" ] && tests+=("$t")
+		[ -e "$t" ] || continue
+		# A file whose header says "# once" boots many VMs or runs long: the second pass of CI
+		# (the sanitizer build, HUTCH_SKIP_ONCE=1) leaves it to the plain pass.
+		if [ "${HUTCH_SKIP_ONCE:-}" = 1 ] && head -n 30 "$t" | grep -qx '# once'; then
+			echo "# $(basename "$t"): skipped in this pass (# once: it ran in the plain pass)"
+			continue
+		fi
+		tests+=("$t")
 	done
 else
 	for a in "$@"; do
