@@ -1,5 +1,6 @@
 /* The embedded QEMU backend: start spawns the monitor, the rest talks to it. */
 #include "backend.h"
+#include "backend_libvirt.h"
 
 #include "client.h"
 #include "config.h"
@@ -585,6 +586,10 @@ const struct backend_ops *backend_for(const struct vm_spec *spec, struct hutch_e
 {
 	if (!spec->backend || !strcmp(spec->backend, "qemu"))
 		return &backend_qemu;
+#ifdef HAVE_LIBVIRT
+	if (!strcmp(spec->backend, "libvirt"))
+		return &backend_libvirt;
+#endif
 	hutch_error_set(err, ENOTSUP, "backend '%s' is not available in this build", spec->backend);
 	return NULL;
 }

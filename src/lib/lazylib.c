@@ -14,6 +14,14 @@
 
 #include "lazylib.h"
 
+#ifdef HAVE_LIBVIRT
+#include <libvirt/libvirt.h>
+#include <libxml/parser.h>
+#include <libxml/xmlwriter.h>
+
+#include "lazyvirt.h"
+#endif
+
 /* One library: its sonames (tried in order), the Debian package that ships it, and the symbols
  * in table order. hutch is single-threaded but for the preload thread, which the caller joins
  * before it touches the library, so a plain flag guards the load. */
@@ -95,6 +103,13 @@ int lazy_curl_load(struct hutch_error *err)
 {
 	return hutch_error_set(err, ENOSYS, "this hutch was built without libcurl");
 }
+#endif
+
+#ifdef HAVE_LIBVIRT
+#define LAZY_FUNCS_virt LAZY_VIRT_FUNCS
+#define LAZY_FUNCS_xml LAZY_XML_FUNCS
+LAZY_LIB(virt, "libvirt0", "libvirt.so.0")
+LAZY_LIB(xml, "libxml2", "libxml2.so.2")
 #endif
 
 static pthread_t preload_thread;

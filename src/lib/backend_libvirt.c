@@ -1,0 +1,433 @@
+/* The libvirt backend: the VM is a libvirt domain named hutch-NAME, marked as hutch's by a metadata
+ * element, on qemu:///session or any URI. The agent is reached through virDomainOpenChannel, so
+ * nothing but libvirt's connection is needed, remote hosts included. */
+#include "backend_libvirt.h"
+
+#ifdef HAVE_LIBVIRT
+
+#include "client.h"
+#include "domain_xml.h"
+#include "proto.h"
+#include "qemu.h"
+#include "ready.h"
+#include "virt_channel.h"
+#include "virt_conn.h"
+
+#include <libvirt/libvirt.h>
+#include <string.h>
+
+#include "lazyvirt.h"
+
+struct lv {
+	virConnectPtr conn;
+	virDomainPtr dom; /* NULL: no domain of that name */
+	char *uri;
+	char *domain;
+};
+
+static void lv_close(struct lv *l)
+{
+	if (l->dom)
+		virDomainFree(l->dom);
+	virt_close(l->conn);
+	free(l->uri);
+	free(l->domain);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Whether dom carries our metadata element naming this VM. */
+static bool domain_is_ours(virDomainPtr dom, const char *vm_name)
+{
+	char *md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, DOMAIN_XML_NS, 0);
+	if (!md)
+		return false;
+	_cleanup_free_ char *want = xasprintf("name=\"%s\"", vm_name);
+	bool ours = strstr(md, want) != NULL;
+	free(md);
+	return ours;
+}
+
+static int lv_open(struct vm *vm, struct lv *ret, struct hutch_error *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	int r = virt_uri_for(vm->store, vm->spec, &ret->uri, err);
+	if (r < 0)
+		return r;
+	void *conn = NULL;
+	r = virt_open(ret->uri, VIRT_CONNECT_TIMEOUT_MS, &conn, err);
+	if (r < 0) {
+		lv_close(ret);
+		return r;
+	}
+	ret->conn = conn;
+	ret->domain = domain_xml_name(vm->name);
+	ret->dom = virDomainLookupByName(ret->conn, ret->domain);
+	if (ret->dom && !domain_is_ours(ret->dom, vm->name)) {
+		r = hutch_error_set(err, EEXIST, "a libvirt domain '%s' exists at '%s' and is not hutch's", ret->domain,
+				    ret->uri);
+		lv_close(ret);
+		return r;
+	}
+	return 0;
+}
+
+static bool lv_active(struct lv *l, int *ret_state)
+{
+	int state = VIR_DOMAIN_NOSTATE, reason = 0;
+	if (!l->dom || virDomainGetState(l->dom, &state, &reason, 0) < 0)
+		state = VIR_DOMAIN_SHUTOFF;
+	if (ret_state)
+		*ret_state = state;
+	return state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_CRASHED && state != VIR_DOMAIN_NOSTATE;
+}
+
+/* ---- the domain XML ---- */
+
+static int lv_render_xml(struct vm *vm, enum plan_use use, char **ret, bool *ret_kvm, char *ret_release,
+			 struct hutch_error *err)
+{
+	struct qemu_plan p;
+	int r = qemu_plan_make(vm, use, &p, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *cmdline = NULL, *fw_code = NULL, *fw_vars = NULL, *console_log = NULL;
+	_cleanup_free_ char *passt = path_find("passt", NULL);
+	struct qemu_config c = {.name = vm->name, .spec = vm->spec, .accel = p.accel};
+	if (vm->spec->source == SOURCE_TEMPLATE)
+		cmdline = qemu_micro_cmdline(&c);
+	else if ((r = qemu_firmware_paths(vm->spec->firmware, &fw_code, &fw_vars, err)) < 0)
+		goto out;
+	console_log = store_vm_file(vm->store, vm->name, "console.log");
+	_cleanup_free_ char *domain = domain_xml_name(vm->name);
+	struct domain_xml_input in = {
+		.domain = domain,
+		.vm_name = vm->name,
+		.spec = vm->spec,
+		.emulator = p.binary,
+		.kvm = p.accel->kvm,
+		.cpu = p.accel->cpu[0] ? p.accel->cpu : (p.accel->kvm ? ACCEL_CPU_KVM : ACCEL_CPU_TCG),
+		.kernel = p.kernel,
+		.initrd = p.initrd,
+		.cmdline = cmdline,
+		.disk = p.disk,
+		.seed = p.seed,
+		.fw_code = p.fw_code,
+		.fw_vars = fw_vars,
+		.nvram = p.nvram,
+		.smbios_cred = p.smbios,
+		.tpm = vm->spec->tpm,
+		.console_log = console_log,
+		.passt = passt != NULL,
+	};
+	r = domain_xml_render(&in, ret, err);
+	if (r == 0 && ret_kvm)
+		*ret_kvm = p.accel->kvm;
+	if (r == 0 && ret_release)
+		snprintf(ret_release, 64, "%s", p.kernel_release ? p.kernel_release : "");
+out:
+	qemu_plan_release(&p);
+	return r;
+}
+
+static int lv_render(struct vm *vm, struct strbuf *out, struct hutch_error *err)
+{
+	_cleanup_free_ char *xml = NULL;
+	int r = lv_render_xml(vm, PLAN_RENDER, &xml, NULL, NULL, err);
+	if (r < 0)
+		return r;
+	strbuf_adds(out, xml);
+	return 0;
+}
+
+static int lv_define_xml(struct lv *l, const char *xml, struct hutch_error *err)
+{
+	virDomainPtr d = virDomainDefineXMLFlags(l->conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
+	if (!d)
+		return hutch_error_set(err, EIO, "libvirt refused the domain '%s': %s", l->domain,
+				       virt_last_error("unknown error"));
+	if (l->dom)
+		virDomainFree(l->dom);
+	l->dom = d;
+	return 0;
+}
+
+int libvirt_define(struct vm *vm, struct hutch_error *err)
+{
+	if (vm->spec->disposable)
+		return 0; /* run --rm and disposable VMs get a transient domain at start */
+	struct lv l;
+	int r = lv_open(vm, &l, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *xml = NULL;
+	r = lv_render_xml(vm, PLAN_RENDER, &xml, NULL, NULL, err);
+	if (r == 0)
+		r = lv_define_xml(&l, xml, err);
+	lv_close(&l);
+	return r;
+}
+
+int libvirt_undefine(struct vm *vm, bool force, struct hutch_error *err)
+{
+	struct lv l;
+	int r = lv_open(vm, &l, err);
+	if (r < 0)
+		return r;
+	if (!l.dom) {
+		lv_close(&l);
+		return 0;
+	}
+	if (lv_active(&l, NULL)) {
+		if (!force) {
+			lv_close(&l);
+			return hutch_error_set(err, EBUSY, "is running: stop it first, or pass --force");
+		}
+		virDomainDestroy(l.dom);
+	}
+	if (virDomainIsPersistent(l.dom) == 1 &&
+	    virDomainUndefineFlags(l.dom, VIR_DOMAIN_UNDEFINE_NVRAM | VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+						  VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA) < 0)
+		r = hutch_error_set(err, EIO, "cannot undefine '%s': %s", l.domain, virt_last_error("unknown error"));
+	lv_close(&l);
+	return r;
+}
+
+/* ---- start ---- */
+
+static void started_at_write(struct vm *vm)
+{
+	_cleanup_free_ char *p = store_vm_file(vm->store, vm->name, "libvirt-started");
+	_cleanup_free_ char *s = xasprintf("%llu\n", (unsigned long long)now_real_s());
+	write_file_atomic(p, s, strlen(s), 0600, NULL);
+}
+
+static uint64_t started_at_read(struct vm *vm)
+{
+	_cleanup_free_ char *p = store_vm_file(vm->store, vm->name, "libvirt-started");
+	_cleanup_free_ char *s = NULL;
+	long long v = 0;
+	if (read_file(p, 64, &s, NULL, NULL) < 0)
+		return 0;
+	s[strcspn(s, "\n")] = 0;
+	return parse_ll(s, 0, INT64_MAX, &v) == 0 ? (uint64_t)v : 0;
+}
+
+static int lv_start(struct vm *vm, const struct start_opts *o, struct start_result *ret, struct hutch_error *err)
+{
+	uint64_t t0 = now_ms();
+	memset(ret, 0, sizeof(*ret));
+	enum start_wait level;
+	int r = ready_resolve_wait(vm->spec, (enum start_wait)o->wait, &level, err);
+	if (r < 0)
+		return r;
+	struct lv l;
+	r = lv_open(vm, &l, err);
+	if (r < 0)
+		return r;
+	if (lv_active(&l, NULL)) {
+		lv_close(&l);
+		return hutch_error_set(err, EALREADY, "already running");
+	}
+	_cleanup_free_ char *xml = NULL;
+	bool kvm = false;
+	r = lv_render_xml(vm, PLAN_START, &xml, &kvm, ret->kernel_release, err);
+	if (r < 0)
+		goto out;
+	ret->spawn_ms = now_ms() - t0;
+	bool transient = vm->spec->disposable || o->ephemeral;
+	if (transient) {
+		virDomainPtr d = virDomainCreateXML(l.conn, xml, VIR_DOMAIN_START_VALIDATE);
+		if (!d) {
+			r = hutch_error_set(err, EIO, "libvirt could not start '%s': %s", l.domain,
+					    virt_last_error("unknown error"));
+			goto out;
+		}
+		if (l.dom)
+			virDomainFree(l.dom);
+		l.dom = d;
+	} else {
+		/* defined again at every start: the template's kernel or the accelerator may have changed */
+		r = lv_define_xml(&l, xml, err);
+		if (r < 0)
+			goto out;
+		if (virDomainCreateWithFlags(l.dom, 0) < 0) {
+			const char *why = virt_last_error("unknown error");
+			r = strstr(why, "already running")
+				    ? hutch_error_set(err, EALREADY, "already running")
+				    : hutch_error_set(err, EIO, "libvirt could not start '%s': %s", l.domain, why);
+			goto out;
+		}
+	}
+	ret->qmp_ms = now_ms() - t0;
+	started_at_write(vm);
+	ret->kvm = kvm;
+	ret->waited = level == WAIT_NONE ? WAIT_NONE : WAIT_AGENT;
+	if (level != WAIT_NONE) {
+		uint64_t timeout = o->timeout_ms ? o->timeout_ms : 60000;
+		int fd = -1;
+		char release[64] = "";
+		r = virt_channel_open(l.conn, l.dom, timeout, &fd, release, sizeof(release), err);
+		if (r < 0) {
+			virDomainDestroy(l.dom);
+			_cleanup_free_ char *log = store_vm_file(vm->store, vm->name, "console.log");
+			r = hutch_error_wrap(err, "waiting for the agent (see %s)", log);
+			goto out;
+		}
+		close(fd);
+		if (release[0])
+			snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", release);
+		ret->hello_ms = now_ms() - t0;
+	}
+	ret->boot_ms = now_ms() - t0;
+out:
+	lv_close(&l);
+	return r;
+}
+
+/* ---- stop: agent POWEROFF, then ACPI (virDomainShutdown), then virDomainDestroy ---- */
+
+static bool wait_inactive(struct lv *l, uint64_t ms)
+{
+	uint64_t end = now_ms() + ms;
+	for (;;) {
+		if (!lv_active(l, NULL))
+			return true;
+		if (now_ms() >= end)
+			return false;
+		usleep(50 * 1000);
+	}
+}
+
+static bool agent_poweroff(struct lv *l)
+{
+	int fd = -1;
+	struct hutch_error e = {0};
+	bool ok = virt_channel_open(l->conn, l->dom, 3000, &fd, NULL, 0, &e) == 0 &&
+		  frame_write(fd, MSG_POWEROFF, 0, NULL, 0) == 0;
+	hutch_error_clear(&e);
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static int lv_stop(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err)
+{
+	uint64_t t0 = now_ms();
+	memset(ret, 0, sizeof(*ret));
+	struct lv l;
+	int r = lv_open(vm, &l, err);
+	if (r < 0)
+		return r;
+	if (!lv_active(&l, NULL)) {
+		snprintf(ret->method, sizeof(ret->method), "not-running");
+		lv_close(&l);
+		return 0;
+	}
+	uint64_t total = o->timeout_ms		    ? o->timeout_ms
+			 : vm->spec->stop_timeout_s ? vm->spec->stop_timeout_s * 1000
+						    : 30000;
+	bool micro = vm->spec->source == SOURCE_TEMPLATE;
+	const char *method = NULL;
+	if (!o->force && agent_poweroff(&l) && wait_inactive(&l, total * 4 / 10 > 1000 ? total * 4 / 10 : 1000))
+		method = "agent";
+	if (!method && !o->force && virDomainShutdown(l.dom) == 0 && wait_inactive(&l, micro ? 1000 : total / 2))
+		method = "acpi";
+	if (!method) {
+		if (virDomainDestroy(l.dom) < 0 && lv_active(&l, NULL)) {
+			r = hutch_error_set(err, EIO, "cannot destroy '%s': %s", l.domain,
+					    virt_last_error("unknown error"));
+			lv_close(&l);
+			return r;
+		}
+		method = "destroy";
+	}
+	snprintf(ret->method, sizeof(ret->method), "%s", method);
+	ret->ms = now_ms() - t0;
+	lv_close(&l);
+	return 0;
+}
+
+static int lv_status(struct vm *vm, struct vm_status *ret, struct hutch_error *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	struct lv l;
+	int r = lv_open(vm, &l, err);
+	if (r < 0)
+		return r;
+	int state;
+	ret->running = lv_active(&l, &state);
+	if (ret->running) {
+		uint64_t since = started_at_read(vm), t = now_real_s();
+		ret->uptime_s = since && t > since ? t - since : 0;
+		snprintf(ret->agent_state, sizeof(ret->agent_state), "%s",
+			 state == VIR_DOMAIN_PAUSED ? "unresponsive" : "unknown");
+		ret->kvm = false;
+	}
+	lv_close(&l);
+	return 0;
+}
+
+int libvirt_session_connect(const struct store *st, const char *name, int *ret_fd, struct hutch_error *err)
+{
+	struct vm vm;
+	if (vm_load((struct store *)st, name, &vm, NULL) < 0)
+		return 0; /* not ours to explain: the caller's own checks say what is wrong */
+	if (!vm.spec->backend || strcmp(vm.spec->backend, "libvirt") != 0) {
+		vm_release(&vm);
+		return 0;
+	}
+	struct lv l;
+	int r = lv_open(&vm, &l, err);
+	if (r == 0 && !lv_active(&l, NULL))
+		r = hutch_error_set(err, ENOTCONN, "is not running: start it first, or use 'hutch run %s -- CMD'",
+				    name);
+	if (r == 0)
+		r = virt_channel_open(l.conn, l.dom, 10000, ret_fd, NULL, 0, err);
+	if (r == -EBUSY)
+		r = hutch_error_wrap(err, "busy: another session holds the agent channel");
+	if (r == 0)
+		r = 1;
+	if (l.conn)
+		lv_close(&l);
+	vm_release(&vm);
+	return r;
+}
+
+const char *libvirt_uri_of(struct vm *vm, char **ret)
+{
+	*ret = NULL;
+	if (virt_uri_for(vm->store, vm->spec, ret, NULL) < 0)
+		return NULL;
+	return *ret;
+}
+
+const struct backend_ops backend_libvirt = {
+	.name = "libvirt",
+	.start = lv_start,
+	.stop = lv_stop,
+	.status = lv_status,
+	.render = lv_render,
+};
+
+#else /* built without libvirt */
+
+const struct backend_ops backend_libvirt = {.name = "libvirt"};
+
+int libvirt_define(struct vm *vm, struct hutch_error *err)
+{
+	return hutch_error_set(err, ENOTSUP, "this hutch was built without the libvirt backend");
+}
+
+int libvirt_undefine(struct vm *vm, bool force, struct hutch_error *err) { return 0; }
+
+int libvirt_session_connect(const struct store *st, const char *name, int *ret_fd, struct hutch_error *err)
+{
+	return 0;
+}
+
+const char *libvirt_uri_of(struct vm *vm, char **ret)
+{
+	*ret = NULL;
+	return NULL;
+}
+#endif

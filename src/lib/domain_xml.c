@@ -1,0 +1,439 @@
+#ifdef HAVE_LIBVIRT
+#include "domain_xml.h"
+
+#include "qemu.h"
+
+#include <libxml/parser.h>
+#include <libxml/xmlwriter.h>
+#include <libvirt/libvirt.h>
+#include <string.h>
+
+#include "lazyvirt.h"
+
+#define QEMU_NS "http://libvirt.org/schemas/domain/qemu/1.0"
+
+/* One writer; the first failing call is remembered and the rest become no-ops. */
+struct w {
+	xmlTextWriterPtr x;
+	bool failed;
+};
+
+static void start(struct w *w, const char *el)
+{
+	if (!w->failed && xmlTextWriterStartElement(w->x, BAD_CAST el) < 0)
+		w->failed = true;
+}
+
+static void end(struct w *w)
+{
+	if (!w->failed && xmlTextWriterEndElement(w->x) < 0)
+		w->failed = true;
+}
+
+static void attr(struct w *w, const char *k, const char *v)
+{
+	if (!w->failed && xmlTextWriterWriteAttribute(w->x, BAD_CAST k, BAD_CAST v) < 0)
+		w->failed = true;
+}
+
+static void attrf(struct w *w, const char *k, const char *fmt, ...) _printf_(3, 4);
+static void attrf(struct w *w, const char *k, const char *fmt, ...)
+{
+	struct strbuf sb = STRBUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	strbuf_vaddf(&sb, fmt, ap);
+	va_end(ap);
+	attr(w, k, strbuf_str(&sb));
+	strbuf_release(&sb);
+}
+
+static void text(struct w *w, const char *s)
+{
+	if (!w->failed && xmlTextWriterWriteString(w->x, BAD_CAST s) < 0)
+		w->failed = true;
+}
+
+/* <el>text</el> */
+static void elem(struct w *w, const char *el, const char *s)
+{
+	start(w, el);
+	text(w, s);
+	end(w);
+}
+
+/* <el/> with one attribute */
+static void empty1(struct w *w, const char *el, const char *k, const char *v)
+{
+	start(w, el);
+	attr(w, k, v);
+	end(w);
+}
+
+static void raw(struct w *w, const char *s)
+{
+	if (!w->failed && xmlTextWriterWriteRaw(w->x, BAD_CAST s) < 0)
+		w->failed = true;
+}
+
+char *domain_xml_name(const char *vm_name) { return xasprintf(DOMAIN_PREFIX "%s", vm_name); }
+
+static bool uefi(const struct vm_spec *s)
+{
+	return s->firmware == FIRMWARE_UEFI || s->firmware == FIRMWARE_UEFI_SECURE;
+}
+
+static void write_os(struct w *w, const struct domain_xml_input *in)
+{
+	const struct vm_spec *s = in->spec;
+	bool micro = s->source == SOURCE_TEMPLATE;
+	start(w, "os");
+	start(w, "type");
+	attr(w, "arch", "x86_64");
+	attr(w, "machine", micro ? "microvm" : "q35");
+	text(w, "hvm");
+	end(w);
+	if (micro) {
+		elem(w, "kernel", in->kernel);
+		elem(w, "initrd", in->initrd);
+		elem(w, "cmdline", in->cmdline);
+	} else {
+		if (uefi(s)) {
+			start(w, "loader");
+			attr(w, "readonly", "yes");
+			attr(w, "secure", s->firmware == FIRMWARE_UEFI_SECURE ? "yes" : "no");
+			attr(w, "type", "pflash");
+			text(w, in->fw_code);
+			end(w);
+			start(w, "nvram");
+			if (in->fw_vars)
+				attr(w, "template", in->fw_vars);
+			text(w, in->nvram);
+			end(w);
+		}
+		empty1(w, "boot", "dev", "hd");
+		if (in->smbios_cred)
+			empty1(w, "smbios", "mode", "sysinfo");
+	}
+	end(w);
+}
+
+static void write_features_cpu(struct w *w, const struct domain_xml_input *in)
+{
+	const struct vm_spec *s = in->spec;
+	if (s->source != SOURCE_TEMPLATE) {
+		start(w, "features");
+		start(w, "acpi");
+		end(w);
+		if (s->firmware == FIRMWARE_UEFI_SECURE)
+			empty1(w, "smm", "state", "on");
+		end(w);
+	}
+	start(w, "cpu");
+	if (in->kvm && (!in->cpu || !strncmp(in->cpu, "host", 4))) {
+		attr(w, "mode", "host-passthrough");
+	} else {
+		attr(w, "mode", "custom");
+		attr(w, "match", "exact");
+		start(w, "model");
+		attr(w, "fallback", "forbid");
+		text(w, in->cpu && *in->cpu ? in->cpu : "max");
+		end(w);
+	}
+	end(w);
+	empty1(w, "clock", "offset", "utc");
+	/* like QEMU's -no-reboot: a reset (reboot or micro's panic=-1) ends the VM */
+	elem(w, "on_poweroff", "destroy");
+	elem(w, "on_reboot", "destroy");
+	elem(w, "on_crash", "destroy");
+}
+
+static void write_disk(struct w *w, const char *path, const char *format, const char *dev, bool readonly, bool boot)
+{
+	start(w, "disk");
+	attr(w, "type", "file");
+	attr(w, "device", "disk");
+	start(w, "driver");
+	attr(w, "name", "qemu");
+	attr(w, "type", format);
+	if (!readonly)
+		attr(w, "discard", "unmap");
+	end(w);
+	empty1(w, "source", "file", path);
+	start(w, "target");
+	attr(w, "dev", dev);
+	attr(w, "bus", "virtio");
+	end(w);
+	if (readonly) {
+		start(w, "readonly");
+		end(w);
+	}
+	if (boot)
+		empty1(w, "boot", "order", "1");
+	end(w);
+}
+
+static void write_console(struct w *w, const struct domain_xml_input *in)
+{
+	start(w, "serial");
+	attr(w, "type", "pty");
+	if (in->console_log) {
+		start(w, "log");
+		attr(w, "file", in->console_log);
+		attr(w, "append", "off");
+		end(w);
+	}
+	start(w, "target");
+	attr(w, "type", "isa-serial");
+	attr(w, "port", "0");
+	end(w);
+	end(w);
+	start(w, "console");
+	attr(w, "type", "pty");
+	start(w, "target");
+	attr(w, "type", "serial");
+	attr(w, "port", "0");
+	end(w);
+	end(w);
+}
+
+static void write_agent_channel(struct w *w)
+{
+	start(w, "channel");
+	attr(w, "type", "unix");
+	empty1(w, "source", "mode", "bind");
+	start(w, "target");
+	attr(w, "type", "virtio");
+	attr(w, "name", "org.hutch.agent.0");
+	end(w);
+	end(w);
+}
+
+/* passt: one <portForward> per forward, each host port bound on loopback like QEMU's hostfwd. */
+static int write_passt_interface(struct w *w, const struct vm_spec *s, struct hutch_error *err)
+{
+	start(w, "interface");
+	attr(w, "type", "user");
+	empty1(w, "backend", "type", "passt");
+	for (size_t i = 0; s->forward && s->forward[i]; i++) {
+		struct forward f;
+		if (forward_parse(s->forward[i], &f) < 0)
+			return hutch_error_set(err, EINVAL, "invalid port forward '%s'", s->forward[i]);
+		start(w, "portForward");
+		attr(w, "proto", f.udp ? "udp" : "tcp");
+		attr(w, "address", "127.0.0.1");
+		start(w, "range");
+		attrf(w, "start", "%u", f.host);
+		attrf(w, "to", "%u", f.guest);
+		end(w);
+		end(w);
+	}
+	empty1(w, "model", "type", "virtio");
+	end(w);
+	return 0;
+}
+
+/* Without passt: QEMU's own user networking, passed through on its command line. */
+static int write_qemu_net(struct w *w, const struct domain_xml_input *in, struct hutch_error *err)
+{
+	const struct vm_spec *s = in->spec;
+	struct strbuf nd = STRBUF_INIT;
+	strbuf_adds(&nd, "user,id=hutchnet0");
+	for (size_t i = 0; s->forward && s->forward[i]; i++) {
+		struct forward f;
+		if (forward_parse(s->forward[i], &f) < 0) {
+			strbuf_release(&nd);
+			return hutch_error_set(err, EINVAL, "invalid port forward '%s'", s->forward[i]);
+		}
+		_cleanup_free_ char *rule = forward_rule(&f);
+		strbuf_addf(&nd, ",hostfwd=%s", rule);
+	}
+	const char *args[] = {"-netdev", strbuf_str(&nd), "-device",
+			      s->source == SOURCE_TEMPLATE ? "virtio-net-device,netdev=hutchnet0"
+							   : "virtio-net-pci,netdev=hutchnet0"};
+	if (!w->failed && xmlTextWriterStartElementNS(w->x, BAD_CAST "qemu", BAD_CAST "commandline", NULL) < 0)
+		w->failed = true;
+	for (size_t i = 0; i < ARRAY_SIZE(args); i++) {
+		if (!w->failed && xmlTextWriterStartElementNS(w->x, BAD_CAST "qemu", BAD_CAST "arg", NULL) < 0)
+			w->failed = true;
+		attr(w, "value", args[i]);
+		end(w);
+	}
+	end(w);
+	strbuf_release(&nd);
+	return 0;
+}
+
+static void write_snippets(struct w *w, char *const *snippets, bool devices)
+{
+	for (size_t i = 0; snippets && snippets[i]; i++) {
+		bool dev = false;
+		if (domain_xml_check_snippet(snippets[i], &dev, NULL) < 0 || dev != devices)
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = !strcmp(snippets[i], snippets[j]);
+		if (!dup)
+			raw(w, snippets[i]);
+	}
+}
+
+static int write_devices(struct w *w, const struct domain_xml_input *in, struct hutch_error *err)
+{
+	const struct vm_spec *s = in->spec;
+	bool micro = s->source == SOURCE_TEMPLATE;
+	start(w, "devices");
+	if (in->emulator)
+		elem(w, "emulator", in->emulator);
+	if (!micro) {
+		write_disk(w, in->disk, "qcow2", "vda", false, true);
+		if (in->seed)
+			/* virtio, not a CD-ROM: cloud kernels have no AHCI (as the qemu backend) */
+			write_disk(w, in->seed, "raw", "vdb", true, false);
+	}
+	if (s->net_mode == NET_USER && in->passt) {
+		int r = write_passt_interface(w, s, err);
+		if (r < 0)
+			return r;
+	}
+	write_console(w, in);
+	write_agent_channel(w);
+	if (in->tpm && !micro) {
+		start(w, "tpm");
+		attr(w, "model", "tpm-crb");
+		start(w, "backend");
+		attr(w, "type", "emulator");
+		attr(w, "version", "2.0");
+		end(w);
+		end(w);
+	}
+	empty1(w, "memballoon", "model", "virtio");
+	start(w, "rng");
+	attr(w, "model", "virtio");
+	empty1(w, "backend", "model", "random");
+	end(w);
+	write_snippets(w, in->snippets, true);
+	end(w);
+	return 0;
+}
+
+static void write_metadata(struct w *w, const struct domain_xml_input *in)
+{
+	start(w, "metadata");
+	if (!w->failed &&
+	    xmlTextWriterStartElementNS(w->x, BAD_CAST DOMAIN_XML_NS_PREFIX, BAD_CAST "vm", BAD_CAST DOMAIN_XML_NS) < 0)
+		w->failed = true;
+	attr(w, "name", in->vm_name);
+	end(w);
+	end(w);
+}
+
+static void write_sysinfo(struct w *w, const struct domain_xml_input *in)
+{
+	if (!in->smbios_cred || in->spec->source == SOURCE_TEMPLATE)
+		return;
+	start(w, "sysinfo");
+	attr(w, "type", "smbios");
+	start(w, "oemStrings");
+	elem(w, "entry", in->smbios_cred);
+	end(w);
+	end(w);
+}
+
+int domain_xml_render(const struct domain_xml_input *in, char **ret, struct hutch_error *err)
+{
+	int r = lazy_xml_load(err);
+	if (r < 0)
+		return r;
+	const struct vm_spec *s = in->spec;
+	bool micro = s->source == SOURCE_TEMPLATE;
+	if (micro && (!in->kernel || !in->initrd || !in->cmdline))
+		return hutch_error_set(err, EINVAL, "micro VM '%s' has no kernel or initramfs", in->vm_name);
+	if (!micro && !in->disk)
+		return hutch_error_set(err, EINVAL, "VM '%s' has no disk", in->vm_name);
+	if (!micro && uefi(s) && (!in->fw_code || !in->nvram))
+		return hutch_error_set(err, EINVAL, "UEFI VM '%s' has no firmware or NVRAM", in->vm_name);
+	bool qemu_net = s->net_mode == NET_USER && !in->passt;
+
+	xmlBufferPtr buf = xmlBufferCreate();
+	xmlTextWriterPtr x = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
+	if (!x) {
+		if (buf)
+			xmlBufferFree(buf);
+		return hutch_error_set(err, ENOMEM, "cannot make an XML writer");
+	}
+	struct w w = {.x = x};
+	xmlTextWriterSetIndent(x, 1);
+	xmlTextWriterSetIndentString(x, BAD_CAST "  ");
+	start(&w, "domain");
+	attr(&w, "type", in->kvm ? "kvm" : "qemu");
+	if (qemu_net)
+		attr(&w, "xmlns:qemu", QEMU_NS);
+	elem(&w, "name", in->domain);
+	write_metadata(&w, in);
+	start(&w, "memory");
+	attr(&w, "unit", "MiB");
+	_cleanup_free_ char *mem = xasprintf("%llu", (unsigned long long)(s->memory / (1024 * 1024)));
+	text(&w, mem);
+	end(&w);
+	_cleanup_free_ char *cpus = xasprintf("%u", s->cpus ? s->cpus : 1);
+	elem(&w, "vcpu", cpus);
+	write_sysinfo(&w, in);
+	write_os(&w, in);
+	write_features_cpu(&w, in);
+	r = write_devices(&w, in, err);
+	if (r == 0 && qemu_net)
+		r = write_qemu_net(&w, in, err);
+	if (r == 0)
+		write_snippets(&w, in->snippets, false);
+	end(&w); /* domain */
+	if (r == 0 && !w.failed && xmlTextWriterEndDocument(x) < 0)
+		w.failed = true;
+	xmlFreeTextWriter(x); /* flushes into buf */
+	if (r == 0 && w.failed)
+		r = hutch_error_set(err, EIO, "cannot write the domain XML of '%s'", in->vm_name);
+	if (r == 0) {
+		const char *out = (const char *)xmlBufferContent(buf);
+		*ret = xasprintf("%s%s", out, *out && out[strlen(out) - 1] == '\n' ? "" : "\n");
+	}
+	xmlBufferFree(buf);
+	return r;
+}
+
+/* libvirt's device elements (domaincommon.rng, <devices>); everything else is domain-level. */
+static const char *const device_elements[] = {
+	"disk",	    "controller",  "lease",    "filesystem", "interface",  "input",   "sound",	   "hostdev",
+	"graphics", "video",	   "console",  "serial",     "parallel",   "channel", "smartcard", "hub",
+	"redirdev", "redirfilter", "rng",      "tpm",	     "memballoon", "panic",   "shmem",	   "memory",
+	"iommu",    "vsock",	   "watchdog", "crypto",     "audio",
+};
+
+int domain_xml_check_snippet(const char *xml, bool *ret_device, struct hutch_error *err)
+{
+	int r = lazy_xml_load(err);
+	if (r < 0)
+		return r;
+	size_t len = strlen(xml);
+	if (len == 0 || len > 64 * 1024)
+		return hutch_error_set(err, EINVAL, len ? "longer than 64 KiB" : "empty");
+	xmlDocPtr doc = xmlReadMemory(xml, (int)len, "snippet.xml", NULL,
+				      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc) {
+		const xmlError *e = xmlGetLastError();
+		_cleanup_free_ char *why = xstrdup(e && e->message ? e->message : "not well-formed XML");
+		why[strcspn(why, "\n")] = 0;
+		return hutch_error_set(err, EINVAL, "not well-formed XML: %s", why);
+	}
+	xmlNodePtr root = xmlDocGetRootElement(doc);
+	bool dev = false;
+	for (size_t i = 0; root && i < ARRAY_SIZE(device_elements); i++)
+		dev = dev || !strcmp((const char *)root->name, device_elements[i]);
+	bool is_domain = root && !strcmp((const char *)root->name, "domain");
+	xmlFreeDoc(doc);
+	if (is_domain)
+		return hutch_error_set(err, EINVAL, "a whole <domain> is not a snippet");
+	if (ret_device)
+		*ret_device = dev;
+	return 0;
+}
+#endif
