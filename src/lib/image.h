@@ -1,6 +1,7 @@
 /* Cloud images: checksum specs and sums files, a verified download cache under
  * cache/images/<sha256(url)>/{image,digest,url,image.part,lock,by-digest/}, and qcow2 overlays on a
- * cached base.
+ * cached base. Three rooms: image_fetch.c (checksums, sums files, catalog, HTTP download),
+ * image_cache.c (the verified cache: ls, rm, prune) and disk.c (overlays with qemu-img).
  * Nothing here prints: progress goes through a callback the caller passes in. */
 #pragma once
 #include <signal.h>
