@@ -5,6 +5,7 @@
 #include "client.h"
 #include "config.h"
 #include "monitor.h"
+#include "netvm.h"
 #include "qemu.h"
 #include "ready.h"
 #include "seed.h"
@@ -221,6 +222,10 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 		if (r < 0)
 			goto fail;
 	}
+	ret->net = xcalloc(1, sizeof(*ret->net));
+	r = net_plan_make(vm->store, vm->spec, ret->net, err);
+	if (r < 0)
+		goto fail;
 	struct qemu_config c = {
 		.name = vm->name,
 		.spec = vm->spec,
@@ -235,6 +240,7 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 		.nvram = ret->nvram,
 		.smbios_cred = ret->smbios,
 		.accel = ret->accel,
+		.net = ret->net,
 	};
 	tpm_sock = vm->spec->tpm ? xasprintf("%s/swtpm.sock", ret->run_dir) : NULL;
 	c.tpm_sock = tpm_sock;
@@ -261,6 +267,9 @@ void qemu_plan_release(struct qemu_plan *p)
 	free(p->vm_dir);
 	free(p->run_dir);
 	free(p->accel);
+	if (p->net)
+		net_plan_release(p->net);
+	free(p->net);
 	strv_free(p->argv);
 	memset(p, 0, sizeof(*p));
 }

@@ -1,6 +1,7 @@
 /* config.yml, read with the same YAML tree and typed getters as specs. */
 #include "config.h"
 
+#include "netvm.h"
 #include "ytree.h"
 
 #include <string.h>
@@ -39,16 +40,40 @@ static int cfg_libvirt(struct ytree_ctx *c, void *obj, const struct ynode *v, co
 	return ytree_parse_fields(c, v, path, libvirt_fields, ARRAY_SIZE(libvirt_fields), obj);
 }
 
+static int cfg_netvm_range(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	int r = ytree_want_scalar(c, v, path, "A.B.C.D/N");
+	if (r < 0)
+		return r;
+	uint32_t addr;
+	unsigned prefix;
+	if (net_parse_cidr(v->str, &addr, &prefix) < 0 || prefix < 8 || prefix > 30 ||
+	    (prefix && (addr & ((1u << (32 - prefix)) - 1)))) {
+		_cleanup_free_ char *q = ytree_quote(v->str);
+		return ytree_error(c, v, path, "expected an IPv4 network from /8 to /30 like 10.200.0.0/16, got '%s'",
+				   q);
+	}
+	return ytree_str(c, v, path, false, &((struct hutch_config *)obj)->netvm_range);
+}
+
+static int cfg_auto_forward_max(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_ll(c, v, path, 1, 1024, &((struct hutch_config *)obj)->auto_forward_max);
+}
+
 static const struct ytree_field config_fields[] = {
 	{"accel", cfg_accel},
 	{"backend", cfg_backend},
 	{"libvirt", cfg_libvirt},
+	{"netvm_range", cfg_netvm_range},
+	{"auto_forward_max", cfg_auto_forward_max},
 };
 
 void config_release(struct hutch_config *c)
 {
 	free(c->backend);
 	free(c->libvirt_uri);
+	free(c->netvm_range);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -11,6 +11,8 @@ struct hutch_config {
 	enum accel_mode accel; /* accel: auto | kvm | tcg */
 	char *backend;	       /* backend: qemu | libvirt */
 	char *libvirt_uri;     /* libvirt: {uri: ...} */
+	char *netvm_range;     /* netvm_range: A.B.C.D/N, NULL = NETVM_RANGE_DEFAULT (netvm.h) */
+	long long auto_forward_max; /* auto_forward_max: forwards per VM from auto_forward, 0 = default */
 };
 /* Parse a buffer (FILENAME for messages). An empty document is all defaults. */
 int config_parse_buffer(const char *buf, size_t len, const char *filename, struct hutch_config *ret,

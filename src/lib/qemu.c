@@ -1,5 +1,6 @@
 #include "qemu.h"
 
+#include "netvm.h"
 #include "unixsock.h"
 
 #include <arpa/inet.h>
@@ -146,6 +147,9 @@ char *qemu_micro_cmdline(const struct qemu_config *c)
 	if (!c->accel->kvm && c->accel->tsc_khz)
 		strbuf_addf(&sb, " tsc_early_khz=%llu lpj=%llu", (unsigned long long)c->accel->tsc_khz,
 			    (unsigned long long)(c->accel->tsc_khz * 1000 / GUEST_HZ));
+	_cleanup_free_ char *net = c->net ? net_cmdline(c->spec, c->net) : NULL;
+	if (net)
+		strbuf_adds(&sb, net);
 	if (c->spec->cmdline && *c->spec->cmdline)
 		strbuf_addf(&sb, " %s", c->spec->cmdline);
 	return strbuf_detach(&sb, NULL);
@@ -295,6 +299,8 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 		ARG("-device");
 		ARG("virtio-net-%s,netdev=net0", bus);
 	}
+	if (c->net)
+		argv = net_qemu_args(argv, c->net, bus);
 	ARG("-device");
 	ARG("virtio-balloon-%s,id=balloon0", bus);
 	ARG("-device");

@@ -5,6 +5,8 @@
 #include "spec.h"
 #include "util.h"
 
+struct net_plan;
+
 /* The monitor hands QEMU its listening sockets on fixed descriptors, so argv is deterministic. */
 #define QEMU_FD_QMP 3
 #define QEMU_FD_AGENT 4
@@ -26,6 +28,7 @@ struct qemu_config {
 	const char *tpm_sock;	 /* tpm: swtpm's control socket */
 	const char *smbios_cred; /* SMBIOS type 11 value, e.g. io.systemd.credential.binary:... */
 	const struct accel_info *accel;
+	const struct net_plan *net; /* netvm.h: links to a netvm and (is_netvm) from clients; may be NULL */
 };
 
 /* OVMF code and variable-store template for a firmware kind. -ENOENT names the ovmf package.

@@ -200,14 +200,16 @@ static int vm_color(struct ytree_ctx *c, void *obj, const struct ynode *v, const
 static int net_mode(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
-	int r = ytree_want_scalar(c, v, path, "user, none or netvm:NAME");
+	int r = ytree_want_scalar(c, v, path, "user, none or netvm");
 	if (r < 0)
 		return r;
 	if (!strcmp(v->str, "user")) {
 		s->net_mode = NET_USER;
 	} else if (!strcmp(v->str, "none")) {
 		s->net_mode = NET_NONE;
-	} else if (!strncmp(v->str, "netvm:", 6)) {
+	} else if (!strcmp(v->str, "netvm")) {
+		s->net_mode = NET_NETVM;
+	} else if (!strncmp(v->str, "netvm:", 6)) { /* the older spelling of {mode: netvm, netvm: NAME} */
 		if (!spec_valid_name(v->str + 6)) {
 			_cleanup_free_ char *q = ytree_quote(v->str + 6);
 			return ytree_error(c, v, path, "invalid netvm name '%s'", q);
@@ -216,8 +218,55 @@ static int net_mode(struct ytree_ctx *c, void *obj, const struct ynode *v, const
 		free(s->netvm);
 		s->netvm = xstrdup(v->str + 6);
 	} else {
-		return ytree_type_error(c, v, path, "user, none or netvm:NAME");
+		return ytree_type_error(c, v, path, "user, none or netvm");
 	}
+	return 0;
+}
+
+static int net_netvm(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	struct vm_spec *s = obj;
+	int r = ytree_str(c, v, path, false, &s->netvm);
+	if (r < 0)
+		return r;
+	if (!spec_valid_name(s->netvm)) {
+		_cleanup_free_ char *q = ytree_quote(s->netvm);
+		return ytree_error(c, v, path, "invalid netvm name '%s'", q);
+	}
+	return 0;
+}
+
+static int net_is_netvm(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->is_netvm);
+}
+
+static int net_auto_forward(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->auto_forward);
+}
+
+/* A.B.C.D/31 whose address is the even one: the client gets it, the netvm the next. */
+static int net_subnet(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	int r = ytree_want_scalar(c, v, path, "A.B.C.D/31");
+	if (r < 0)
+		return r;
+	unsigned a, b, d, e, prefix;
+	char tail;
+	if (sscanf(v->str, "%3u.%3u.%3u.%3u/%2u%c", &a, &b, &d, &e, &prefix, &tail) != 5 || a > 255 || b > 255 ||
+	    d > 255 || e > 255 || strspn(v->str, "0123456789./") != strlen(v->str)) {
+		_cleanup_free_ char *q = ytree_quote(v->str);
+		return ytree_error(c, v, path, "expected an IPv4 /31 like 10.200.5.2/31, got '%s'", q);
+	}
+	if (prefix != 31)
+		return ytree_error(c, v, path, "must be a /31 (a link has two addresses), got /%u", prefix);
+	if (e & 1)
+		return ytree_error(c, v, path, "%u.%u.%u.%u is the odd address of its /31: write %u.%u.%u.%u/31", a, b,
+				   d, e, a, b, d, e - 1);
+	if ((a | b | d | e) == 0)
+		return ytree_error(c, v, path, "0.0.0.0/31 is not a usable link");
+	((struct vm_spec *)obj)->netvm_subnet = (uint32_t)a << 24 | (uint32_t)b << 16 | (uint32_t)d << 8 | e;
 	return 0;
 }
 
@@ -259,13 +308,34 @@ static int net_forward(struct ytree_ctx *c, void *obj, const struct ynode *v, co
 }
 
 static const struct ytree_field network_fields[] = {
-	{"mode", net_mode},
-	{"forward", net_forward},
+	{"mode", net_mode},	      {"netvm", net_netvm},		{"is_netvm", net_is_netvm},
+	{"netvm_subnet", net_subnet}, {"auto_forward", net_auto_forward}, {"forward", net_forward},
 };
 
 static int vm_network(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
-	return ytree_parse_fields(c, v, path, network_fields, ARRAY_SIZE(network_fields), obj);
+	struct vm_spec *s = obj;
+	bool had_mode = ytree_map_get(v, "mode") != NULL;
+	int r = ytree_parse_fields(c, v, path, network_fields, ARRAY_SIZE(network_fields), obj);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *mp = ytree_path_join(path, "mode"), *np = ytree_path_join(path, "netvm");
+	if (s->netvm && !had_mode)
+		s->net_mode = NET_NETVM; /* netvm: NAME alone says mode: netvm */
+	if (s->net_mode == NET_NETVM && !s->netvm)
+		return ytree_error(c, v, mp, "mode netvm needs netvm: NAME");
+	if (s->net_mode != NET_NETVM && s->netvm)
+		return ytree_error(c, ytree_map_get(v, "netvm"), np, "netvm: is only for mode: netvm");
+	if (s->netvm_subnet && s->net_mode != NET_NETVM) {
+		_cleanup_free_ char *sp = ytree_path_join(path, "netvm_subnet");
+		return ytree_error(c, ytree_map_get(v, "netvm_subnet"), sp, "netvm_subnet is only for mode: netvm");
+	}
+	if (s->auto_forward && s->net_mode != NET_USER) {
+		_cleanup_free_ char *ap = ytree_path_join(path, "auto_forward");
+		return ytree_error(c, ytree_map_get(v, "auto_forward"), ap,
+				   "auto_forward needs mode: user (forwards go through QEMU's user-mode network)");
+	}
+	return 0;
 }
 
 /* ssh */
@@ -776,18 +846,18 @@ static void render_source(struct strbuf *sb, const struct vm_spec *s)
 
 static void render_network(struct strbuf *sb, const struct vm_spec *s)
 {
-	if (s->net_mode == NET_USER && (!s->forward || !s->forward[0]))
+	if (s->net_mode == NET_USER && (!s->forward || !s->forward[0]) && !s->is_netvm && !s->auto_forward)
 		return;
 	strbuf_adds(sb, "  network:\n    mode: ");
-	if (s->net_mode == NET_NONE) {
-		render_quoted(sb, "none");
-	} else if (s->net_mode == NET_NETVM) {
-		_cleanup_free_ char *m = xasprintf("netvm:%s", s->netvm ? s->netvm : "");
-		render_quoted(sb, m);
-	} else {
-		render_quoted(sb, "user");
-	}
+	render_quoted(sb, s->net_mode == NET_NONE ? "none" : s->net_mode == NET_NETVM ? "netvm" : "user");
 	strbuf_addch(sb, '\n');
+	if (s->net_mode == NET_NETVM)
+		render_str(sb, 4, "netvm", s->netvm ? s->netvm : "");
+	render_true(sb, 4, "is_netvm", s->is_netvm);
+	if (s->netvm_subnet)
+		strbuf_addf(sb, "    netvm_subnet: %u.%u.%u.%u/31\n", s->netvm_subnet >> 24, (s->netvm_subnet >> 16) & 255,
+			    (s->netvm_subnet >> 8) & 255, s->netvm_subnet & 255);
+	render_true(sb, 4, "auto_forward", s->auto_forward);
 	render_strv(sb, 4, "forward", s->forward);
 }
 
@@ -881,6 +951,7 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk ||
 	    a->firmware != b->firmware || a->tpm != b->tpm || a->accel != b->accel || !str_eq(a->backend, b->backend) ||
 	    !str_eq(a->uri, b->uri) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
+	    a->is_netvm != b->is_netvm || a->netvm_subnet != b->netvm_subnet || a->auto_forward != b->auto_forward ||
 	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
 	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||
 	    !strv_eq(a->ci_runcmd, b->ci_runcmd) || a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s ||

@@ -38,8 +38,11 @@ struct vm_spec {
 	char *uri;	       /* libvirt URI */
 
 	enum net_mode net_mode;
-	char *netvm;	/* network: netvm:NAME */
+	char *netvm;	/* network: {mode: netvm, netvm: NAME} (or the older mode: netvm:NAME) */
 	char **forward; /* strv, "8080:80", "5353:53/udp" */
+	bool is_netvm;	       /* network.is_netvm: routes for its clients (netvm.h) */
+	uint32_t netvm_subnet; /* network.netvm_subnet: the pinned /31 (host order, even), 0 = hashed */
+	bool auto_forward;     /* network.auto_forward: the guest's TCP listeners get host forwards */
 
 	char *ssh_user;
 	char *ssh_key; /* auto | generate | none | /path.pub */

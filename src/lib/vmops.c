@@ -4,6 +4,7 @@
 #include "client.h"
 #include "image.h"
 #include "lazylib.h"
+#include "netvm.h"
 #include "qemu.h"
 #include "seed.h"
 
@@ -267,6 +268,9 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		return r;
 	if (store_vm_exists(st, name))
 		return hutch_error_set(err, EEXIST, "already exists (destroy it first, or use -i INSTANCE)");
+	r = net_check_create(st, spec, err);
+	if (r < 0)
+		return r;
 	_cleanup_free_ char *dir = store_vm_dir(st, name);
 	r = mkdir_p(dir, 0700);
 	if (r < 0)
@@ -311,7 +315,9 @@ int vm_start(struct store *st, const char *name, const struct start_opts *o, str
 	if (r < 0)
 		return r;
 	const struct backend_ops *b = backend_for(vm.spec, err);
-	r = b ? b->start(&vm, o, ret, err) : -ENOTSUP;
+	r = b ? net_start_netvm(st, vm.spec, o, err) : -ENOTSUP;
+	if (r == 0)
+		r = b->start(&vm, o, ret, err);
 	vm_release(&vm);
 	return r;
 }

@@ -262,7 +262,7 @@ static void test_error_messages(void **state)
 		{"a:\n  color: {r: 1}\n", "hutch.yml:2: color: expected a string, got a mapping"},
 		{"a:\n  network: user\n", "hutch.yml:2: network: expected a mapping, got 'user'"},
 		{"a:\n  network:\n    mode: bridge\n",
-		 "hutch.yml:3: network.mode: expected user, none or netvm:NAME, got 'bridge'"},
+		 "hutch.yml:3: network.mode: expected user, none or netvm, got 'bridge'"},
 		{"a:\n  network: {mode: 'netvm:Bad'}\n", "hutch.yml:2: network.mode: invalid netvm name 'Bad'"},
 		{"a:\n  network: {mode: 'netvm:'}\n", "hutch.yml:2: network.mode: invalid netvm name ''"},
 		{"a:\n  network: {mod: user}\n", "hutch.yml:2: network.mod: unknown key"},
