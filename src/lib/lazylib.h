@@ -28,6 +28,15 @@ void lazy_archive_preload_join(void);
 #ifdef ARCHIVE_VERSION_NUMBER
 #define LAZY_ARCHIVE_FUNCS(X)                    \
 	X(archive_entry_copy_pathname)           \
+	X(archive_entry_gid)                     \
+	X(archive_entry_mode)                    \
+	X(archive_entry_mtime)                   \
+	X(archive_entry_rdevmajor)               \
+	X(archive_entry_rdevminor)               \
+	X(archive_entry_size)                    \
+	X(archive_entry_size_is_set)             \
+	X(archive_entry_symlink)                 \
+	X(archive_entry_uid)                     \
 	X(archive_entry_copy_stat)               \
 	X(archive_entry_copy_symlink)            \
 	X(archive_entry_filetype)                \
@@ -85,6 +94,15 @@ struct lazy_archive_table {
 const struct lazy_archive_table *lazy_archive(void); /* loaded, or exit 127 */
 #ifndef LAZY_IMPL
 #define archive_entry_copy_pathname (*lazy_archive()->archive_entry_copy_pathname)
+#define archive_entry_gid (*lazy_archive()->archive_entry_gid)
+#define archive_entry_mode (*lazy_archive()->archive_entry_mode)
+#define archive_entry_mtime (*lazy_archive()->archive_entry_mtime)
+#define archive_entry_rdevmajor (*lazy_archive()->archive_entry_rdevmajor)
+#define archive_entry_rdevminor (*lazy_archive()->archive_entry_rdevminor)
+#define archive_entry_size (*lazy_archive()->archive_entry_size)
+#define archive_entry_size_is_set (*lazy_archive()->archive_entry_size_is_set)
+#define archive_entry_symlink (*lazy_archive()->archive_entry_symlink)
+#define archive_entry_uid (*lazy_archive()->archive_entry_uid)
 #define archive_entry_copy_stat (*lazy_archive()->archive_entry_copy_stat)
 #define archive_entry_copy_symlink (*lazy_archive()->archive_entry_copy_symlink)
 #define archive_entry_filetype (*lazy_archive()->archive_entry_filetype)

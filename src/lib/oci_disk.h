@@ -1,0 +1,26 @@
+/* Disks from container images: the image's root filesystem as an ext4 image, built without root
+ * and cached by manifest digest under cache/oci/<hex>/ (rootfs.img, config.json, and for a bootc
+ * image its kernel and initramfs), so two VMs of one image unpack it once. */
+#pragma once
+#include "store.h"
+#include "util.h"
+
+struct oci_disk {
+	char *key;	       /* "sha256:HEX": the manifest digest (docker-archive: of config and layers) */
+	char *dir;	       /* cache/oci/<HEX> */
+	char *rootfs;	       /* dir/rootfs.img: raw ext4, the base of every VM's overlay */
+	char *config;	       /* dir/config.json: the image config, verified */
+	char *kernel, *initrd; /* bootc: dir/vmlinuz and dir/initrd.img; NULL for a plain image */
+	uint64_t size;	       /* bytes of rootfs.img */
+	bool built;	       /* this call built it (false: it was cached) */
+};
+void oci_disk_release(struct oci_disk *d);
+
+/* Make sure the root filesystem of image REF (oci.h's references) is in the cache. A failure
+ * leaves nothing behind in the cache. */
+int oci_disk_ensure(const struct store *st, const char *ref, struct oci_disk *ret, struct hutch_error *err);
+
+/* The debugfs commands that give the files of ROOT_DIR's tree the image's ownership, modes and
+ * times, and make its device nodes; exposed for tests. */
+struct oci_tree;
+char *oci_disk_fixup_script(const struct oci_tree *t);
