@@ -31,6 +31,7 @@ static int run_accel(struct cmd_ctx *c, void *opts, const struct opt *o, const c
 
 const struct opt cmd_run_opts[] = {
 	OPT_BOOL(0, "rm", struct exec_cli, rm, "in a fresh instance, removed when the program ends"),
+	OPT_BOOL(0, "cold", struct exec_cli, cold, "with --rm: boot, even when a warm template could be restored"),
 	OPT_CALLBACK(0, "accel", "MODE", run_accel, "auto, kvm or tcg for the VM run creates",
 		     .complete = "auto kvm tcg"),
 	EXEC_OPTS,

@@ -3,6 +3,7 @@
 #include "failed.h"
 #include "session.h"
 #include "vmops.h"
+#include "warm.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -35,6 +36,18 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 	_cleanup_free_ char *warn = start_accel_warning(&res);
 	if (warn)
 		log_warn("%s", warn);
+	struct warm_status ws;
+	if (ephemeral && warm_status(&c->store, name, &ws) == 0) {
+		if (ws.warning[0])
+			log_warn("%s", ws.warning);
+		if (ws.made_ms)
+			log_info("made warm template %s in %.2f s", ws.restored_from, (double)ws.made_ms / 1000.0);
+		if (ws.restored_from[0]) {
+			log_info("restored from template %s in %llu ms", ws.restored_from,
+				 (unsigned long long)ws.restore_ms);
+			return 0;
+		}
+	}
 	log_info("started %s in %.2f s", name, (double)res.boot_ms / 1000.0);
 	return 0;
 }
@@ -64,7 +77,12 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			co.template = "micro";
 		if (vm_create(&c->store, &co, &name, &c->err) < 0)
 			goto out;
+		/* a clone of the warm template of that spec, made on first use (warm.h) */
+		if (!e->cold)
+			warm_mark_instance(&c->store, name, base, NULL); /* unmarked, it boots cold */
 	} else {
+		if (e->cold)
+			return cmd_usage(c, "--cold applies to run --rm");
 		name = xstrdup(base);
 		if (store_vm_exists(&c->store, name) && e->accel != ACCEL_UNSET)
 			return cmd_usage(c,

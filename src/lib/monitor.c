@@ -7,6 +7,7 @@
 #include "monitor.h"
 #include "failed.h"
 #include "unixsock.h"
+#include "warm.h"
 
 #include "proto.h"
 #include "qemu.h"
@@ -113,6 +114,7 @@ struct mon {
 	bool run_client_seen;
 	pid_t swtpm_pid;
 	char **forwards; /* active port forwards, as "HOST:GUEST/proto" */
+	struct warm_clone *warm; /* a clone of a warm template (warm.h), or NULL */
 };
 
 static void mon_log(struct mon *m, const char *fmt, ...) _printf_(2, 3);
@@ -415,6 +417,7 @@ static void notify_ready(struct mon *m)
 	json_object_object_add(o, "kvm", json_object_new_boolean(m->plan.accel->kvm));
 	json_object_object_add(o, "accel_why", json_object_new_string(m->plan.accel->why));
 	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
+	warm_clone_json(m->warm, m->t_hello - m->t_spawn, o);
 	notify(m, o);
 }
 
@@ -667,6 +670,17 @@ static void agent_broken(struct mon *m, const char *why)
 	}
 }
 
+/* A clone wakes up as its template: a fresh RNG, clock, hostname and machine-id before anything
+ * runs (frames reach the agent in order). */
+static void clone_identity(struct mon *m)
+{
+	struct proto_buf b = {0};
+	warm_identity_encode(&b, m->name);
+	agent_send(m, MSG_IDENTITY, 0, b.data, b.len);
+	memset(b.data, 0, b.len);
+	proto_buf_free(&b);
+}
+
 static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 {
 	m->agent_heard = now_ms();
@@ -693,14 +707,18 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 		m->query_at = 0;
 		m->ping_sent = 0;
 		agent_set_state(m, AGENT_READY, m->t_hello ? "a new agent said HELLO" : "said HELLO");
-		if (!m->t_hello) {
+		bool first = !m->t_hello;
+		if (first) {
 			m->t_hello = now_ms();
 			m->last_activity = m->t_hello; /* the idle clock starts when the guest is up */
 			mon_log(m, "agent ready (kernel %s) after %llu ms", m->kernel_release,
 				(unsigned long long)(m->t_hello - m->t_start));
 			notify_ready(m);
 		}
-		return agent_hello_ack(m, 0);
+		agent_hello_ack(m, 0);
+		if (first && warm_clone_restored(m->warm))
+			clone_identity(m);
+		return;
 	}
 	if (m->agent_state == AGENT_UNRESPONSIVE) {
 		m->ping_sent = 0;
@@ -806,6 +824,7 @@ static json_object *status_json(struct mon *m)
 	json_object_object_add(o, "sessions", json_object_new_int(count_sessions(m)));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
 	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
+	warm_clone_json(m->warm, m->t_hello ? m->t_hello - m->t_spawn : 0, o);
 	return o;
 }
 
@@ -1471,6 +1490,34 @@ static void auto_ssh_forward(struct mon *m)
 	mon_log(m, "ssh is forwarded from 127.0.0.1:%u", f.host);
 }
 
+/* A clone restores its template's state (warm.h); when that fails it boots cold on a fresh QEMU. */
+static int spawn_qemu_or_clone(struct mon *m, struct hutch_error *err)
+{
+	int r = spawn_qemu(m, err);
+	if (!warm_clone_pending(m->warm))
+		return r;
+	if (warm_clone_restore(m->warm, r == 0 ? m->qmp : NULL, &m->plan, err) == 0) {
+		mon_log(m, "restored from warm template in %llu ms", (unsigned long long)(now_ms() - m->t_spawn));
+		/* its agent was answered by the template's monitor: ask it to say HELLO to us */
+		m->query_at = now_ms();
+		agent_hello_ack(m, PROTO_HELLO_QUERY);
+		return 0;
+	}
+	mon_log(m, "%s", warm_clone_warning(m->warm));
+	hutch_error_clear(err);
+	if (m->qemu_pid > 0) {
+		kill(m->qemu_pid, SIGKILL);
+		waitpid(m->qemu_pid, NULL, 0);
+		m->qemu_pid = 0;
+	}
+	qmp_close(m->qmp);
+	m->qmp = NULL;
+	if (m->agent_fd >= 0)
+		close(m->agent_fd);
+	m->agent_fd = -1;
+	return spawn_qemu(m, err);
+}
+
 static int setup(struct mon *m, struct hutch_error *err)
 {
 	int r = vm_load(m->st, m->name, &m->vm, err);
@@ -1493,6 +1540,11 @@ static int setup(struct mon *m, struct hutch_error *err)
 	r = qemu_plan_make(&m->vm, PLAN_MONITOR, &m->plan, err);
 	if (r < 0)
 		return r;
+	_cleanup_free_ char *warm_log = NULL;
+	warm_clone_setup(m->st, m->name, m->vm.spec, &m->plan, m->a->boot_timeout_ms ? m->a->boot_timeout_ms : 120000,
+			 &m->warm, &warm_log);
+	if (warm_log)
+		mon_log(m, "%s", warm_log);
 	m->vm_dir = xstrdup(m->plan.vm_dir);
 	m->run_dir = xstrdup(m->plan.run_dir);
 	_cleanup_free_ char *mon_path = xasprintf("%s/monitor.sock", m->run_dir);
@@ -1506,7 +1558,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 			return r;
 	}
 	m->t_spawn = now_ms();
-	r = spawn_qemu(m, err);
+	r = spawn_qemu_or_clone(m, err);
 	if (r < 0)
 		return r;
 	if (!m->plan.accel->kvm)
@@ -1589,6 +1641,7 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 	qemu_plan_release(&m.plan);
 	vm_release(&m.vm);
 	strv_free(m.forwards);
+	warm_clone_free(m.warm);
 	free(m.name);
 	free(m.vm_dir);
 	free(m.run_dir);

@@ -379,6 +379,50 @@ int proto_decode_exit(const struct proto_frame *f, struct proto_exit *ret)
 	return 0;
 }
 
+void proto_encode_identity(struct proto_buf *b, uint64_t realtime_ns, const char *hostname, const char *machine_id,
+			   const void *entropy, size_t entropy_len)
+{
+	proto_put_u64(b, realtime_ns);
+	proto_put_str(b, hostname);
+	proto_put_str(b, machine_id);
+	proto_put_u32(b, (uint32_t)entropy_len);
+	proto_put_bytes(b, entropy, entropy_len);
+}
+
+int proto_decode_identity(const struct proto_frame *f, struct proto_identity *ret)
+{
+	struct proto_cursor c;
+	proto_cursor_init(&c, f->payload, f->len);
+	memset(ret, 0, sizeof(*ret));
+	ret->realtime_ns = proto_get_u64(&c);
+	ret->hostname = proto_get_str(&c, 64);
+	ret->machine_id = proto_get_str(&c, 32);
+	uint32_t n = proto_get_u32(&c);
+	if (c.ok && (n > PROTO_IDENTITY_ENTROPY_MAX || n != c.left))
+		c.ok = false;
+	bool hex =
+		ret->machine_id && strlen(ret->machine_id) == 32 && strspn(ret->machine_id, "0123456789abcdef") == 32;
+	if (c.ok && n) {
+		ret->entropy = malloc(n);
+		if (ret->entropy)
+			memcpy(ret->entropy, c.p, n);
+		ret->entropy_len = ret->entropy ? n : 0;
+	}
+	if (!c.ok || !hex || !ret->hostname || !*ret->hostname || (n && !ret->entropy)) {
+		proto_identity_free(ret);
+		return -1;
+	}
+	return 0;
+}
+
+void proto_identity_free(struct proto_identity *id)
+{
+	free(id->hostname);
+	free(id->machine_id);
+	free(id->entropy);
+	memset(id, 0, sizeof(*id));
+}
+
 int proto_decode_u32(const struct proto_frame *f, uint32_t *ret)
 {
 	struct proto_cursor c;
@@ -406,7 +450,7 @@ const char *proto_type_name(uint8_t type)
 {
 	static const char *const names[] = {
 		"?",	  "HELLO", "EXEC", "STDIN",    "STDIN_EOF", "STDOUT", "STDERR",	  "EXIT",  "SIGNAL", "WINSIZE",
-		"WINDOW", "PING",  "PONG", "POWEROFF", "MOUNT",	    "STAT",   "ACTIVITY", "ERROR", "CTL",
+		"WINDOW", "PING",  "PONG", "POWEROFF", "MOUNT",	    "STAT",   "ACTIVITY", "ERROR", "CTL",    "IDENTITY",
 	};
 	return type <= MSG_TYPE_MAX ? names[type] : "?";
 }

@@ -37,7 +37,9 @@ enum proto_type {
 	MSG_ACTIVITY = 16, /* u32 sessions, u32 live process groups */
 	MSG_ERROR = 17,	   /* str message */
 	MSG_CTL = 18,	   /* CLI <-> monitor only: JSON text */
-	MSG_TYPE_MAX = 18,
+	MSG_IDENTITY = 19, /* host -> agent, a clone restored from a warm template: u64 realtime_ns,
+			    * str hostname, str machine_id, u32 n + n bytes of host entropy */
+	MSG_TYPE_MAX = 19,
 };
 
 enum proto_exec_flags {
@@ -140,6 +142,20 @@ struct proto_exit {
 };
 int proto_decode_exit(const struct proto_frame *f, struct proto_exit *ret);
 void proto_encode_exit(struct proto_buf *b, uint8_t kind, int32_t code);
+
+/* MSG_IDENTITY. The entropy is at most PROTO_IDENTITY_ENTROPY_MAX bytes. */
+#define PROTO_IDENTITY_ENTROPY_MAX 4096u
+struct proto_identity {
+	uint64_t realtime_ns;
+	char *hostname;	  /* at most 64 bytes */
+	char *machine_id; /* 32 lowercase hex digits */
+	uint8_t *entropy;
+	uint32_t entropy_len;
+};
+void proto_encode_identity(struct proto_buf *b, uint64_t realtime_ns, const char *hostname, const char *machine_id,
+			   const void *entropy, size_t entropy_len);
+int proto_decode_identity(const struct proto_frame *f, struct proto_identity *ret);
+void proto_identity_free(struct proto_identity *id);
 
 int proto_decode_u32(const struct proto_frame *f, uint32_t *ret); /* SIGNAL, WINDOW */
 int proto_decode_winsize(const struct proto_frame *f, uint16_t *rows, uint16_t *cols);

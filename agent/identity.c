@@ -1,0 +1,76 @@
+/* A clone's own identity (MSG_IDENTITY). A VM restored from a warm template wakes up with the
+ * template's RNG state, clock, hostname and machine-id, shared with every other clone: the host
+ * sends fresh ones right after the restore, before any program runs. */
+#include "agent.h"
+
+/* <linux/random.h>: musl ships no kernel headers, and these are ABI. */
+#define HUTCH_RNDADDENTROPY _IOW('R', 0x03, int[2])
+#define HUTCH_RNDRESEEDCRNG _IO('R', 0x07)
+
+/* RNDADDENTROPY credits the bytes (the host's own RNG is as good as the guest's), then
+ * RNDRESEEDCRNG makes the CRNG reseed from the pool now, not at its next timed reseed: the very
+ * next read of /dev/urandom differs from every other clone's. */
+static int reseed(const uint8_t *bytes, uint32_t n)
+{
+	struct {
+		int entropy_count;
+		int buf_size;
+		uint8_t buf[PROTO_IDENTITY_ENTROPY_MAX];
+	} info;
+	if (n > sizeof(info.buf))
+		n = sizeof(info.buf);
+	info.entropy_count = (int)n * 8;
+	info.buf_size = (int)n;
+	memcpy(info.buf, bytes, n);
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = ioctl(fd, HUTCH_RNDADDENTROPY, &info);
+	if (r == 0)
+		r = ioctl(fd, HUTCH_RNDRESEEDCRNG);
+	close(fd);
+	memset(&info, 0, sizeof(info));
+	return r;
+}
+
+static int write_machine_id(const char *id)
+{
+	mkdir("/etc", 0755);
+	int fd = open("/etc/.machine-id.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return -1;
+	char line[40];
+	int n = snprintf(line, sizeof(line), "%s\n", id);
+	int r = write_all(fd, line, (size_t)n);
+	if (r == 0)
+		r = fsync(fd);
+	close(fd);
+	if (r == 0)
+		r = rename("/etc/.machine-id.tmp", "/etc/machine-id");
+	return r;
+}
+
+void handle_identity(const struct proto_frame *f)
+{
+	struct proto_identity id;
+	if (proto_decode_identity(f, &id) < 0) {
+		logmsg("identity: malformed message ignored");
+		return;
+	}
+	const char *failed[4];
+	int nf = 0;
+	if (id.entropy_len && reseed(id.entropy, id.entropy_len) < 0)
+		failed[nf++] = "rng";
+	struct timespec ts = {.tv_sec = (time_t)(id.realtime_ns / 1000000000ull),
+			      .tv_nsec = (long)(id.realtime_ns % 1000000000ull)};
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+		failed[nf++] = "clock";
+	if (sethostname(id.hostname, strlen(id.hostname)) < 0)
+		failed[nf++] = "hostname";
+	if (write_machine_id(id.machine_id) < 0)
+		failed[nf++] = "machine-id";
+	for (int i = 0; i < nf; i++)
+		logmsg("identity: setting the %s failed: %s", failed[i], strerror(errno));
+	memset(id.entropy, 0, id.entropy_len);
+	proto_identity_free(&id);
+}
