@@ -68,6 +68,8 @@ struct exec_cli {
 	bool cold;	       /* run --rm --cold: boot, even with a warm template */
 	int tty_mode;	       /* -t 1, -T 0, neither -1 */
 	enum accel_mode accel; /* run --accel, for the VM run creates */
+	const char *backend;   /* run --backend, for the VM run creates */
+	const char *uri;       /* run --connect */
 };
 extern const struct opt cmd_run_opts[];
 extern const struct exec_cli cmd_exec_defaults; /* tty_mode -1: neither -t nor -T */

@@ -1,5 +1,6 @@
 #include "autostart.h"
 #include "backend.h"
+#include "backend_libvirt.h"
 #include "cmd.h"
 #include "ready.h"
 
@@ -29,10 +30,14 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 	else
 		host_key[strcspn(host_key, "\r\n")] = 0;
 	const char *hk_check = ready_host_key_strict(&c->store, name) ? "strict" : "first-use";
+	_cleanup_free_ char *uri_buf = NULL;
+	const char *uri = strcmp(b->name, "libvirt") ? NULL : libvirt_uri_of(vm, &uri_buf);
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));
 		json_object_object_add(j, "backend", json_object_new_string(b->name));
+		if (uri)
+			json_object_object_add(j, "uri", json_object_new_string(uri));
 		json_object_object_add(j, "state", json_object_new_string(st.running ? "running" : "stopped"));
 		json_object_object_add(j, "memory", json_object_new_int64((int64_t)vm->spec->memory));
 		json_object_object_add(j, "cpus", json_object_new_int((int)vm->spec->cpus));
@@ -67,7 +72,10 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			json_object_object_add(j, "last", last);
 		cmd_print_json(j);
 	} else {
-		printf("name:    %s\nbackend: %s\nstate:   %s\n", name, b->name, st.running ? "running" : "stopped");
+		printf("name:    %s\nbackend: %s\n", name, b->name);
+		if (uri)
+			printf("uri:     %s\n", uri);
+		printf("state:   %s\n", st.running ? "running" : "stopped");
 		if (st.running) {
 			printf("accel:   %s\nuptime:  %llus\nagent:   %s", st.kvm ? "kvm" : "tcg",
 			       (unsigned long long)st.uptime_s, st.agent_state);

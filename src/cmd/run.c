@@ -69,7 +69,12 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (rm) {
 		/* A fresh instance of NAME's spec (or of the template), destroyed when the program ends. */
 		_cleanup_free_ char *suffix = ephemeral_name(base);
-		struct create_opts co = {.name = base, .instance = suffix, .ephemeral = true, .accel = e->accel};
+		struct create_opts co = {.name = base,
+					 .instance = suffix,
+					 .ephemeral = true,
+					 .accel = e->accel,
+					 .backend = e->backend,
+					 .uri = e->uri};
 		_cleanup_free_ char *src = store_vm_file(&c->store, base, "spec.yml");
 		if (store_vm_exists(&c->store, base))
 			co.from = src;
@@ -90,7 +95,7 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 					 "yet): set accel: in the spec of '%s'",
 					 name);
 		if (!store_vm_exists(&c->store, name)) {
-			struct create_opts co = {.name = base, .accel = e->accel};
+			struct create_opts co = {.name = base, .accel = e->accel, .backend = e->backend, .uri = e->uri};
 			_cleanup_free_ char *created = NULL;
 			if (vm_create(&c->store, &co, &created, &c->err) < 0)
 				goto out;
@@ -121,6 +126,9 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		struct hutch_error e2 = {0};
 		vm_stop(&c->store, name, &so, &sr, &e2);
 		hutch_error_clear(&e2);
+		/* the qemu backend's monitor removed the instance already; a libvirt one is removed here */
+		struct destroy_opts d = {.force = true, .disk = true};
+		vm_destroy(&c->store, name, &d, NULL);
 	}
 	rc = exec_exit_code(r, status);
 out:

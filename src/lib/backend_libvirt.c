@@ -3,6 +3,53 @@
  * nothing but libvirt's connection is needed, remote hosts included. */
 #include "backend_libvirt.h"
 
+#include "config.h"
+
+#include <string.h>
+
+int backend_choose(const struct store *st, struct vm_spec *spec, const char *backend, const char *uri,
+		   struct hutch_error *err)
+{
+	if (backend && strcmp(backend, "qemu") && strcmp(backend, "libvirt"))
+		return hutch_error_set(err, EINVAL, "unknown backend '%s' (qemu or libvirt)", backend);
+	if (uri && backend && !strcmp(backend, "qemu"))
+		return hutch_error_set(err, EINVAL, "--connect goes with the libvirt backend, not --backend qemu");
+	if (uri && !*uri)
+		return hutch_error_set(err, EINVAL, "--connect needs a libvirt URI");
+	if (backend) {
+		free(spec->backend);
+		spec->backend = xstrdup(backend);
+	}
+	if (uri) {
+		free(spec->uri);
+		spec->uri = xstrdup(uri);
+		if (!backend) {
+			free(spec->backend);
+			spec->backend = xstrdup("libvirt");
+		}
+	}
+	if (!spec->backend) {
+		struct hutch_config c = {0};
+		int r = config_load(st, &c, err);
+		if (r < 0)
+			return r;
+		if (c.backend && strcmp(c.backend, "qemu"))
+			spec->backend = xstrdup(c.backend);
+		config_release(&c);
+	}
+	if (spec->backend && !strcmp(spec->backend, "qemu")) {
+		free(spec->backend);
+		spec->backend = NULL; /* the default, as a spec without the key */
+	}
+	if (spec->uri && !spec->backend)
+		return hutch_error_set(err, EINVAL, "a libvirt URI ('%s') goes with backend: libvirt", spec->uri);
+#ifndef HAVE_LIBVIRT
+	if (spec->backend)
+		return hutch_error_set(err, ENOTSUP, "this hutch was built without the libvirt backend");
+#endif
+	return 0;
+}
+
 #ifdef HAVE_LIBVIRT
 
 #include "client.h"
@@ -83,14 +130,25 @@ static bool lv_active(struct lv *l, int *ret_state)
 
 /* ---- the domain XML ---- */
 
-static int lv_render_xml(struct vm *vm, enum plan_use use, char **ret, bool *ret_kvm, char *ret_release,
-			 struct hutch_error *err)
+/* <backend type='passt'/> on a user interface arrived in libvirt 9.2; Debian 12 has 9.0, where the
+ * forwards go through QEMU's own user networking instead. */
+static bool libvirt_has_passt(void)
+{
+	unsigned long v = 0;
+	if (lazy_virt_load(NULL) < 0 || virGetVersion(&v, NULL, NULL) < 0)
+		return false;
+	return v >= 9002000;
+}
+
+static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, char **ret, bool *ret_kvm,
+			 char *ret_release, struct hutch_error *err)
 {
 	struct qemu_plan p;
 	int r = qemu_plan_make(vm, use, &p, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *cmdline = NULL, *fw_code = NULL, *fw_vars = NULL, *console_log = NULL;
+	_cleanup_free_ char *domain = domain_xml_name(vm->name);
 	_cleanup_free_ char *passt = path_find("passt", NULL);
 	struct qemu_config c = {.name = vm->name, .spec = vm->spec, .accel = p.accel};
 	if (vm->spec->source == SOURCE_TEMPLATE)
@@ -98,10 +156,10 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, char **ret, bool *ret
 	else if ((r = qemu_firmware_paths(vm->spec->firmware, &fw_code, &fw_vars, err)) < 0)
 		goto out;
 	console_log = store_vm_file(vm->store, vm->name, "console.log");
-	_cleanup_free_ char *domain = domain_xml_name(vm->name);
 	struct domain_xml_input in = {
 		.domain = domain,
 		.vm_name = vm->name,
+		.uuid = uuid,
 		.spec = vm->spec,
 		.emulator = p.binary,
 		.kvm = p.accel->kvm,
@@ -117,7 +175,7 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, char **ret, bool *ret
 		.smbios_cred = p.smbios,
 		.tpm = vm->spec->tpm,
 		.console_log = console_log,
-		.passt = passt != NULL,
+		.passt = passt != NULL && libvirt_has_passt(),
 	};
 	r = domain_xml_render(&in, ret, err);
 	if (r == 0 && ret_kvm)
@@ -132,7 +190,7 @@ out:
 static int lv_render(struct vm *vm, struct strbuf *out, struct hutch_error *err)
 {
 	_cleanup_free_ char *xml = NULL;
-	int r = lv_render_xml(vm, PLAN_RENDER, &xml, NULL, NULL, err);
+	int r = lv_render_xml(vm, PLAN_RENDER, NULL, &xml, NULL, NULL, err);
 	if (r < 0)
 		return r;
 	strbuf_adds(out, xml);
@@ -160,7 +218,10 @@ int libvirt_define(struct vm *vm, struct hutch_error *err)
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *xml = NULL;
-	r = lv_render_xml(vm, PLAN_RENDER, &xml, NULL, NULL, err);
+	char uuid[VIR_UUID_STRING_BUFLEN] = "";
+	if (l.dom)
+		virDomainGetUUIDString(l.dom, uuid);
+	r = lv_render_xml(vm, PLAN_RENDER, uuid[0] ? uuid : NULL, &xml, NULL, NULL, err);
 	if (r == 0)
 		r = lv_define_xml(&l, xml, err);
 	lv_close(&l);
@@ -230,7 +291,10 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	}
 	_cleanup_free_ char *xml = NULL;
 	bool kvm = false;
-	r = lv_render_xml(vm, PLAN_START, &xml, &kvm, ret->kernel_release, err);
+	char uuid[VIR_UUID_STRING_BUFLEN] = "";
+	if (l.dom)
+		virDomainGetUUIDString(l.dom, uuid);
+	r = lv_render_xml(vm, PLAN_START, uuid[0] ? uuid : NULL, &xml, &kvm, ret->kernel_release, err);
 	if (r < 0)
 		goto out;
 	ret->spawn_ms = now_ms() - t0;
@@ -411,7 +475,27 @@ const struct backend_ops backend_libvirt = {
 
 #else /* built without libvirt */
 
-const struct backend_ops backend_libvirt = {.name = "libvirt"};
+static int no_libvirt(struct hutch_error *err)
+{
+	return hutch_error_set(err, ENOTSUP, "this hutch was built without the libvirt backend");
+}
+
+static int stub_start(struct vm *vm, const struct start_opts *o, struct start_result *ret, struct hutch_error *err)
+{
+	return no_libvirt(err);
+}
+
+static int stub_stop(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err)
+{
+	return no_libvirt(err);
+}
+
+static int stub_status(struct vm *vm, struct vm_status *ret, struct hutch_error *err) { return no_libvirt(err); }
+
+static int stub_render(struct vm *vm, struct strbuf *out, struct hutch_error *err) { return no_libvirt(err); }
+
+const struct backend_ops backend_libvirt = {
+	.name = "libvirt", .start = stub_start, .stop = stub_stop, .status = stub_status, .render = stub_render};
 
 int libvirt_define(struct vm *vm, struct hutch_error *err)
 {

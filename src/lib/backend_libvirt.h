@@ -12,3 +12,7 @@ int libvirt_undefine(struct vm *vm, bool force, struct hutch_error *err);
 int libvirt_session_connect(const struct store *st, const char *name, int *ret_fd, struct hutch_error *err);
 /* The URI the VM uses (into *ret, which the caller frees), NULL when unknown. */
 const char *libvirt_uri_of(struct vm *vm, char **ret);
+/* create and run: the VM's backend, fixed at create: --backend, else the spec's, else config.yml's
+ * (qemu when none says); --connect URI sets the libvirt URI and implies libvirt. */
+int backend_choose(const struct store *st, struct vm_spec *spec, const char *backend, const char *uri,
+		   struct hutch_error *err);

@@ -121,31 +121,38 @@ static void write_os(struct w *w, const struct domain_xml_input *in)
 static void write_features_cpu(struct w *w, const struct domain_xml_input *in)
 {
 	const struct vm_spec *s = in->spec;
-	if (s->source != SOURCE_TEMPLATE) {
-		start(w, "features");
-		start(w, "acpi");
-		end(w);
-		if (s->firmware == FIRMWARE_UEFI_SECURE)
-			empty1(w, "smm", "state", "on");
-		end(w);
-	}
+	/* micro too: the guest finds microvm's virtio-mmio devices through ACPI, as with the qemu backend */
+	start(w, "features");
+	start(w, "acpi");
+	end(w);
+	if (s->source != SOURCE_TEMPLATE && s->firmware == FIRMWARE_UEFI_SECURE)
+		empty1(w, "smm", "state", "on");
+	end(w);
+	/* QEMU's -cpu host / max: libvirt's CPU map knows neither as a model, only as these modes */
 	start(w, "cpu");
 	if (in->kvm && (!in->cpu || !strncmp(in->cpu, "host", 4))) {
 		attr(w, "mode", "host-passthrough");
-	} else {
-		attr(w, "mode", "custom");
-		attr(w, "match", "exact");
-		start(w, "model");
-		attr(w, "fallback", "forbid");
-		text(w, in->cpu && *in->cpu ? in->cpu : "max");
-		end(w);
-	}
+		if (in->cpu && strstr(in->cpu, "-arch-capabilities")) {
+			start(w, "feature");
+			attr(w, "policy", "disable");
+			attr(w, "name", "arch-capabilities");
+			end(w);
+		}
+	} else
+		attr(w, "mode", "maximum");
 	end(w);
 	empty1(w, "clock", "offset", "utc");
 	/* like QEMU's -no-reboot: a reset (reboot or micro's panic=-1) ends the VM */
 	elem(w, "on_poweroff", "destroy");
 	elem(w, "on_reboot", "destroy");
 	elem(w, "on_crash", "destroy");
+}
+
+/* microvm has no PCI: its virtio devices sit on virtio-mmio, which libvirt assigns only when asked */
+static void mmio(struct w *w, bool micro)
+{
+	if (micro)
+		empty1(w, "address", "type", "virtio-mmio");
 }
 
 static void write_disk(struct w *w, const char *path, const char *format, const char *dev, bool readonly, bool boot)
@@ -199,7 +206,7 @@ static void write_console(struct w *w, const struct domain_xml_input *in)
 
 static void write_agent_channel(struct w *w)
 {
-	start(w, "channel");
+	start(w, "channel"); /* on the virtio-serial controller written before it */
 	attr(w, "type", "unix");
 	empty1(w, "source", "mode", "bind");
 	start(w, "target");
@@ -229,6 +236,7 @@ static int write_passt_interface(struct w *w, const struct vm_spec *s, struct hu
 		end(w);
 	}
 	empty1(w, "model", "type", "virtio");
+	mmio(w, s->source == SOURCE_TEMPLATE);
 	end(w);
 	return 0;
 }
@@ -297,6 +305,15 @@ static int write_devices(struct w *w, const struct domain_xml_input *in, struct 
 			return r;
 	}
 	write_console(w, in);
+	start(w, "controller"); /* no USB: nothing hutch runs needs it, and microvm has no bus for it */
+	attr(w, "type", "usb");
+	attr(w, "model", "none");
+	end(w);
+	start(w, "controller");
+	attr(w, "type", "virtio-serial");
+	attr(w, "index", "0");
+	mmio(w, micro);
+	end(w);
 	write_agent_channel(w);
 	if (in->tpm && !micro) {
 		start(w, "tpm");
@@ -307,10 +324,14 @@ static int write_devices(struct w *w, const struct domain_xml_input *in, struct 
 		end(w);
 		end(w);
 	}
-	empty1(w, "memballoon", "model", "virtio");
+	start(w, "memballoon");
+	attr(w, "model", "virtio");
+	mmio(w, micro);
+	end(w);
 	start(w, "rng");
 	attr(w, "model", "virtio");
 	empty1(w, "backend", "model", "random");
+	mmio(w, micro);
 	end(w);
 	write_snippets(w, in->snippets, true);
 	end(w);
@@ -370,6 +391,8 @@ int domain_xml_render(const struct domain_xml_input *in, char **ret, struct hutc
 	if (qemu_net)
 		attr(&w, "xmlns:qemu", QEMU_NS);
 	elem(&w, "name", in->domain);
+	if (in->uuid)
+		elem(&w, "uuid", in->uuid);
 	write_metadata(&w, in);
 	start(&w, "memory");
 	attr(&w, "unit", "MiB");

@@ -44,6 +44,7 @@ int lazy_xml_load(struct hutch_error *err);
 	X(virEventUpdateTimeout)              \
 	X(virGetLastError)                    \
 	X(virGetLastErrorMessage)             \
+	X(virGetVersion)                      \
 	X(virResetLastError)                  \
 	X(virSetErrorFunc)                    \
 	X(virStreamAbort)                     \
@@ -94,6 +95,7 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #define virEventUpdateTimeout (*lazy_virt()->virEventUpdateTimeout)
 #define virGetLastError (*lazy_virt()->virGetLastError)
 #define virGetLastErrorMessage (*lazy_virt()->virGetLastErrorMessage)
+#define virGetVersion (*lazy_virt()->virGetVersion)
 #define virResetLastError (*lazy_virt()->virResetLastError)
 #define virSetErrorFunc (*lazy_virt()->virSetErrorFunc)
 #define virStreamAbort (*lazy_virt()->virStreamAbort)

@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include "backend_libvirt.h"
 #include "client.h"
 #include "proto.h"
 
@@ -215,20 +216,26 @@ static int register_run_client(int fd, struct hutch_error *err)
 int exec_session(const struct store *st, const char *name, const struct exec_opts *o, int *ret_status,
 		 struct hutch_error *err)
 {
-	if (!store_is_running(st, name)) {
+	struct sess s = {.fd = -1, .o = o, .stdin_credit = PROTO_WINDOW_INIT};
+	/* a libvirt VM: the agent itself, through libvirt's channel stream (no monitor) */
+	int r = libvirt_session_connect(st, name, &s.fd, err);
+	if (r < 0)
+		return r;
+	bool direct = r > 0;
+	if (!direct && !store_is_running(st, name)) {
 		if (!store_vm_exists(st, name))
 			return hutch_error_set(err, ENOENT, "no VM named '%s'", name);
 		return hutch_error_set(err, ENOTCONN, "is not running: start it first, or use 'hutch run %s -- CMD'",
 				       name);
 	}
-	struct sess s = {.fd = -1, .o = o, .stdin_credit = PROTO_WINDOW_INIT};
-	int r = monitor_connect(st, name, &s.fd, err);
+	if (!direct)
+		r = monitor_connect(st, name, &s.fd, err);
 	if (r < 0)
 		return r == -ENOTCONN
 			       ? hutch_error_set(err, ENOTCONN,
 						 "is not running: start it first, or use 'hutch run %s -- CMD'", name)
 			       : r;
-	if (o->run_client && register_run_client(s.fd, err) < 0) {
+	if (o->run_client && !direct && register_run_client(s.fd, err) < 0) {
 		close(s.fd);
 		return -EIO;
 	}

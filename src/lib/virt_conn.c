@@ -136,11 +136,74 @@ static char *session_hint(const char *uri)
 	return strbuf_detach(&sb, NULL);
 }
 
+/* One connection per URI for the life of the process (list asks about every VM): a URI that
+ * failed or timed out is not tried again, so one dead host costs its timeout once. */
+struct cached {
+	char *uri;
+	virConnectPtr conn;
+	int code;
+	char *error;
+};
+static struct cached cache[8];
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct cached *cache_find(const char *uri)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(cache); i++)
+		if (cache[i].uri && !strcmp(cache[i].uri, uri))
+			return &cache[i];
+	return NULL;
+}
+
+static void cache_put(const char *uri, virConnectPtr conn, int code, const char *error)
+{
+	pthread_mutex_lock(&cache_lock);
+	struct cached *c = cache_find(uri);
+	for (size_t i = 0; !c && i < ARRAY_SIZE(cache); i++)
+		if (!cache[i].uri)
+			c = &cache[i];
+	if (c) {
+		if (c->conn)
+			virConnectClose(c->conn);
+		free(c->uri);
+		free(c->error);
+		*c = (struct cached){
+			.uri = xstrdup(uri), .conn = conn, .code = code, .error = error ? xstrdup(error) : NULL};
+		if (conn)
+			virConnectRef(conn);
+	}
+	pthread_mutex_unlock(&cache_lock);
+}
+
+static int open_uncached(const char *uri, uint64_t timeout_ms, void **ret, struct hutch_error *err);
+
 int virt_open(const char *uri, uint64_t timeout_ms, void **ret, struct hutch_error *err)
 {
 	int r = virt_init(err);
 	if (r < 0)
 		return r;
+	pthread_mutex_lock(&cache_lock);
+	struct cached *c = cache_find(uri);
+	if (c && c->conn && virConnectIsAlive(c->conn) == 1) {
+		virConnectRef(c->conn);
+		*ret = c->conn;
+		pthread_mutex_unlock(&cache_lock);
+		return 0;
+	}
+	if (c && !c->conn) {
+		r = hutch_error_set(err, c->code, "%s", c->error);
+		pthread_mutex_unlock(&cache_lock);
+		return r;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	r = open_uncached(uri, timeout_ms, ret, err);
+	cache_put(uri, r == 0 ? *ret : NULL, -r, r == 0 ? NULL : err && err->msg ? err->msg : "cannot connect");
+	return r;
+}
+
+static int open_uncached(const char *uri, uint64_t timeout_ms, void **ret, struct hutch_error *err)
+{
+	int r;
 	struct open_job *j = xcalloc(1, sizeof(*j));
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);

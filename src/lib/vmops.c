@@ -1,5 +1,7 @@
 #include "vmops.h"
 
+#include "backend_libvirt.h"
+
 #include "autostart.h"
 #include "client.h"
 #include "image.h"
@@ -255,6 +257,9 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		spec->disk = o->disk;
 	if (o->ephemeral)
 		spec->disposable = true;
+	r = backend_choose(st, spec, o->backend, o->uri, err);
+	if (r < 0)
+		return r;
 	spec_apply_defaults(spec);
 	if (spec->memory < 64ull << 20)
 		return hutch_error_set(err, EINVAL, "memory %llu bytes is too small (at least 64M)",
@@ -284,6 +289,10 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		_cleanup_free_ char *yaml = spec_render_yaml(spec);
 		_cleanup_free_ char *path = store_vm_file(st, name, "spec.yml");
 		r = write_file_atomic(path, yaml, strlen(yaml), 0600, err);
+	}
+	if (r == 0 && spec->backend && !strcmp(spec->backend, "libvirt")) {
+		struct vm vm = {.store = st, .name = name, .spec = spec};
+		r = libvirt_define(&vm, err);
 	}
 	if (r < 0) {
 		undo_create(st, name, had_disk);
@@ -376,6 +385,15 @@ int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o,
 		struct stop_opts so = {.force = true, .timeout_ms = 10000};
 		struct stop_result sr;
 		r = stop_locked(st, name, &so, &sr, err);
+		if (r < 0)
+			return r;
+	}
+	/* A libvirt VM: its domain goes first, running or not (it holds no hutch lock). */
+	struct vm lvm;
+	if (vm_load(st, name, &lvm, NULL) == 0) {
+		bool lv = lvm.spec->backend && !strcmp(lvm.spec->backend, "libvirt");
+		r = lv ? libvirt_undefine(&lvm, o->force, err) : 0;
+		vm_release(&lvm);
 		if (r < 0)
 			return r;
 	}

@@ -15,6 +15,9 @@ struct create_opts {
 	const char *checksum;		       /* --checksum SPEC */
 	const struct image_progress *progress; /* download progress, may be NULL */
 	bool pull; /* --pull: ask upstream for a sums-file checksum even when the image is cached */
+
+	const char *backend; /* --backend qemu|libvirt, NULL = the spec's, else config.yml's */
+	const char *uri;     /* --connect URI: libvirt's (implies --backend libvirt) */
 	/* out: what could not be done beside the create (autostart: true without systemctl, say) is
 	 * appended here as strv; NULL: logged as warnings */
 	char ***warnings;

@@ -95,6 +95,7 @@ static void test_micro(void **state UNUSED)
 	/* the same kernel command line as the qemu backend, TSC values included */
 	assert_non_null(strstr(xml, "tsc_early_khz=2000000 lpj=8000000"));
 	assert_non_null(strstr(xml, "machine=\"microvm\""));
+	assert_non_null(strstr(xml, "<address type=\"virtio-mmio\"/>"));
 	assert_non_null(strstr(xml, "name=\"org.hutch.agent.0\""));
 	check_golden("micro.xml", xml);
 }
@@ -174,11 +175,12 @@ static void test_snippets(void **state UNUSED)
 			 NULL};
 	in.snippets = snips;
 	_cleanup_free_ char *xml = render(&in);
-	const char *w = strstr(xml, "<watchdog");
-	assert_non_null(w);
-	assert_null(strstr(w + 1, "<watchdog")); /* deduplicated */
-	assert_true(w < strstr(xml, "</devices>"));
-	assert_true(strstr(xml, "<description>") > strstr(xml, "</devices>"));
+	const char *dog = strstr(xml, "<watchdog"), *devices_end = strstr(xml, "</devices>");
+	const char *desc = strstr(xml, "<description>");
+	assert_true(dog && devices_end && desc);
+	assert_null(strstr(dog + 1, "<watchdog")); /* deduplicated */
+	assert_true(dog < devices_end);		   /* a device */
+	assert_true(desc > devices_end);	   /* domain-level */
 	check_golden("snippets.xml", xml);
 }
 
