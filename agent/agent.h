@@ -95,3 +95,6 @@ void handle_frame(const struct proto_frame *f);
 void handle_identity(const struct proto_frame *f); /* identity.c */
 void poweroff_now(void);
 void main_loop(int sigfd);
+void net_setup(const char *cmdline);			       /* net.c: links, NAT, DNS from hutch.net* */
+bool net_is_netvm(void);				       /* net.c: hutch.netvm=1 on the command line */
+void dns_forwarder_start(const uint32_t *addrs, size_t n); /* dns.c */

@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 		load_modules(u.release, cmdline);
 		setup_hostname(cmdline);
 		loopback_up();
+		net_setup(cmdline);
 		setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
 	} else {
 		/* Orphans of exec sessions reparent to us, so we see when an app's session is gone. */

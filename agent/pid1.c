@@ -84,6 +84,18 @@ static const struct {
 	{"vmw_vsock_virtio_transport", 19},
 	{"vmw_vsock_virtio_transport_common", 19},
 	{"vsock", 19},
+	/* a netvm's NAT (agent/net.c): -2 = only in a netvm */
+	{"crc32c_generic", -2},
+	{"libcrc32c", -2},
+	{"nfnetlink", -2},
+	{"nf_tables", -2},
+	{"nf_defrag_ipv4", -2},
+	{"nf_defrag_ipv6", -2},
+	{"nf_conntrack", -2},
+	{"nf_nat", -2},
+	{"nft_ct", -2},
+	{"nft_masq", -2},
+	{"nft_chain_nat", -2},
 };
 
 static bool dir_has_entries(const char *path)
@@ -120,16 +132,20 @@ static bool virtio_present(int id)
 	return found;
 }
 
+/* A module listed several times (crc32c_generic: ext4 and a netvm's NAT) is wanted when any of its
+ * rows wants it; one listed nowhere always is. */
 static bool module_wanted(const char *mod)
 {
+	bool listed = false;
 	for (size_t i = 0; i < sizeof(optional_mods) / sizeof(optional_mods[0]); i++) {
 		if (strcmp(optional_mods[i].mod, mod) != 0)
 			continue;
-		if (optional_mods[i].virtio_id < 0)
-			return dir_has_entries("/sys/bus/pci/devices");
-		return virtio_present(optional_mods[i].virtio_id);
+		listed = true;
+		int id = optional_mods[i].virtio_id;
+		if (id == -2 ? net_is_netvm() : id < 0 ? dir_has_entries("/sys/bus/pci/devices") : virtio_present(id))
+			return true;
 	}
-	return true;
+	return !listed;
 }
 
 void load_modules(const char *release, const char *cmdline)

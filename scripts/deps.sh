@@ -21,6 +21,7 @@ packages=(
 	libcmocka-dev clang-14 cppcheck clang-format
 	# the micro template: a kernel, its modules, busybox
 	busybox-static linux-image-amd64 kmod
+	nftables # a micro netvm's NAT: nft and its libraries go into the initramfs (src/lib/template_net.c)
 	# run: QEMU, firmware, TPM, libvirt
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

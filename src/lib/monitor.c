@@ -12,6 +12,7 @@
 #include "proto.h"
 #include "qemu.h"
 #include "qmp.h"
+#include "monitor_net.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -114,6 +115,7 @@ struct mon {
 	bool run_client_seen;
 	pid_t swtpm_pid;
 	char **forwards; /* active port forwards, as "HOST:GUEST/proto" */
+	struct mon_net net; /* netvm links (monitor_net.h) */
 	struct warm_clone *warm; /* a clone of a warm template (warm.h), or NULL */
 };
 
@@ -128,6 +130,8 @@ static void mon_log(struct mon *m, const char *fmt, ...)
 	fputc('\n', stderr);
 	va_end(ap);
 }
+
+static void net_log(const char *line) { mon_log(NULL, "%s", line); }
 
 /* ---- output buffers ---- */
 
@@ -969,6 +973,8 @@ static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame
 		begin_stop(m, force, t, "requested by the CLI");
 	} else if (!strncmp(o, "port-", 5)) {
 		handle_port(m, c, o, req);
+	} else if (!strcmp(o, "net-ls")) {
+		client_send_json(c, mon_net_json(&m->net));
 	} else if (!strcmp(o, "hello")) {
 		c->is_run = json_object_object_get_ex(req, "run", &v) && json_object_get_boolean(v);
 		if (c->is_run)
@@ -1183,6 +1189,8 @@ static uint64_t next_timeout(struct mon *m)
 		if (idle_dl < dl)
 			dl = idle_dl;
 	}
+	if (mon_net_deadline(&m->net) < dl)
+		dl = mon_net_deadline(&m->net);
 	if (dl == UINT64_MAX)
 		return UINT64_MAX;
 	return dl > t ? dl - t : 0;
@@ -1227,6 +1235,7 @@ static void check_timers(struct mon *m)
 		notify_error(m, msg);
 		begin_stop(m, true, 5000, "boot timed out");
 	}
+	mon_net_tick(&m->net, m->qmp, t, net_log);
 	if (m->a->ephemeral && !m->run_client_seen && m->stop_step == STOP_NONE && m->t_hello &&
 	    t >= m->t_hello + EPHEMERAL_GRACE_MS)
 		begin_stop(m, false, 20000, "no client came for the disposable VM");
@@ -1304,6 +1313,8 @@ static void handle_qmp_event(struct mon *m, json_object *ev)
 	if (!n)
 		return;
 	json_object_object_get_ex(ev, "data", &data);
+	if (mon_net_event(&m->net, m->qmp, n, data, net_log))
+		return;
 	if (!strcmp(n, "VSERPORT_CHANGE")) {
 		if (!data || !json_object_object_get_ex(data, "id", &v) || !(id = json_object_get_string(v)) ||
 		    strcmp(id, QEMU_AGENT_PORT_ID) != 0)
@@ -1353,6 +1364,11 @@ static void qmp_readable(struct mon *m)
 static void loop(struct mon *m)
 {
 	while (!m->qemu_exited) {
+		/* events that came in while a command waited for its reply (qmp_execute queues them) */
+		for (json_object *ev; m->qmp && (ev = qmp_next_event(m->qmp));) {
+			handle_qmp_event(m, ev);
+			json_object_put(ev);
+		}
 		struct pollfd pfd[4 + MAX_CLIENTS];
 		struct client *who[4 + MAX_CLIENTS];
 		nfds_t n = 0;
@@ -1557,6 +1573,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 		if (r < 0)
 			return r;
 	}
+	mon_net_init(&m->net, m->name, m->plan.net);
 	m->t_spawn = now_ms();
 	r = spawn_qemu_or_clone(m, err);
 	if (r < 0)
@@ -1564,6 +1581,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 	if (!m->plan.accel->kvm)
 		mon_log(m, "using TCG: %s", m->plan.accel->why);
 	auto_ssh_forward(m);
+	mon_net_start(&m->net, m->qmp, net_log);
 	return 0;
 }
 
@@ -1641,6 +1659,7 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 	qemu_plan_release(&m.plan);
 	vm_release(&m.vm);
 	strv_free(m.forwards);
+	mon_net_release(&m.net);
 	warm_clone_free(m.warm);
 	free(m.name);
 	free(m.vm_dir);

@@ -61,3 +61,8 @@ char *net_cmdline(const struct vm_spec *spec, const struct net_plan *p);
 /* Before a client starts: its netvm runs (started here first, waited for as o says) and has a
  * link for it. */
 int net_start_netvm(struct store *st, const struct vm_spec *spec, const struct start_opts *o, struct hutch_error *err);
+/* Every link: [{netvm, client, subnet, pinned, client_addr, netvm_addr, netvm_ifname, netvm_end,
+ * client_end}], an end being up, connecting, down, stopped (its VM is not running) or absent (its
+ * VM runs without the link: started before the link existed). */
+#include <json-c/json.h>
+int net_ls(struct store *st, json_object **ret, struct hutch_error *err);

@@ -1,6 +1,7 @@
 /* The built-in micro template: a Debian kernel from /boot plus an initramfs (newc cpio) holding
  * hutch-agent as /init, a static busybox and the kernel's virtio modules, cached per release. */
 #include "template.h"
+#include "template_net.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -780,6 +781,7 @@ struct micro_build {
 	char **modules; /* relative to modules_dir, load order */
 	const char *busybox;
 	const char *agent;
+	char **extra; /* absolute paths copied as they are: nft and its libraries (template_net.h) */
 };
 
 static int micro_write_base(struct cpio *c, const struct micro_build *b, struct hutch_error *err)
@@ -818,6 +820,11 @@ static int micro_write_base(struct cpio *c, const struct micro_build *b, struct 
 	}
 	if (env && (r = cpio_symlink(c, "usr/bin/env", "/bin/busybox", err)) < 0)
 		return r;
+	for (size_t i = 0; b->extra && b->extra[i]; i++) {
+		_cleanup_free_ char *w = xasprintf("'%s'", b->extra[i]);
+		if ((r = cpio_file(c, b->extra[i] + 1, 0755, b->extra[i], w, err)) < 0)
+			return r;
+	}
 	static const char passwd[] = "root:x:0:0:root:/root:/bin/sh\n"
 				     "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 	static const char group[] = "root:x:0:\nnogroup:x:65534:\n";
@@ -939,6 +946,11 @@ static int micro_key_text(const char *kernel, const struct micro_build *b, struc
 	if ((r = hash_cache_get(hc, b->agent, sha, err)) < 0)
 		return r;
 	strbuf_addf(sb, "agent %s\n", sha);
+	for (size_t i = 0; b->extra && b->extra[i]; i++) {
+		if ((r = hash_cache_get(hc, b->extra[i], sha, err)) < 0)
+			return r;
+		strbuf_addf(sb, "file %s %s\n", b->extra[i], sha);
+	}
 	return 0;
 }
 
@@ -994,7 +1006,10 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 	_cleanup_strv_ char **modules = NULL;
 	if ((r = micro_modules(in, modules_dir, release, &modules, err)) < 0)
 		return r;
-	struct micro_build b = {release, modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox", in->agent};
+	modules = template_net_modules(modules_dir, modules);
+	_cleanup_strv_ char **extra = template_nft_files();
+	struct micro_build b = {release, modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox", in->agent,
+				extra};
 	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)
 		return r;
 
