@@ -72,6 +72,9 @@ void handle_frame(const struct proto_frame *f)
 			kill(-s->pid, SIGWINCH);
 		}
 		break;
+	case MSG_MOUNT:
+		handle_mount(f);
+		break;
 	case MSG_STAT:
 		send_activity();
 		break;
@@ -207,6 +210,9 @@ void main_loop(int sigfd)
 
 int main(int argc, char **argv)
 {
+	int tool = getpid() == 1 ? -1 : desktop_tool_main(argc, argv);
+	if (tool >= 0)
+		return tool;
 	g.pid1 = getpid() == 1;
 	bool service = argc > 1 && strcmp(argv[1], "--service") == 0;
 	if (argc > 1 && !service) {
@@ -221,7 +227,10 @@ int main(int argc, char **argv)
 		mount_api_filesystems();
 		cmdline = read_small_file("/proc/cmdline", 4096);
 		load_modules(u.release, cmdline);
+		disk_root_from_cmdline(cmdline);
+		mounts_from_cmdline(cmdline);
 		setup_hostname(cmdline);
+		desktop_console_banner();
 		loopback_up();
 		net_setup(cmdline);
 		setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);

@@ -75,6 +75,10 @@ static const struct {
 	{"net_failover", 1},
 	{"failover", 1},
 	{"virtio_blk", 2},
+	{"ext4", 2}, /* a container image's root (rootfs.c) */
+	{"jbd2", 2},
+	{"mbcache", 2},
+	{"crc16", 2},
 	{"virtio_balloon", 5},
 	{"9pnet_virtio", 9},
 	{"9p", 9},
@@ -96,6 +100,26 @@ static const struct {
 	{"nft_ct", -2},
 	{"nft_masq", -2},
 	{"nft_chain_nat", -2},
+	{"virtiofs", 26},
+	{"fuse", 26},
+	/* display: virtio-gpu (16) and the DRM core; sound: the HD audio controller on PCI */
+	{"virtio_gpu", 16},
+	{"virtio_dma_buf", 16},
+	{"drm_shmem_helper", 16},
+	{"drm_kms_helper", 16},
+	{"drm", 16},
+	{"snd_hda_intel", -1},
+	{"snd_hda_codec_generic", -1},
+	{"snd_hda_codec", -1},
+	{"snd_hda_core", -1},
+	{"snd_intel_dspcfg", -1},
+	{"snd_intel_sdw_acpi", -1},
+	{"snd_hwdep", -1},
+	{"snd_pcm", -1},
+	{"snd_timer", -1},
+	{"snd", -1},
+	{"soundcore", -1},
+	{"ledtrig_audio", -1},
 };
 
 static bool dir_has_entries(const char *path)

@@ -38,7 +38,10 @@ bool cmd_color(void);
 extern const struct verb verb_create, verb_build, verb_start, verb_stop, verb_destroy, verb_list, verb_inspect,
 	verb_console, verb_logs, verb_exec, verb_shell, verb_run, verb_cp, verb_ssh, verb_port, verb_image, verb_doctor,
 	verb_help, verb_completion, verb_monitor, verb_setup, verb_autostart, verb_service;
-extern const struct verb verb_template;
+extern const struct verb verb_pci;
+extern const struct verb verb_net;
+extern const struct verb verb_template, verb_snapshot;
+extern const struct verb verb_view, verb_screenshot, verb_desktop, verb_clip;
 /* "usage: hutch [--json] …" and the verbs with their summaries. */
 void cmd_print_verbs(FILE *f);
 
@@ -68,6 +71,7 @@ struct exec_cli {
 	bool cold;	       /* run --rm --cold: boot, even with a warm template */
 	int tty_mode;	       /* -t 1, -T 0, neither -1 */
 	enum accel_mode accel; /* run --accel, for the VM run creates */
+	char **shares;	       /* run --share HOST:GUEST[:ro], for the VM run creates */
 	const char *backend;   /* run --backend, for the VM run creates */
 	const char *uri;       /* run --connect */
 };

@@ -6,13 +6,16 @@
  * Everything runs in one poll loop. All sockets are non-blocking with bounded output buffers. */
 #include "monitor.h"
 #include "failed.h"
+#include "monitor_net.h"
+#include "monitor_shares.h"
+#include "monitor_desktop.h"
 #include "unixsock.h"
+#include "snapshot.h"
 #include "warm.h"
 
 #include "proto.h"
 #include "qemu.h"
 #include "qmp.h"
-#include "monitor_net.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -114,8 +117,9 @@ struct mon {
 	bool boot_reported;
 	bool run_client_seen;
 	pid_t swtpm_pid;
+	struct mon_shares shares; /* virtiofsd children and the guest's mount answers */
+	struct mon_net net;	  /* netvm links (monitor_net.h) */
 	char **forwards; /* active port forwards, as "HOST:GUEST/proto" */
-	struct mon_net net; /* netvm links (monitor_net.h) */
 	struct warm_clone *warm; /* a clone of a warm template (warm.h), or NULL */
 };
 
@@ -413,6 +417,8 @@ static void notify_error(struct mon *m, const char *msg)
 
 static void notify_ready(struct mon *m)
 {
+	if (!mon_shares_settled(&m->shares))
+		return; /* again when the agent answered the MOUNTs, or gave no answer in time */
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "spawn_ms", json_object_new_int64((int64_t)(m->t_spawn - m->t_start)));
@@ -420,6 +426,9 @@ static void notify_ready(struct mon *m)
 	json_object_object_add(o, "hello_ms", json_object_new_int64((int64_t)(m->t_hello - m->t_start)));
 	json_object_object_add(o, "kvm", json_object_new_boolean(m->plan.accel->kvm));
 	json_object_object_add(o, "accel_why", json_object_new_string(m->plan.accel->why));
+	_cleanup_free_ char *shares = mon_shares_problems(&m->shares);
+	if (shares && *shares)
+		json_object_object_add(o, "shares_problem", json_object_new_string(shares));
 	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
 	warm_clone_json(m->warm, m->t_hello - m->t_spawn, o);
 	notify(m, o);
@@ -643,6 +652,13 @@ static void agent_hello_ack(struct mon *m, uint32_t caps)
 	proto_encode_hello(&b, PROTO_VERSION, caps, "");
 	outbuf_frame(&m->agent_out, MSG_HELLO, 0, b.data, b.len);
 	proto_buf_free(&b);
+	if (caps & PROTO_HELLO_QUERY)
+		return;
+	/* the agent (re)mounts the shares after our answer; start waits (bounded) for its word */
+	for (size_t i = 0; mon_shares_request(&m->shares, i, &b, now_ms()); i++) {
+		outbuf_frame(&m->agent_out, MSG_MOUNT, 0, b.data, b.len);
+		proto_buf_free(&b);
+	}
 }
 
 /* ---- agent frames ---- */
@@ -747,6 +763,11 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 		if (f->channel == 0)
 			return;
 		break;
+	case MSG_MOUNT:
+		if (mon_shares_answer(&m->shares, f) < 0)
+			return agent_broken(m, "malformed MOUNT answer");
+		notify_ready(m); /* start waited for the answers */
+		return;
 	case MSG_ACTIVITY:
 		m->last_activity = now_ms();
 		return;
@@ -827,6 +848,7 @@ static json_object *status_json(struct mon *m)
 	json_object_object_add(o, "paused", json_object_new_boolean(m->paused));
 	json_object_object_add(o, "sessions", json_object_new_int(count_sessions(m)));
 	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
+	json_object_object_add(o, "shares", mon_shares_json(&m->shares));
 	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
 	warm_clone_json(m->warm, m->t_hello ? m->t_hello - m->t_spawn : 0, o);
 	return o;
@@ -948,6 +970,28 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 	client_send_json(c, ports_json(m));
 }
 
+/* snapshot-save, -restore, -rm (snapshot.h). A restored VM's agent is the one of the snapshot's
+ * moment: its sessions are over, and a fresh connection makes it say HELLO again. */
+static void handle_snapshot(struct mon *m, struct client *c, const char *op, json_object *req)
+{
+	json_object *v;
+	const char *tag = json_object_object_get_ex(req, "tag", &v) ? json_object_get_string(v) : NULL;
+	struct hutch_error err = {0};
+	if (!m->qmp)
+		return reply_error(c, "QMP is not connected");
+	if (snapshot_qmp(m->qmp, m->vm_dir, m->vm.spec, op, tag, &err) < 0) {
+		reply_error(c, err.msg);
+		hutch_error_clear(&err);
+		return;
+	}
+	mon_log(m, "%s %s", op, tag);
+	if (!strcmp(op, "snapshot-restore"))
+		agent_gone(m, "the VM was restored from a snapshot");
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	client_send_json(c, o);
+}
+
 static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame *f)
 {
 	json_tokener *tok = json_tokener_new();
@@ -973,6 +1017,10 @@ static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame
 		begin_stop(m, force, t, "requested by the CLI");
 	} else if (!strncmp(o, "port-", 5)) {
 		handle_port(m, c, o, req);
+	} else if (!strncmp(o, "snapshot-", 9)) {
+		handle_snapshot(m, c, o, req);
+	} else if ((v = monitor_desktop_ctl(m->qmp, m->run_dir, o, req))) {
+		client_send_json(c, v);
 	} else if (!strcmp(o, "net-ls")) {
 		client_send_json(c, mon_net_json(&m->net));
 	} else if (!strcmp(o, "hello")) {
@@ -1191,6 +1239,8 @@ static uint64_t next_timeout(struct mon *m)
 	}
 	if (mon_net_deadline(&m->net) < dl)
 		dl = mon_net_deadline(&m->net);
+	if (mon_shares_deadline(&m->shares) < dl)
+		dl = mon_shares_deadline(&m->shares);
 	if (dl == UINT64_MAX)
 		return UINT64_MAX;
 	return dl > t ? dl - t : 0;
@@ -1236,6 +1286,10 @@ static void check_timers(struct mon *m)
 		begin_stop(m, true, 5000, "boot timed out");
 	}
 	mon_net_tick(&m->net, m->qmp, t, net_log);
+	if (m->shares.asked_at && t >= mon_shares_deadline(&m->shares)) {
+		mon_shares_expire(&m->shares, t);
+		notify_ready(m);
+	}
 	if (m->a->ephemeral && !m->run_client_seen && m->stop_step == STOP_NONE && m->t_hello &&
 	    t >= m->t_hello + EPHEMERAL_GRACE_MS)
 		begin_stop(m, false, 20000, "no client came for the disposable VM");
@@ -1260,6 +1314,10 @@ static void handle_signals(struct mon *m)
 		} else if (p == m->swtpm_pid) {
 			mon_log(m, "swtpm exited (status 0x%x)", (unsigned)status);
 			m->swtpm_pid = 0;
+		} else {
+			char what[128];
+			if (mon_shares_reap(&m->shares, p, status, what, sizeof(what)))
+				mon_log(m, "%s", what);
 		}
 	}
 }
@@ -1573,6 +1631,9 @@ static int setup(struct mon *m, struct hutch_error *err)
 		if (r < 0)
 			return r;
 	}
+	r = mon_shares_start(&m->shares, m->plan.shares, m->vm_dir, err);
+	if (r < 0)
+		return r;
 	mon_net_init(&m->net, m->name, m->plan.net);
 	m->t_spawn = now_ms();
 	r = spawn_qemu_or_clone(m, err);
@@ -1635,6 +1696,7 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 		fail_sessions(&m);
 	}
 	hutch_error_clear(&err);
+	mon_shares_stop(&m.shares);
 	if (m.vm.spec)
 		record_exit(&m);
 	if (m.run_dir)

@@ -1,6 +1,9 @@
 #include "qemu.h"
 
 #include "netvm.h"
+#include "shares.h"
+#include "desktop_qemu.h"
+#include "qemu_devices.h"
 #include "unixsock.h"
 
 #include <arpa/inet.h>
@@ -147,9 +150,12 @@ char *qemu_micro_cmdline(const struct qemu_config *c)
 	if (!c->accel->kvm && c->accel->tsc_khz)
 		strbuf_addf(&sb, " tsc_early_khz=%llu lpj=%llu", (unsigned long long)c->accel->tsc_khz,
 			    (unsigned long long)(c->accel->tsc_khz * 1000 / GUEST_HZ));
+	shares_cmdline(&sb, c->shares);
 	_cleanup_free_ char *net = c->net ? net_cmdline(c->spec, c->net) : NULL;
 	if (net)
 		strbuf_adds(&sb, net);
+	if (c->spec->source == SOURCE_OCI)
+		strbuf_adds(&sb, " hutch.root=/dev/vda"); /* agent/rootfs.c */
 	if (c->spec->cmdline && *c->spec->cmdline)
 		strbuf_addf(&sb, " %s", c->spec->cmdline);
 	return strbuf_detach(&sb, NULL);
@@ -172,7 +178,7 @@ static char *opt_escape(const char *s)
 int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_error *err)
 {
 	const struct vm_spec *s = c->spec;
-	bool micro = s->source == SOURCE_TEMPLATE;
+	bool micro = s->source != SOURCE_IMAGE; /* a container image (SOURCE_OCI) boots micro with a disk */
 	const char *bus = micro ? "device" : "pci";
 	char **argv = NULL;
 	_cleanup_free_ char *run_dir = opt_escape(c->run_dir), *vm_dir = opt_escape(c->vm_dir);
@@ -188,17 +194,24 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	ARG("%s", c->binary);
 	ARG("-name");
 	ARG("%s,debug-threads=on", c->name);
+	/* vhost-user (virtiofsd) maps guest RAM: it must be a shared memfd */
+	bool shm = shares_need_shared_memory(c->shares);
 	ARG("-M");
 	if (micro)
-		ARG("microvm,rtc=on,isa-serial=on,pcie=off");
+		ARG("microvm,rtc=on,isa-serial=on,pcie=%s%s", desktop_needs_pci(s) ? "on" : "off",
+		    shm ? ",memory-backend=mem" : "");
 	else
-		ARG("q35,smm=%s", s->firmware == FIRMWARE_UEFI_SECURE ? "on" : "off");
+		ARG("q35,smm=%s%s", s->firmware == FIRMWARE_UEFI_SECURE ? "on" : "off", shm ? ",memory-backend=mem" : "");
 	ARG("-accel");
 	ARG("%s", c->accel->kvm ? "kvm" : "tcg");
 	ARG("-cpu");
 	ARG("%s", c->accel->cpu[0] ? c->accel->cpu : (c->accel->kvm ? ACCEL_CPU_KVM : ACCEL_CPU_TCG));
 	ARG("-m");
 	ARG("%lluM", (unsigned long long)(s->memory / (1024 * 1024)));
+	if (shm) {
+		ARG("-object");
+		ARG("memory-backend-memfd,id=mem,size=%lluM,share=on", (unsigned long long)(s->memory / (1024 * 1024)));
+	}
 	ARG("-smp");
 	ARG("%u", s->cpus ? s->cpus : 1);
 	ARG("-nodefaults");
@@ -240,6 +253,12 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 		ARG("%s", c->initrd);
 		ARG("-append");
 		argv = strv_push(argv, qemu_micro_cmdline(c));
+		if (c->disk) {
+			ARG("-drive");
+			ARG("file=%s,if=none,id=disk0,format=qcow2,discard=unmap", disk);
+			ARG("-device");
+			ARG("virtio-blk-device,drive=disk0");
+		}
 	} else {
 		bool uefi = s->firmware == FIRMWARE_UEFI || s->firmware == FIRMWARE_UEFI_SECURE;
 		if (uefi && (!c->fw_code || !c->nvram)) {
@@ -301,10 +320,18 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	}
 	if (c->net)
 		argv = net_qemu_args(argv, c->net, bus);
-	ARG("-device");
-	ARG("virtio-balloon-%s,id=balloon0", bus);
+	argv = shares_qemu_args(argv, c->shares, micro);
+	if (qemu_devices_argv(c, bus, &argv, err) < 0) {
+		strv_free(argv);
+		return -EINVAL;
+	}
 	ARG("-device");
 	ARG("virtio-rng-%s", bus);
+	int dr = desktop_qemu_args(c, &argv, err);
+	if (dr < 0) {
+		strv_free(argv);
+		return dr;
+	}
 	*ret_argv = argv;
 	return 0;
 }

@@ -39,6 +39,20 @@ static bool share_valid_name(const char *name)
 	return true;
 }
 
+bool spec_valid_guest_path(const char *p)
+{
+	size_t len = p ? strlen(p) : 0;
+	if (len == 0 || len > 255 || p[0] != '/')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f || p[i] == ',')
+			return false;
+	for (const char *q = p; (q = strstr(q, "/..")); q += 3)
+		if (q[3] == '/' || q[3] == 0)
+			return false;
+	return true;
+}
+
 /* source */
 
 static int src_template(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
@@ -72,10 +86,16 @@ static int src_checksum(struct ytree_ctx *c, void *obj, const struct ynode *v, c
 	return 0;
 }
 
+static int src_oci(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->oci);
+}
+
 static const struct ytree_field source_fields[] = {
 	{"template", src_template},
 	{"image", src_image},
 	{"checksum", src_checksum},
+	{"oci", src_oci},
 };
 
 static int vm_source(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
@@ -84,13 +104,13 @@ static int vm_source(struct ytree_ctx *c, void *obj, const struct ynode *v, cons
 	int r = ytree_parse_fields(c, v, path, source_fields, ARRAY_SIZE(source_fields), s);
 	if (r < 0)
 		return r;
-	if (s->template && s->image)
-		return ytree_error(c, v, path, "template and image are mutually exclusive");
-	if (!s->template && !s->image)
-		return ytree_error(c, v, path, "needs a template or an image");
+	if ((s->template != NULL) + (s->image != NULL) + (s->oci != NULL) > 1)
+		return ytree_error(c, v, path, "template, image and oci are mutually exclusive");
+	if (!s->template && !s->image && !s->oci)
+		return ytree_error(c, v, path, "needs a template, an image or an oci image");
 	if (s->checksum && !s->image)
 		return ytree_error(c, ytree_map_get(v, "checksum"), "source.checksum", "only allowed with image");
-	s->source = s->image ? SOURCE_IMAGE : SOURCE_TEMPLATE;
+	s->source = s->image ? SOURCE_IMAGE : s->oci ? SOURCE_OCI : SOURCE_TEMPLATE;
 	return 0;
 }
 
@@ -188,11 +208,6 @@ static int vm_disposable(struct ytree_ctx *c, void *obj, const struct ynode *v, 
 static int vm_autostart(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	return ytree_bool(c, v, path, &((struct vm_spec *)obj)->autostart);
-}
-
-static int vm_color(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
-{
-	return ytree_str(c, v, path, false, &((struct vm_spec *)obj)->color);
 }
 
 /* network */
@@ -388,6 +403,28 @@ static int share_mount(struct ytree_ctx *c, void *obj, const struct ynode *v, co
 		_cleanup_free_ char *q = ytree_quote(sh->mount);
 		return ytree_error(c, v, path, "must be an absolute path, got '%s'", q);
 	}
+	if (!spec_valid_guest_path(sh->mount)) {
+		_cleanup_free_ char *q = ytree_quote(sh->mount);
+		return ytree_error(c, v, path, "must be a guest path without '..', spaces, commas or control characters, got '%s'",
+				   q);
+	}
+	return 0;
+}
+
+static int share_via(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	struct share *sh = obj;
+	int r = ytree_want_scalar(c, v, path, "auto, 9p or virtiofs");
+	if (r < 0)
+		return r;
+	if (!strcmp(v->str, "auto"))
+		sh->via = SHARE_AUTO;
+	else if (!strcmp(v->str, "9p"))
+		sh->via = SHARE_9P;
+	else if (!strcmp(v->str, "virtiofs"))
+		sh->via = SHARE_VIRTIOFS;
+	else
+		return ytree_type_error(c, v, path, "auto, 9p or virtiofs");
 	return 0;
 }
 
@@ -400,6 +437,7 @@ static const struct ytree_field share_fields[] = {
 	{"path", share_path},
 	{"mount", share_mount},
 	{"readonly", share_readonly},
+	{"via", share_via},
 };
 
 static int vm_shares(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
@@ -431,7 +469,35 @@ static int vm_shares(struct ytree_ctx *c, void *obj, const struct ynode *v, cons
 		}
 		if (!sh->path)
 			return ytree_error(c, sv, sp, "path is required");
+		for (size_t j = 0; j + 1 < s->n_shares; j++)
+			if (sh->mount && s->shares[j].mount && !strcmp(sh->mount, s->shares[j].mount))
+				return ytree_error(c, ytree_map_get(sv, "mount"), sp,
+						   "mount point '%s' is already used by share '%s'", sh->mount,
+						   s->shares[j].name);
 	}
+	return 0;
+}
+
+/* home: true (the default per-VM dir), false, or a host PATH */
+static int vm_home(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	struct vm_spec *s = obj;
+	int r = ytree_want_scalar(c, v, path, "true, false or a host path");
+	if (r < 0)
+		return r;
+	free(s->home_path);
+	s->home_path = NULL;
+	if (v->plain && (!strcmp(v->str, "true") || !strcmp(v->str, "false"))) {
+		s->home = v->str[0] == 't' ? HOME_DEFAULT : HOME_OFF;
+		return 0;
+	}
+	if (!v->str[0] || (v->str[0] != '/' && v->str[0] != '~')) {
+		_cleanup_free_ char *q = ytree_quote(v->str);
+		return ytree_error(c, v, path, "expected true, false or an absolute host path (or ~/...), got '%s'",
+				   q);
+	}
+	s->home = HOME_PATH;
+	s->home_path = xstrdup(v->str);
 	return 0;
 }
 
@@ -526,12 +592,21 @@ static const struct ytree_field vm_fields[] = {
 	{"network", vm_network},
 	{"ssh", vm_ssh},
 	{"shares", vm_shares},
+	{"home", vm_home},
 	{"cloud_init", vm_cloud_init},
 	{"auto_shutdown", vm_auto_shutdown},
 	{"disposable", vm_disposable},
 	{"autostart", vm_autostart},
-	{"color", vm_color},
+	{"color", spec_desktop_color},
+	{"display", spec_desktop_display},
+	{"sound", spec_desktop_sound},
+	{"apps", spec_desktop_apps},
+	{"notifications", spec_desktop_notifications},
+	{"clipboard", spec_desktop_clipboard},
 	{"stop_timeout", vm_stop_timeout},
+	{"pci", spec_devices_pci},
+	{"usb", spec_devices_usb},
+	{"balloon", spec_devices_balloon},
 };
 
 static int parse_vm(struct ytree_ctx *c, const struct ynode *k, const struct ynode *v, struct vm_spec **ret)
@@ -543,7 +618,7 @@ static int parse_vm(struct ytree_ctx *c, const struct ynode *k, const struct yno
 		if (v->type != Y_MAP)
 			return ytree_type_error(c, v, k->str, "a mapping of settings");
 		int r = ytree_parse_fields(c, v, "", vm_fields, ARRAY_SIZE(vm_fields), s);
-		if (r < 0)
+		if (r < 0 || (r = spec_devices_check(c, s, v)) < 0)
 			return r;
 	}
 	*ret = TAKE_PTR(s);
@@ -613,6 +688,7 @@ void spec_free(struct vm_spec *s)
 	free(s->template);
 	free(s->image);
 	free(s->checksum);
+	free(s->oci);
 	free(s->kernel);
 	free(s->cmdline);
 	free(s->backend);
@@ -627,9 +703,12 @@ void spec_free(struct vm_spec *s)
 		free(s->shares[i].mount);
 	}
 	free(s->shares);
+	free(s->home_path);
 	strv_free(s->ci_packages);
 	strv_free(s->ci_runcmd);
 	free(s->color);
+	spec_desktop_free(&s->desk);
+	spec_devices_free(s);
 	free(s);
 }
 
@@ -838,6 +917,9 @@ static void render_source(struct strbuf *sb, const struct vm_spec *s)
 		strbuf_adds(sb, "  source:\n");
 		render_str(sb, 4, "image", s->image ? s->image : "");
 		render_str(sb, 4, "checksum", s->checksum);
+	} else if (s->source == SOURCE_OCI) {
+		strbuf_adds(sb, "  source:\n");
+		render_str(sb, 4, "oci", s->oci ? s->oci : "");
 	} else if (s->template) {
 		strbuf_adds(sb, "  source:\n");
 		render_str(sb, 4, "template", s->template);
@@ -863,9 +945,8 @@ static void render_network(struct strbuf *sb, const struct vm_spec *s)
 
 static void render_shares(struct strbuf *sb, const struct vm_spec *s)
 {
-	if (!s->n_shares)
-		return;
-	strbuf_adds(sb, "  shares:\n");
+	if (s->n_shares)
+		strbuf_adds(sb, "  shares:\n");
 	for (size_t i = 0; i < s->n_shares; i++) {
 		const struct share *sh = &s->shares[i];
 		render_key(sb, 4, sh->name, sh->name && share_valid_name(sh->name));
@@ -873,7 +954,13 @@ static void render_shares(struct strbuf *sb, const struct vm_spec *s)
 		render_str(sb, 6, "path", sh->path);
 		render_str(sb, 6, "mount", sh->mount);
 		render_true(sb, 6, "readonly", sh->readonly);
+		if (sh->via == SHARE_9P || sh->via == SHARE_VIRTIOFS)
+			strbuf_addf(sb, "      via: %s\n", sh->via == SHARE_9P ? "9p" : "virtiofs");
 	}
+	if (s->home == HOME_DEFAULT)
+		strbuf_adds(sb, "  home: true\n");
+	else if (s->home == HOME_PATH)
+		render_str(sb, 2, "home", s->home_path ? s->home_path : "");
 }
 
 char *spec_render_yaml(const struct vm_spec *s)
@@ -922,6 +1009,8 @@ char *spec_render_yaml(const struct vm_spec *s)
 	render_true(&sb, 2, "disposable", s->disposable);
 	render_true(&sb, 2, "autostart", s->autostart);
 	render_str(&sb, 2, "color", s->color);
+	spec_desktop_render(&sb, &s->desk);
+	spec_devices_render(&sb, s);
 	return strbuf_detach(&sb, NULL);
 }
 
@@ -947,7 +1036,7 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	if (!a || !b)
 		return false;
 	if (!str_eq(a->name, b->name) || a->source != b->source || !str_eq(a->template, b->template) ||
-	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->kernel, b->kernel) ||
+	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->oci, b->oci) || !str_eq(a->kernel, b->kernel) ||
 	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk ||
 	    a->firmware != b->firmware || a->tpm != b->tpm || a->accel != b->accel || !str_eq(a->backend, b->backend) ||
 	    !str_eq(a->uri, b->uri) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
@@ -956,12 +1045,13 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||
 	    !strv_eq(a->ci_runcmd, b->ci_runcmd) || a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s ||
 	    a->stop_timeout_s != b->stop_timeout_s || a->disposable != b->disposable || a->autostart != b->autostart ||
-	    !str_eq(a->color, b->color) || a->n_shares != b->n_shares)
+	    !str_eq(a->color, b->color) || !spec_desktop_equal(&a->desk, &b->desk) || a->n_shares != b->n_shares || a->home != b->home ||
+	    !str_eq(a->home_path, b->home_path) || !spec_devices_equal(a, b))
 		return false;
 	for (size_t i = 0; i < a->n_shares; i++) {
 		const struct share *x = &a->shares[i], *y = &b->shares[i];
 		if (!str_eq(x->name, y->name) || !str_eq(x->path, y->path) || !str_eq(x->mount, y->mount) ||
-		    x->readonly != y->readonly)
+		    x->readonly != y->readonly || x->via != y->via)
 			return false;
 	}
 	return true;

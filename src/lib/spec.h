@@ -1,19 +1,25 @@
 /* VM specs: YAML (libyaml) -> struct vm_spec. Several VMs per file. */
 #pragma once
 #include "accel.h"
+#include "spec_desktop.h"
+#include "spec_devices.h"
 #include "util.h"
 
 #define SPEC_MAX_FILE (1024 * 1024) /* input cap: larger files are rejected */
 
-enum source_kind { SOURCE_TEMPLATE = 0, SOURCE_IMAGE };
+enum source_kind { SOURCE_TEMPLATE = 0, SOURCE_IMAGE, SOURCE_OCI };
 enum firmware { FIRMWARE_DEFAULT = 0, FIRMWARE_BIOS, FIRMWARE_UEFI, FIRMWARE_UEFI_SECURE };
 enum net_mode { NET_USER = 0, NET_NONE, NET_NETVM };
+
+enum share_via { SHARE_AUTO = 0, SHARE_9P, SHARE_VIRTIOFS };
+enum home_mode { HOME_OFF = 0, HOME_DEFAULT, HOME_PATH }; /* home: false | true | PATH */
 
 struct share {
 	char *name;  /* map key */
 	char *path;  /* host path, ~ expanded by the consumer */
-	char *mount; /* guest mount point */
+	char *mount; /* guest mount point; NULL: /mnt/NAME */
 	bool readonly;
+	enum share_via via;
 };
 
 struct vm_spec {
@@ -25,6 +31,7 @@ struct vm_spec {
 	char *template; /* source: {template: micro} */
 	char *image;	/* source: {image: URL} */
 	char *checksum; /* source: {checksum: "sha256:HEX" | "sha256:URL"...} */
+	char *oci;	/* source: {oci: REF}: a container image (oci.h) */
 
 	char *kernel;	 /* micro: kernel path override */
 	char *cmdline;	 /* extra kernel command line */
@@ -50,6 +57,8 @@ struct vm_spec {
 
 	struct share *shares;
 	size_t n_shares;
+	enum home_mode home; /* a host dir shared as the guest user's home (shares.h) */
+	char *home_path;     /* HOME_PATH: the host dir, ~ expanded by the consumer */
 
 	char **ci_packages; /* cloud_init.packages */
 	char **ci_runcmd;   /* cloud_init.runcmd */
@@ -60,6 +69,13 @@ struct vm_spec {
 	bool disposable;
 	bool autostart; /* a systemd user unit starts it at boot (autostart.h) */
 	char *color;
+	struct vm_desktop desk; /* display, sound, apps, notifications, clipboard (spec_desktop.h) */
+	/* devices (spec_devices.h) */
+	char **pci;	      /* pci: ["0000:01:00.0"], normalized; vfio-pci on q35 */
+	struct usb_match *usb; /* usb: [{vendor, product, serial}], attached at start */
+	size_t n_usb;
+	uint64_t balloon_min; /* balloon: {min: SIZE}, the guest's floor; 0 = the policy's default */
+	bool balloon_off;     /* balloon: false */
 };
 
 struct vm_spec *spec_new(const char *name);
@@ -80,5 +96,8 @@ void spec_apply_defaults(struct vm_spec *s);
 
 /* True when NAME matches [a-z0-9][a-z0-9-]{0,62}, the rule for VM (and template) names. */
 bool spec_valid_name(const char *name);
+/* An absolute guest path that fits a kernel command line word: no "..", whitespace, control
+ * characters or commas, at most 255 bytes. */
+bool spec_valid_guest_path(const char *p);
 /* Compares every setting; file and line (where a spec was read from) are ignored. */
 bool spec_equal(const struct vm_spec *a, const struct vm_spec *b);

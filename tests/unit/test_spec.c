@@ -557,9 +557,9 @@ static void test_round_trip_parsed(void **state)
 		"odd:\n"
 		"  cmdline: \"console=ttyS0 quiet: yes # not a comment\\n\\ttab \\\"q\\\" \\\\ back\"\n"
 		"  kernel: \" leading and trailing \"\n"
-		"  color: \"caf\\u00e9 \\u2028 \\u2029 \\x85 \\ufeff \\x7f \\x01 \\U0001F600 \\ud7ff \\ue000 \\ufffd "
+		"  color: \"rgb( 46, 204, 113 )\"\n"
+		"  uri: \"caf\\u00e9 \\u2028 \\u2029 \\x85 \\ufeff \\x7f \\x01 \\U0001F600 \\ud7ff \\ue000 \\ufffd "
 		"\\ufffe\"\n"
-		"  uri: 'null'\n"
 		"  backend: qemu\n"
 		"  memory: 67108865\n"
 		"  disk: 3K\n"
@@ -571,7 +571,6 @@ static void test_round_trip_parsed(void **state)
 		"  disposable: yes\n"
 		"  tpm: TRUE\n");
 	assert_string_equal(s->cmdline, "console=ttyS0 quiet: yes # not a comment\n\ttab \"q\" \\ back");
-	assert_string_equal(s->uri, "null");
 	assert_round_trip(s);
 	spec_free(s);
 }
@@ -591,8 +590,8 @@ static void test_round_trip_built(void **state)
 	s->idle_s = 1;
 	s->shares = xcalloc(2, sizeof(*s->shares));
 	s->n_shares = 2;
-	s->shares[0] = (struct share){xstrdup("x"), xstrdup("/a"), NULL, false};
-	s->shares[1] = (struct share){xstrdup("y"), xstrdup("/b"), xstrdup("/c"), true};
+	s->shares[0] = (struct share){xstrdup("x"), xstrdup("/a"), NULL, false, SHARE_AUTO};
+	s->shares[1] = (struct share){xstrdup("y"), xstrdup("/b"), xstrdup("/c"), true, SHARE_9P};
 	s->forward = strv_push(NULL, xstrdup("1:2"));
 	assert_round_trip(s);
 

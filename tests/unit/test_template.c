@@ -192,6 +192,12 @@ static const char *const micro_dep_lines[] = {
 	"kernel/net/vmw_vsock/vsock.ko:",
 	"kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko: kernel/net/vmw_vsock/vsock.ko "
 	"kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko",
+	"kernel/drivers/gpu/drm/drm.ko:",
+	"kernel/drivers/gpu/drm/virtio/virtio-gpu.ko: kernel/drivers/gpu/drm/drm.ko kernel/drivers/virtio/virtio.ko "
+	"kernel/drivers/virtio/virtio_ring.ko",
+	"kernel/sound/core/snd.ko:",
+	"kernel/sound/pci/hda/snd-hda-codec-generic.ko: kernel/sound/core/snd.ko",
+	"kernel/sound/pci/hda/snd-hda-intel.ko: kernel/sound/core/snd.ko",
 };
 
 static int fixture_setup(void **state)
