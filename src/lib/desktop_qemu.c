@@ -96,8 +96,10 @@ static void sound_args(const struct qemu_config *c, char ***argv)
 	ARG("-device");
 	ARG("intel-hda,id=hda0");
 	ARG("-device");
-	/* hda-output has no input at all: capture stays off unless asked for */
-	ARG("%s,audiodev=snd0", desktop_capture(d) ? "hda-duplex" : "hda-output");
+	/* hda-output has no input at all: capture stays off unless asked for. mixer=off: the codec has
+	 * no amplifiers, so a guest without a mixer tool (micro) is not muted by the codec's default
+	 * and guest volume is the guest's software volume; the host's mixer stays the host's. */
+	ARG("%s,audiodev=snd0,mixer=off", desktop_capture(d) ? "hda-duplex" : "hda-output");
 }
 
 int desktop_qemu_args(const struct qemu_config *c, char ***argv, struct hutch_error *err)
