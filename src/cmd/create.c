@@ -13,6 +13,9 @@ static const struct opt create_opts[] = {
 		   .complete = "image"),
 	OPT_STRING(0, "checksum", struct create_opts, checksum, "SPEC",
 		   "the image's sha256:/sha512: digest or sums URL"),
+	OPT_STRING(0, "oci", struct create_opts, oci, "REF",
+		   "a container image: oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE or containers-storage:NAME",
+		   .complete = "file"),
 	OPT_BOOL(0, "pull", struct create_opts, pull, "ask upstream for the checksum even when cached"),
 	OPT_INSTANCE(struct create_opts),
 	OPT_SIZE('m', "memory", struct create_opts, memory, "memory, overriding the spec"),
@@ -30,8 +33,8 @@ static const struct opt create_opts[] = {
 static int cmd_create(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct create_opts o = *(struct create_opts *)opts;
-	if (!!o.template + !!o.from + !!o.image > 1)
-		return cmd_usage(c, "--template, --from and --image exclude each other");
+	if (!!o.template + !!o.from + !!o.image + !!o.oci > 1)
+		return cmd_usage(c, "--template, --from, --image and --oci exclude each other");
 	if (o.checksum && !o.image)
 		return cmd_usage(c, "--checksum goes with --image");
 	struct cmd_progress prog;

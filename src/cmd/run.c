@@ -2,6 +2,7 @@
 #include "cmd.h"
 #include "failed.h"
 #include "session.h"
+#include "vm_oci.h"
 #include "vmops.h"
 #include "warm.h"
 
@@ -55,7 +56,14 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct exec_cli *e = opts;
-	int parsed = cmd_exec_finish(c, e, argc, argv);
+	/* hutch run NAME with no command: a container image's own (vm_oci.h) */
+	bool image_cmd = argc < 2;
+	char *no_cmd[] = {argv[0], NULL, NULL};
+	_cleanup_free_ char *oci_cfg = store_vm_file(&c->store, argv[0], VM_OCI_CONFIG);
+	if (image_cmd && access(oci_cfg, F_OK) < 0)
+		return cmd_usage(c, "missing command (hutch run NAME -- CMD...; only a VM made from a container "
+				    "image has a command of its own)");
+	int parsed = cmd_exec_finish(c, e, image_cmd ? 2 : argc, image_cmd ? no_cmd : argv);
 	if (parsed)
 		return parsed;
 	struct exec_opts o = e->o;
@@ -66,6 +74,8 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		return EXIT_ERR;
 	_cleanup_free_ char *name = NULL;
 	int rc = EXIT_ERR;
+	struct vm_oci_defaults dflt = {0};
+	_cleanup_strv_ char **env = NULL;
 	if (rm) {
 		/* A fresh instance of NAME's spec (or of the template), destroyed when the program ends. */
 		_cleanup_free_ char *suffix = ephemeral_name(base);
@@ -115,6 +125,17 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		}
 		goto out;
 	}
+	if (image_cmd) {
+		if (vm_oci_defaults(&c->store, name, &dflt, &c->err) < 0)
+			goto out;
+		o.argv = dflt.argv;
+		env = strv_copy(dflt.env);
+		for (char **v = e->o.env; v && *v; v++)
+			env = strv_push(env, xstrdup(*v));
+		o.env = env;
+		o.cwd = o.cwd ? o.cwd : dflt.cwd;
+		o.user = o.user ? o.user : dflt.user;
+	}
 	o.app = true;
 	o.run_client = rm;
 	int status = 0;
@@ -132,6 +153,7 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	}
 	rc = exec_exit_code(r, status);
 out:
+	vm_oci_defaults_release(&dflt);
 	return rc;
 }
 

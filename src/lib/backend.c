@@ -200,10 +200,18 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 	if (r < 0)
 		goto fail;
 	*ret->accel = ar.info;
-	if (!ret->accel->kvm && vm->spec->source == SOURCE_TEMPLATE)
+	if (!ret->accel->kvm && vm->spec->source != SOURCE_IMAGE)
 		ret->accel->tsc_khz = accel_tsc_khz();
 
-	if (vm->spec->source == SOURCE_TEMPLATE) {
+	if (vm->spec->source == SOURCE_OCI) {
+		/* a container image: its disk is the root under micro's kernel (agent/rootfs.c) */
+		ret->disk = store_vm_file(vm->store, vm->name, "disk.qcow2");
+		if (access(ret->disk, F_OK) < 0) {
+			r = hutch_error_set(err, ENOENT, "no disk at '%s': destroy and create the VM again", ret->disk);
+			goto fail;
+		}
+	}
+	if (vm->spec->source != SOURCE_IMAGE) {
 		if (vm->spec->template && strcmp(vm->spec->template, "micro") != 0) {
 			r = hutch_error_set(err, EINVAL, "unknown template '%s' (the built-in one is 'micro')",
 					    vm->spec->template);

@@ -1056,7 +1056,7 @@ static int apply_tar(struct unpack *u, int fd, struct hutch_error *err)
 	archive_read_support_format_gnutar(a);
 	int r = 0;
 	if (lseek(fd, 0, SEEK_SET) < 0 || archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK) {
-		r = hutch_error_set(err, EINVAL, "not a tar archive: %s", archive_error_string(a));
+		r = hutch_error_set(err, EINVAL, "cannot be read as a tar stream: %s", archive_error_string(a));
 		archive_read_free(a);
 		return r;
 	}

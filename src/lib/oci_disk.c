@@ -300,6 +300,8 @@ int oci_disk_ensure(const struct store *st, const char *refs, struct oci_disk *r
 	if (work[strlen(work) - 1] != 'X')
 		rm_rf(work);
 	if (r < 0) {
+		if (lock >= 0)
+			unlink(lockp); /* held: a waiter re-checks the file it locked and makes a new one */
 		oci_image_release(&img);
 		return hutch_error_wrap(err, "image '%s'", refs);
 	}

@@ -9,6 +9,7 @@
 #include "netvm.h"
 #include "qemu.h"
 #include "seed.h"
+#include "vm_oci.h"
 
 #include <pwd.h>
 
@@ -39,6 +40,13 @@ static int resolve_spec(struct store *st, const struct create_opts *o, struct vm
 		s->source = SOURCE_IMAGE;
 		s->image = TAKE_PTR(url);
 		s->checksum = o->checksum ? xstrdup(o->checksum) : TAKE_PTR(sum);
+		*ret = s;
+		return 0;
+	}
+	if (o->oci) {
+		struct vm_spec *s = spec_new(o->name);
+		s->source = SOURCE_OCI;
+		s->oci = xstrdup(o->oci);
 		*ret = s;
 		return 0;
 	}
@@ -226,7 +234,7 @@ static void undo_create(struct store *st, const char *name, bool keep_disk)
 	static const char *const made[] = {
 		"disk.qcow2", "seed.iso",	"authorized_keys",	"nvram.fd",
 		"id_ed25519", "id_ed25519.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub",
-		"known_hosts"};
+		"known_hosts", "oci-config.json"};
 	for (size_t i = keep_disk ? 1 : 0; i < ARRAY_SIZE(made); i++) {
 		_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
 		unlink(p);
@@ -284,6 +292,8 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 	bool had_disk = access(disk, F_OK) == 0;
 	if (spec->source == SOURCE_IMAGE)
 		r = prepare_image_vm(st, o, spec, name, err);
+	else if (spec->source == SOURCE_OCI)
+		r = vm_oci_prepare(st, spec, name, err);
 	if (r == 0) {
 		/* spec.yml last: its presence is what makes the VM exist */
 		_cleanup_free_ char *yaml = spec_render_yaml(spec);

@@ -13,6 +13,7 @@ struct create_opts {
 	bool ephemeral;			       /* run --rm: a throwaway instance */
 	const char *image;		       /* --image URL|CATALOG-NAME */
 	const char *checksum;		       /* --checksum SPEC */
+	const char *oci;		       /* --oci REF: a container image (oci.h) */
 	const struct image_progress *progress; /* download progress, may be NULL */
 	bool pull; /* --pull: ask upstream for a sums-file checksum even when the image is cached */
 

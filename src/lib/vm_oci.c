@@ -1,0 +1,76 @@
+/* VMs from container images. See vm_oci.h. */
+#include "vm_oci.h"
+
+#include "image.h"
+#include "oci.h"
+#include "oci_disk.h"
+
+#include <string.h>
+
+int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err)
+{
+	struct oci_disk d = {0};
+	int r = oci_disk_ensure(st, spec->oci, &d, err);
+	if (r < 0)
+		return r;
+	if (spec->disk && spec->disk < d.size) {
+		char want[32], have[32];
+		r = hutch_error_set(err, EINVAL, "disk size %s is smaller than the image's root filesystem (%s)",
+				    format_size(spec->disk, want, sizeof(want)),
+				    format_size(d.size, have, sizeof(have)));
+		oci_disk_release(&d);
+		return r;
+	}
+	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
+	_cleanup_free_ char *cfg = store_vm_file(st, name, VM_OCI_CONFIG);
+	r = copy_file_atomic(d.config, cfg, OCI_JSON_MAX, 0600, err);
+	if (r == 0 && (r = image_make_overlay(d.rootfs, disk, spec->disk ? spec->disk : d.size, err)) < 0)
+		unlink(cfg);
+	oci_disk_release(&d);
+	return r < 0 ? hutch_error_wrap(err, "disk") : 0;
+}
+
+void vm_oci_defaults_release(struct vm_oci_defaults *d)
+{
+	if (!d)
+		return;
+	strv_free(d->argv);
+	strv_free(d->env);
+	free(d->cwd);
+	free(d->user);
+	memset(d, 0, sizeof(*d));
+}
+
+int vm_oci_defaults(const struct store *st, const char *name, struct vm_oci_defaults *ret, struct hutch_error *err)
+{
+	_cleanup_free_ char *path = store_vm_file(st, name, VM_OCI_CONFIG);
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	if (access(path, F_OK) < 0)
+		return hutch_error_set(err, ENOENT, "'%s' is not made from a container image: give a command", name);
+	int r = read_file(path, OCI_JSON_MAX, &buf, &len, err);
+	if (r < 0)
+		return r;
+	struct oci_config c = {0};
+	r = oci_parse_config(buf, len, &c, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "'%s'", path);
+	struct vm_oci_defaults d = {0};
+	for (char **v = c.entrypoint; v && *v; v++)
+		d.argv = strv_push(d.argv, xstrdup(*v));
+	for (char **v = c.cmd; v && *v; v++)
+		d.argv = strv_push(d.argv, xstrdup(*v));
+	d.env = TAKE_PTR(c.env);
+	d.cwd = TAKE_PTR(c.workdir);
+	if (c.user) {
+		/* USER[:GROUP]: the agent runs as the user with that user's groups */
+		d.user = xstrndup(c.user, strcspn(c.user, ":"));
+	}
+	oci_config_release(&c);
+	if (!d.argv || !d.argv[0]) {
+		vm_oci_defaults_release(&d);
+		return hutch_error_set(err, EINVAL, "the image of '%s' has no Entrypoint or Cmd: give a command", name);
+	}
+	*ret = d;
+	return 0;
+}

@@ -1,0 +1,22 @@
+/* VMs from container images (source: {oci: REF}): the disk at create, and what `hutch run NAME`
+ * with no command runs. The boot itself is micro's kernel and initramfs with the disk as root
+ * (agent/rootfs.c), or a bootc image's own kernel. */
+#pragma once
+#include "spec.h"
+#include "store.h"
+
+#define VM_OCI_CONFIG "oci-config.json" /* in the VM's dir: the image config, verified */
+
+/* Build (or reuse) the image's root filesystem and make the VM's disk.qcow2 on it, of the spec's
+ * disk: size (the root filesystem's own size when unset; the guest grows the filesystem to fill
+ * the disk at boot). */
+int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err);
+
+/* The image's Entrypoint+Cmd, Env, WorkingDir and User for VM NAME. -ENOENT when NAME is not a VM
+ * made from a container image. The strings stay owned by ret; release with vm_oci_defaults_release. */
+struct vm_oci_defaults {
+	char **argv, **env;
+	char *cwd, *user;
+};
+int vm_oci_defaults(const struct store *st, const char *name, struct vm_oci_defaults *ret, struct hutch_error *err);
+void vm_oci_defaults_release(struct vm_oci_defaults *d);
