@@ -3,6 +3,7 @@
 #include "backend_libvirt.h"
 #include "cmd.h"
 #include "ready.h"
+#include "warm.h"
 
 #include <string.h>
 #include <time.h>
@@ -30,6 +31,9 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 	else
 		host_key[strcspn(host_key, "\r\n")] = 0;
 	const char *hk_check = ready_host_key_strict(&c->store, name) ? "strict" : "first-use";
+	struct warm_status ws = {0};
+	if (st.running && !strcmp(b->name, "qemu"))
+		warm_status(&c->store, name, &ws);
 	_cleanup_free_ char *uri_buf = NULL;
 	const char *uri = strcmp(b->name, "libvirt") ? NULL : libvirt_uri_of(vm, &uri_buf);
 	if (c->json) {
@@ -51,6 +55,10 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			json_object_object_add(j, "agent_since", json_object_new_int64(st.agent_since));
 			json_object_object_add(j, "agent_why", json_object_new_string(st.agent_why));
 			json_object_object_add(j, "sessions", json_object_new_int(st.sessions));
+			if (ws.restored_from[0]) {
+				json_object_object_add(j, "restored_from", json_object_new_string(ws.restored_from));
+				json_object_object_add(j, "restore_ms", json_object_new_int64((int64_t)ws.restore_ms));
+			}
 			if (image) {
 				json_object *o = json_object_new_object();
 				json_object_object_add(o, "state", json_object_new_string(ci_state_names[ci.state]));
@@ -84,6 +92,9 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			if (ago >= 0 && st.agent_why[0])
 				printf(" for %llds (%s)", (long long)ago, st.agent_why);
 			printf("\nsessions: %d\n", st.sessions);
+			if (ws.restored_from[0])
+				printf("restored from template %s in %llu ms\n", ws.restored_from,
+				       (unsigned long long)ws.restore_ms);
 		}
 		if (st.running && image) {
 			printf("cloud-init: %s%s%s%s\n", ci_state_names[ci.state], ci.stage[0] ? " (" : "", ci.stage,

@@ -94,6 +94,21 @@ static char **warm_argv(char *const *argv, const char *mem, uint64_t mem_size, b
 	return out;
 }
 
+/* HUTCH_TB_SIZE=MiB: a clone's TCG translation cache (QEMU's default is 1 GiB, touched as it
+ * fills). Not part of the key: the cache is no guest state. For bench/density.sh. */
+static void clone_tb_size(char **argv)
+{
+	const char *env = getenv("HUTCH_TB_SIZE");
+	long long mib;
+	if (!env || !*env || parse_ll(env, 1, 4096, &mib) < 0)
+		return;
+	for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+		if (!strcmp(argv[i], "-accel") && !strcmp(argv[i + 1], "tcg")) {
+			free(argv[i + 1]);
+			argv[i + 1] = xasprintf("tcg,tb-size=%lld", mib);
+		}
+}
+
 static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, const char *name, const char *run_dir,
 		     const char *vm_dir, char ***ret, struct hutch_error *err)
 {
@@ -176,6 +191,7 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 	ret->state = xasprintf("%s/state", ret->dir);
 	ret->mem_size = spec->memory;
 	ret->clone_argv = warm_argv(p->argv, ret->mem, spec->memory, true, true);
+	clone_tb_size(ret->clone_argv);
 	ret->template_argv_base = TAKE_PTR(canon);
 	ret->spec = spec;
 	ret->plan = p;
@@ -728,6 +744,7 @@ int warm_remove(struct store *st, const char *name, struct hutch_error *err)
 /* ---- the monitor's side ---- */
 
 struct warm_clone {
+	struct store *st;
 	struct warm_plan wp;
 	char **cold_argv;
 	bool restored;
@@ -744,6 +761,7 @@ void warm_clone_setup(struct store *st, const char *name, const struct vm_spec *
 	if (!tname)
 		return;
 	struct warm_clone *w = xcalloc(1, sizeof(*w));
+	w->st = st;
 	struct hutch_error err = {0};
 	if (warm_plan_make(st, tname, name, spec, p, &w->wp, &err) < 0) {
 		/* not a VM that can be a clone: it boots as it always did, without a word */
@@ -790,8 +808,14 @@ int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct qemu_plan *p,
 		w->cold_argv = NULL;
 		return 0;
 	}
-	snprintf(w->warning, sizeof(w->warning), "restoring from warm template '%s' failed (%s); booting cold",
-		 w->wp.name, err->msg ? err->msg : "qemu did not start");
+	/* A state that passed its checksum but that QEMU cannot load is no use to the next clone
+	 * either; a restore that was only slow (a loaded host) keeps the template. */
+	bool drop = r != -ETIMEDOUT;
+	snprintf(w->warning, sizeof(w->warning), "restoring from warm template '%s' failed (%s); booting cold%s",
+		 w->wp.name, err->msg ? err->msg : "qemu did not start",
+		 drop ? "; the template is removed and made again on the next run" : "");
+	if (drop)
+		warm_remove(w->st, w->wp.name, NULL);
 	strv_free(p->argv);
 	p->argv = TAKE_PTR(w->cold_argv);
 	return r < 0 ? r : -EIO;
