@@ -82,14 +82,16 @@ static void lv_close(struct lv *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Whether dom carries our metadata element naming this VM. */
-static bool domain_is_ours(virDomainPtr dom, const char *vm_name)
+/* Whether dom carries our metadata element naming this VM and its data dir (the same name in
+ * another hutch home is not ours either). */
+static bool domain_is_ours(virDomainPtr dom, struct vm *vm)
 {
 	char *md = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, DOMAIN_XML_NS, 0);
 	if (!md)
 		return false;
-	_cleanup_free_ char *want = xasprintf("name=\"%s\"", vm_name);
-	bool ours = strstr(md, want) != NULL;
+	_cleanup_free_ char *dir = store_vm_dir(vm->store, vm->name);
+	_cleanup_free_ char *want = xasprintf("name=\"%s\"", vm->name), *want_dir = xasprintf("dir=\"%s\"", dir);
+	bool ours = strstr(md, want) && strstr(md, want_dir);
 	free(md);
 	return ours;
 }
@@ -109,7 +111,7 @@ static int lv_open(struct vm *vm, struct lv *ret, struct hutch_error *err)
 	ret->conn = conn;
 	ret->domain = domain_xml_name(vm->name);
 	ret->dom = virDomainLookupByName(ret->conn, ret->domain);
-	if (ret->dom && !domain_is_ours(ret->dom, vm->name)) {
+	if (ret->dom && !domain_is_ours(ret->dom, vm)) {
 		r = hutch_error_set(err, EEXIST, "a libvirt domain '%s' exists at '%s' and is not hutch's", ret->domain,
 				    ret->uri);
 		lv_close(ret);
@@ -159,6 +161,7 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, cha
 	struct domain_xml_input in = {
 		.domain = domain,
 		.vm_name = vm->name,
+		.vm_dir = p.vm_dir,
 		.uuid = uuid,
 		.spec = vm->spec,
 		.emulator = p.binary,

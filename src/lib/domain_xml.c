@@ -345,6 +345,8 @@ static void write_metadata(struct w *w, const struct domain_xml_input *in)
 	    xmlTextWriterStartElementNS(w->x, BAD_CAST DOMAIN_XML_NS_PREFIX, BAD_CAST "vm", BAD_CAST DOMAIN_XML_NS) < 0)
 		w->failed = true;
 	attr(w, "name", in->vm_name);
+	if (in->vm_dir)
+		attr(w, "dir", in->vm_dir);
 	end(w);
 	end(w);
 }

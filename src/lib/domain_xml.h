@@ -12,6 +12,7 @@
 struct domain_xml_input {
 	const char *domain;  /* hutch-NAME */
 	const char *vm_name; /* NAME, recorded in the metadata */
+	const char *vm_dir;  /* its hutch data dir, also in the metadata: two hutch homes never share one */
 	const char *uuid;    /* the defined domain's, when it is defined again; NULL: libvirt picks one */
 	const struct vm_spec *spec;
 	const char *emulator; /* qemu-system-x86_64; NULL: libvirt's default */

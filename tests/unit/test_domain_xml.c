@@ -49,6 +49,7 @@ static struct domain_xml_input input(const struct vm_spec *s, char **cmdline)
 	struct domain_xml_input in = {
 		.domain = s->source == SOURCE_TEMPLATE ? "hutch-web" : "hutch-deb",
 		.vm_name = s->name,
+		.vm_dir = "/home/user/.local/share/hutch/vms/x",
 		.spec = s,
 		.emulator = "/usr/bin/qemu-system-x86_64",
 		.cpu = "max",

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The libvirt backend on qemu:///session (autospawned for this user): the domain hutch defines,
+# start until the agent's HELLO over virDomainOpenChannel, exec/cp over the same channel, a domain
+# destroyed behind hutch's back, concurrent starts, stop, destroy (undefined), run --rm (transient),
+# a foreign domain of hutch's name, and a URI that never answers (list stays bounded).
+# once
+# timeout: 1200
+. "$(dirname "$0")/lib.sh"
+exec </dev/null
+
+if ! command -v virsh >/dev/null || ! command -v virt-xml-validate >/dev/null; then
+	fail "libvirt is installed (virsh, virt-xml-validate)" "install libvirt-clients libvirt-daemon-driver-qemu (scripts/deps.sh)"
+	done_testing
+fi
+URI=qemu:///session
+vsh() { timeout 60 virsh -q -c "$URI" "$@"; }
+# one name per run: the session daemon is the user's, shared with other tests' homes
+N=lv$$
+D=hutch-$N
+
+run hutch create "$N" --template micro --backend libvirt
+is "$RC" 0 "create --backend libvirt defines a domain"
+like "$(vsh list --all --name)" "^$D\$" "the domain is named hutch-NAME"
+like "$(vsh dumpxml "$D")" "<hutch:vm .*name=.$N." "the domain carries hutch's metadata element"
+
+run hutch inspect "$N"
+like "$OUT" "backend: libvirt" "inspect names the backend"
+like "$OUT" "uri: +qemu:///session" "inspect shows the URI"
+run hutch inspect --json "$N"
+is "$(json_get "$OUT" 'j["uri"]')" "$URI" "inspect --json has the uri"
+
+run hutch inspect --render "$N"
+is "$RC" 0 "inspect --render"
+printf '%s\n' "$OUT" >"$T/render.xml"
+ok "the rendered domain validates against libvirt's schema" virt-xml-validate "$T/render.xml" domain
+like "$OUT" 'machine="microvm"' "micro is a microvm with direct kernel boot"
+like "$OUT" 'name="org.hutch.agent.0"' "the agent channel"
+like "$OUT" 'tsc_early_khz=[0-9]+ lpj=[0-9]+' "the qemu backend's TSC values under TCG"
+
+run hutch list -a
+like "$OUT" "^$N +stopped +libvirt " "list: stopped, BACKEND libvirt"
+run hutch list -a --json
+like "$OUT" "\"backend\": *\"libvirt\"" "list --json has backend"
+
+run hutch start "$N" --timeout 300
+is "$RC" 0 "start waits for the agent's HELLO through the channel"
+like "$(vsh domstate "$D")" "running" "libvirt runs the domain"
+run hutch list
+like "$OUT" "^$N +running +libvirt +tcg" "list: running on libvirt"
+
+run hutch exec "$N" -- uname -n
+is "$OUT" "$N" "exec over virDomainOpenChannel"
+head -c 3000000 /dev/urandom >"$T/blob"
+want=$(sha256sum <"$T/blob" | cut -d' ' -f1)
+got=$(hutch exec "$N" -- sha256sum <"$T/blob" | cut -d' ' -f1)
+is "$got" "$want" "stdin streams through the channel, binary-safe"
+run hutch exec "$N" -- sh -c 'exit 7'
+is "$RC" 7 "exec returns the program's status"
+run hutch cp "$T/blob" "$N:/tmp/blob"
+is "$RC" 0 "cp into the VM over the channel"
+run hutch cp "$N:/tmp/blob" "$T/back"
+ok "cp back out gives the same bytes" cmp -s "$T/blob" "$T/back"
+
+run hutch start "$N"
+is "$RC" 1 "start of a running libvirt VM fails"
+like "$ERR" "already running" "... saying already running"
+
+# destroyed behind hutch's back: stopped, and start works again
+vsh destroy "$D" >/dev/null
+run hutch list -a
+like "$OUT" "^$N +stopped +libvirt" "a domain destroyed with virsh shows as stopped"
+
+# 20 concurrent starts: one running domain, the rest "already running" or "busy"
+for i in $(seq 1 20); do
+	(hutch start "$N" --timeout 300 >"$T/cs.$i.out" 2>"$T/cs.$i.err"; echo $? >"$T/cs.$i.rc") &
+done
+wait
+oks=0 others=0
+for i in $(seq 1 20); do
+	if [ "$(cat "$T/cs.$i.rc")" = 0 ]; then
+		oks=$((oks + 1))
+	elif grep -qE "already running|busy" "$T/cs.$i.err"; then
+		others=$((others + 1))
+	else
+		diag "start $i: $(cat "$T/cs.$i.err")"
+	fi
+done
+is "$oks" 1 "20 concurrent starts: exactly one starts the domain (after virsh destroy)"
+is "$others" 19 "... the other 19 fail 'already running' or 'busy'"
+is "$(vsh list --name | grep -c "^$D\$")" 1 "... and libvirt runs one domain"
+run hutch exec "$N" -- true
+is "$RC" 0 "exec works after the restart"
+
+run hutch stop "$N"
+is "$RC" 0 "stop"
+like "$OUT" "stopped $N \(agent" "stop is the agent's poweroff first"
+like "$(vsh domstate "$D")" "shut off" "the domain is shut off"
+
+run hutch destroy "$N"
+is "$RC" 0 "destroy"
+unlike "$(vsh list --all --name)" "^$D\$" "destroy undefines the domain"
+
+# run --rm: a transient domain that vanishes
+run hutch run --rm --backend libvirt micro -- uname -s
+is "$RC" 0 "run --rm --backend libvirt"
+is "$OUT" "Linux" "... runs the program"
+unlike "$(vsh list --all --name)" "^hutch-micro-" "... and leaves no domain behind"
+is "$(vm_names | grep -c '^micro-')" 0 "... and no VM"
+
+# a domain of hutch's name that hutch did not define is left alone
+F=lvf$$
+cat >"$T/foreign.xml" <<EOF
+<domain type='qemu'><name>hutch-$F</name><memory unit='MiB'>64</memory>
+<os><type arch='x86_64' machine='q35'>hvm</type></os></domain>
+EOF
+vsh define "$T/foreign.xml" >/dev/null
+run hutch create "$F" --template micro --backend libvirt
+is "$RC" 1 "create refuses a domain of its name that is not hutch's"
+like "$ERR" "a libvirt domain 'hutch-$F' exists at .* and is not hutch's" "... and says so"
+like "$(vsh list --all --name)" "^hutch-$F\$" "... and leaves it alone"
+vsh undefine "hutch-$F" >/dev/null
+
+# a URI that accepts and never answers: list is bounded, shows unknown with the reason
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -c "
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $port)); s.listen(8)
+conns = []
+t = time.time()
+while time.time() - t < 120:
+    s.settimeout(1)
+    try: conns.append(s.accept())
+    except OSError: pass
+" &
+sink=$!
+cat >"$T/dead.yml" <<EOF
+dead:
+  source: {template: micro}
+  backend: libvirt
+  uri: qemu+tcp://127.0.0.1:$port/session
+EOF
+mkdir -p "$HUTCH_HOME/data/vms/dead"
+cp "$T/dead.yml" "$HUTCH_HOME/data/vms/dead/spec.yml"
+run hutch create ok1 --template micro
+run hutch list -a
+kill "$sink" 2>/dev/null
+like "$OUT" "^dead +unknown +libvirt" "list shows a VM whose libvirt does not answer as unknown"
+like "$OUT" "did not answer within" "... with the reason"
+like "$OUT" "^ok1 +stopped +qemu" "... and still lists the rest"
+rm -rf "$HUTCH_HOME/data/vms/dead"
+
+done_testing
