@@ -1,7 +1,6 @@
 #include "autostart.h"
 #include "backend.h"
 #include "backend_libvirt.h"
-#include "backend_libvirt.h"
 #include "cmd.h"
 #include "ready.h"
 #include "warm.h"
