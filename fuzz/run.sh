@@ -27,6 +27,7 @@ sources_for() {
 	fuzz_qmp) echo src/lib/qmp.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_proto) echo src/proto/proto.c ;;
 	fuzz_size) echo src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_oci_index | fuzz_oci_manifest | fuzz_oci_config) echo src/lib/oci.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_sums) echo src/lib/image_fetch.c src/lib/image_cache.c src/lib/util.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/lazylib.c ;;
 	*) echo src/lib/*.c src/proto/proto.c ;;
 	esac

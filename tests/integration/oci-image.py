@@ -2,6 +2,12 @@
 """Build a two-layer container image from a root filesystem tarball, for hutch's OCI tests.
 
     oci-image.py BASE.tar OUTDIR [--no-kernel] [--fault KIND]
+    oci-image.py --busybox-base BASE.tar
+
+The second form writes a small root filesystem tarball made from the host's static busybox, with
+the ownership and modes only root could give files on disk (tarfile writes them as any user):
+/usr/bin/sudo a root-owned setuid copy of busybox, /etc/shadow 0640 root:42, /dev/null a device
+node, /bin/ls a hard link, /root 0700.
 
 Writes OUTDIR/layout (an OCI image layout tagged 'test', gzip layers, a real manifest and config)
 and OUTDIR/docker.tar (the same image as `docker save` writes it: uncompressed layers, manifest.json).
@@ -24,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 
 MTIME = 1700000000
@@ -96,7 +103,34 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def busybox_base(out):
+    bb = open(shutil.which("busybox") or "/bin/busybox", "rb").read()
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
+        for d, mode in [("bin", 0o755), ("usr", 0o755), ("usr/bin", 0o755), ("etc", 0o755), ("dev", 0o755),
+                        ("root", 0o700), ("tmp", 0o1777), ("opt", 0o755)]:
+            add_dir(t, d, mode)
+        add_file(t, "bin/busybox", bb, 0o755)
+        ti = tarfile.TarInfo("bin/ls")
+        ti.type, ti.linkname, ti.mode, ti.mtime = tarfile.LNKTYPE, "bin/busybox", 0o755, MTIME
+        t.addfile(ti)
+        for n in ["sh", "id", "pwd", "stat", "cat", "df", "test", "mount"]:
+            ti = tarfile.TarInfo("bin/" + n)
+            ti.type, ti.linkname, ti.mode, ti.mtime = tarfile.SYMTYPE, "busybox", 0o777, MTIME
+            t.addfile(ti)
+        add_file(t, "usr/bin/sudo", bb, 0o4755)
+        add_file(t, "etc/shadow", b"root:*:19000:0:99999:7:::\n", 0o640, 0, 42)
+        add_file(t, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
+        add_file(t, "etc/group", b"root:x:0:\nshadow:x:42:\nnogroup:x:65534:\n")
+        add_file(t, "etc/owned-by-nobody", b"x\n", 0o600, 65534, 65534)
+        ti = tarfile.TarInfo("dev/null")
+        ti.type, ti.devmajor, ti.devminor, ti.mode, ti.mtime = tarfile.CHRTYPE, 1, 3, 0o666, MTIME
+        t.addfile(ti)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--busybox-base":
+        busybox_base(sys.argv[2])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("base")
     ap.add_argument("out")
@@ -123,6 +157,9 @@ def main():
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + sha(l) for l in layers]},
         "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "oci-image.py"}] * 2,
     }
+    if a.fault:
+        # a faulty image is another image: the cache of a good one must not answer for it
+        config["config"]["Labels"] = {"hutch.test.fault": a.fault}
     if a.fault == "norootfs":
         del config["rootfs"]
     cfg = json.dumps(config, sort_keys=True).encode()

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Disks from container images (issue 15): a two-layer OCI image (with a whiteout and an opaque dir)
+# made here from the host's busybox, with root-owned setuid and other-owned files only a tar can
+# carry for a user. create --oci builds the root filesystem once (cached by manifest digest) with
+# ownership and modes exact, boots it under micro's kernel with the disk as root, exec works, run
+# with no command runs the image's Cmd with its Env, WorkingDir and User. A docker-archive and an
+# oci-archive of the same image give the same disk bytes. Faults are clear errors that leave
+# nothing in the cache.
+# once
+# timeout: 1500
+. "$(dirname "$0")/lib.sh"
+exec </dev/null
+
+img=$T/img
+make_image() { python3 "$_lib_dir/oci-image.py" --busybox-base "$T/base.tar" &&
+	python3 "$_lib_dir/oci-image.py" "$T/base.tar" "$img" --no-kernel >"$T/manifest-digest"; }
+ok "a two-layer OCI image layout and its docker-archive are made" make_image
+cache=$HUTCH_HOME/cache/oci
+entries() { find "$1" -mindepth 1 -maxdepth 1 ! -name tmp 2>/dev/null | sort; }
+
+run hutch create c1 --oci "oci:$img/layout:test" -d 512M
+is "$RC" 0 "create c1 --oci oci:DIR:TAG"
+manifest=$(cat "$T/manifest-digest")
+ok "the root filesystem is cached under the manifest digest" test -f "$cache/${manifest#sha256:}/rootfs.img"
+ino=$(stat -c %i "$cache/${manifest#sha256:}/rootfs.img")
+
+cat >"$T/vms.yml" <<EOF
+c2:
+  source: {oci: "oci:$img/layout:test"}
+  memory: 256M
+EOF
+run hutch create c2 --from "$T/vms.yml"
+is "$RC" 0 "create from a spec with source: {oci: REF}"
+is "$(entries "$cache" | grep -vc '\.lock$')" 1 "two VMs of one image: one cache entry"
+is "$(stat -c %i "$cache/${manifest#sha256:}/rootfs.img")" "$ino" "the second create reused the cached root filesystem"
+contains "$(cat "$HUTCH_HOME/data/vms/c2/spec.yml")" "oci: \"oci:$img/layout:test\"" "the VM's spec keeps the oci source"
+run hutch destroy c2
+is "$RC" 0 "destroy c2"
+
+run hutch start c1
+is "$RC" 0 "start c1 (micro kernel, the image's disk as root)"
+[ "$RC" -eq 0 ] || diag "$(tail -20 "$HUTCH_HOME/data/vms/c1/console.log" 2>/dev/null)"
+run hutch exec c1 -- stat -c '%a %U:%G' /usr/bin/sudo
+is "$OUT" "4755 root:root" "exec: /usr/bin/sudo is root-owned and setuid, as in the image"
+run hutch exec c1 -- stat -c '%a %u:%g' /etc/shadow
+is "$OUT" "640 0:42" "exec: /etc/shadow keeps mode 0640 and group 42"
+run hutch exec c1 -- stat -c '%u:%g' /etc/owned-by-nobody
+is "$OUT" "65534:65534" "exec: a file owned by nobody stays so"
+run hutch exec c1 -- stat -c '%a' /root
+is "$OUT" "700" "exec: /root keeps 0700"
+run hutch exec c1 -- stat -c '%i %h' /bin/ls /bin/busybox
+is "$(echo "$OUT" | awk '{print $1}' | sort -u | wc -l)" 1 "exec: the hard link is one inode"
+run hutch exec c1 -- test -e /etc/hutch-oci-deleted
+is "$RC" 1 "exec: the file a whiteout deleted is absent"
+run hutch exec c1 -- cat /etc/hutch-oci-layer2 /opt/hutch-lower/new
+is "$OUT" "layer 2 was here
+from layer 2" "exec: layer 2's files are there"
+run hutch exec c1 -- test -e /opt/hutch-lower/old
+is "$RC" 1 "exec: the opaque dir hides what layer 1 put in it"
+run hutch run c1
+is "$RC" 0 "run with no command runs the image's Cmd"
+is "$OUT" "hello from yes in /opt/hutch-lower as root" "run: with the image's Env, WorkingDir and User"
+run hutch exec c1 -- sh -c 'df -k / | tail -1'
+size_k=$(echo "$OUT" | awk '{print $2}')
+ok "the root filesystem grew to the disk's 512M (${size_k:-?} KiB)" test "${size_k:-0}" -gt 400000
+run hutch stop c1
+is "$RC" 0 "stop c1"
+
+# the same image through the other transports: the same disk bytes
+digest_of() { sha256sum "$1"/oci/*/rootfs.img 2>/dev/null | awk '{print $1}' | sort -u; }
+d1=$(digest_of "$HUTCH_HOME/cache")
+(cd "$img/layout" && tar -cf "$T/oci.tar" .)
+for ref in "docker-archive:$img/docker.tar" "oci-archive:$T/oci.tar"; do
+	home2=$T/home-${ref%%:*}
+	mkdir -p "$home2"
+	run env HUTCH_HOME="$home2" "$HUTCH" create x --oci "$ref"
+	is "$RC" 0 "create --oci ${ref%%:*}:FILE"
+	is "$(digest_of "$home2/cache")" "$d1" "${ref%%:*}: the same disk digest as the OCI layout"
+	env HUTCH_HOME="$home2" "$HUTCH" destroy x >/dev/null 2>&1
+done
+
+# faults: a clear error each, and nothing left in the cache or the VM list
+before=$(entries "$cache")
+for f in digest:"has digest sha256:.*but the manifest says" truncated:"truncated" \
+	dotdot:"entry '../escape' escapes the root" missing:"is not in the image" norootfs:"image config has no rootfs"; do
+	kind=${f%%:*}
+	python3 "$_lib_dir/oci-image.py" "$T/base.tar" "$T/f-$kind" --no-kernel --fault "$kind" >/dev/null
+	run hutch create "f-$kind" --oci "oci:$T/f-$kind/layout"
+	is "$RC" 1 "fault $kind: create fails"
+	like "$ERR" "${f#*:}" "fault $kind: the error says why"
+	is "$(entries "$cache")" "$before" "fault $kind: nothing is left in the cache"
+	ok "fault $kind: no VM is left" test ! -e "$HUTCH_HOME/data/vms/f-$kind"
+	ok "fault $kind: no build dir is left" test -z "$(ls -A "$cache/tmp")"
+done
+if ! command -v podman >/dev/null && ! command -v skopeo >/dev/null; then
+	run hutch create cs --oci containers-storage:busybox
+	is "$RC" 1 "containers-storage without podman or skopeo fails"
+	contains "$ERR" "needs podman or skopeo" "and says what it needs"
+fi
+run hutch create bad --oci "nope:$img"
+is "$RC" 1 "an unknown transport fails"
+contains "$ERR" "oci:DIR[:TAG], oci-archive:FILE" "and names the ones there are"
+
+done_testing
