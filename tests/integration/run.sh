@@ -97,6 +97,17 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 		fi
 		chmod a+r "$fixture_log"
 	fi
+	# The container-image test on a real distribution (32-oci-debian.sh): the Debian image's root
+	# filesystem as a tarball (tests/fixtures/oci-rootfs.sh, a loop mount as root; cached).
+	if [ "$(id -u)" -eq 0 ] && [ -n "${HUTCH_DEBIAN_IMAGE_DIR:-}" ] && [ -x "$root/tests/fixtures/oci-rootfs.sh" ]; then
+		if HUTCH_OCI_ROOTFS=$("$root/tests/fixtures/oci-rootfs.sh" "$HUTCH_DEBIAN_IMAGE_DIR" 2>>"$stage/oci-rootfs.log" </dev/null | tail -n 1) &&
+			[ -f "$HUTCH_OCI_ROOTFS" ]; then
+			echo "# fixture: the Debian image's root filesystem in $HUTCH_OCI_ROOTFS"
+		else
+			unset HUTCH_OCI_ROOTFS
+			echo "# fixture: the Debian root filesystem tarball FAILED; log: $stage/oci-rootfs.log"
+		fi
+	fi
 	# Tests that need the invoking root user (root/*.sh: a /dev/kvm only root can open, say) run
 	# here, before privileges are dropped, as root with their own HUTCH_HOME; their counts are
 	# carried into the final summary.
@@ -139,7 +150,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 	fi
 	passenv+=(HUTCH_ROOT_PASS="$root_pass" HUTCH_ROOT_FAIL="$root_fail")
 	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM \
-		HUTCH_SKIP_CLOUD HUTCH_SKIP_ONCE HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG; do
+		HUTCH_SKIP_CLOUD HUTCH_SKIP_ONCE HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG HUTCH_OCI_ROOTFS; do
 		[ -n "${!v:-}" ] && passenv+=("$v=${!v}")
 	done
 	if [ "$(id -u)" -eq 0 ]; then

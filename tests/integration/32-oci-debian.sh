@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Disks from container images on a real distribution (issue 15): OCI images built here from the
+# root filesystem of the Debian test image (HUTCH_DEBIAN_IMAGE_DIR, turned into a tarball by
+# tests/fixtures/oci-rootfs.sh and passed as HUTCH_OCI_ROOTFS by run.sh when it runs as root), in
+# two layers with a whiteout between them: one without a kernel, one carrying the kernel and
+# initramfs under /usr/lib/modules/RELEASE/ as a bootc image does. The plain one boots under micro's
+# kernel; exec works; /usr/bin/sudo keeps the image's root ownership and setuid bit; the deleted
+# file is absent; a docker-archive of it gives the same disk bytes. The kernel image's disk is made
+# and its kernel and initramfs are taken out beside it.
+# once
+# timeout: 2400
+. "$(dirname "$0")/lib.sh"
+exec </dev/null
+
+if [ -z "${HUTCH_OCI_ROOTFS:-}" ] || [ ! -r "$HUTCH_OCI_ROOTFS" ]; then
+	echo "ok 1 # SKIP no Debian root filesystem tarball (run.sh makes it as root from the Debian test image)"
+	echo "1..1"
+	exit 0
+fi
+export HUTCH_CMD_TIMEOUT=1200
+
+want=$(tar -tvf "$HUTCH_OCI_ROOTFS" ./usr/bin/sudo 2>/dev/null | awk '{print $1, $2}')
+is "$want" "-rwsr-xr-x 0/0" "the Debian image has a root-owned setuid /usr/bin/sudo"
+
+ok "a plain (no kernel) two-layer OCI image of the Debian root" \
+	python3 "$_lib_dir/oci-image.py" "$HUTCH_OCI_ROOTFS" "$T/plain" --no-kernel
+ok "a two-layer OCI image with the kernel under /usr/lib/modules" \
+	python3 "$_lib_dir/oci-image.py" "$HUTCH_OCI_ROOTFS" "$T/kernel"
+
+run hutch create deb --oci "oci:$T/plain/layout:test" -d 4G -m 512M
+is "$RC" 0 "create deb --oci (Debian root filesystem, 4G disk)"
+run hutch start deb
+is "$RC" 0 "start deb: micro's kernel with the image's disk as root"
+[ "$RC" -eq 0 ] || diag "$(tail -20 "$HUTCH_HOME/data/vms/deb/console.log" 2>/dev/null)"
+run hutch exec deb -- stat -c '%a %U:%G' /usr/bin/sudo
+is "$OUT" "4755 root:root" "exec: /usr/bin/sudo is root-owned and setuid, as in the image"
+run hutch exec deb -- sh -c '. /etc/os-release && echo $VERSION_CODENAME'
+is "$OUT" "bookworm" "exec: the image's /etc/os-release"
+run hutch exec deb -- test -e /etc/hutch-oci-deleted
+is "$RC" 1 "exec: the file the whiteout deleted is absent"
+run hutch exec deb -u nobody -- sudo -n true
+ok "exec: sudo refuses nobody (setuid root works, and so do the image's users)" test "$RC" -ne 0 -a "$RC" -ne 255
+run hutch exec deb -- sh -c 'sudo -n id -u'
+is "$OUT" "0" "exec: root runs sudo"
+run hutch stop deb
+is "$RC" 0 "stop deb"
+
+digest_of() { sha256sum "$1"/oci/*/rootfs.img 2>/dev/null | awk '{print $1}' | sort -u; }
+d1=$(digest_of "$HUTCH_HOME/cache")
+mkdir -p "$T/home2"
+run env HUTCH_HOME="$T/home2" "$HUTCH" create x --oci "docker-archive:$T/plain/docker.tar"
+is "$RC" 0 "create --oci docker-archive:FILE of the same image"
+is "$(digest_of "$T/home2/cache")" "$d1" "docker-archive: the same disk digest"
+env HUTCH_HOME="$T/home2" "$HUTCH" destroy x >/dev/null 2>&1
+rm -rf "$T/home2"
+
+run hutch create bk --oci "oci:$T/kernel/layout:test"
+is "$RC" 0 "create bk from the image that carries a kernel"
+m=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$T/kernel/layout/index.json")
+ok "its kernel is taken out beside the root filesystem" test -s "$HUTCH_HOME/cache/oci/$m/vmlinuz"
+ok "and its initramfs" test -s "$HUTCH_HOME/cache/oci/$m/initrd.img"
+
+done_testing
