@@ -61,12 +61,80 @@ static int cfg_auto_forward_max(struct ytree_ctx *c, void *obj, const struct yno
 	return ytree_ll(c, v, path, 1, 1024, &((struct hutch_config *)obj)->auto_forward_max);
 }
 
+/* balloon: the policy's knobs (balloon_policy.h), named as vmsilo-balloond names them */
+static int bk_duration(struct ytree_ctx *c, const struct ynode *v, const char *path, uint64_t *ret)
+{
+	int r = ytree_want_scalar(c, v, path, "a duration");
+	if (r < 0)
+		return r;
+	if (parse_duration_ms(v->str, ret) < 0 || *ret < 50 || *ret > 600000)
+		return ytree_error(c, v, path, "expected a duration between 50ms and 10m");
+	return 0;
+}
+
+static int bk_poll(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return bk_duration(c, v, path, &((struct balloon_knobs *)obj)->poll_ms);
+}
+
+static int bk_min_poll(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return bk_duration(c, v, path, &((struct balloon_knobs *)obj)->min_poll_ms);
+}
+
+static int bk_psi_ceiling(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	long long n;
+	int r = ytree_ll(c, v, path, 1, 100, &n);
+	if (r == 0)
+		((struct balloon_knobs *)obj)->psi_ceiling = (unsigned)n;
+	return r;
+}
+
+static int bk_host_percent(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	long long n;
+	int r = ytree_ll(c, v, path, 0, 50, &n);
+	if (r == 0)
+		((struct balloon_knobs *)obj)->critical_host_percent = (unsigned)n;
+	return r;
+}
+
+static int bk_guest_critical(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_size(c, v, path, &((struct balloon_knobs *)obj)->critical_guest_available);
+}
+
+static int bk_guest_bias(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_size(c, v, path, &((struct balloon_knobs *)obj)->guest_available_bias);
+}
+
+static const struct ytree_field balloon_fields[] = {
+	{"poll_interval", bk_poll},
+	{"min_poll_interval", bk_min_poll},
+	{"psi_ceiling", bk_psi_ceiling},
+	{"critical_host_percent", bk_host_percent},
+	{"critical_guest_available", bk_guest_critical},
+	{"guest_available_bias", bk_guest_bias},
+};
+
+static int cfg_balloon(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	struct balloon_knobs *k = &((struct hutch_config *)obj)->balloon;
+	int r = ytree_parse_fields(c, v, path, balloon_fields, ARRAY_SIZE(balloon_fields), k);
+	if (r == 0 && k->min_poll_ms > k->poll_ms)
+		return ytree_error(c, v, path, "min_poll_interval must not exceed poll_interval");
+	return r;
+}
+
 static const struct ytree_field config_fields[] = {
 	{"accel", cfg_accel},
 	{"backend", cfg_backend},
 	{"libvirt", cfg_libvirt},
 	{"netvm_range", cfg_netvm_range},
 	{"auto_forward_max", cfg_auto_forward_max},
+	{"balloon", cfg_balloon},
 };
 
 void config_release(struct hutch_config *c)
@@ -89,6 +157,7 @@ int config_parse_buffer(const char *buf, size_t len, const char *filename, struc
 		return r;
 	struct hutch_config c;
 	memset(&c, 0, sizeof(c));
+	balloon_knobs_default(&c.balloon);
 	if (root && !ynode_is_null(root)) {
 		struct ytree_ctx ctx = {.file = file, .err = err};
 		r = ytree_parse_fields(&ctx, root, "", config_fields, ARRAY_SIZE(config_fields), &c);
@@ -110,6 +179,7 @@ int config_load(const struct store *st, struct hutch_config *ret, struct hutch_e
 	if (r == -ENOENT) {
 		hutch_error_clear(err);
 		memset(ret, 0, sizeof(*ret));
+		balloon_knobs_default(&ret->balloon);
 		return 0;
 	}
 	if (r < 0)

@@ -2,6 +2,7 @@
  * and bad values are errors that name FILE:LINE: KEY. */
 #pragma once
 #include "accel.h"
+#include "balloon_policy.h"
 #include "store.h"
 #include "util.h"
 
@@ -13,6 +14,7 @@ struct hutch_config {
 	char *libvirt_uri;     /* libvirt: {uri: ...} */
 	char *netvm_range;     /* netvm_range: A.B.C.D/N, NULL = NETVM_RANGE_DEFAULT (netvm.h) */
 	long long auto_forward_max; /* auto_forward_max: forwards per VM from auto_forward, 0 = default */
+	struct balloon_knobs balloon; /* balloon: {poll_interval, ...}, reference 004's defaults */
 };
 /* Parse a buffer (FILENAME for messages). An empty document is all defaults. */
 int config_parse_buffer(const char *buf, size_t len, const char *filename, struct hutch_config *ret,
