@@ -23,6 +23,8 @@ static const struct opt create_opts[] = {
 	OPT_SIZE('d', "disk", struct create_opts, disk, "disk size, overriding the spec"),
 	OPT_CALLBACK(0, "accel", "MODE", create_accel, "auto, kvm or tcg, overriding the spec and config.yml",
 		     .complete = "auto kvm tcg"),
+	OPT_STRV(0, "share", struct create_opts, shares, "HOST:GUEST[:ro]",
+		 "share a host dir at GUEST in the guest (repeatable; :ro read-only)", .complete = "dir"),
 	OPT_STRING(0, "backend", struct create_opts, backend, "qemu|libvirt", "the backend, fixed for the VM's life",
 		   .complete = "qemu libvirt"),
 	OPT_STRING(0, "connect", struct create_opts, uri, "URI", "libvirt's URI (implies --backend libvirt)"),

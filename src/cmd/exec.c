@@ -34,6 +34,8 @@ const struct opt cmd_run_opts[] = {
 	OPT_BOOL(0, "cold", struct exec_cli, cold, "with --rm: boot, even when a warm template could be restored"),
 	OPT_CALLBACK(0, "accel", "MODE", run_accel, "auto, kvm or tcg for the VM run creates",
 		     .complete = "auto kvm tcg"),
+	OPT_STRV(0, "share", struct exec_cli, shares, "HOST:GUEST[:ro]",
+		 "share a host dir at GUEST (repeatable), for the VM run creates", .complete = "dir"),
 	OPT_STRING(0, "backend", struct exec_cli, backend, "qemu|libvirt", "the backend of the VM run creates",
 		   .complete = "qemu libvirt"),
 	OPT_STRING(0, "connect", struct exec_cli, uri, "URI", "libvirt's URI for the VM run creates"),

@@ -3,6 +3,7 @@
 #include "backend_libvirt.h"
 #include "cmd.h"
 #include "ready.h"
+#include "shares.h"
 #include "warm.h"
 
 #include <string.h>
@@ -72,6 +73,7 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			json_object_object_add(j, "host_key", json_object_new_string(host_key));
 			json_object_object_add(j, "host_key_check", json_object_new_string(hk_check));
 		}
+		json_object_object_add(j, "shares", shares_inspect(&c->store, name, vm->spec, st.running));
 		json_object_object_add(j, "autostart", json_object_new_boolean(autostart_is_on(name)));
 		json_object_object_add(j, "dir", json_object_new_string(dir));
 		json_object_object_add(j, "spec", json_object_new_string(spec));
@@ -104,6 +106,11 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 		}
 		if (host_key)
 			printf("host key: %s (%s check)\n", host_key, hk_check);
+		json_object *shares = shares_inspect(&c->store, name, vm->spec, st.running);
+		_cleanup_free_ char *shares_text = shares_describe(shares);
+		json_object_put(shares);
+		if (shares_text)
+			fputs(shares_text, stdout);
 		printf("autostart: %s\n", autostart_is_on(name) ? "on" : "off");
 		printf("dir:     %s\n", dir);
 		if (state)

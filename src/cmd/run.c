@@ -37,6 +37,8 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 	_cleanup_free_ char *warn = start_accel_warning(&res);
 	if (warn)
 		log_warn("%s", warn);
+	if (res.shares_problem[0])
+		log_warn("%s", res.shares_problem);
 	struct warm_status ws;
 	if (ephemeral && warm_status(&c->store, name, &ws) == 0) {
 		if (ws.warning[0])
@@ -82,6 +84,7 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		struct create_opts co = {.name = base,
 					 .instance = suffix,
 					 .ephemeral = true,
+					 .shares = e->shares,
 					 .accel = e->accel,
 					 .backend = e->backend,
 					 .uri = e->uri};
@@ -99,13 +102,17 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		if (e->cold)
 			return cmd_usage(c, "--cold applies to run --rm");
 		name = xstrdup(base);
+		if (store_vm_exists(&c->store, name) && e->shares)
+			return cmd_usage(c, "--share applies to a VM that run creates (with --rm, or one not defined yet): "
+					    "add it to the shares of '%s'",
+					 name);
 		if (store_vm_exists(&c->store, name) && e->accel != ACCEL_UNSET)
 			return cmd_usage(c,
 					 "--accel applies to a VM that run creates (with --rm, or one not defined "
 					 "yet): set accel: in the spec of '%s'",
 					 name);
 		if (!store_vm_exists(&c->store, name)) {
-			struct create_opts co = {.name = base, .accel = e->accel, .backend = e->backend, .uri = e->uri};
+			struct create_opts co = {.name = base, .shares = e->shares, .accel = e->accel, .backend = e->backend, .uri = e->uri};
 			_cleanup_free_ char *created = NULL;
 			if (vm_create(&c->store, &co, &created, &c->err) < 0)
 				goto out;

@@ -10,6 +10,7 @@
 #include "ready.h"
 #include "seed.h"
 #include "session.h"
+#include "shares.h"
 #include "template.h"
 
 #include <fcntl.h>
@@ -234,6 +235,11 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 	r = net_plan_make(vm->store, vm->spec, ret->net, err);
 	if (r < 0)
 		goto fail;
+	ret->shares = xcalloc(1, sizeof(*ret->shares));
+	r = shares_plan_vm(vm->store, vm->name, vm->spec, ret->run_dir, use == PLAN_RENDER ? SHARES_RENDER : SHARES_START,
+			   ret->shares, err);
+	if (r < 0)
+		goto fail;
 	struct qemu_config c = {
 		.name = vm->name,
 		.spec = vm->spec,
@@ -248,6 +254,7 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 		.nvram = ret->nvram,
 		.smbios_cred = ret->smbios,
 		.accel = ret->accel,
+		.shares = ret->shares,
 		.net = ret->net,
 	};
 	tpm_sock = vm->spec->tpm ? xasprintf("%s/swtpm.sock", ret->run_dir) : NULL;
@@ -275,6 +282,8 @@ void qemu_plan_release(struct qemu_plan *p)
 	free(p->vm_dir);
 	free(p->run_dir);
 	free(p->accel);
+	shares_release(p->shares);
+	free(p->shares);
 	if (p->net)
 		net_plan_release(p->net);
 	free(p->net);
@@ -415,6 +424,8 @@ static void start_result_fill(json_object *res, const struct accel_result *ar, s
 	snprintf(ret->accel_why, sizeof(ret->accel_why), "%s", ar->info.why);
 	if (json_object_object_get_ex(res, "kernel_release", &v))
 		snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(res, "shares_problem", &v))
+		snprintf(ret->shares_problem, sizeof(ret->shares_problem), "%s", json_object_get_string(v));
 }
 
 /* After the agent's HELLO: sshd and cloud-init, as the wait level asks (ready.c). */

@@ -37,6 +37,7 @@ struct start_result {
 	bool no_sshd;		 /* the image has no sshd */
 	int cloud_init;		 /* enum ci_state when start waited for cloud-init */
 	int cloud_init_failures; /* failed modules (each named in a warning) */
+	char shares_problem[600]; /* shares not mounted, or mounted with a warning; "" when all is well */
 };
 /* The one warning line a start under TCG deserves (auto wanted KVM and could not use it), or NULL. */
 char *start_accel_warning(const struct start_result *r);
@@ -81,6 +82,7 @@ struct qemu_plan {
 	char **argv;
 	struct accel_info *accel;
 	uint64_t template_ms; /* time spent making sure the template is cached */
+	struct shares *shares; /* shares.h: planned (and at start checked) shares */
 	struct net_plan *net; /* netvm.h: netvm links */
 };
 /* How the plan decides on KVM: a start may probe (the CLI, before the monitor), the monitor uses

@@ -5,6 +5,8 @@
 #include "spec.h"
 #include "util.h"
 
+struct shares;
+
 struct net_plan;
 
 /* The monitor hands QEMU its listening sockets on fixed descriptors, so argv is deterministic. */
@@ -28,6 +30,7 @@ struct qemu_config {
 	const char *tpm_sock;	 /* tpm: swtpm's control socket */
 	const char *smbios_cred; /* SMBIOS type 11 value, e.g. io.systemd.credential.binary:... */
 	const struct accel_info *accel;
+	const struct shares *shares; /* shares.h: devices, and the micro command line's hutch.share */
 	const struct net_plan *net; /* netvm.h: links to a netvm and (is_netvm) from clients; may be NULL */
 };
 

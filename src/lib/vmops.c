@@ -3,6 +3,7 @@
 #include "backend_libvirt.h"
 
 #include "autostart.h"
+#include "shares.h"
 #include "client.h"
 #include "image.h"
 #include "lazylib.h"
@@ -265,6 +266,9 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		spec->disk = o->disk;
 	if (o->ephemeral)
 		spec->disposable = true;
+	r = shares_apply_create(st, o->name, o->shares, spec, err);
+	if (r < 0)
+		return r;
 	r = backend_choose(st, spec, o->backend, o->uri, err);
 	if (r < 0)
 		return r;

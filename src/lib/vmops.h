@@ -10,6 +10,7 @@ struct create_opts {
 	uint64_t memory, disk; /* overrides, 0 = keep */
 	unsigned cpus;
 	enum accel_mode accel;		       /* --accel, ACCEL_UNSET = keep the spec's */
+	char **shares;			       /* --share HOST:GUEST[:ro], added to the spec's shares */
 	bool ephemeral;			       /* run --rm: a throwaway instance */
 	const char *image;		       /* --image URL|CATALOG-NAME */
 	const char *checksum;		       /* --checksum SPEC */

@@ -315,6 +315,48 @@ int proto_decode_hello(const struct proto_frame *f, struct proto_hello *ret)
 	return 0;
 }
 
+void proto_encode_mount(struct proto_buf *b, const char *tag, const char *path, uint8_t flags)
+{
+	proto_put_str(b, tag);
+	proto_put_str(b, path);
+	proto_put_u8(b, flags);
+}
+
+void proto_encode_mount_answer(struct proto_buf *b, const struct proto_mount *m, int32_t err, const char *msg)
+{
+	proto_encode_mount(b, m->tag, m->path, m->flags);
+	proto_put_u32(b, (uint32_t)err);
+	proto_put_str(b, msg ? msg : "");
+}
+
+int proto_decode_mount(const struct proto_frame *f, struct proto_mount *ret)
+{
+	struct proto_cursor c;
+	proto_cursor_init(&c, f->payload, f->len);
+	memset(ret, 0, sizeof(*ret));
+	ret->tag = proto_get_str(&c, PROTO_MOUNT_TAG_MAX);
+	ret->path = proto_get_str(&c, PROTO_MOUNT_PATH_MAX);
+	ret->flags = proto_get_u8(&c);
+	if (c.ok && c.left) {
+		ret->answer = true;
+		ret->err = (int32_t)proto_get_u32(&c);
+		ret->msg = proto_get_str(&c, PROTO_MOUNT_MSG_MAX);
+	}
+	if (!c.ok || c.left || !*ret->tag || ret->path[0] != '/') {
+		proto_mount_free(ret);
+		return -1;
+	}
+	return 0;
+}
+
+void proto_mount_free(struct proto_mount *m)
+{
+	free(m->tag);
+	free(m->path);
+	free(m->msg);
+	memset(m, 0, sizeof(*m));
+}
+
 void proto_hello_free(struct proto_hello *h)
 {
 	free(h->kernel_release);

@@ -32,7 +32,9 @@ enum proto_type {
 	MSG_PING = 11,	 /* u64 token */
 	MSG_PONG = 12,	 /* u64 token */
 	MSG_POWEROFF = 13,
-	MSG_MOUNT = 14, /* str tag, str path, u8 readonly */
+	MSG_MOUNT = 14, /* host -> agent: str tag, str path, u8 flags (enum proto_mount_flags): mount a
+			 * share; agent -> host, the answer: the same, then i32 errno (0: mounted) and
+			 * str message */
 	MSG_STAT = 15,
 	MSG_ACTIVITY = 16, /* u32 sessions, u32 live process groups */
 	MSG_ERROR = 17,	   /* str message */
@@ -156,6 +158,28 @@ void proto_encode_identity(struct proto_buf *b, uint64_t realtime_ns, const char
 			   const void *entropy, size_t entropy_len);
 int proto_decode_identity(const struct proto_frame *f, struct proto_identity *ret);
 void proto_identity_free(struct proto_identity *id);
+
+/* MSG_MOUNT. The guest names tags and its own mount points, never a host path. */
+#define PROTO_MOUNT_TAG_MAX 36u
+#define PROTO_MOUNT_PATH_MAX 255u
+#define PROTO_MOUNT_MSG_MAX 200u
+enum proto_mount_flags {
+	MOUNT_RO = 1u << 0,
+	MOUNT_VIRTIOFS = 1u << 1, /* else 9p */
+	MOUNT_HOME = 1u << 2,	  /* the user's home: its root is chowned to the user */
+};
+struct proto_mount {
+	char *tag;
+	char *path;
+	uint8_t flags;
+	bool answer; /* agent -> host: err and msg are set */
+	int32_t err;
+	char *msg;
+};
+void proto_encode_mount(struct proto_buf *b, const char *tag, const char *path, uint8_t flags);
+void proto_encode_mount_answer(struct proto_buf *b, const struct proto_mount *m, int32_t err, const char *msg);
+int proto_decode_mount(const struct proto_frame *f, struct proto_mount *ret);
+void proto_mount_free(struct proto_mount *m);
 
 int proto_decode_u32(const struct proto_frame *f, uint32_t *ret); /* SIGNAL, WINDOW */
 int proto_decode_winsize(const struct proto_frame *f, uint16_t *rows, uint16_t *cols);
