@@ -22,18 +22,20 @@ OUT=build-fuzz
 # src/proto/proto.c, which needs all of the project's libraries.
 sources_for() {
 	case "$1" in
-	fuzz_spec) echo src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
-	fuzz_config) echo src/lib/config.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_spec) echo src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/config.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_config) echo src/lib/config.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_qmp) echo src/lib/qmp.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_proto) echo src/proto/proto.c ;;
+	fuzz_listeners) echo src/proto/proto.c src/proto/listeners.c ;;
 	fuzz_size) echo src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_desktop_entry) echo src/lib/desktop_entry.c src/lib/spec_desktop.c src/lib/color.c src/lib/ytree.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_oci_index | fuzz_oci_manifest | fuzz_oci_config) echo src/lib/oci.c src/lib/util.c src/lib/lazylib.c ;;
-	fuzz_sums) echo src/lib/image_fetch.c src/lib/image_cache.c src/lib/util.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/lazylib.c ;;
+	fuzz_sums) echo src/lib/image_fetch.c src/lib/image_cache.c src/lib/util.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/config.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/lazylib.c ;;
 	*) echo src/lib/*.c src/proto/proto.c ;;
 	esac
 }
 
-pkgs="yaml-0.1 json-c libarchive libcrypto libcurl"
+pkgs="yaml-0.1 json-c libarchive libcrypto libcurl libpng"
 # shellcheck disable=SC2086 # $pkgs is a list
 PKG_CFLAGS=$(pkg-config --cflags $pkgs 2>/dev/null || echo -I/usr/include/json-c)
 # shellcheck disable=SC2086

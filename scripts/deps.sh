@@ -17,6 +17,7 @@ packages=(
 	build-essential meson ninja-build pkg-config
 	libyaml-dev libjson-c-dev libarchive-dev libcurl4-openssl-dev libssl-dev
 	libvirt-dev libxml2-dev musl-tools
+	libpng-dev # desktop icons from guests are re-encoded
 	# unit tests, lint
 	libcmocka-dev clang-14 cppcheck clang-format
 	# the micro template: a kernel, its modules, busybox
@@ -30,6 +31,8 @@ packages=(
 	systemd # systemd-analyze verify checks the autostart unit (no running systemd needed)
 	supervisor
 	mtools dosfstools grub-pc-bin grub-efi-amd64-bin
+	# desktop tests: menu entry validation, a real VNC client, the host clipboard under Xvfb
+	desktop-file-utils vncsnapshot xvfb xclip
 	# benchmarks
 	hyperfine
 )

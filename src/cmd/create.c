@@ -1,4 +1,5 @@
 #include "cmd.h"
+#include "menu.h"
 #include "vmops.h"
 
 static int create_accel(struct cmd_ctx *c, void *opts, const struct opt *o, const char *arg)
@@ -21,6 +22,7 @@ static const struct opt create_opts[] = {
 	OPT_SIZE('m', "memory", struct create_opts, memory, "memory, overriding the spec"),
 	OPT_UINT('c', "cpus", struct create_opts, cpus, "N", 1, 256, "virtual CPUs, overriding the spec"),
 	OPT_SIZE('d', "disk", struct create_opts, disk, "disk size, overriding the spec"),
+	OPT_SIZE(0, "root-size", struct create_opts, root_size, "cap the root filesystem of a container image's disk"),
 	OPT_CALLBACK(0, "accel", "MODE", create_accel, "auto, kvm or tcg, overriding the spec and config.yml",
 		     .complete = "auto kvm tcg"),
 	OPT_STRV(0, "share", struct create_opts, shares, "HOST:GUEST[:ro]",
@@ -51,6 +53,7 @@ static int cmd_create(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (r < 0)
 		return EXIT_ERR;
 	cmd_set_subject(c, name);
+	desktop_autosync(&c->store, name, false); /* menu entries, when the spec has apps */
 	for (size_t i = 0; warnings && warnings[i] && !c->json; i++)
 		log_warn("%s", warnings[i]);
 	if (c->json) {

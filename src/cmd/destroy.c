@@ -1,4 +1,5 @@
 #include "cmd.h"
+#include "menu.h"
 #include "vmops.h"
 
 struct destroy_cli {
@@ -24,6 +25,7 @@ static int cmd_destroy(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	d->o.warnings = &warnings; /* the autostart unit's removal: systemctl missing, say */
 	if (vm_destroy(&c->store, name, &d->o, &c->err) < 0)
 		return EXIT_ERR;
+	desktop_remove(name, NULL, NULL); /* its menu entries, if it had any */
 	for (size_t i = 0; warnings && warnings[i] && !c->json; i++)
 		log_warn("%s", warnings[i]);
 	if (c->json) {

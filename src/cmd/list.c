@@ -2,6 +2,7 @@
 #include "backend_libvirt.h"
 #include "autostart.h"
 #include "cmd.h"
+#include "color.h"
 #include "ready.h"
 
 #include <string.h>
@@ -20,6 +21,7 @@ struct row {
 	bool image;
 	struct ci_status ci; /* image VMs with the agent up */
 	const char *backend;
+	char *color; /* the spec's color:, or NULL */
 };
 
 static void collect(struct cmd_ctx *c, const char *name, struct row *r)
@@ -38,6 +40,7 @@ static void collect(struct cmd_ctx *c, const char *name, struct row *r)
 		return;
 	}
 	r->memory = vm.spec->memory;
+	r->color = vm.spec->color ? xstrdup(vm.spec->color) : NULL;
 	r->cpus = vm.spec->cpus;
 	r->image = vm.spec->source == SOURCE_IMAGE;
 	r->state = "stopped";
@@ -110,6 +113,9 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (store_list(&c->store, &names, &c->err) < 0)
 		return EXIT_ERR;
 	json_object *arr = c->json ? json_object_new_array() : NULL;
+	bool swatch = !c->json && cmd_color();
+	if (swatch)
+		printf("   ");
 	if (!c->json)
 		printf("%-24s %-8s %-7s %-5s %7s %4s %8s %-12s %s\n", "NAME", "STATE", "BACKEND", "ACCEL", "MEMORY",
 		       "CPUS", "UPTIME", "AGENT", "CLOUD-INIT");
@@ -128,6 +134,7 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			json_object_object_add(o, "cpus", json_object_new_int((int)r.cpus));
 			json_object_object_add(o, "uptime_s", json_object_new_int64((int64_t)r.uptime_s));
 			json_object_object_add(o, "autostart", json_object_new_boolean(autostart_is_on(r.name)));
+			json_object_object_add(o, "color", r.color ? json_object_new_string(r.color) : NULL);
 			if (strcmp(r.agent, "-")) {
 				json_object_object_add(o, "agent", json_object_new_string(r.agent));
 				json_object_object_add(o, "agent_since", json_object_new_int64(r.agent_since));
@@ -153,6 +160,9 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			const char *ci = r.image && !strcmp(r.state, "running") && r.ci.state != CI_UNKNOWN
 						 ? ci_state_names[r.ci.state]
 						 : "-";
+			char sw[64];
+			if (swatch)
+				printf("%s ", color_swatch_or_blank(r.color, sw, sizeof(sw)));
 			printf("%-24s %-8s %-7s %-5s %7s %4s %8s %-12s %s\n", r.name, r.state,
 			       r.backend ? r.backend : "-", r.accel, mem, cpus, up, r.agent, ci);
 			if (r.error && (c->verbose || !strcmp(r.state, "unknown")))
@@ -160,6 +170,7 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		}
 		free(r.name);
 		free(r.error);
+		free(r.color);
 		ci_status_release(&r.ci);
 	}
 	if (c->json)

@@ -245,3 +245,13 @@ const char *color_swatch(uint32_t rgb, char *buf, size_t len)
 		 (unsigned)rgb & 255);
 	return buf;
 }
+
+const char *color_swatch_or_blank(const char *spec_color, char *buf, size_t len)
+{
+	uint32_t rgb;
+	if (!spec_color || color_parse(spec_color, &rgb) < 0) {
+		snprintf(buf, len, "  ");
+		return buf;
+	}
+	return color_swatch(rgb, buf, len);
+}

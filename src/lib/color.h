@@ -8,5 +8,7 @@ int color_parse(const char *s, uint32_t *ret_rgb);
 const char *color_hex(uint32_t rgb, char *buf, size_t len);
 /* A two-cell swatch in 24-bit colour for a terminal: ESC[48;2;R;G;Bm  ESC[0m. */
 const char *color_swatch(uint32_t rgb, char *buf, size_t len);
+/* color_swatch for a spec's colour, or two blanks when it has none (or it does not parse). */
+const char *color_swatch_or_blank(const char *spec_color, char *buf, size_t len);
 /* The colour's name in the spec, or a hint of what is accepted, for error messages. */
 #define COLOR_FORMATS "a named colour (darkgreen), #rrggbb or rgb(R, G, B)"

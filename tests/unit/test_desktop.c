@@ -10,7 +10,10 @@
 #include <string.h>
 
 #include "color.h"
+#include "desktop_entry.h"
 #include "desktop_qemu.h"
+#include "icon.h"
+#include "menu.h"
 #include "spec.h"
 
 #define UNUSED __attribute__((unused))
@@ -201,6 +204,90 @@ static void test_uri(void **state UNUSED)
 	hutch_error_clear(&err);
 }
 
+static char *record(const char *file, const char *body)
+{
+	return xasprintf("hutch-entry %s %zu\n%s\n", file, strlen(body), body);
+}
+
+static void test_entries_parse(void **state UNUSED)
+{
+	_cleanup_free_ char *a =
+		record("hello.desktop", "[Desktop Entry]\nType=Application\nName=Hello\nName[de]=Hallo\n"
+					"Exec=\"/usr/bin/hello\" --flag %U\nIcon=hello\n"
+					"Categories=Utility;Bogus;Network;Utility;\n");
+	_cleanup_free_ char *b =
+		record("hidden.desktop", "[Desktop Entry]\nType=Application\nName=H\nExec=x\nHidden=true\n");
+	_cleanup_free_ char *c = record("rel.desktop", "[Desktop Entry]\nType=Application\nName=R\nExec=bin/../x\n");
+	_cleanup_free_ char *d = record("ctl.desktop", "[Desktop Entry]\nType=Application\nName=\xe2\x80\xae"
+						       "a\x01\x1b[31mb  \nExec=cat\nIcon=../x\n");
+	_cleanup_free_ char *e = record("../x.desktop", "[Desktop Entry]\nType=Application\nName=X\nExec=x\n");
+	_cleanup_free_ char *f = record("two.desktop", "[Desktop Entry]\nType=Application\nName=A\nExec=a\n"
+						       "[Desktop Entry]\nName=B\n");
+	_cleanup_free_ char *all = xasprintf("%s%s%s%s%s%s", a, b, c, d, e, f);
+	struct guest_app *apps = NULL;
+	size_t n = 0;
+	assert_int_equal(desktop_entries_parse(all, strlen(all), &apps, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(apps[0].id, "hello");
+	assert_string_equal(apps[0].name, "Hello");
+	assert_string_equal(apps[0].program, "/usr/bin/hello");
+	assert_string_equal(apps[0].icon, "hello");
+	assert_string_equal(apps[0].categories, "Utility;Network;");
+	assert_string_equal(apps[1].id, "ctl");
+	assert_string_equal(apps[1].name, "?a??[31mb"); /* bidi override, controls: replaced; trailing blanks cut */
+	assert_string_equal(apps[1].icon, "");
+	free(apps);
+
+	/* a record whose length runs past the end stops the parse; what came before is kept */
+	_cleanup_free_ char *trunc = xasprintf("%shutch-entry x.desktop 999\n[Desktop Entry]\n", a);
+	assert_int_equal(desktop_entries_parse(trunc, strlen(trunc), &apps, &n), 0);
+	assert_int_equal(n, 1);
+	free(apps);
+	/* oversized and garbage */
+	assert_int_equal(desktop_entries_parse("hutch-entry x.desktop 99999999\n", 31, &apps, &n), 0);
+	assert_int_equal(n, 0);
+	free(apps);
+	static const char nul_exec[] = "[Desktop Entry]\nType=Application\nName=N\nExec=\0";
+	struct guest_app one = {.id = "x"};
+	assert_false(desktop_entry_parse_one(nul_exec, sizeof(nul_exec) - 1, &one));
+
+	/* the count cap */
+	struct strbuf sb = STRBUF_INIT;
+	for (int i = 0; i < GUEST_APPS_MAX + 10; i++) {
+		_cleanup_free_ char *fn = xasprintf("app%d.desktop", i);
+		_cleanup_free_ char *r = record(fn, "[Desktop Entry]\nType=Application\nName=A\nExec=a\n");
+		strbuf_adds(&sb, r);
+	}
+	assert_int_equal(desktop_entries_parse(sb.buf, sb.len, &apps, &n), 0);
+	assert_int_equal(n, GUEST_APPS_MAX);
+	free(apps);
+	strbuf_release(&sb);
+}
+
+static void test_icon(void **state UNUSED)
+{
+	struct hutch_error err = {0};
+	char *out = NULL;
+	size_t len = 0;
+	unsigned w, h;
+	assert_true(icon_sanitize("not a png", 9, &out, &len, &w, &h, &err) < 0);
+	assert_non_null(strstr(err.msg, "not a PNG icon"));
+	hutch_error_clear(&err);
+	_cleanup_free_ char *path = xasprintf("%s/tests/golden/desktop/icon-48.png", SRCDIR);
+	_cleanup_free_ char *png = NULL;
+	size_t plen;
+	assert_int_equal(read_file(path, 1 << 20, &png, &plen, &err), 0);
+	assert_int_equal(icon_sanitize(png, plen, &out, &len, &w, &h, &err), 0);
+	assert_int_equal(w, 48);
+	assert_int_equal(h, 48);
+	assert_null(memmem(out, len, "from the guest", 14)); /* ancillary chunks do not survive */
+	assert_int_equal(memcmp(out, "\x89PNG", 4), 0);
+	free(out);
+	/* truncated: libpng refuses it */
+	assert_true(icon_sanitize(png, plen / 2, &out, &len, &w, &h, &err) < 0);
+	hutch_error_clear(&err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -212,6 +299,8 @@ int main(void)
 		cmocka_unit_test(test_golden_image_spice),
 		cmocka_unit_test(test_micro_qxl_refused),
 		cmocka_unit_test(test_uri),
+		cmocka_unit_test(test_entries_parse),
+		cmocka_unit_test(test_icon),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

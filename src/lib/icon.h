@@ -1,0 +1,12 @@
+/* Icons from guests: decoded and re-encoded with libpng, so what reaches the host's icon theme is
+ * a PNG libpng wrote, of bounded size, and never the guest's bytes. */
+#pragma once
+#include "util.h"
+
+#define ICON_BYTES_MAX (256u * 1024) /* the guest's file */
+#define ICON_SIDE_MAX 256	     /* pixels, each side */
+
+/* Decode untrusted PNG bytes (at most ICON_BYTES_MAX, at most ICON_SIDE_MAX square or not) and
+ * re-encode them as 8-bit RGBA. *ret (free()) is the new PNG; its size in *ret_w, *ret_h. */
+int icon_sanitize(const void *untrusted_png, size_t len, char **ret, size_t *ret_len, unsigned *ret_w, unsigned *ret_h,
+		  struct hutch_error *err);
