@@ -34,7 +34,7 @@ packages=(
 	# desktop tests: menu entry validation, a real VNC client, the host clipboard under Xvfb
 	desktop-file-utils vncsnapshot xvfb xclip
 	# benchmarks
-	hyperfine
+	hyperfine umoci # umoci: bench/oci.sh's by-hand peer
 )
 
 mode=install

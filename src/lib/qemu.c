@@ -156,6 +156,8 @@ char *qemu_micro_cmdline(const struct qemu_config *c)
 		strbuf_adds(&sb, net);
 	if (c->spec->source == SOURCE_OCI)
 		strbuf_adds(&sb, " hutch.root=/dev/vda"); /* agent/rootfs.c */
+	if (c->spec->source == SOURCE_OCI && c->spec->root_size)
+		strbuf_addf(&sb, " hutch.rootsize=%llu", (unsigned long long)c->spec->root_size);
 	if (c->spec->cmdline && *c->spec->cmdline)
 		strbuf_addf(&sb, " %s", c->spec->cmdline);
 	return strbuf_detach(&sb, NULL);

@@ -153,6 +153,11 @@ static int vm_disk(struct ytree_ctx *c, void *obj, const struct ynode *v, const 
 	return ytree_size(c, v, path, &((struct vm_spec *)obj)->disk);
 }
 
+static int vm_root_size(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return ytree_size(c, v, path, &((struct vm_spec *)obj)->root_size);
+}
+
 static int vm_firmware(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	struct vm_spec *s = obj;
@@ -584,6 +589,7 @@ static const struct ytree_field vm_fields[] = {
 	{"memory", vm_memory},
 	{"cpus", vm_cpus},
 	{"disk", vm_disk},
+	{"root_size", vm_root_size},
 	{"firmware", vm_firmware},
 	{"tpm", vm_tpm},
 	{"accel", vm_accel},
@@ -977,6 +983,7 @@ char *spec_render_yaml(const struct vm_spec *s)
 	if (s->cpus)
 		strbuf_addf(&sb, "  cpus: %u\n", s->cpus);
 	render_size(&sb, 2, "disk", s->disk);
+	render_size(&sb, 2, "root_size", s->root_size);
 	if (s->firmware > FIRMWARE_DEFAULT && s->firmware <= FIRMWARE_UEFI_SECURE)
 		strbuf_addf(&sb, "  firmware: %s\n", firmware[s->firmware]);
 	render_true(&sb, 2, "tpm", s->tpm);
@@ -1037,7 +1044,7 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 		return false;
 	if (!str_eq(a->name, b->name) || a->source != b->source || !str_eq(a->template, b->template) ||
 	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->oci, b->oci) || !str_eq(a->kernel, b->kernel) ||
-	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk ||
+	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk || a->root_size != b->root_size ||
 	    a->firmware != b->firmware || a->tpm != b->tpm || a->accel != b->accel || !str_eq(a->backend, b->backend) ||
 	    !str_eq(a->uri, b->uri) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
 	    a->is_netvm != b->is_netvm || a->netvm_subnet != b->netvm_subnet || a->auto_forward != b->auto_forward ||

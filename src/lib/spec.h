@@ -38,6 +38,7 @@ struct vm_spec {
 	uint64_t memory; /* bytes, default 512M */
 	unsigned cpus;	 /* default 1 */
 	uint64_t disk;	 /* bytes, 0 = image size */
+	uint64_t root_size; /* oci: the root filesystem grows to at most this (bytes), 0 = the disk */
 	enum firmware firmware;
 	bool tpm;
 	enum accel_mode accel; /* ACCEL_UNSET: config.yml's default, else auto */

@@ -9,7 +9,7 @@
 
 /* Build (or reuse) the image's root filesystem and make the VM's disk.qcow2 on it, of the spec's
  * disk: size (the root filesystem's own size when unset; the guest grows the filesystem to fill
- * the disk at boot). */
+ * the disk at boot, or to root_size when that is set: hutch.rootsize= on its command line). */
 int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err);
 
 /* The image's Entrypoint+Cmd, Env, WorkingDir and User for VM NAME. -ENOENT when NAME is not a VM

@@ -15,6 +15,7 @@ struct create_opts {
 	const char *image;		       /* --image URL|CATALOG-NAME */
 	const char *checksum;		       /* --checksum SPEC */
 	const char *oci;		       /* --oci REF: a container image (oci.h) */
+	uint64_t root_size;		       /* --root-size: cap on an oci VM's root filesystem */
 	const struct image_progress *progress; /* download progress, may be NULL */
 	bool pull; /* --pull: ask upstream for a sums-file checksum even when the image is cached */
 

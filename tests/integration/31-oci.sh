@@ -18,8 +18,8 @@ ok "a two-layer OCI image layout and its docker-archive are made" make_image
 cache=$HUTCH_HOME/cache/oci
 entries() { find "$1" -mindepth 1 -maxdepth 1 ! -name tmp 2>/dev/null | sort; }
 
-run hutch create c1 --oci "oci:$img/layout:test" -d 512M
-is "$RC" 0 "create c1 --oci oci:DIR:TAG"
+run hutch create c1 --oci "oci:$img/layout:test" -d 512M --root-size 400M
+is "$RC" 0 "create c1 --oci oci:DIR:TAG (a 512M disk, the root capped at 400M)"
 manifest=$(cat "$T/manifest-digest")
 ok "the root filesystem is cached under the manifest digest" test -f "$cache/${manifest#sha256:}/rootfs.img"
 ino=$(stat -c %i "$cache/${manifest#sha256:}/rootfs.img")
@@ -28,12 +28,15 @@ cat >"$T/vms.yml" <<EOF
 c2:
   source: {oci: "oci:$img/layout:test"}
   memory: 256M
+  root_size: 300M
 EOF
 run hutch create c2 --from "$T/vms.yml"
 is "$RC" 0 "create from a spec with source: {oci: REF}"
 is "$(entries "$cache" | grep -vc '\.lock$')" 1 "two VMs of one image: one cache entry"
 is "$(stat -c %i "$cache/${manifest#sha256:}/rootfs.img")" "$ino" "the second create reused the cached root filesystem"
 contains "$(cat "$HUTCH_HOME/data/vms/c2/spec.yml")" "oci: \"oci:$img/layout:test\"" "the VM's spec keeps the oci source"
+run hutch inspect --render c2
+contains "$OUT" "hutch.root=/dev/vda hutch.rootsize=314572800" "root_size: reaches the guest's command line"
 run hutch destroy c2
 is "$RC" 0 "destroy c2"
 
@@ -62,7 +65,8 @@ is "$RC" 0 "run with no command runs the image's Cmd"
 is "$OUT" "hello from yes in /opt/hutch-lower as root" "run: with the image's Env, WorkingDir and User"
 run hutch exec c1 -- sh -c 'df -k / | tail -1'
 size_k=$(echo "$OUT" | awk '{print $2}')
-ok "the root filesystem grew to the disk's 512M (${size_k:-?} KiB)" test "${size_k:-0}" -gt 400000
+ok "the root filesystem grew to --root-size 400M, not the disk's 512M (${size_k:-?} KiB)" \
+	test "${size_k:-0}" -gt 360000 -a "${size_k:-0}" -lt 410000
 run hutch stop c1
 is "$RC" 0 "stop c1"
 
