@@ -38,7 +38,7 @@ bool cmd_color(void);
 extern const struct verb verb_create, verb_build, verb_start, verb_stop, verb_destroy, verb_list, verb_inspect,
 	verb_console, verb_logs, verb_exec, verb_shell, verb_run, verb_cp, verb_ssh, verb_port, verb_image, verb_doctor,
 	verb_help, verb_completion, verb_monitor, verb_setup, verb_autostart, verb_service;
-extern const struct verb verb_pci, verb_balloon;
+extern const struct verb verb_pci, verb_balloon, verb_usb;
 extern const struct verb verb_net;
 extern const struct verb verb_template, verb_snapshot;
 extern const struct verb verb_view, verb_screenshot, verb_desktop, verb_clip;

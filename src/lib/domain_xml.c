@@ -286,6 +286,74 @@ static void write_snippets(struct w *w, char *const *snippets, bool devices)
 	}
 }
 
+/* pci: and usb: (spec_devices.h): PCI functions managed by libvirt (it binds them to vfio-pci), USB
+ * devices by vendor and product, optional at start as the qemu backend attaches them when present. */
+static void write_hostdevs(struct w *w, const struct vm_spec *s)
+{
+	for (size_t i = 0; s->pci && s->pci[i]; i++) {
+		unsigned dom, bus, slot, fn;
+		if (sscanf(s->pci[i], "%4x:%2x:%2x.%1x", &dom, &bus, &slot, &fn) != 4)
+			continue; /* normalized by the parser: does not happen */
+		start(w, "hostdev");
+		attr(w, "mode", "subsystem");
+		attr(w, "type", "pci");
+		attr(w, "managed", "yes");
+		start(w, "source");
+		start(w, "address");
+		attrf(w, "domain", "0x%04x", dom);
+		attrf(w, "bus", "0x%02x", bus);
+		attrf(w, "slot", "0x%02x", slot);
+		attrf(w, "function", "0x%x", fn);
+		end(w);
+		end(w);
+		end(w);
+	}
+	for (size_t i = 0; i < s->n_usb; i++) {
+		start(w, "hostdev");
+		attr(w, "mode", "subsystem");
+		attr(w, "type", "usb");
+		attr(w, "managed", "no");
+		start(w, "source");
+		attr(w, "startupPolicy", "optional");
+		start(w, "vendor");
+		attrf(w, "id", "0x%04x", s->usb[i].vendor);
+		end(w);
+		start(w, "product");
+		attrf(w, "id", "0x%04x", s->usb[i].product);
+		end(w);
+		end(w);
+		end(w);
+	}
+}
+
+/* 9p shares as <filesystem type='mount'>: accessmode mapped is QEMU's security_model=mapped-xattr,
+ * squash its none (the fallback on a file system without user xattrs). */
+static int write_filesystems(struct w *w, const struct domain_xml_input *in, bool micro, struct hutch_error *err)
+{
+	for (size_t i = 0; in->shares && i < in->shares->n; i++) {
+		const struct share_plan *p = &in->shares->v[i];
+		if (p->via != SHARE_9P)
+			return hutch_error_set(err, ENOTSUP,
+					       "share '%s': the libvirt backend carries shares over 9p only (libvirt "
+					       "runs virtiofs in session mode only from 10.0; Debian 12 has 9.0)",
+					       p->tag);
+		start(w, "filesystem");
+		attr(w, "type", "mount");
+		attr(w, "accessmode", p->xattr ? "mapped" : "squash");
+		attr(w, "multidevs", "remap");
+		empty1(w, "driver", "type", "path");
+		empty1(w, "source", "dir", p->host);
+		empty1(w, "target", "dir", p->tag);
+		if (p->readonly) {
+			start(w, "readonly");
+			end(w);
+		}
+		mmio(w, micro);
+		end(w);
+	}
+	return 0;
+}
+
 static int write_devices(struct w *w, const struct domain_xml_input *in, struct hutch_error *err)
 {
 	const struct vm_spec *s = in->spec;
@@ -305,9 +373,9 @@ static int write_devices(struct w *w, const struct domain_xml_input *in, struct 
 			return r;
 	}
 	write_console(w, in);
-	start(w, "controller"); /* no USB: nothing hutch runs needs it, and microvm has no bus for it */
+	start(w, "controller"); /* USB only for usb: devices (image VMs); microvm has no bus for it */
 	attr(w, "type", "usb");
-	attr(w, "model", "none");
+	attr(w, "model", s->n_usb && !micro ? "qemu-xhci" : "none");
 	end(w);
 	start(w, "controller");
 	attr(w, "type", "virtio-serial");
@@ -324,9 +392,11 @@ static int write_devices(struct w *w, const struct domain_xml_input *in, struct 
 		end(w);
 		end(w);
 	}
+	write_hostdevs(w, s);
 	start(w, "memballoon");
-	attr(w, "model", "virtio");
-	mmio(w, micro);
+	attr(w, "model", s->balloon_off ? "none" : "virtio");
+	if (!s->balloon_off)
+		mmio(w, micro);
 	end(w);
 	start(w, "rng");
 	attr(w, "model", "virtio");

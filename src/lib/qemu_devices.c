@@ -18,6 +18,16 @@ int qemu_devices_argv(const struct qemu_config *c, const char *bus, char ***argv
 		*argv = strv_push(*argv, xasprintf("virtio-balloon-%s,id=%s,free-page-reporting=on,deflate-on-oom=on",
 						   bus, QEMU_BALLOON_ID));
 	}
+	if (s->n_usb && strcmp(bus, "pci"))
+		return hutch_error_set(err, EINVAL,
+				       "VM '%s' lists USB devices (usb:), but runs on microvm, which has no USB "
+				       "controller: use an image VM, which runs on q35",
+				       c->name);
+	if (s->n_usb) {
+		/* the controller the devices (at start and later by hutch usb attach) plug into */
+		*argv = strv_push(*argv, xstrdup("-device"));
+		*argv = strv_push(*argv, xstrdup("qemu-xhci,id=xhci"));
+	}
 	for (size_t i = 0; s->pci && s->pci[i]; i++) {
 		char a[PCI_ADDR_LEN];
 		int r = pci_addr_normalize(s->pci[i], a, err);

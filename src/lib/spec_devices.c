@@ -167,6 +167,10 @@ int spec_devices_check(struct ytree_ctx *c, const struct vm_spec *s, const struc
 		return ytree_error(c, k, "pci",
 				   "this VM runs on microvm, which has no PCI bus for passthrough: use an image VM "
 				   "(source: {image: ...}), which runs on q35");
+	if (s->n_usb && s->source != SOURCE_IMAGE && (k = ytree_map_get(vm, "usb")))
+		return ytree_error(c, k, "usb",
+				   "this VM runs on microvm, which has no USB controller: use an image VM "
+				   "(source: {image: ...}), which runs on q35");
 	if (s->balloon_min && s->memory && s->balloon_min >= s->memory && (k = ytree_map_get(vm, "balloon")))
 		return ytree_error(c, k, "balloon.min", "must be below memory");
 	if (s->balloon_min && s->balloon_off && (k = ytree_map_get(vm, "balloon")))

@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "domain_xml.h"
 #include "qemu.h"
 #include "qemu_devices.h"
 #include "spec.h"
@@ -87,6 +88,8 @@ static void test_errors(void **state UNUSED)
 		{"m:\n  source: {image: x}\n  pci: [\"01:00.0\", \"0000:01:00.0\"]\n",
 		 "hutch.yml:3: pci: '0000:01:00.0' is listed twice"},
 		{"m:\n  usb: [{vendor: 17ef}]\n", "hutch.yml:2: usb[0]: vendor and product are required"},
+		{"m:\n  source: {template: micro}\n  usb: [{vendor: 17ef, product: 60e0}]\n",
+		 "hutch.yml:3: usb: this VM runs on microvm, which has no USB controller"},
 		{"m:\n  usb: [{vendor: 17eff, product: 1}]\n", "hutch.yml:2: usb[0].vendor: expected 4 hex digits"},
 		{"m:\n  usb: [{vendor: 17ef, product: 1, speed: 3}]\n", "hutch.yml:2: usb[0].speed: unknown key"},
 		{"m:\n  usb: {vendor: 17ef}\n", "hutch.yml:2: usb: expected a list"},
@@ -135,6 +138,14 @@ static void test_argv_golden(void **state UNUSED)
 	assert_non_null(strstr(r, "q35"));
 	assert_true(qemu_argv_has_balloon(argv));
 
+	assert_null(strstr(r, "qemu-xhci")); /* no usb: no controller */
+	s->n_usb = 1;
+	s->usb = xcalloc(1, sizeof(*s->usb));
+	_cleanup_strv_ char **withusb = build(s, false, &err);
+	assert_non_null(withusb);
+	_cleanup_free_ char *ru = qemu_render_argv(withusb);
+	assert_non_null(strstr(ru, "qemu-xhci,id=xhci"));
+
 	/* balloon: false has none, and the monitor's policy sees that from the argv */
 	s->balloon_off = true;
 	_cleanup_strv_ char **off = build(s, false, &err);
@@ -150,12 +161,62 @@ static void test_argv_golden(void **state UNUSED)
 	hutch_error_clear(&err);
 }
 
+#ifdef HAVE_LIBVIRT
+/* libvirt: <hostdev> for pci (managed: libvirt binds vfio-pci) and usb (optional at start), a USB
+ * controller only with usb:, no balloon with balloon: false; valid against libvirt's schema. */
+static void test_domain_xml(void **state UNUSED)
+{
+	_cleanup_free_ char *y = xasprintf("%s  pci: [\"0000:01:00.0\", \"0000:01:00.1\"]\n"
+					   "  usb: [{vendor: 17ef, product: 60e0}]\n  balloon: false\n",
+					   image_vm);
+	_cleanup_(spec_freep) struct vm_spec *s = parse_one(y);
+	spec_apply_defaults(s);
+	struct domain_xml_input in = {
+		.domain = "hutch-gpu",
+		.vm_name = "gpu",
+		.vm_dir = "/home/user/.local/share/hutch/vms/gpu",
+		.spec = s,
+		.emulator = "/usr/bin/qemu-system-x86_64",
+		.cpu = "max",
+		.console_log = "/home/user/.local/share/hutch/vms/gpu/console.log",
+		.disk = "/home/user/.local/share/hutch/vms/gpu/disk.qcow2",
+	};
+	char *xml = NULL;
+	struct hutch_error err = {0};
+	if (domain_xml_render(&in, &xml, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_non_null(strstr(xml, "<hostdev mode=\"subsystem\" type=\"pci\" managed=\"yes\">"));
+	assert_non_null(strstr(xml, "<address domain=\"0x0000\" bus=\"0x01\" slot=\"0x00\" function=\"0x1\"/>"));
+	assert_non_null(strstr(xml, "<source startupPolicy=\"optional\">"));
+	assert_non_null(strstr(xml, "<vendor id=\"0x17ef\"/>"));
+	assert_non_null(strstr(xml, "<product id=\"0x60e0\"/>"));
+	assert_non_null(strstr(xml, "<controller type=\"usb\" model=\"qemu-xhci\"/>"));
+	assert_non_null(strstr(xml, "<memballoon model=\"none\"/>"));
+	if (access("/usr/bin/virt-xml-validate", X_OK) == 0) {
+		char path[] = "/tmp/hutch-test-hostdev.XXXXXX";
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		assert_int_equal(write_all(fd, xml, strlen(xml)), (ssize_t)strlen(xml));
+		close(fd);
+		_cleanup_free_ char *cmd = xasprintf("/usr/bin/virt-xml-validate %s domain >/dev/null 2>&1", path);
+		int rc = system(cmd);
+		unlink(path);
+		if (rc != 0)
+			fail_msg("virt-xml-validate rejects:\n%s", xml);
+	}
+	free(xml);
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_argv_golden),
+#ifdef HAVE_LIBVIRT
+		cmocka_unit_test(test_domain_xml),
+#endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
