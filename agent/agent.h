@@ -103,6 +103,9 @@ void main_loop(int sigfd);
 void net_setup(const char *cmdline);			       /* net.c: links, NAT, DNS from hutch.net* */
 bool net_is_netvm(void);				       /* net.c: hutch.netvm=1 on the command line */
 void dns_forwarder_start(const uint32_t *addrs, size_t n); /* dns.c */
+void listeners_subscribe(void);   /* listeners.c: MSG_LISTENERS from the host */
+int listeners_timeout_ms(void);  /* -1: not watching */
+void listeners_tick(void);
 /* desktop.c, clipboard.c, sound.c: `hutch-agent --TOOL ...` run by the host through EXEC as
  * /proc/self/exe; desktop_tool_main returns -1 when argv names no tool. */
 int desktop_tool_main(int argc, char **argv);

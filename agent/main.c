@@ -36,6 +36,9 @@ void handle_frame(const struct proto_frame *f)
 	case MSG_POWEROFF:
 		g.poweroff = true;
 		break;
+	case MSG_LISTENERS:
+		listeners_subscribe();
+		break;
 	case MSG_EXEC:
 		handle_exec(f);
 		break;
@@ -145,7 +148,10 @@ void main_loop(int sigfd)
 		}
 		/* A finished child whose session lives on is re-checked every 200 ms; while no host is
 		 * connected, every 100 ms until one is. */
-		int r = poll(pfd, (nfds_t)n, g.host_down ? 100 : !g.acked ? 250 : pending_finish ? 200 : -1);
+		int to = g.host_down ? 100 : !g.acked ? 250 : pending_finish ? 200 : -1, lt = listeners_timeout_ms();
+		if (lt >= 0 && (to < 0 || lt < to))
+			to = lt;
+		int r = poll(pfd, (nfds_t)n, to);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (g.host_down && r >= 0 && !(pfd[0].revents & POLLHUP)) {
@@ -198,6 +204,7 @@ void main_loop(int sigfd)
 			if (pfd[i].revents & POLLOUT)
 				session_flush_stdin(s);
 		}
+		listeners_tick();
 		for (int i = 0; i < MAX_SESSIONS; i++)
 			if (g.s[i])
 				session_maybe_finish(g.s[i]);

@@ -14,6 +14,7 @@
 
 #define NET_MAX_DOWN 32
 #define SLIRP_MAC "52:54:00:12:34:56"
+#define NFT_DIR "/usr/lib/hutch-nft"
 
 struct net_down {
 	char ifname[IFNAMSIZ];
@@ -166,16 +167,31 @@ static int netvm_nat(void)
 				    "    oifname \"upstream\" counter masquerade\n"
 				    "  }\n"
 				    "}\n";
-	if (access("/usr/sbin/nft", X_OK) < 0) {
+	/* nft and its libraries sit apart (src/lib/template_net.h): run them through their own loader */
+	if (access(NFT_DIR "/nft", X_OK) < 0 || access(NFT_DIR "/ld-linux-x86-64.so.2", X_OK) < 0) {
 		logmsg("net: no nft in the initramfs (install nftables on the host): this netvm routes nothing");
 		return -1;
+	}
+	/* `nft` for people in the guest, through the same loader */
+	static const char wrapper[] =
+		"#!/bin/sh\nexec " NFT_DIR "/ld-linux-x86-64.so.2 --library-path " NFT_DIR " " NFT_DIR "/nft \"$@\"\n";
+	int wfd = open("/usr/bin/nft", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (wfd >= 0) {
+		write_all(wfd, wrapper, sizeof(wrapper) - 1);
+		close(wfd);
 	}
 	int fd = open("/run/hutch-nat.nft", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
 	write_all(fd, rules, sizeof(rules) - 1);
 	close(fd);
-	const char *const argv[] = {"/usr/sbin/nft", "-f", "/run/hutch-nat.nft", NULL};
+	const char *const argv[] = {NFT_DIR "/ld-linux-x86-64.so.2",
+				    "--library-path",
+				    NFT_DIR,
+				    NFT_DIR "/nft",
+				    "-f",
+				    "/run/hutch-nat.nft",
+				    NULL};
 	return run(argv);
 }
 

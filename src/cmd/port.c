@@ -37,16 +37,22 @@ static int port_op(struct cmd_ctx *c, const struct port_cli *o, const char *op, 
 		json_object_put(res);
 		return EXIT_ERR;
 	}
-	json_object *fw = NULL;
+	json_object *fw = NULL, *origins = NULL;
 	json_object_object_get_ex(res, "forwards", &fw);
+	json_object_object_get_ex(res, "origins", &origins); /* static, or auto (network.auto_forward) */
 	if (c->json) {
 		json_object *out = json_object_new_object();
 		json_object_object_add(out, "name", json_object_new_string(name));
 		json_object_object_add(out, "forwards", json_object_get(fw));
+		if (origins)
+			json_object_object_add(out, "origins", json_object_get(origins));
 		cmd_print_json(out);
 	} else if (ls || !c->quiet) {
-		for (size_t i = 0; fw && i < json_object_array_length(fw); i++)
-			printf("127.0.0.1:%s\n", json_object_get_string(json_object_array_get_idx(fw, i)));
+		for (size_t i = 0; fw && i < json_object_array_length(fw); i++) {
+			const char *origin = origins ? json_object_get_string(json_object_array_get_idx(origins, i)) : NULL;
+			printf("127.0.0.1:%s%s\n", json_object_get_string(json_object_array_get_idx(fw, i)),
+			       origin && !strcmp(origin, "auto") ? " auto" : "");
+		}
 	}
 	json_object_put(res);
 	return EXIT_OK;

@@ -7,7 +7,7 @@
 #include "monitor.h"
 #include "failed.h"
 #include "monitor_balloon.h"
-#include "monitor_usb.h"
+#include "autofwd.h"
 #include "monitor_net.h"
 #include "monitor_shares.h"
 #include "monitor_desktop.h"
@@ -121,6 +121,7 @@ struct mon {
 	pid_t swtpm_pid;
 	struct mon_shares shares; /* virtiofsd children and the guest's mount answers */
 	struct mon_net net;	  /* netvm links (monitor_net.h) */
+	struct autofwd autofwd;	  /* auto_forward (autofwd.h) */
 	struct mon_balloon balloon; /* the balloon policy (monitor_balloon.h) */
 	char **forwards; /* active port forwards, as "HOST:GUEST/proto" */
 	struct warm_clone *warm; /* a clone of a warm template (warm.h), or NULL */
@@ -657,6 +658,8 @@ static void agent_hello_ack(struct mon *m, uint32_t caps)
 	proto_buf_free(&b);
 	if (caps & PROTO_HELLO_QUERY)
 		return;
+	if (m->autofwd.on) /* report the listeners, now and as they change */
+		outbuf_frame(&m->agent_out, MSG_LISTENERS, 0, NULL, 0);
 	/* the agent (re)mounts the shares after our answer; start waits (bounded) for its word */
 	for (size_t i = 0; mon_shares_request(&m->shares, i, &b, now_ms()); i++) {
 		outbuf_frame(&m->agent_out, MSG_MOUNT, 0, b.data, b.len);
@@ -774,6 +777,10 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 	case MSG_ACTIVITY:
 		m->last_activity = now_ms();
 		return;
+	case MSG_LISTENERS:
+		if (autofwd_report(&m->autofwd, m->qmp, f->payload, f->len, m->forwards, net_log) < 0)
+			return agent_broken(m, "malformed LISTENERS report");
+		return;
 	case MSG_STDOUT:
 	case MSG_STDERR:
 	case MSG_EXIT:
@@ -867,11 +874,15 @@ static void reply_error(struct client *c, const char *msg)
 
 static json_object *ports_json(struct mon *m)
 {
-	json_object *o = json_object_new_object(), *arr = json_object_new_array();
+	json_object *o = json_object_new_object(), *arr = json_object_new_array(), *orig = json_object_new_array();
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	for (size_t i = 0; m->forwards && m->forwards[i]; i++)
+	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
 		json_object_array_add(arr, json_object_new_string(m->forwards[i]));
+		json_object_array_add(orig, json_object_new_string("static"));
+	}
+	autofwd_list(&m->autofwd, arr, orig);
 	json_object_object_add(o, "forwards", arr);
+	json_object_object_add(o, "origins", orig);
 	return o;
 }
 
@@ -1643,6 +1654,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 	if (r < 0)
 		return r;
 	mon_net_init(&m->net, m->name, m->plan.net);
+	autofwd_setup(&m->autofwd, m->st, m->vm.spec);
 	m->t_spawn = now_ms();
 	r = spawn_qemu_or_clone(m, err);
 	if (r < 0)
@@ -1652,7 +1664,6 @@ static int setup(struct mon *m, struct hutch_error *err)
 	auto_ssh_forward(m);
 	mon_net_start(&m->net, m->qmp, net_log);
 	mon_balloon_init(&m->balloon, m->st, m->vm.spec, m->plan.argv);
-	mon_usb_start(m->st, m->name, m->vm.spec, net_log);
 	return 0;
 }
 
@@ -1732,6 +1743,7 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 	vm_release(&m.vm);
 	strv_free(m.forwards);
 	mon_net_release(&m.net);
+	autofwd_release(&m.autofwd);
 	warm_clone_free(m.warm);
 	free(m.name);
 	free(m.vm_dir);

@@ -1,6 +1,8 @@
-/* `hutch net ls`: every link among the defined VMs, and what each end's monitor says of it. */
+/* What needs the running VMs: `hutch net ls` (every link among the defined VMs, and what each end's
+ * monitor says of it), and starting a client's netvm first. Apart from netvm.c, which only plans. */
 #include "client.h"
 #include "netvm.h"
+#include "vmops.h"
 
 #include <string.h>
 
@@ -69,4 +71,35 @@ int net_ls(struct store *st, json_object **ret, struct hutch_error *err)
 	net_links_free(links, n);
 	*ret = arr;
 	return 0;
+}
+
+int net_start_netvm(struct store *st, const struct vm_spec *spec, const struct start_opts *o, struct hutch_error *err)
+{
+	if (spec->net_mode != NET_NETVM || !spec->netvm)
+		return 0;
+	if (!store_is_running(st, spec->netvm)) {
+		struct start_opts no = {.timeout_ms = o->timeout_ms};
+		struct start_result res = {0};
+		int r = vm_start(st, spec->netvm, &no, &res, err);
+		/* a netvm started at the same moment by another client is as good */
+		if (r == -EALREADY) {
+			hutch_error_clear(err);
+			r = 0;
+		}
+		if (r < 0) {
+			hutch_error_wrap(err, "starting its netvm '%s'", spec->netvm);
+			return r;
+		}
+	}
+	struct net_plan p;
+	int r = net_plan_make(st, spec, &p, err);
+	if (r < 0)
+		return r;
+	if (p.has_up && access(p.up.sock, F_OK) < 0)
+		r = hutch_error_set(err, ENOENT,
+				    "netvm '%s' was started before '%s' became its client, so it has no link for it: "
+				    "restart it ('hutch stop %s; hutch start %s')",
+				    spec->netvm, spec->name, spec->netvm, spec->netvm);
+	net_plan_release(&p);
+	return r;
 }

@@ -827,7 +827,8 @@ static int micro_write_base(struct cpio *c, const struct micro_build *b, struct 
 		return r;
 	for (size_t i = 0; b->extra && b->extra[i]; i++) {
 		_cleanup_free_ char *w = xasprintf("'%s'", b->extra[i]);
-		if ((r = cpio_file(c, b->extra[i] + 1, 0755, b->extra[i], w, err)) < 0)
+		_cleanup_free_ char *dst = template_nft_path(b->extra[i]);
+		if ((r = cpio_file(c, dst, 0755, b->extra[i], w, err)) < 0)
 			return r;
 	}
 	static const char passwd[] = "root:x:0:0:root:/root:/bin/sh\n"

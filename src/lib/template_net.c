@@ -62,3 +62,9 @@ char **template_nft_files(void)
 	}
 	return files;
 }
+
+char *template_nft_path(const char *file)
+{
+	const char *base = strrchr(file, '/');
+	return xasprintf(TEMPLATE_NFT_DIR "/%s", base ? base + 1 : file);
+}

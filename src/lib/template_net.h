@@ -9,3 +9,8 @@ char **template_net_modules(const char *modules_dir, char **modules);
 /* Absolute paths of nft (HUTCH_NFT overrides /usr/sbin/nft; "none" leaves it out), the libraries
  * it links and the loader; NULL when there is no nft. */
 char **template_nft_files(void);
+/* Where a file of template_nft_files goes in the initramfs, relative to its root: a private
+ * directory, TEMPLATE_NFT_DIR. A glibc on the usual library path would be found by the static
+ * busybox's NSS lookups (wget, ping) and crash them. */
+#define TEMPLATE_NFT_DIR "usr/lib/hutch-nft"
+char *template_nft_path(const char *file);

@@ -41,7 +41,8 @@ enum proto_type {
 	MSG_CTL = 18,	   /* CLI <-> monitor only: JSON text */
 	MSG_IDENTITY = 19, /* host -> agent, a clone restored from a warm template: u64 realtime_ns,
 			    * str hostname, str machine_id, u32 n + n bytes of host entropy */
-	MSG_TYPE_MAX = 19,
+	MSG_LISTENERS = 20, /* listeners.h: the guest's TCP listeners, for auto_forward */
+	MSG_TYPE_MAX = 20,
 };
 
 enum proto_exec_flags {
