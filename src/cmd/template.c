@@ -56,7 +56,7 @@ static int template_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
 static int template_save(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	json_object *o = NULL;
-	if (warm_save(&c->store, argv[0], 180000, &o, &c->err) < 0)
+	if (warm_save(&c->store, argv[0], 300000, &o, &c->err) < 0)
 		return EXIT_ERR;
 	if (c->json) {
 		cmd_print_json(o);

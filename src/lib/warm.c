@@ -150,6 +150,12 @@ int warm_supported(const struct vm_spec *s, struct hutch_error *err)
 				       "a VM on a netvm link cannot be a clone: the template's link would be shared");
 	if (s->tpm)
 		return hutch_error_set(err, ENOTSUP, "a VM with a TPM cannot be a clone");
+	/* QEMU refuses to migrate these: a template could never be saved */
+	if (s->n_shares || s->home != HOME_OFF)
+		return hutch_error_set(err, ENOTSUP,
+				       "a VM with shares cannot be a clone (9p and virtiofs do not migrate)");
+	if ((s->pci && s->pci[0]) || s->n_usb)
+		return hutch_error_set(err, ENOTSUP, "a VM with host devices cannot be a clone");
 	return 0;
 }
 

@@ -11,7 +11,7 @@ run hutch template ls --json
 is "$RC" 0 "template ls --json with no templates"
 is "$(json_get "$OUT" 'len(j)')" 0 "no templates at first"
 
-run hutch template save micro
+HUTCH_CMD_TIMEOUT=600 run hutch template save micro
 is "$RC" 0 "template save micro"
 like "$OUT" '^saved warm template micro' "save says so"
 run hutch template ls --json

@@ -6,14 +6,19 @@
 . "$(dirname "$0")/lib.sh"
 exec </dev/null
 
-run hutch template save micro
+HUTCH_CMD_TIMEOUT=600 run hutch template save micro
 is "$RC" 0 "template save micro"
-dir=$(json_get "$(hutch template ls --json)" 'j[0]["dir"]')
+dir=$(json_get "$(hutch template ls --json)" 'j[0]["dir"]' 2>/dev/null)
+if [ ! -f "$dir/mem" ] || [ ! -f "$dir/state" ]; then
+	fail "the template's files are there" "dir: '$dir'"
+	done_testing
+	exit 1
+fi
 before=$(cd "$dir" && sha256sum mem state meta.json)
 
 # Each clone writes 48 MiB into its RAM-backed root, frees it, and asks its kernel to drop caches:
 # copy-on-write pages come and go, and nothing may reach the template's file.
-churn='head -c 48M /dev/zero > /tmp/fill && rm /tmp/fill && sync && echo 3 > /proc/sys/vm/drop_caches && echo freed'
+churn='dd if=/dev/zero of=/tmp/fill bs=1048576 count=48 2>/dev/null && rm /tmp/fill && sync && echo 3 > /proc/sys/vm/drop_caches && echo freed'
 good=0
 for i in $(seq 1 20); do
 	run hutch run --rm micro -- sh -c "$churn"

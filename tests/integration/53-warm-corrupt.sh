@@ -27,7 +27,7 @@ damaged()
 	like "$ERR" 'restored from template micro' "$1: and restores from it"
 }
 
-run hutch template save micro
+HUTCH_CMD_TIMEOUT=600 run hutch template save micro
 is "$RC" 0 "template save micro"
 
 dir=$(tdir micro)

@@ -142,6 +142,11 @@ static void test_unsupported(void **state)
 	assert_non_null(strstr(err.msg, "netvm"));
 	hutch_error_clear(&err);
 	f->spec->net_mode = NET_USER;
+	f->spec->home = HOME_DEFAULT;
+	assert_int_equal(warm_supported(f->spec, &err), -ENOTSUP);
+	assert_non_null(strstr(err.msg, "shares"));
+	hutch_error_clear(&err);
+	f->spec->home = HOME_OFF;
 	f->spec->source = SOURCE_IMAGE;
 	assert_int_equal(warm_supported(f->spec, &err), -ENOTSUP);
 	hutch_error_clear(&err);
