@@ -218,35 +218,8 @@ static int clip_max(struct ytree_ctx *c, void *obj, const struct ynode *v, const
 	return 0;
 }
 
-/* type/subtype with RFC 6838's restricted name characters */
-static bool mime_valid(const char *s)
-{
-	const char *slash = strchr(s, '/');
-	size_t n = strlen(s);
-	if (!slash || slash == s || !slash[1] || n > 127 || strchr(slash + 1, '/'))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("/!#$&^_.+-", s[i]))
-			return false;
-	return true;
-}
-
-static int check_mime(struct ytree_ctx *c, const struct ynode *it, const char *path)
-{
-	if (mime_valid(it->str))
-		return 0;
-	_cleanup_free_ char *q = ytree_quote(it->str);
-	return ytree_error(c, it, path, "invalid MIME type '%s'", q);
-}
-
-static int clip_types(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
-{
-	return ytree_strv(c, v, path, check_mime, &desk(obj)->clipboard_types);
-}
-
 static const struct ytree_field clipboard_fields[] = {
 	{"max", clip_max},
-	{"types", clip_types},
 };
 
 int spec_desktop_clipboard(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
@@ -273,7 +246,6 @@ void spec_desktop_free(struct vm_desktop *d)
 	free(d->listen);
 	free(d->audiodev);
 	strv_free(d->apps);
-	strv_free(d->clipboard_types);
 	*d = (struct vm_desktop){0};
 }
 
@@ -312,12 +284,8 @@ void spec_desktop_render(struct strbuf *sb, const struct vm_desktop *d)
 	render_list(sb, "  ", "apps", d->apps);
 	if (d->notifications)
 		strbuf_addf(sb, "  notifications: %s\n", tri_names[d->notifications]);
-	if (d->clipboard_max || (d->clipboard_types && d->clipboard_types[0])) {
-		strbuf_adds(sb, "  clipboard:\n");
-		if (d->clipboard_max)
-			strbuf_addf(sb, "    max: %llu\n", (unsigned long long)d->clipboard_max);
-		render_list(sb, "    ", "types", d->clipboard_types);
-	}
+	if (d->clipboard_max)
+		strbuf_addf(sb, "  clipboard:\n    max: %llu\n", (unsigned long long)d->clipboard_max);
 }
 
 static bool str_eq(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
@@ -338,7 +306,7 @@ bool spec_desktop_equal(const struct vm_desktop *a, const struct vm_desktop *b)
 	return a->video == b->video && a->remote == b->remote && str_eq(a->listen, b->listen) && a->sound == b->sound &&
 	       a->playback == b->playback && a->capture == b->capture && str_eq(a->audiodev, b->audiodev) &&
 	       strv_eq(a->apps, b->apps) && a->notifications == b->notifications &&
-	       a->clipboard_max == b->clipboard_max && strv_eq(a->clipboard_types, b->clipboard_types);
+	       a->clipboard_max == b->clipboard_max;
 }
 
 enum display_video desktop_video(const struct vm_desktop *d)

@@ -26,7 +26,6 @@ struct vm_desktop {
 	char **apps;		    /* apps: [firefox, konsole] */
 	enum tristate notifications;
 	uint64_t clipboard_max; /* clipboard.max; 0 = CLIPBOARD_MAX_DEFAULT */
-	char **clipboard_types; /* clipboard.types: MIME types allowed besides text/plain */
 };
 
 /* ytree field handlers for spec.c's table. obj is the struct vm_spec. */
