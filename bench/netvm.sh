@@ -24,7 +24,7 @@ bench_hutch_or_die start c1 # starts gw first
 
 # rtt VM: the median round trip (ms) of PINGS pings from VM to the host (slirp's 10.0.2.2)
 rtt() {
-	"$HUTCH" exec "$1" -- ping -c "$PINGS" -i 0.2 -W 2 10.0.2.2 2>/dev/null |
+	"$HUTCH" exec "$1" -- ping -c "$PINGS" -i 0.2 -W 2 10.0.2.2 </dev/null 2>>"$BENCH_TMP/hutch.log" |
 		sed -n 's/.*time=\([0-9.]*\) ms/\1/p' | sort -g | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)] }'
 }
 
