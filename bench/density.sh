@@ -3,17 +3,20 @@
 # (`hutch run --rm micro -- sleep`), each answering `hutch exec VM -- true`. Reports how many ran,
 # how long they all took to start, total and per-VM PSS (QEMU + its monitor, from
 # /proc/PID/smaps_rollup), exec p50/p99 across all of them, and that all of them stopped with
-# nothing left. With BENCH_DENSITY_TB=MiB a second round runs the clones with that TCG translation
-# cache (HUTCH_TB_SIZE) to show what the cache adds for idle VMs. Asserts nothing.
+# nothing left. With TB (MiB) a second round runs the clones with that TCG translation cache
+# (HUTCH_TB_SIZE) to show what the cache adds for idle VMs. Asserts nothing.
 #
-#   BENCH_DENSITY_N    clones (default 100)        BENCH_DENSITY_PAR  starting at once (default 4)
-#   BENCH_DENSITY_TB   MiB for a second round      BENCH_DENSITY_IDLE seconds idle before measuring (default 20)
+#   bench/density.sh [N [PAR [TB [IDLE]]]]
+#   N: clones (default 100); PAR: starting at once (default 4); TB: MiB of TCG cache for a second
+#   round (default: none); IDLE: seconds idle before measuring (default 20). Arguments, because
+#   they survive lib.sh's re-exec as the bench user.
 . "$(dirname "$0")/lib.sh"
 bench_init "$@"
 
-N=${BENCH_DENSITY_N:-100}
-PAR=${BENCH_DENSITY_PAR:-4}
-IDLE=${BENCH_DENSITY_IDLE:-20}
+N=${1:-100}
+PAR=${2:-4}
+BENCH_DENSITY_TB=${3:-}
+IDLE=${4:-20}
 
 "$HUTCH" template save micro >"$BENCH_TMP/save.log" 2>&1 || bench_die "template save micro: $(cat "$BENCH_TMP/save.log")"
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # bench/run.sh (issue 3, P1): `hutch run --rm micro -- true` (fresh disposable instance, boot,
 # exec, stop, cleanup) against the raw QEMU floor of bench/boot.sh. Prints medians; asserts nothing.
+# --cold: a cold boot, as P1 means it; bench/warm.sh measures the warm-template restore (P2).
 . "$(dirname "$0")/lib.sh"
 bench_init "$@"
 
@@ -10,7 +11,7 @@ bench_hutch_or_die create d --template micro
 bench_floor_setup d
 
 run_once() {
-	bench_time "$HUTCH" -v run --rm micro -- true >"$BENCH_TMP/run.log" 2>&1 ||
+	bench_time "$HUTCH" -v run --rm --cold micro -- true >"$BENCH_TMP/run.log" 2>&1 ||
 		bench_die "hutch run --rm micro -- true failed: $(tail -n 20 "$BENCH_TMP/run.log")"
 	# -v prints "started NAME in S s": the boot part, as start reports it
 	RUN_BOOT=$(sed -n 's/.*started .* in \([0-9.]*\) s.*/\1/p' "$BENCH_TMP/run.log" | awk '{ printf "%.1f", $1 * 1000 }')
