@@ -25,7 +25,14 @@ int desktop_view_uri(struct store *st, const char *name, char **ret, struct hutc
 	if (r < 0 || (r = vm_load(st, name, &vm, err)) < 0)
 		return r;
 	_cleanup_free_ char *run_dir = store_run_dir(st, name);
-	r = desktop_uri(vm.spec, run_dir, ret, err);
+	if (vm.spec->backend && !strcmp(vm.spec->backend, "libvirt"))
+		/* libvirt made the socket in its own dir and knows where: its viewer asks it */
+		r = hutch_error_set(
+			err, ENOTSUP,
+			"'%s' runs under libvirt: open its display with 'virt-viewer --connect %s hutch-%s'", name,
+			vm.spec->uri ? vm.spec->uri : "qemu:///session", name);
+	else
+		r = desktop_uri(vm.spec, run_dir, ret, err);
 	vm_release(&vm);
 	return r;
 }

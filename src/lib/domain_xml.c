@@ -1,5 +1,6 @@
 #ifdef HAVE_LIBVIRT
 #include "domain_xml.h"
+#include "shares.h"
 
 #include "qemu.h"
 
@@ -326,6 +327,76 @@ static void write_hostdevs(struct w *w, const struct vm_spec *s)
 	}
 }
 
+/* 9p shares as <filesystem type='mount'>: accessmode mapped is QEMU's security_model=mapped-xattr,
+ * squash its none (the fallback on a file system without user xattrs). */
+static int write_filesystems(struct w *w, const struct domain_xml_input *in, bool micro, struct hutch_error *err)
+{
+	for (size_t i = 0; in->shares && i < in->shares->n; i++) {
+		const struct share_plan *p = &in->shares->v[i];
+		if (p->via != SHARE_9P)
+			return hutch_error_set(err, ENOTSUP,
+					       "share '%s': the libvirt backend carries shares over 9p only (libvirt "
+					       "runs virtiofs in session mode only from 10.0; Debian 12 has 9.0)",
+					       p->tag);
+		start(w, "filesystem");
+		attr(w, "type", "mount");
+		attr(w, "accessmode", p->xattr ? "mapped" : "squash");
+		attr(w, "multidevs", "remap");
+		empty1(w, "driver", "type", "path");
+		empty1(w, "source", "dir", p->host);
+		empty1(w, "target", "dir", p->tag);
+		if (p->readonly) {
+			start(w, "readonly");
+			end(w);
+		}
+		mmio(w, micro);
+		end(w);
+	}
+	return 0;
+}
+
+/* display: and sound: (spec_desktop.h). The display listens on a unix socket that libvirt makes in
+ * its own per-domain dir (or on display.listen); `virt-viewer -c URI hutch-NAME` opens it. Sound on
+ * micro VMs needs microvm's PCIe bus, which libvirt does not give them: image VMs only. */
+static void write_desktop(struct w *w, const struct vm_spec *s, bool micro)
+{
+	enum display_video v = desktop_video(&s->desk);
+	enum display_remote r = desktop_remote(&s->desk);
+	char addr[32];
+	unsigned port = 0;
+	if (r == REMOTE_SPICE || r == REMOTE_VNC) {
+		bool tcp = s->desk.listen && desktop_listen_parse(s->desk.listen, addr, sizeof(addr), &port) == 0;
+		start(w, "graphics");
+		attr(w, "type", r == REMOTE_SPICE ? "spice" : "vnc");
+		if (tcp)
+			attrf(w, "port", "%u", port);
+		start(w, "listen");
+		attr(w, "type", tcp ? "address" : "socket");
+		if (tcp)
+			attr(w, "address", addr);
+		end(w);
+		end(w);
+	}
+	if (v == VIDEO_VIRTIO || v == VIDEO_QXL) {
+		start(w, "video");
+		empty1(w, "model", "type", v == VIDEO_QXL ? "qxl" : "virtio");
+		mmio(w, micro);
+		end(w);
+	}
+	if (!micro && (desktop_playback(&s->desk) || desktop_capture(&s->desk))) {
+		const char *dev = s->desk.audiodev ? s->desk.audiodev : "pa";
+		start(w, "sound");
+		attr(w, "model", "ich6");
+		empty1(w, "codec", "type", desktop_capture(&s->desk) ? "duplex" : "output");
+		empty1(w, "audio", "id", "1");
+		end(w);
+		start(w, "audio");
+		attr(w, "id", "1");
+		attr(w, "type", !strcmp(dev, "pa") ? "pulseaudio" : dev);
+		end(w);
+	}
+}
+
 static int write_devices(struct w *w, const struct domain_xml_input *in, struct hutch_error *err)
 {
 	const struct vm_spec *s = in->spec;
@@ -344,6 +415,9 @@ static int write_devices(struct w *w, const struct domain_xml_input *in, struct 
 		if (r < 0)
 			return r;
 	}
+	int fr = write_filesystems(w, in, micro, err);
+	if (fr < 0)
+		return fr;
 	write_console(w, in);
 	start(w, "controller"); /* USB only for usb: devices (image VMs); microvm has no bus for it */
 	attr(w, "type", "usb");
@@ -375,6 +449,7 @@ static int write_devices(struct w *w, const struct domain_xml_input *in, struct 
 	empty1(w, "backend", "model", "random");
 	mmio(w, micro);
 	end(w);
+	write_desktop(w, s, micro);
 	write_snippets(w, in->snippets, true);
 	end(w);
 	return 0;

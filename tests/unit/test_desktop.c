@@ -8,8 +8,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "color.h"
+#ifdef HAVE_LIBVIRT
+#include "domain_xml.h"
+#endif
 #include "desktop_entry.h"
 #include "desktop_qemu.h"
 #include "icon.h"
@@ -288,6 +292,77 @@ static void test_icon(void **state UNUSED)
 	hutch_error_clear(&err);
 }
 
+#ifdef HAVE_LIBVIRT
+/* libvirt backend: <graphics> on a socket (or display.listen), <video>, <sound> + <audio>; the
+ * domain validates against libvirt's own schema. */
+static char *render_domain(const struct vm_spec *s)
+{
+	struct domain_xml_input in = {
+		.domain = "hutch-v",
+		.vm_name = s->name,
+		.vm_dir = "/home/user/.local/share/hutch/vms/v",
+		.spec = s,
+		.emulator = "/usr/bin/qemu-system-x86_64",
+		.cpu = "max",
+		.disk = "/home/user/.local/share/hutch/vms/v/disk.qcow2",
+	};
+	_cleanup_free_ char *xml = NULL;
+	struct hutch_error err = {0};
+	if (domain_xml_render(&in, &xml, &err) < 0)
+		fail_msg("domain_xml_render: %s", err.msg);
+	/* without the indentation, so elements can be matched whole */
+	struct strbuf sb = STRBUF_INIT;
+	for (const char *p = xml; *p; p++) {
+		if (*p == '\n')
+			p += strspn(p + 1, " ");
+		else
+			strbuf_addch(&sb, *p);
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
+static void validate_domain(const char *xml)
+{
+	if (access("/usr/bin/virt-xml-validate", X_OK) < 0)
+		skip();
+	char path[] = "/tmp/hutch-test-domain-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_true(write_all(fd, xml, strlen(xml)) >= 0);
+	close(fd);
+	_cleanup_free_ char *cmd = xasprintf("virt-xml-validate '%s' domain >/dev/null 2>&1", path);
+	int st = system(cmd);
+	unlink(path);
+	if (st != 0)
+		fail_msg("virt-xml-validate refused:\n%s", xml);
+}
+
+static void test_domain_xml(void **state UNUSED)
+{
+	_cleanup_(spec_freep) struct vm_spec *s =
+		parse_one("v:\n  source: {image: \"https://example.org/x.qcow2\"}\n  display: {video: qxl}\n"
+			  "  sound: {capture: true}\n");
+	_cleanup_free_ char *xml = render_domain(s);
+	assert_non_null(strstr(xml, "<graphics type=\"spice\"><listen type=\"socket\"/></graphics>"));
+	assert_non_null(strstr(xml, "<video><model type=\"qxl\"/></video>"));
+	assert_non_null(strstr(xml, "<sound model=\"ich6\"><codec type=\"duplex\"/><audio id=\"1\"/></sound>"));
+	assert_non_null(strstr(xml, "<audio id=\"1\" type=\"pulseaudio\"/>"));
+	validate_domain(xml);
+	_cleanup_(spec_freep) struct vm_spec *t = parse_one(
+		"v:\n  source: {image: \"https://example.org/x.qcow2\"}\n  display: {remote: vnc, listen: \"127.0.0.1:5905\"}\n");
+	_cleanup_free_ char *x2 = render_domain(t);
+	assert_non_null(
+		strstr(x2, "<graphics type=\"vnc\" port=\"5905\"><listen type=\"address\" address=\"127.0.0.1\"/>"));
+	assert_non_null(strstr(x2, "<video><model type=\"virtio\"/></video>"));
+	assert_null(strstr(x2, "<sound"));
+	validate_domain(x2);
+	_cleanup_(spec_freep) struct vm_spec *n = parse_one("v:\n  source: {image: \"https://example.org/x.qcow2\"}\n");
+	_cleanup_free_ char *x3 = render_domain(n);
+	assert_null(strstr(x3, "<graphics"));
+	assert_null(strstr(x3, "<video"));
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +376,9 @@ int main(void)
 		cmocka_unit_test(test_uri),
 		cmocka_unit_test(test_entries_parse),
 		cmocka_unit_test(test_icon),
+#ifdef HAVE_LIBVIRT
+		cmocka_unit_test(test_domain_xml),
+#endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
