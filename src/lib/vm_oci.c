@@ -24,7 +24,9 @@ int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const cha
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
 	_cleanup_free_ char *cfg = store_vm_file(st, name, VM_OCI_CONFIG);
 	r = copy_file_atomic(d.config, cfg, OCI_JSON_MAX, 0600, err);
-	if (r == 0 && (r = image_make_overlay(d.rootfs, disk, spec->disk ? spec->disk : d.size, err)) < 0)
+	if (r == 0 && access(disk, F_OK) == 0)
+		log_info("keeping the existing disk of '%s'", name); /* as image VMs do: destroy kept it */
+	else if (r == 0 && (r = image_make_overlay(d.rootfs, disk, spec->disk ? spec->disk : d.size, err)) < 0)
 		unlink(cfg);
 	oci_disk_release(&d);
 	return r < 0 ? hutch_error_wrap(err, "disk") : 0;

@@ -69,6 +69,12 @@ ok "the root filesystem grew to --root-size 400M, not the disk's 512M (${size_k:
 	test "${size_k:-0}" -gt 360000 -a "${size_k:-0}" -lt 410000
 run hutch stop c1
 is "$RC" 0 "stop c1"
+run hutch destroy c1
+is "$RC" 0 "destroy c1 (its disk is kept, as for image VMs)"
+run hutch create c1 --oci "oci:$img/layout:test"
+is "$RC" 0 "create c1 again: the kept disk is used"
+run hutch destroy --disk c1
+is "$RC" 0 "destroy --disk c1"
 
 # the same image through the other transports: the same disk bytes
 digest_of() { sha256sum "$1"/oci/*/rootfs.img 2>/dev/null | awk '{print $1}' | sort -u; }
