@@ -152,7 +152,7 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, cha
 	_cleanup_free_ char *cmdline = NULL, *fw_code = NULL, *fw_vars = NULL, *console_log = NULL;
 	_cleanup_free_ char *domain = domain_xml_name(vm->name);
 	_cleanup_free_ char *passt = path_find("passt", NULL);
-	struct qemu_config c = {.name = vm->name, .spec = vm->spec, .accel = p.accel};
+	struct qemu_config c = {.name = vm->name, .spec = vm->spec, .accel = p.accel, .shares = p.shares};
 	if (vm->spec->source == SOURCE_TEMPLATE)
 		cmdline = qemu_micro_cmdline(&c);
 	else if ((r = qemu_firmware_paths(vm->spec->firmware, &fw_code, &fw_vars, err)) < 0)
@@ -179,6 +179,7 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, cha
 		.tpm = vm->spec->tpm,
 		.console_log = console_log,
 		.passt = passt != NULL && libvirt_has_passt(),
+		.shares = p.shares,
 	};
 	r = domain_xml_render(&in, ret, err);
 	if (r == 0 && ret_kvm)

@@ -2,6 +2,7 @@
  * The same inputs as the QEMU argv (struct qemu_plan), so both backends boot the same guest. */
 #pragma once
 #include "spec.h"
+struct shares;
 #include "util.h"
 
 /* The namespace of the metadata element that marks a domain as hutch's. */
@@ -26,6 +27,7 @@ struct domain_xml_input {
 	const char *console_log; /* the serial console is also logged here; NULL: not logged */
 	bool passt;		 /* forwards as <portForward> on a passt interface; else QEMU's user net */
 	char *const *snippets;	 /* raw XML from the spec, already checked by domain_xml_check_snippet */
+	const struct shares *shares; /* shares.h: 9p <filesystem>s (virtiofs is refused: see shares.c) */
 };
 
 /* The whole document into *ret. */

@@ -256,8 +256,10 @@ static int resolve_via(const struct shares_in *in, struct share_plan *p, enum sh
 {
 	const struct shares_host *h = in->host;
 	const char *missing =
-		!h || !h->virtiofsd ? "virtiofsd is not installed (Debian: apt-get install virtiofsd)"
-		: !h->userns	    ? "user namespaces do not work here (virtiofsd's --sandbox namespace)"
+		h && h->libvirt ? "the libvirt backend runs virtiofs in session mode only from libvirt 10.0 (Debian 12 "
+				  "has 9.0)"
+		: !h || !h->virtiofsd ? "virtiofsd is not installed (Debian: apt-get install virtiofsd)"
+		: !h->userns	      ? "user namespaces do not work here (virtiofsd's --sandbox namespace)"
 		: p->readonly && !h->readonly
 			? "this virtiofsd has no --readonly, and a guest's read-only mount is no enforcement"
 			: NULL;
@@ -366,6 +368,7 @@ int shares_plan_vm(const struct store *st, const char *name, const struct vm_spe
 		return 0;
 	struct shares_host host;
 	shares_host_probe(&host);
+	host.libvirt = spec->backend && !strcmp(spec->backend, "libvirt");
 	_cleanup_free_ char *tmpl = xasprintf("%s/home-template", st->config_dir);
 	struct shares_in in = {
 		.vm_name = name,
@@ -560,13 +563,16 @@ json_object *shares_inspect(const struct store *st, const char *name, const stru
 	_cleanup_close_ int fd = -1;
 	json_object *req = json_object_new_object(), *res = NULL, *v = NULL;
 	json_object_object_add(req, "op", json_object_new_string("status"));
-	if (monitor_connect(st, name, &fd, NULL) < 0 || monitor_request(fd, req, 5000, &res, NULL) < 0 ||
-	    !json_object_object_get_ex(res, "shares", &v) || !json_object_is_type(v, json_type_array)) {
+	if (monitor_connect(st, name, &fd, NULL) < 0) {
 		json_object_put(req);
+		return planned_json(st, name, spec);
+	}
+	/* monitor_request takes req */
+	if (monitor_request(fd, req, 5000, &res, NULL) < 0 || !json_object_object_get_ex(res, "shares", &v) ||
+	    !json_object_is_type(v, json_type_array)) {
 		json_object_put(res);
 		return planned_json(st, name, spec);
 	}
-	json_object_put(req);
 	json_object_get(v);
 	json_object_put(res);
 	return v;

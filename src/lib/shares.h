@@ -34,6 +34,7 @@ struct shares_host {
 	char *virtiofsd; /* NULL: not installed (HUTCH_VIRTIOFSD overrides /usr/libexec/virtiofsd) */
 	bool readonly;	 /* it has --readonly (1.5 has not) */
 	bool userns;	 /* unprivileged user namespaces work here, for --sandbox namespace */
+	bool libvirt;	 /* the VM's backend is libvirt: 9.0's session mode has no virtiofs */
 };
 void shares_host_probe(struct shares_host *ret);
 void shares_host_release(struct shares_host *h);

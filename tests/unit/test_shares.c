@@ -8,7 +8,9 @@
 
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
+#include "domain_xml.h"
 #include "qemu.h"
 #include "shares.h"
 #include "spec.h"
@@ -398,6 +400,65 @@ static void test_spec_keys(void **state UNUSED)
 	}
 }
 
+/* The libvirt backend: 9p shares as <filesystem type='mount'>, mapped (or squash for the fallback),
+ * validated against libvirt's schema; virtiofs is refused (libvirt 9.0's session mode has none). */
+static void test_domain_xml(void **state UNUSED)
+{
+	_cleanup_(spec_freep) struct vm_spec *s = spec_with_shares(SOURCE_TEMPLATE, SHARE_9P);
+	_cleanup_(shares_releasep) struct shares sh = {0};
+	plan(s, &no_virtiofsd, SHARES_RENDER, &sh);
+	sh.v[1].xattr = false; /* as on a file system without user xattrs */
+	struct qemu_config c = {.name = s->name, .spec = s, .accel = &accel_tcg, .shares = &sh};
+	_cleanup_free_ char *cmdline = qemu_micro_cmdline(&c);
+	struct domain_xml_input in = {
+		.domain = "hutch-web",
+		.vm_name = s->name,
+		.vm_dir = "/home/user/.local/share/hutch/vms/web",
+		.spec = s,
+		.emulator = "/usr/bin/qemu-system-x86_64",
+		.cpu = "max",
+		.kernel = "/usr/lib/hutch/micro/vmlinuz",
+		.initrd = "/usr/lib/hutch/micro/initrd.img",
+		.cmdline = cmdline,
+		.shares = &sh,
+	};
+	_cleanup_free_ char *xml = NULL;
+	struct hutch_error err = {0};
+	if (domain_xml_render(&in, &xml, &err) < 0)
+		fail_msg("domain_xml_render: %s", err.msg);
+	assert_non_null(strstr(xml, "<filesystem type=\"mount\" accessmode=\"mapped\" multidevs=\"remap\">"));
+	assert_non_null(strstr(xml, "accessmode=\"squash\""));
+	assert_non_null(strstr(xml, "<readonly/>"));
+	assert_non_null(strstr(xml, "hutch.share=bank,/mnt/bank,ro,9p"));
+	_cleanup_free_ char *gdir = xstrdup(SRCDIR "/tests/golden/domain/micro-shares.xml");
+	check_golden("../domain/micro-shares.xml", xml); /* beside test_domain_xml's, which validates them all */
+	if (access("/usr/bin/virt-xml-validate", X_OK) == 0) {
+		_cleanup_free_ char *cmd = xasprintf("virt-xml-validate '%s' domain >/dev/null 2>&1", gdir);
+		int st = system(cmd);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			fail_msg("micro-shares.xml does not validate against libvirt's domain schema (%s)", cmd);
+	}
+
+	_cleanup_(spec_freep) struct vm_spec *v = spec_with_shares(SOURCE_TEMPLATE, SHARE_VIRTIOFS);
+	_cleanup_(shares_releasep) struct shares vs = {0};
+	plan(v, &virtiofsd_ro, SHARES_RENDER, &vs);
+	in.spec = v;
+	in.shares = &vs;
+	_cleanup_free_ char *x2 = NULL;
+	assert_true(domain_xml_render(&in, &x2, &err) < 0);
+	assert_non_null(strstr(err.msg, "only from 10.0"));
+	hutch_error_clear(&err);
+
+	/* and auto picks 9p for a libvirt VM even where virtiofsd is */
+	struct shares_host lv = virtiofsd_ro;
+	lv.libvirt = true;
+	_cleanup_(spec_freep) struct vm_spec *a = spec_with_shares(SOURCE_TEMPLATE, SHARE_AUTO);
+	_cleanup_(shares_releasep) struct shares as = {0};
+	plan(a, &lv, SHARES_RENDER, &as);
+	assert_int_equal(as.v[1].via, SHARE_9P);
+	assert_non_null(strstr(as.v[1].why, "libvirt"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -412,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_home),
 		cmocka_unit_test(test_share_flags),
 		cmocka_unit_test(test_spec_keys),
+		cmocka_unit_test(test_domain_xml),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
