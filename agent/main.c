@@ -234,7 +234,6 @@ int main(int argc, char **argv)
 		mount_api_filesystems();
 		cmdline = read_small_file("/proc/cmdline", 4096);
 		load_modules(u.release, cmdline);
-		mounts_from_cmdline(cmdline);
 		disk_root_from_cmdline(cmdline);
 		mounts_from_cmdline(cmdline);
 		setup_hostname(cmdline);

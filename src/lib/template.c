@@ -31,7 +31,6 @@ const char *const template_micro_modules[] = {
 	"virtio_mmio",	"virtio_pci",	  "virtio_console",
 	"virtio_blk",	"virtio_net",	  "9p",
 	"9pnet_virtio", "virtio_balloon", "vmw_vsock_virtio_transport",
-	"virtiofs", /* shares with via: virtiofs (agent/mounts.c) */
 	"ext4", "crc32c_generic", /* the root of a container image's disk (agent/rootfs.c) */
 	"virtiofs", /* shares with via: virtiofs (agent/mounts.c) */
 	/* display and sound: loaded only when the device is there (agent/pid1.c) */

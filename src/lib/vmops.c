@@ -266,9 +266,6 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 		spec->disk = o->disk;
 	if (o->ephemeral)
 		spec->disposable = true;
-	r = shares_apply_create(st, o->name, o->shares, spec, err);
-	if (r < 0)
-		return r;
 	if (o->root_size)
 		spec->root_size = o->root_size;
 	r = shares_apply_create(st, o->name, o->shares, spec, err);
