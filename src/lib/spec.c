@@ -3,6 +3,7 @@
  * per-key tables. Every error names FILE:LINE and the dotted key. */
 #include "spec.h"
 
+#include "spec_libvirt.h"
 #include "ytree.h"
 
 #include <ctype.h>
@@ -595,6 +596,7 @@ static const struct ytree_field vm_fields[] = {
 	{"accel", vm_accel},
 	{"backend", vm_backend},
 	{"uri", vm_uri},
+	{"libvirt", spec_libvirt},
 	{"network", vm_network},
 	{"ssh", vm_ssh},
 	{"shares", vm_shares},
@@ -607,7 +609,6 @@ static const struct ytree_field vm_fields[] = {
 	{"display", spec_desktop_display},
 	{"sound", spec_desktop_sound},
 	{"apps", spec_desktop_apps},
-	{"notifications", spec_desktop_notifications},
 	{"clipboard", spec_desktop_clipboard},
 	{"stop_timeout", vm_stop_timeout},
 	{"pci", spec_devices_pci},
@@ -699,6 +700,7 @@ void spec_free(struct vm_spec *s)
 	free(s->cmdline);
 	free(s->backend);
 	free(s->uri);
+	strv_free(s->libvirt_snippets);
 	free(s->netvm);
 	strv_free(s->forward);
 	free(s->ssh_user);
@@ -991,6 +993,10 @@ char *spec_render_yaml(const struct vm_spec *s)
 		strbuf_addf(&sb, "  accel: %s\n", accel_mode_name(s->accel));
 	render_str(&sb, 2, "backend", s->backend);
 	render_str(&sb, 2, "uri", s->uri);
+	if (s->libvirt_snippets) {
+		strbuf_adds(&sb, "  libvirt:\n");
+		render_strv(&sb, 4, "snippets", s->libvirt_snippets);
+	}
 	render_network(&sb, s);
 	if (s->ssh_user || s->ssh_key || s->ssh_port) {
 		strbuf_adds(&sb, "  ssh:\n");
@@ -1046,7 +1052,7 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->oci, b->oci) || !str_eq(a->kernel, b->kernel) ||
 	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk || a->root_size != b->root_size ||
 	    a->firmware != b->firmware || a->tpm != b->tpm || a->accel != b->accel || !str_eq(a->backend, b->backend) ||
-	    !str_eq(a->uri, b->uri) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
+	    !str_eq(a->uri, b->uri) || !strv_eq(a->libvirt_snippets, b->libvirt_snippets) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
 	    a->is_netvm != b->is_netvm || a->netvm_subnet != b->netvm_subnet || a->auto_forward != b->auto_forward ||
 	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
 	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||

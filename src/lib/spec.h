@@ -44,6 +44,7 @@ struct vm_spec {
 	enum accel_mode accel; /* ACCEL_UNSET: config.yml's default, else auto */
 	char *backend;	       /* "qemu" (default) | "libvirt" */
 	char *uri;	       /* libvirt URI */
+	char **libvirt_snippets; /* libvirt: {snippets: [...]}: raw domain XML (spec_libvirt.h) */
 
 	enum net_mode net_mode;
 	char *netvm;	/* network: {mode: netvm, netvm: NAME} (or the older mode: netvm:NAME) */
@@ -70,7 +71,7 @@ struct vm_spec {
 	bool disposable;
 	bool autostart; /* a systemd user unit starts it at boot (autostart.h) */
 	char *color;
-	struct vm_desktop desk; /* display, sound, apps, notifications, clipboard (spec_desktop.h) */
+	struct vm_desktop desk; /* display, sound, apps, clipboard (spec_desktop.h) */
 	/* devices (spec_devices.h) */
 	char **pci;	      /* pci: ["0000:01:00.0"], normalized; vfio-pci on q35 */
 	struct usb_match *usb; /* usb: [{vendor, product, serial}], attached at start */

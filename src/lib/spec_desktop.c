@@ -1,4 +1,4 @@
-/* display:, sound:, apps:, notifications:, clipboard: and color: of a VM spec. Every value that
+/* display:, sound:, apps:, clipboard: and color: of a VM spec. Every value that
  * ends up in a QEMU option, a file name or a guest command is checked to a narrow alphabet here,
  * so the renderers downstream need no quoting. */
 #include "spec_desktop.h"
@@ -201,11 +201,6 @@ int spec_desktop_apps(struct ytree_ctx *c, void *obj, const struct ynode *v, con
 	return 0;
 }
 
-int spec_desktop_notifications(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
-{
-	return tri(c, v, path, &desk(obj)->notifications);
-}
-
 static int clip_max(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	uint64_t m;
@@ -282,8 +277,6 @@ void spec_desktop_render(struct strbuf *sb, const struct vm_desktop *d)
 			strbuf_adds(sb, "    playback: true\n");
 	}
 	render_list(sb, "  ", "apps", d->apps);
-	if (d->notifications)
-		strbuf_addf(sb, "  notifications: %s\n", tri_names[d->notifications]);
 	if (d->clipboard_max)
 		strbuf_addf(sb, "  clipboard:\n    max: %llu\n", (unsigned long long)d->clipboard_max);
 }
@@ -305,8 +298,7 @@ bool spec_desktop_equal(const struct vm_desktop *a, const struct vm_desktop *b)
 {
 	return a->video == b->video && a->remote == b->remote && str_eq(a->listen, b->listen) && a->sound == b->sound &&
 	       a->playback == b->playback && a->capture == b->capture && str_eq(a->audiodev, b->audiodev) &&
-	       strv_eq(a->apps, b->apps) && a->notifications == b->notifications &&
-	       a->clipboard_max == b->clipboard_max;
+	       strv_eq(a->apps, b->apps) && a->clipboard_max == b->clipboard_max;
 }
 
 enum display_video desktop_video(const struct vm_desktop *d)
@@ -326,7 +318,6 @@ enum display_remote desktop_remote(const struct vm_desktop *d)
 
 bool desktop_playback(const struct vm_desktop *d) { return d->sound && d->playback != TRI_FALSE; }
 bool desktop_capture(const struct vm_desktop *d) { return d->sound && d->capture == TRI_TRUE; }
-bool desktop_notifications(const struct vm_desktop *d) { return d->notifications != TRI_FALSE; }
 uint64_t desktop_clipboard_max(const struct vm_desktop *d)
 {
 	return d->clipboard_max ? d->clipboard_max : CLIPBOARD_MAX_DEFAULT;

@@ -1,4 +1,4 @@
-/* The desktop part of a VM spec: display, sound, apps, notifications, clipboard. Parsed by spec.c
+/* The desktop part of a VM spec: display, sound, apps, clipboard. Parsed by spec.c
  * through the field handlers below, so spec.c only holds one table row per key. */
 #pragma once
 #include "util.h"
@@ -24,15 +24,13 @@ struct vm_desktop {
 	enum tristate capture;	    /* sound.capture, default false */
 	char *audiodev;		    /* sound.audiodev: pa (default), alsa or none */
 	char **apps;		    /* apps: [firefox, konsole] */
-	enum tristate notifications;
-	uint64_t clipboard_max; /* clipboard.max; 0 = CLIPBOARD_MAX_DEFAULT */
+	uint64_t clipboard_max;	    /* clipboard.max; 0 = CLIPBOARD_MAX_DEFAULT */
 };
 
 /* ytree field handlers for spec.c's table. obj is the struct vm_spec. */
 int spec_desktop_display(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path);
 int spec_desktop_sound(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path);
 int spec_desktop_apps(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path);
-int spec_desktop_notifications(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path);
 int spec_desktop_clipboard(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path);
 int spec_desktop_color(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path);
 
@@ -46,7 +44,6 @@ enum display_video desktop_video(const struct vm_desktop *d);
 enum display_remote desktop_remote(const struct vm_desktop *d);
 bool desktop_playback(const struct vm_desktop *d);
 bool desktop_capture(const struct vm_desktop *d);
-bool desktop_notifications(const struct vm_desktop *d);
 uint64_t desktop_clipboard_max(const struct vm_desktop *d);
 /* App names: [A-Za-z0-9][A-Za-z0-9._+-]{0,63}, no "..": they become file names and guest commands. */
 bool desktop_app_valid(const char *app);
