@@ -88,8 +88,6 @@ static const struct {
 	{"vmw_vsock_virtio_transport", 19},
 	{"vmw_vsock_virtio_transport_common", 19},
 	{"vsock", 19},
-	{"virtiofs", 26},
-	{"fuse", 26},
 	/* a netvm's NAT (agent/net.c): -2 = only in a netvm */
 	{"crc32c_generic", -2},
 	{"libcrc32c", -2},
