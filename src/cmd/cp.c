@@ -25,7 +25,9 @@ static const struct opt cp_opts[] = {
 
 static int cmd_cp(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	const struct copy_opts *o = opts;
+	struct copy_opts o = *(const struct copy_opts *)opts;
+	_cleanup_strv_ char **warnings = NULL;
+	o.warnings = &warnings;
 	const char *src = argv[0], *dst = argv[1];
 	_cleanup_free_ char *svm = NULL, *dvm = NULL;
 	const char *spath = src, *dpath = dst;
@@ -39,8 +41,10 @@ static int cmd_cp(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	const char *gpath = s_in ? spath : dpath;
 	if (gpath[0] != '/')
 		return cmd_usage(c, "the guest path must be absolute: '%s'", gpath);
-	int r = s_in ? copy_from_guest(&c->store, vm, spath, dst, o, &c->err)
-		     : copy_to_guest(&c->store, vm, src, dpath, o, &c->err);
+	int r = s_in ? copy_from_guest(&c->store, vm, spath, dst, &o, &c->err)
+		     : copy_to_guest(&c->store, vm, src, dpath, &o, &c->err);
+	for (size_t i = 0; warnings && warnings[i]; i++)
+		log_warn("cp: %s", warnings[i]);
 	return exec_exit_code(r, EXIT_OK); /* 255 when the session was lost mid-copy, like scp */
 }
 

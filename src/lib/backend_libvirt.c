@@ -179,6 +179,7 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, cha
 		.tpm = vm->spec->tpm,
 		.console_log = console_log,
 		.passt = passt != NULL && libvirt_has_passt(),
+		.snippets = vm->spec->libvirt_snippets,
 		.shares = p.shares,
 	};
 	r = domain_xml_render(&in, ret, err);

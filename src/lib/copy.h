@@ -6,6 +6,9 @@
 struct copy_opts {
 	bool recursive;
 	const char *user;
+	/* out: what was skipped (special files, hard links...), one message each, for the verb to print
+	 * once; NULL drops them */
+	char ***warnings;
 };
 int copy_to_guest(const struct store *st, const char *vm, const char *src, const char *dst, const struct copy_opts *o,
 		  struct hutch_error *err);

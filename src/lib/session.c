@@ -13,10 +13,11 @@
 #include <sys/signalfd.h>
 #include <termios.h>
 
-#define CHAN 1
+#define CHAN 1 /* the monitor maps it onto an agent channel of its own */
 
 struct sess {
 	int fd;
+	uint32_t chan; /* CHAN; straight to an agent, one that no earlier session can still hold */
 	const struct exec_opts *o;
 	uint32_t stdin_credit;
 	bool stdin_eof;
@@ -31,11 +32,11 @@ struct sess {
 	struct termios saved;
 };
 
-static int send_u32(int fd, uint8_t type, uint32_t v)
+static int send_u32(int fd, uint32_t chan, uint8_t type, uint32_t v)
 {
 	struct proto_buf b = {0};
 	proto_put_u32(&b, v);
-	int r = frame_write(fd, type, CHAN, b.data, b.len);
+	int r = frame_write(fd, type, chan, b.data, b.len);
 	proto_buf_free(&b);
 	return r;
 }
@@ -71,14 +72,14 @@ static int send_exec(struct sess *s)
 		proto_buf_free(&b);
 		return -E2BIG;
 	}
-	int r = frame_write(s->fd, MSG_EXEC, CHAN, b.data, b.len);
+	int r = frame_write(s->fd, MSG_EXEC, s->chan, b.data, b.len);
 	proto_buf_free(&b);
 	return r;
 }
 
 static int handle_frame(struct sess *s, const struct proto_frame *f)
 {
-	if (f->channel != CHAN)
+	if (f->channel != s->chan)
 		return 0;
 	switch (f->type) {
 	case MSG_STDOUT:
@@ -92,9 +93,9 @@ static int handle_frame(struct sess *s, const struct proto_frame *f)
 				return -errno;
 			/* Like a pipeline: our reader left, so the program gets SIGPIPE. Drain until EXIT. */
 			s->out_broken = true;
-			send_u32(s->fd, MSG_SIGNAL, SIGPIPE);
+			send_u32(s->fd, s->chan, MSG_SIGNAL, SIGPIPE);
 		}
-		return send_u32(s->fd, MSG_WINDOW, f->len);
+		return send_u32(s->fd, s->chan, MSG_WINDOW, f->len);
 	}
 	case MSG_WINDOW: {
 		struct proto_cursor c;
@@ -150,10 +151,10 @@ static int pump_stdin(struct sess *s)
 		return 0;
 	if (n <= 0) {
 		s->stdin_eof = true;
-		return frame_write(s->fd, MSG_STDIN_EOF, CHAN, NULL, 0);
+		return frame_write(s->fd, MSG_STDIN_EOF, s->chan, NULL, 0);
 	}
 	s->stdin_credit -= (uint32_t)n;
-	return frame_write(s->fd, MSG_STDIN, CHAN, buf, (size_t)n);
+	return frame_write(s->fd, MSG_STDIN, s->chan, buf, (size_t)n);
 }
 
 /* Returns 1 when the CLI should give up (second Ctrl-C, SIGTERM). */
@@ -168,7 +169,7 @@ static int handle_signal(struct sess *s, int sigfd)
 			struct proto_buf b = {0};
 			proto_put_u16(&b, rows);
 			proto_put_u16(&b, cols);
-			frame_write(s->fd, MSG_WINSIZE, CHAN, b.data, b.len);
+			frame_write(s->fd, MSG_WINSIZE, s->chan, b.data, b.len);
 			proto_buf_free(&b);
 		} else if (sig == SIGINT) {
 			uint64_t t = now_ms();
@@ -176,11 +177,11 @@ static int handle_signal(struct sess *s, int sigfd)
 			if (s->last_sigint && t - s->last_sigint < 2000)
 				return 1;
 			s->last_sigint = t;
-			send_u32(s->fd, MSG_SIGNAL, SIGINT);
+			send_u32(s->fd, s->chan, MSG_SIGNAL, SIGINT);
 		} else if (sig == SIGTERM || sig == SIGHUP) {
 			return 1;
 		} else if (sig == SIGQUIT) {
-			send_u32(s->fd, MSG_SIGNAL, SIGQUIT);
+			send_u32(s->fd, s->chan, MSG_SIGNAL, SIGQUIT);
 		}
 	}
 	return 0;
@@ -216,12 +217,14 @@ static int register_run_client(int fd, struct hutch_error *err)
 int exec_session(const struct store *st, const char *name, const struct exec_opts *o, int *ret_status,
 		 struct hutch_error *err)
 {
-	struct sess s = {.fd = -1, .o = o, .stdin_credit = PROTO_WINDOW_INIT};
+	struct sess s = {.fd = -1, .chan = CHAN, .o = o, .stdin_credit = PROTO_WINDOW_INIT};
 	/* a libvirt VM: the agent itself, through libvirt's channel stream (no monitor) */
 	int r = libvirt_session_connect(st, name, &s.fd, err);
 	if (r < 0)
 		return r;
 	bool direct = r > 0;
+	if (direct)
+		s.chan = 2 + (uint32_t)(now_ms() % 1000000) * 1000u + (uint32_t)(getpid() % 1000);
 	if (!direct && !store_is_running(st, name)) {
 		if (!store_vm_exists(st, name))
 			return hutch_error_set(err, ENOENT, "no VM named '%s'", name);
@@ -313,6 +316,8 @@ int exec_session(const struct store *st, const char *name, const struct exec_opt
 	if (lost || !s.got_exit)
 		return hutch_error_set(err, ECONNRESET, "%s",
 				       s.errmsg[0] ? s.errmsg
+				       : direct	   ? "lost the libvirt channel to the agent (the connection or the "
+						     "domain went away); the result is unknown"
 						   : "lost the connection to the monitor; the result is unknown");
 	if (s.lost) {
 		/* The VM went down: return once its monitor is gone too, so that what the user does next

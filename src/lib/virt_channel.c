@@ -28,7 +28,14 @@ static void *pump_thread(void *arg)
 	struct pump *p = arg;
 	char buf[65536];
 	bool done = false;
+	uint64_t checked = now_ms();
 	while (!done) {
+		/* a dead connection can leave a non-blocking stream saying "no data yet" forever */
+		if (now_ms() - checked >= 1000) {
+			checked = now_ms();
+			if (virConnectIsAlive(p->conn) != 1)
+				break;
+		}
 		int got = virStreamRecv(p->st, buf, sizeof(buf));
 		if (got > 0) {
 			if (write_all(p->fd, buf, (size_t)got) < 0)

@@ -204,6 +204,31 @@ static void test_snippet_errors(void **state UNUSED)
 	hutch_error_clear(&err);
 }
 
+/* libvirt: {snippets: [...]} in a spec: bad XML names file:line: libvirt.snippets[N]. */
+static void test_spec_snippets(void **state UNUSED)
+{
+	const char *good = "web:\n  source: {template: micro}\n  libvirt:\n    snippets:\n"
+			   "      - \"<watchdog model='i6300esb'/>\"\n";
+	struct vm_spec **specs = NULL;
+	size_t n = 0;
+	struct hutch_error err = {0};
+	assert_int_equal(spec_parse_buffer(good, strlen(good), "t.yml", &specs, &n, &err), 0);
+	assert_int_equal(strv_len(specs[0]->libvirt_snippets), 1);
+	/* and it survives spec.yml */
+	_cleanup_free_ char *yaml = spec_render_yaml(specs[0]);
+	struct vm_spec **again = NULL;
+	size_t n2 = 0;
+	assert_int_equal(spec_parse_buffer(yaml, strlen(yaml), "spec.yml", &again, &n2, &err), 0);
+	assert_true(spec_equal(specs[0], again[0]));
+	spec_free_all(again, n2);
+	spec_free_all(specs, n);
+	const char *bad = "web:\n  source: {template: micro}\n  libvirt:\n    snippets:\n"
+			  "      - \"<rng model='virtio'/>\"\n      - \"<disk type='file'>\"\n";
+	assert_true(spec_parse_buffer(bad, strlen(bad), "t.yml", &specs, &n, &err) < 0);
+	assert_non_null(strstr(err.msg, "t.yml:6: libvirt.snippets[1]: not well-formed XML"));
+	hutch_error_clear(&err);
+}
+
 /* Every golden is a domain libvirt's own schema accepts. */
 static void test_goldens_validate(void **state UNUSED)
 {
@@ -241,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_network_none),
 		cmocka_unit_test(test_snippets),
 		cmocka_unit_test(test_snippet_errors),
+		cmocka_unit_test(test_spec_snippets),
 		cmocka_unit_test(test_goldens_validate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
