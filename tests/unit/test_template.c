@@ -198,6 +198,13 @@ static const char *const micro_dep_lines[] = {
 	"kernel/sound/core/snd.ko:",
 	"kernel/sound/pci/hda/snd-hda-codec-generic.ko: kernel/sound/core/snd.ko",
 	"kernel/sound/pci/hda/snd-hda-intel.ko: kernel/sound/core/snd.ko",
+	"kernel/lib/crc16.ko:",
+	"kernel/fs/mbcache.ko:",
+	"kernel/fs/jbd2/jbd2.ko:",
+	"kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko",
+	"kernel/crypto/crc32c_generic.ko:",
+	"kernel/fs/fuse/fuse.ko:",
+	"kernel/fs/fuse/virtiofs.ko: kernel/fs/fuse/fuse.ko",
 };
 
 static int fixture_setup(void **state)
@@ -335,7 +342,19 @@ static void test_ensure(void **state)
 				    "kernel/fs/9p/9p.ko\n"
 				    "kernel/net/9p/9pnet_virtio.ko\n"
 				    "kernel/net/vmw_vsock/vsock.ko\n"
-				    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko\n");
+				    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko\n"
+				    "kernel/fs/jbd2/jbd2.ko\n"
+				    "kernel/fs/mbcache.ko\n"
+				    "kernel/lib/crc16.ko\n"
+				    "kernel/fs/ext4/ext4.ko\n"
+				    "kernel/crypto/crc32c_generic.ko\n"
+				    "kernel/fs/fuse/fuse.ko\n"
+				    "kernel/fs/fuse/virtiofs.ko\n"
+				    "kernel/drivers/gpu/drm/drm.ko\n"
+				    "kernel/drivers/gpu/drm/virtio/virtio-gpu.ko\n"
+				    "kernel/sound/core/snd.ko\n"
+				    "kernel/sound/pci/hda/snd-hda-codec-generic.ko\n"
+				    "kernel/sound/pci/hda/snd-hda-intel.ko\n");
 	free(s.load);
 	char *first = NULL;
 	size_t first_len = 0;
