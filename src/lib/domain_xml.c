@@ -397,34 +397,6 @@ static void write_desktop(struct w *w, const struct vm_spec *s, bool micro)
 	}
 }
 
-/* 9p shares as <filesystem type='mount'>: accessmode mapped is QEMU's security_model=mapped-xattr,
- * squash its none (the fallback on a file system without user xattrs). */
-static int write_filesystems(struct w *w, const struct domain_xml_input *in, bool micro, struct hutch_error *err)
-{
-	for (size_t i = 0; in->shares && i < in->shares->n; i++) {
-		const struct share_plan *p = &in->shares->v[i];
-		if (p->via != SHARE_9P)
-			return hutch_error_set(err, ENOTSUP,
-					       "share '%s': the libvirt backend carries shares over 9p only (libvirt "
-					       "runs virtiofs in session mode only from 10.0; Debian 12 has 9.0)",
-					       p->tag);
-		start(w, "filesystem");
-		attr(w, "type", "mount");
-		attr(w, "accessmode", p->xattr ? "mapped" : "squash");
-		attr(w, "multidevs", "remap");
-		empty1(w, "driver", "type", "path");
-		empty1(w, "source", "dir", p->host);
-		empty1(w, "target", "dir", p->tag);
-		if (p->readonly) {
-			start(w, "readonly");
-			end(w);
-		}
-		mmio(w, micro);
-		end(w);
-	}
-	return 0;
-}
-
 static int write_devices(struct w *w, const struct domain_xml_input *in, struct hutch_error *err)
 {
 	const struct vm_spec *s = in->spec;
