@@ -95,6 +95,27 @@ static void try_small(const struct proto_frame *f)
 	CHECK((proto_decode_winsize(f, &r, &c) == 0) == (f->len == 4));
 }
 
+/* MSG_MOUNT, as the monitor reads the agent's answer: bounded strings, an absolute path, a round trip. */
+static void try_mount(const struct proto_frame *f)
+{
+	struct proto_mount m;
+	if (proto_decode_mount(f, &m) < 0) {
+		CHECK(!m.tag && !m.path && !m.msg);
+		return;
+	}
+	CHECK(m.tag && *m.tag && strlen(m.tag) <= PROTO_MOUNT_TAG_MAX);
+	CHECK(m.path && m.path[0] == '/' && strlen(m.path) <= PROTO_MOUNT_PATH_MAX);
+	CHECK(!m.answer || (m.msg && strlen(m.msg) <= PROTO_MOUNT_MSG_MAX));
+	struct proto_buf b = {0};
+	if (m.answer)
+		proto_encode_mount_answer(&b, &m, m.err, m.msg);
+	else
+		proto_encode_mount(&b, m.tag, m.path, m.flags);
+	check_same(&b, f->payload, f->len, true);
+	proto_buf_free(&b);
+	proto_mount_free(&m);
+}
+
 /* The generic field readers, as MOUNT / ERROR / ACTIVITY handlers use them. */
 static void try_fields(const struct proto_frame *f)
 {
@@ -127,6 +148,7 @@ static void on_frame(const struct proto_frame *f, struct proto_buf *log)
 	try_exec(f);
 	try_exit(f);
 	try_small(f);
+	try_mount(f);
 	try_fields(f);
 }
 

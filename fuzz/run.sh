@@ -22,15 +22,15 @@ OUT=build-fuzz
 # src/proto/proto.c, which needs all of the project's libraries.
 sources_for() {
 	case "$1" in
-	fuzz_spec) echo src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/config.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
-	fuzz_config) echo src/lib/config.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_spec) echo src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/config.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c src/lib/shares.c src/lib/client.c ;;
+	fuzz_config) echo src/lib/config.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/util.c src/lib/lazylib.c src/lib/shares.c src/lib/client.c ;;
 	fuzz_qmp) echo src/lib/qmp.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_proto) echo src/proto/proto.c ;;
 	fuzz_listeners) echo src/proto/proto.c src/proto/listeners.c ;;
 	fuzz_size) echo src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_desktop_entry) echo src/lib/desktop_entry.c src/lib/spec_desktop.c src/lib/color.c src/lib/ytree.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_oci_index | fuzz_oci_manifest | fuzz_oci_config) echo src/lib/oci.c src/lib/util.c src/lib/lazylib.c ;;
-	fuzz_sums) echo src/lib/image_fetch.c src/lib/image_cache.c src/lib/util.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/config.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/lazylib.c ;;
+	fuzz_sums) echo src/lib/image_fetch.c src/lib/image_cache.c src/lib/util.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/config.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/lazylib.c src/lib/shares.c src/lib/client.c ;;
 	*) echo src/lib/*.c src/proto/proto.c ;;
 	esac
 }
