@@ -27,6 +27,8 @@ is "$sock" "vnc+unix://$HUTCH_HOME/run/desk/vnc.sock" "view --uri prints the soc
 run env -u DISPLAY -u WAYLAND_DISPLAY "$HUTCH" view desk
 is "$OUT" "$sock" "view on a host with no display prints the URI too"
 ok "the VNC socket exists" test -S "${sock#vnc+unix://}"
+run env DISPLAY=:9 "$HUTCH" view desk
+like "$ERR" "remote-viewer cannot open a VNC unix socket" "view with a display says remote-viewer cannot open VNC sockets (SPICE it can)"
 qpid=$(qemu_pids | head -1)
 if [ -n "$qpid" ] && command -v ss >/dev/null; then
 	run ss -Htlnp
