@@ -49,7 +49,8 @@ static int port_op(struct cmd_ctx *c, const struct port_cli *o, const char *op, 
 		cmd_print_json(out);
 	} else if (ls || !c->quiet) {
 		for (size_t i = 0; fw && i < json_object_array_length(fw); i++) {
-			const char *origin = origins ? json_object_get_string(json_object_array_get_idx(origins, i)) : NULL;
+			const char *origin =
+				origins ? json_object_get_string(json_object_array_get_idx(origins, i)) : NULL;
 			printf("127.0.0.1:%s%s\n", json_object_get_string(json_object_array_get_idx(fw, i)),
 			       origin && !strcmp(origin, "auto") ? " auto" : "");
 		}
