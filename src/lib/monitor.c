@@ -119,12 +119,12 @@ struct mon {
 	bool boot_reported;
 	bool run_client_seen;
 	pid_t swtpm_pid;
-	struct mon_shares shares; /* virtiofsd children and the guest's mount answers */
-	struct mon_net net;	  /* netvm links (monitor_net.h) */
-	struct autofwd autofwd;	  /* auto_forward (autofwd.h) */
+	struct mon_shares shares;   /* virtiofsd children and the guest's mount answers */
+	struct mon_net net;	    /* netvm links (monitor_net.h) */
+	struct autofwd autofwd;	    /* auto_forward (autofwd.h) */
 	struct mon_balloon balloon; /* the balloon policy (monitor_balloon.h) */
-	char **forwards; /* active port forwards, as "HOST:GUEST/proto" */
-	struct warm_clone *warm; /* a clone of a warm template (warm.h), or NULL */
+	char **forwards;	    /* active port forwards, as "HOST:GUEST/proto" */
+	struct warm_clone *warm;    /* a clone of a warm template (warm.h), or NULL */
 };
 
 static void mon_log(struct mon *m, const char *fmt, ...) _printf_(2, 3);

@@ -329,8 +329,12 @@ static int net_forward(struct ytree_ctx *c, void *obj, const struct ynode *v, co
 }
 
 static const struct ytree_field network_fields[] = {
-	{"mode", net_mode},	      {"netvm", net_netvm},		{"is_netvm", net_is_netvm},
-	{"netvm_subnet", net_subnet}, {"auto_forward", net_auto_forward}, {"forward", net_forward},
+	{"mode", net_mode},
+	{"netvm", net_netvm},
+	{"is_netvm", net_is_netvm},
+	{"netvm_subnet", net_subnet},
+	{"auto_forward", net_auto_forward},
+	{"forward", net_forward},
 };
 
 static int vm_network(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
@@ -945,8 +949,8 @@ static void render_network(struct strbuf *sb, const struct vm_spec *s)
 		render_str(sb, 4, "netvm", s->netvm ? s->netvm : "");
 	render_true(sb, 4, "is_netvm", s->is_netvm);
 	if (s->netvm_subnet)
-		strbuf_addf(sb, "    netvm_subnet: %u.%u.%u.%u/31\n", s->netvm_subnet >> 24, (s->netvm_subnet >> 16) & 255,
-			    (s->netvm_subnet >> 8) & 255, s->netvm_subnet & 255);
+		strbuf_addf(sb, "    netvm_subnet: %u.%u.%u.%u/31\n", s->netvm_subnet >> 24,
+			    (s->netvm_subnet >> 16) & 255, (s->netvm_subnet >> 8) & 255, s->netvm_subnet & 255);
 	render_true(sb, 4, "auto_forward", s->auto_forward);
 	render_strv(sb, 4, "forward", s->forward);
 }
