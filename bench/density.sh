@@ -55,7 +55,9 @@ round() {
 	ran=$(printf '%s\n' "$names" | grep -c .)
 	sleep "$IDLE"
 	for name in $names; do
-		mon=$(bench_monitor_pid "$name") || continue
+		# pgrep, not bench_monitor_pid: that one scans every process's environment per call
+		mon=$(pgrep -u "$(id -u)" -f -- "__monitor $name " | head -n1)
+		[ -n "$mon" ] || continue
 		q=$(bench_child_pid "$mon") || continue
 		pss_m=$((pss_m + $(pss_kb "$mon")))
 		pss_q=$((pss_q + $(pss_kb "$q")))
