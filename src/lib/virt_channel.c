@@ -27,7 +27,7 @@ static void *pump_thread(void *arg)
 {
 	struct pump *p = arg;
 	char buf[65536];
-	bool done = false;
+	bool done = false, finish = false;
 	uint64_t checked = now_ms();
 	while (!done) {
 		/* a dead connection can leave a non-blocking stream saying "no data yet" forever */
@@ -50,7 +50,11 @@ static void *pump_thread(void *arg)
 			break;
 		if (r > 0) {
 			ssize_t n = read(p->fd, buf, sizeof(buf));
-			if (n <= 0)
+			if (n == 0) {
+				finish = true; /* our side is done: what it sent (a POWEROFF, say) still goes out */
+				break;
+			}
+			if (n < 0)
 				break;
 			size_t off = 0;
 			while (off < (size_t)n && !done) {
@@ -64,7 +68,8 @@ static void *pump_thread(void *arg)
 			}
 		}
 	}
-	virStreamAbort(p->st);
+	if (!finish || virStreamFinish(p->st) < 0)
+		virStreamAbort(p->st);
 	virStreamFree(p->st);
 	virDomainFree(p->dom);
 	virConnectClose(p->conn);

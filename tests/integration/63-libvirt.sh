@@ -99,6 +99,21 @@ is "$(vsh list --name | grep -c "^$D\$")" 1 "... and libvirt runs one domain"
 run hutch exec "$N" -- true
 is "$RC" 0 "exec works after the restart"
 
+# the session daemon is killed while a start waits for the HELLO: a clear error, nothing lost
+run hutch stop --force "$N"
+hutch start "$N" --timeout 300 >"$T/ks.out" 2>"$T/ks.err" &
+ks=$!
+wait_until 60 sh -c "virsh -q -c '$URI' domstate '$D' 2>/dev/null | grep -q running"
+pidf=$HOME/.cache/libvirt/libvirtd.pid
+[ -s "$pidf" ] && kill -9 "$(cat "$pidf")"
+wait "$ks"
+RC=$?
+is "$RC" 1 "a start whose libvirt daemon is killed fails"
+like "$(cat "$T/ks.err")" "libvirt|channel|connect" "... with an error naming what went away"
+run hutch stop --force "$N"
+run hutch start "$N" --timeout 300
+is "$RC" 0 "... and after a stop the VM starts again (the daemon autospawns anew)"
+
 run hutch stop "$N"
 is "$RC" 0 "stop"
 like "$OUT" "stopped $N \(agent" "stop is the agent's poweroff first"
