@@ -93,8 +93,6 @@ void session_flush_stdin(struct session *s);
 void hostile_main(const char *cmdline, int sigfd);
 void handle_frame(const struct proto_frame *f);
 void mounts_from_cmdline(const char *cmdline);	  /* mounts.c: micro, before HELLO */
-void handle_mount(const struct proto_frame *f); /* mounts.c: MSG_MOUNT from the host */
-void mounts_from_cmdline(const char *cmdline);	  /* mounts.c: micro, before HELLO */
 void disk_root_from_cmdline(const char *cmdline); /* rootfs.c: micro with hutch.root=, first */
 void handle_mount(const struct proto_frame *f); /* mounts.c: MSG_MOUNT from the host */
 void handle_identity(const struct proto_frame *f); /* identity.c */

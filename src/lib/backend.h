@@ -83,7 +83,7 @@ struct qemu_plan {
 	struct accel_info *accel;
 	uint64_t template_ms; /* time spent making sure the template is cached */
 	struct shares *shares; /* shares.h: planned (and at start checked) shares */
-	struct net_plan *net; /* netvm.h: netvm links */
+	struct net_plan *net;  /* netvm.h: netvm links */
 };
 /* How the plan decides on KVM: a start may probe (the CLI, before the monitor), the monitor uses
  * the verdict that start left, render never boots anything. */

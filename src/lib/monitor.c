@@ -7,6 +7,7 @@
 #include "monitor.h"
 #include "failed.h"
 #include "monitor_balloon.h"
+#include "monitor_usb.h"
 #include "autofwd.h"
 #include "monitor_net.h"
 #include "monitor_shares.h"
@@ -1664,6 +1665,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 	auto_ssh_forward(m);
 	mon_net_start(&m->net, m->qmp, net_log);
 	mon_balloon_init(&m->balloon, m->st, m->vm.spec, m->plan.argv);
+	mon_usb_start(m->st, m->name, m->vm.spec, net_log);
 	return 0;
 }
 

@@ -6,7 +6,6 @@
 #include "util.h"
 
 struct shares;
-
 struct net_plan;
 
 /* The monitor hands QEMU its listening sockets on fixed descriptors, so argv is deterministic. */
@@ -31,7 +30,7 @@ struct qemu_config {
 	const char *smbios_cred; /* SMBIOS type 11 value, e.g. io.systemd.credential.binary:... */
 	const struct accel_info *accel;
 	const struct shares *shares; /* shares.h: devices, and the micro command line's hutch.share */
-	const struct net_plan *net; /* netvm.h: links to a netvm and (is_netvm) from clients; may be NULL */
+	const struct net_plan *net;  /* netvm.h: links to a netvm and (is_netvm) from clients; may be NULL */
 };
 
 /* OVMF code and variable-store template for a firmware kind. -ENOENT names the ovmf package.
