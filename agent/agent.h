@@ -92,17 +92,17 @@ void session_read(struct session *s, int *fdp, uint8_t type, bool *eof);
 void session_flush_stdin(struct session *s);
 void hostile_main(const char *cmdline, int sigfd);
 void handle_frame(const struct proto_frame *f);
-void mounts_from_cmdline(const char *cmdline);	  /* mounts.c: micro, before HELLO */
-void disk_root_from_cmdline(const char *cmdline); /* rootfs.c: micro with hutch.root=, first */
-void handle_mount(const struct proto_frame *f); /* mounts.c: MSG_MOUNT from the host */
+void mounts_from_cmdline(const char *cmdline);	   /* mounts.c: micro, before HELLO */
+void disk_root_from_cmdline(const char *cmdline);  /* rootfs.c: micro with hutch.root=, first */
+void handle_mount(const struct proto_frame *f);	   /* mounts.c: MSG_MOUNT from the host */
 void handle_identity(const struct proto_frame *f); /* identity.c */
 void poweroff_now(void);
 void main_loop(int sigfd);
-void net_setup(const char *cmdline);			       /* net.c: links, NAT, DNS from hutch.net* */
-bool net_is_netvm(void);				       /* net.c: hutch.netvm=1 on the command line */
+void net_setup(const char *cmdline);			   /* net.c: links, NAT, DNS from hutch.net* */
+bool net_is_netvm(void);				   /* net.c: hutch.netvm=1 on the command line */
 void dns_forwarder_start(const uint32_t *addrs, size_t n); /* dns.c */
-void listeners_subscribe(void);   /* listeners.c: MSG_LISTENERS from the host */
-int listeners_timeout_ms(void);  /* -1: not watching */
+void listeners_subscribe(void);				   /* listeners.c: MSG_LISTENERS from the host */
+int listeners_timeout_ms(void);				   /* -1: not watching */
 void listeners_tick(void);
 /* desktop.c, clipboard.c, sound.c: `hutch-agent --TOOL ...` run by the host through EXEC as
  * /proc/self/exe; desktop_tool_main returns -1 when argv names no tool. */

@@ -103,16 +103,22 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			return cmd_usage(c, "--cold applies to run --rm");
 		name = xstrdup(base);
 		if (store_vm_exists(&c->store, name) && e->shares)
-			return cmd_usage(c, "--share applies to a VM that run creates (with --rm, or one not defined yet): "
-					    "add it to the shares of '%s'",
-					 name);
+			return cmd_usage(
+				c,
+				"--share applies to a VM that run creates (with --rm, or one not defined yet): "
+				"add it to the shares of '%s'",
+				name);
 		if (store_vm_exists(&c->store, name) && e->accel != ACCEL_UNSET)
 			return cmd_usage(c,
 					 "--accel applies to a VM that run creates (with --rm, or one not defined "
 					 "yet): set accel: in the spec of '%s'",
 					 name);
 		if (!store_vm_exists(&c->store, name)) {
-			struct create_opts co = {.name = base, .shares = e->shares, .accel = e->accel, .backend = e->backend, .uri = e->uri};
+			struct create_opts co = {.name = base,
+						 .shares = e->shares,
+						 .accel = e->accel,
+						 .backend = e->backend,
+						 .uri = e->uri};
 			_cleanup_free_ char *created = NULL;
 			if (vm_create(&c->store, &co, &created, &c->err) < 0)
 				goto out;

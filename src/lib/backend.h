@@ -31,12 +31,12 @@ struct start_result {
 	char accel_cpu[64];
 	char accel_why[600];
 	char kernel_release[64];
-	int waited;		 /* enum start_wait: what start waited for, resolved */
-	uint64_t ssh_ms;	 /* start -> sshd listening in the guest; 0: not waited for */
-	uint64_t cloud_init_ms;	 /* start -> cloud-init done; 0: not waited for */
-	bool no_sshd;		 /* the image has no sshd */
-	int cloud_init;		 /* enum ci_state when start waited for cloud-init */
-	int cloud_init_failures; /* failed modules (each named in a warning) */
+	int waited;		  /* enum start_wait: what start waited for, resolved */
+	uint64_t ssh_ms;	  /* start -> sshd listening in the guest; 0: not waited for */
+	uint64_t cloud_init_ms;	  /* start -> cloud-init done; 0: not waited for */
+	bool no_sshd;		  /* the image has no sshd */
+	int cloud_init;		  /* enum ci_state when start waited for cloud-init */
+	int cloud_init_failures;  /* failed modules (each named in a warning) */
 	char shares_problem[600]; /* shares not mounted, or mounted with a warning; "" when all is well */
 };
 /* The one warning line a start under TCG deserves (auto wanted KVM and could not use it), or NULL. */
@@ -81,7 +81,7 @@ struct qemu_plan {
 	char *vm_dir, *run_dir;
 	char **argv;
 	struct accel_info *accel;
-	uint64_t template_ms; /* time spent making sure the template is cached */
+	uint64_t template_ms;  /* time spent making sure the template is cached */
 	struct shares *shares; /* shares.h: planned (and at start checked) shares */
 	struct net_plan *net;  /* netvm.h: netvm links */
 };

@@ -9,11 +9,11 @@
 #define CONFIG_MAX_FILE (256 * 1024)
 
 struct hutch_config {
-	enum accel_mode accel; /* accel: auto | kvm | tcg */
-	char *backend;	       /* backend: qemu | libvirt */
-	char *libvirt_uri;     /* libvirt: {uri: ...} */
-	char *netvm_range;     /* netvm_range: A.B.C.D/N, NULL = NETVM_RANGE_DEFAULT (netvm.h) */
-	long long auto_forward_max; /* auto_forward_max: forwards per VM from auto_forward, 0 = default */
+	enum accel_mode accel;	      /* accel: auto | kvm | tcg */
+	char *backend;		      /* backend: qemu | libvirt */
+	char *libvirt_uri;	      /* libvirt: {uri: ...} */
+	char *netvm_range;	      /* netvm_range: A.B.C.D/N, NULL = NETVM_RANGE_DEFAULT (netvm.h) */
+	long long auto_forward_max;   /* auto_forward_max: forwards per VM from auto_forward, 0 = default */
 	struct balloon_knobs balloon; /* balloon: {poll_interval, ...}, reference 004's defaults */
 };
 /* Parse a buffer (FILENAME for messages). An empty document is all defaults. */

@@ -24,9 +24,9 @@ struct domain_xml_input {
 	/* image VMs */
 	const char *disk, *seed, *fw_code, *fw_vars, *nvram, *smbios_cred;
 	bool tpm;
-	const char *console_log; /* the serial console is also logged here; NULL: not logged */
-	bool passt;		 /* forwards as <portForward> on a passt interface; else QEMU's user net */
-	char *const *snippets;	 /* raw XML from the spec, already checked by domain_xml_check_snippet */
+	const char *console_log;     /* the serial console is also logged here; NULL: not logged */
+	bool passt;		     /* forwards as <portForward> on a passt interface; else QEMU's user net */
+	char *const *snippets;	     /* raw XML from the spec, already checked by domain_xml_check_snippet */
 	const struct shares *shares; /* shares.h: 9p <filesystem>s (virtiofs is refused: see shares.c) */
 };
 

@@ -36,100 +36,11 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define MAX_CLIENTS 128
-#define CLIENT_OUT_MAX (16u * 1024 * 1024)
-#define AGENT_OUT_MAX (32u * 1024 * 1024)
-#define MAX_CHANNELS 1024
-#define EPHEMERAL_GRACE_MS 60000
-/* Liveness: an agent that has said nothing for AGENT_QUIET_MS while sessions are open, or before a
- * new session starts, is pinged; one that does not answer within AGENT_PING_MS is unresponsive.
- * Generous for TCG under load: a busy guest still answers within milliseconds to a few seconds. */
-#define AGENT_QUIET_MS 5000
-#define AGENT_PING_MS 10000
-#define AGENT_QUERY_MS 3000 /* asking a reopened port's agent for its HELLO */
-/* EXECs (and what their clients send after them) held until the agent answers a ping. */
-#define HELD_MAX (16u * 1024 * 1024)
+#include "monitor_internal.h"
 
-/* waiting: no HELLO yet (booting, or the guest reopened the port); gone: the guest closed the agent
- * port; unresponsive: it is open but the agent does not answer (stopped, frozen, the VM paused);
- * broken: it sent something malformed and we closed our end. */
-enum agent_state { AGENT_WAITING = 0, AGENT_READY, AGENT_BROKEN, AGENT_GONE, AGENT_UNRESPONSIVE };
-static const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone", "unresponsive"};
+const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone", "unresponsive"};
 
-struct outbuf {
-	struct proto_buf b;
-	size_t off;
-};
-
-struct client {
-	int fd;
-	struct proto_reader rd;
-	struct outbuf out;
-	bool wants_stop_reply; /* answer when QEMU is gone */
-	bool is_run;	       /* a `run` session: counts for on_app_exit / ephemeral */
-	bool closing;
-};
-
-struct channel {
-	uint32_t id;	   /* agent-side channel */
-	struct client *cl; /* NULL once the client went away */
-	uint32_t cl_chan;  /* client-side channel */
-	bool app;
-	uint64_t credit; /* bytes the agent may still send us on this channel */
-	char prog[48];	 /* what runs, for messages: the basename of argv[0] */
-	bool holding;	 /* its EXEC waits in held until the agent answers a ping */
-	struct proto_buf held;
-};
-
-struct mon {
-	struct store *st;
-	const struct monitor_args *a;
-	char *name, *run_dir, *vm_dir;
-	struct vm vm;
-	struct qemu_plan plan;
-	pid_t qemu_pid;
-	int qemu_status;
-	bool qemu_exited;
-	int sigfd, listen_fd, agent_fd;
-	struct qmp *qmp;
-	struct proto_reader agent_rd;
-	struct outbuf agent_out;
-	enum agent_state agent_state;
-	int64_t agent_since; /* wall clock, s: when agent_state last changed */
-	char agent_why[160];
-	uint64_t agent_heard; /* when the agent last sent anything */
-	uint64_t ping_sent;   /* when the outstanding PING went out; 0: none */
-	uint64_t ping_last;
-	uint64_t ping_token;
-	size_t held_bytes;
-	bool paused;		  /* QMP STOP seen, no RESUME yet */
-	uint64_t query_at;	  /* the guest reopened the agent port: when we last asked for HELLO; 0: not asking */
-	char shutdown_reason[32]; /* QMP SHUTDOWN's reason: guest-shutdown, guest-reset, guest-panic... */
-	char kernel_release[64];
-	struct client *clients[MAX_CLIENTS];
-	struct channel *chans[MAX_CHANNELS];
-	uint32_t next_chan;
-	uint64_t t_start, t_spawn, t_qmp, t_hello, t_boot_deadline;
-	enum stop_step stop_step;
-	uint64_t stop_deadline, stop_begun;
-	uint64_t stop_total_ms;
-	char stop_method[32];
-	char exit_reason[256];
-	int apps_started, apps_live;
-	uint64_t last_activity;
-	bool boot_reported;
-	bool run_client_seen;
-	pid_t swtpm_pid;
-	struct mon_shares shares;   /* virtiofsd children and the guest's mount answers */
-	struct mon_net net;	    /* netvm links (monitor_net.h) */
-	struct autofwd autofwd;	    /* auto_forward (autofwd.h) */
-	struct mon_balloon balloon; /* the balloon policy (monitor_balloon.h) */
-	char **forwards;	    /* active port forwards, as "HOST:GUEST/proto" */
-	struct warm_clone *warm;    /* a clone of a warm template (warm.h), or NULL */
-};
-
-static void mon_log(struct mon *m, const char *fmt, ...) _printf_(2, 3);
-static void mon_log(struct mon *m, const char *fmt, ...)
+void mon_log(struct mon *m, const char *fmt, ...)
 {
 	(void)m;
 	va_list ap;
@@ -140,7 +51,7 @@ static void mon_log(struct mon *m, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void net_log(const char *line) { mon_log(NULL, "%s", line); }
+void net_log(const char *line) { mon_log(NULL, "%s", line); }
 
 /* ---- output buffers ---- */
 
@@ -164,13 +75,13 @@ static int outbuf_flush(int fd, struct outbuf *o)
 static size_t outbuf_pending(const struct outbuf *o) { return o->b.len - o->off; }
 
 /* Before appending: once everything was sent, start again at the beginning of the buffer. */
-static void outbuf_compact(struct outbuf *o)
+void outbuf_compact(struct outbuf *o)
 {
 	if (o->off > 0 && o->off == o->b.len)
 		o->b.len = o->off = 0;
 }
 
-static void outbuf_frame(struct outbuf *o, uint8_t type, uint32_t chan, const void *p, size_t len)
+void outbuf_frame(struct outbuf *o, uint8_t type, uint32_t chan, const void *p, size_t len)
 {
 	outbuf_compact(o);
 	proto_frame_append(&o->b, type, chan, p, len);
@@ -178,7 +89,7 @@ static void outbuf_frame(struct outbuf *o, uint8_t type, uint32_t chan, const vo
 
 /* ---- clients ---- */
 
-static void client_send(struct client *c, uint8_t type, uint32_t chan, const void *p, size_t len)
+void client_send(struct client *c, uint8_t type, uint32_t chan, const void *p, size_t len)
 {
 	if (c->closing)
 		return;
@@ -187,14 +98,14 @@ static void client_send(struct client *c, uint8_t type, uint32_t chan, const voi
 		c->closing = true; /* a client that stopped reading loses its connection, not our memory */
 }
 
-static void client_send_json(struct client *c, json_object *o)
+void client_send_json(struct client *c, json_object *o)
 {
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	client_send(c, MSG_CTL, 0, s, strlen(s));
 	json_object_put(o);
 }
 
-static void client_send_error(struct client *c, uint32_t chan, const char *msg)
+void client_send_error(struct client *c, uint32_t chan, const char *msg)
 {
 	struct proto_buf b = {0};
 	proto_put_str(&b, msg);
@@ -203,7 +114,7 @@ static void client_send_error(struct client *c, uint32_t chan, const char *msg)
 }
 
 /* A session ends without its program's status: the error, then an EXIT of that kind (errno code). */
-static void client_end_session(struct client *c, uint32_t chan, const char *msg, uint8_t kind, int code)
+void client_end_session(struct client *c, uint32_t chan, const char *msg, uint8_t kind, int code)
 {
 	client_send_error(c, chan, msg);
 	struct proto_buf b = {0};
@@ -213,14 +124,14 @@ static void client_end_session(struct client *c, uint32_t chan, const char *msg,
 }
 
 /* Only an agent that said HELLO gets anything: nothing meant for an old agent reaches a new one. */
-static void agent_send(struct mon *m, uint8_t type, uint32_t chan, const void *p, size_t len)
+void agent_send(struct mon *m, uint8_t type, uint32_t chan, const void *p, size_t len)
 {
 	if (m->agent_fd < 0 || (m->agent_state != AGENT_READY && m->agent_state != AGENT_UNRESPONSIVE))
 		return;
 	outbuf_frame(&m->agent_out, type, chan, p, len);
 }
 
-static void chan_free(struct mon *m, struct channel *ch)
+void chan_free(struct mon *m, struct channel *ch)
 {
 	for (size_t i = 0; i < MAX_CHANNELS; i++)
 		if (m->chans[i] == ch)
@@ -233,7 +144,7 @@ static void chan_free(struct mon *m, struct channel *ch)
 }
 
 /* A frame for the agent waits in the channel until the agent answers a ping (agent_release_held). */
-static void chan_hold(struct mon *m, struct channel *ch, uint8_t type, const void *p, size_t len)
+void chan_hold(struct mon *m, struct channel *ch, uint8_t type, const void *p, size_t len)
 {
 	size_t before = ch->held.len;
 	proto_frame_append(&ch->held, type, ch->id, p, len);
@@ -242,7 +153,7 @@ static void chan_hold(struct mon *m, struct channel *ch, uint8_t type, const voi
 
 /* The session has no client any more (it went, or was told the result is unknown): the guest
  * program is hung up, and what it still sends is drained. */
-static void chan_hangup(struct mon *m, struct channel *ch)
+void chan_hangup(struct mon *m, struct channel *ch)
 {
 	struct proto_buf b = {0};
 	proto_put_u32(&b, SIGHUP);
@@ -251,7 +162,7 @@ static void chan_hangup(struct mon *m, struct channel *ch)
 	ch->cl = NULL;
 }
 
-static struct channel *chan_by_id(struct mon *m, uint32_t id)
+struct channel *chan_by_id(struct mon *m, uint32_t id)
 {
 	for (size_t i = 0; i < MAX_CHANNELS; i++)
 		if (m->chans[i] && m->chans[i]->id == id)
@@ -259,7 +170,7 @@ static struct channel *chan_by_id(struct mon *m, uint32_t id)
 	return NULL;
 }
 
-static struct channel *chan_by_client(struct mon *m, struct client *c, uint32_t cl_chan)
+struct channel *chan_by_client(struct mon *m, struct client *c, uint32_t cl_chan)
 {
 	for (size_t i = 0; i < MAX_CHANNELS; i++)
 		if (m->chans[i] && m->chans[i]->cl == c && m->chans[i]->cl_chan == cl_chan)
@@ -267,15 +178,13 @@ static struct channel *chan_by_client(struct mon *m, struct client *c, uint32_t 
 	return NULL;
 }
 
-static int count_sessions(struct mon *m)
+int count_sessions(struct mon *m)
 {
 	int n = 0;
 	for (size_t i = 0; i < MAX_CHANNELS; i++)
 		n += m->chans[i] != NULL;
 	return n;
 }
-
-static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char *why);
 
 static void client_free(struct mon *m, struct client *c)
 {
@@ -407,7 +316,7 @@ static void notify(struct mon *m, json_object *o)
 	json_object_put(o);
 }
 
-static void notify_error(struct mon *m, const char *msg)
+void notify_error(struct mon *m, const char *msg)
 {
 	if (m->a->notify_fd < 0 || m->boot_reported)
 		return;
@@ -420,7 +329,7 @@ static void notify_error(struct mon *m, const char *msg)
 	notify(m, o);
 }
 
-static void notify_ready(struct mon *m)
+void notify_ready(struct mon *m)
 {
 	if (!mon_shares_settled(&m->shares))
 		return; /* again when the agent answered the MOUNTs, or gave no answer in time */
@@ -487,7 +396,7 @@ static void stop_advance(struct mon *m)
 	}
 }
 
-static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char *why)
+void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char *why)
 {
 	if (m->qemu_exited)
 		return;
@@ -499,687 +408,6 @@ static void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char 
 	if (force && m->stop_step < STOP_ACPI)
 		m->stop_step = STOP_ACPI; /* next is quit */
 	stop_advance(m);
-}
-
-/* ---- agent liveness ---- */
-
-static void agent_set_state(struct mon *m, enum agent_state st, const char *why)
-{
-	if (m->agent_state != st)
-		mon_log(m, "agent %s -> %s: %s", agent_state_names[m->agent_state], agent_state_names[st], why);
-	m->agent_state = st;
-	m->agent_since = now_real_s();
-	snprintf(m->agent_why, sizeof(m->agent_why), "%s", why);
-}
-
-/* What to try when the agent cannot take a session: over ssh for cloud VMs (the agent is a systemd
- * service there); micro's agent is PID 1, so only the console log can tell more. */
-static void agent_hint(struct mon *m, char *buf, size_t len)
-{
-	if (m->agent_state == AGENT_UNRESPONSIVE && m->paused)
-		snprintf(buf, len, "the VM is paused: resume it (QMP 'cont')");
-	else if (m->vm.spec->source == SOURCE_IMAGE)
-		snprintf(buf, len, "%srestart it with 'hutch ssh %s -- sudo systemctl restart hutch-agent'",
-			 m->agent_state == AGENT_GONE ? "" : "try again in a moment, or ", m->name);
-	else
-		snprintf(buf, len, "%ssee 'hutch logs %s'",
-			 m->agent_state == AGENT_UNRESPONSIVE || m->agent_state == AGENT_WAITING
-				 ? "try again in a moment, or "
-				 : "",
-			 m->name);
-}
-
-/* A new session cannot start: say the agent's state, since when and why, and what to try. */
-static void session_refuse(struct mon *m, struct client *c, uint32_t cl_chan)
-{
-	char msg[600], hint[200];
-	if (m->stop_step != STOP_NONE) {
-		snprintf(msg, sizeof(msg), "the guest agent in '%s' is stopping: the VM is shutting down", m->name);
-	} else {
-		agent_hint(m, hint, sizeof(hint));
-		int64_t ago = now_real_s() - m->agent_since;
-		snprintf(msg, sizeof(msg), "the guest agent in '%s' is %s (for %lld s: %s)%s; %s", m->name,
-			 agent_state_names[m->agent_state], (long long)(ago > 0 ? ago : 0), m->agent_why,
-			 m->agent_state == AGENT_BROKEN ? ", the VM is agent-less until a new agent starts" : "", hint);
-	}
-	client_end_session(c, cl_chan, msg, EXIT_FAILED, EHOSTDOWN);
-}
-
-/* An open session whose agent went away or stopped answering ends now: its result is unknown. */
-static void session_lost(struct mon *m, struct channel *ch, const char *what)
-{
-	char msg[600];
-	snprintf(msg, sizeof(msg), "the guest agent in '%s' %s while '%s' was running; its result is unknown", m->name,
-		 what, ch->prog);
-	client_end_session(ch->cl, ch->cl_chan, msg, EXIT_LOST, ECONNRESET);
-}
-
-static void agent_ping(struct mon *m)
-{
-	struct proto_buf b = {0};
-	proto_put_u64(&b, ++m->ping_token);
-	agent_send(m, MSG_PING, 0, b.data, b.len);
-	proto_buf_free(&b);
-	m->ping_sent = m->ping_last = now_ms();
-}
-
-/* The agent answered: the EXECs that waited for it go out, each followed by what its client sent. */
-static void agent_release_held(struct mon *m)
-{
-	for (size_t i = 0; i < MAX_CHANNELS; i++) {
-		struct channel *ch = m->chans[i];
-		if (!ch || !ch->holding)
-			continue;
-		outbuf_compact(&m->agent_out);
-		proto_put_bytes(&m->agent_out.b, ch->held.data, ch->held.len);
-		m->held_bytes -= ch->held.len;
-		proto_buf_free(&ch->held);
-		ch->holding = false;
-	}
-}
-
-/* A fresh connection to QEMU's agent chardev. What was queued for the old agent goes with the old
- * connection, so none of it reaches a new one; an agent that is running sees the host reconnect
- * and says HELLO again. */
-static void agent_reconnect(struct mon *m)
-{
-	if (m->agent_fd >= 0)
-		close(m->agent_fd);
-	m->agent_fd = -1;
-	proto_reader_free(&m->agent_rd);
-	proto_buf_free(&m->agent_out.b);
-	m->agent_out = (struct outbuf){0};
-	m->ping_sent = 0;
-	_cleanup_free_ char *path = xasprintf("%s/agent.sock", m->run_dir);
-	struct hutch_error err = {0};
-	int fd = unix_connect(path, &err);
-	if (fd < 0) {
-		mon_log(m, "cannot reconnect to the agent port: %s", err.msg);
-		hutch_error_clear(&err);
-		return;
-	}
-	fd_set_nonblock(fd, true);
-	m->agent_fd = fd;
-}
-
-/* The guest closed the agent port: the agent exited, was stopped or restarted. Its sessions are
- * over (their programs died with it, or their result can never reach us). */
-static void agent_gone(struct mon *m, const char *why)
-{
-	agent_set_state(m, AGENT_GONE, why);
-	for (size_t i = 0; i < MAX_CHANNELS; i++) {
-		struct channel *ch = m->chans[i];
-		if (!ch)
-			continue;
-		if (ch->cl && ch->holding)
-			session_refuse(m, ch->cl, ch->cl_chan);
-		else if (ch->cl)
-			session_lost(m, ch, "went away");
-		chan_free(m, ch);
-	}
-	agent_reconnect(m);
-}
-
-/* The port is open but the agent does not answer (stopped, a frozen guest, the VM paused). Open
- * sessions end with an error; their programs may run on, so they are hung up and drained as
- * orphans once the agent reads again. Sessions that were waiting to start are refused. */
-static void agent_unresponsive(struct mon *m, const char *why)
-{
-	agent_set_state(m, AGENT_UNRESPONSIVE, why);
-	m->ping_sent = 0;
-	char what[200];
-	snprintf(what, sizeof(what), "stopped answering (%s)", why);
-	for (size_t i = 0; i < MAX_CHANNELS; i++) {
-		struct channel *ch = m->chans[i];
-		if (!ch)
-			continue;
-		if (ch->holding) {
-			if (ch->cl)
-				session_refuse(m, ch->cl, ch->cl_chan);
-			chan_free(m, ch);
-			continue;
-		}
-		if (!ch->cl)
-			continue;
-		session_lost(m, ch, what);
-		chan_hangup(m, ch);
-	}
-}
-
-/* Our HELLO to the agent: the answer to its HELLO (until it has one, it drops what we send, which
- * may have been meant for an earlier agent), or with PROTO_HELLO_QUERY a request to say HELLO again.
- * The query goes out before any HELLO, so it bypasses agent_send. */
-static void agent_hello_ack(struct mon *m, uint32_t caps)
-{
-	if (m->agent_fd < 0)
-		return;
-	struct proto_buf b = {0};
-	proto_encode_hello(&b, PROTO_VERSION, caps, "");
-	outbuf_frame(&m->agent_out, MSG_HELLO, 0, b.data, b.len);
-	proto_buf_free(&b);
-	if (caps & PROTO_HELLO_QUERY)
-		return;
-	if (m->autofwd.on) /* report the listeners, now and as they change */
-		outbuf_frame(&m->agent_out, MSG_LISTENERS, 0, NULL, 0);
-	/* the agent (re)mounts the shares after our answer; start waits (bounded) for its word */
-	for (size_t i = 0; mon_shares_request(&m->shares, i, &b, now_ms()); i++) {
-		outbuf_frame(&m->agent_out, MSG_MOUNT, 0, b.data, b.len);
-		proto_buf_free(&b);
-	}
-}
-
-/* ---- agent frames ---- */
-
-static void agent_broken(struct mon *m, const char *why)
-{
-	mon_log(m, "agent protocol error: %s; closing the agent channel", why);
-	agent_set_state(m, AGENT_BROKEN, why);
-	if (m->agent_fd >= 0)
-		close(m->agent_fd);
-	m->agent_fd = -1;
-	for (size_t i = 0; i < MAX_CHANNELS; i++) {
-		struct channel *ch = m->chans[i];
-		if (!ch)
-			continue;
-		if (ch->cl)
-			client_end_session(ch->cl, ch->cl_chan,
-					   "the guest agent sent a malformed message; "
-					   "the VM is now agent-less (see the monitor log)",
-					   EXIT_FAILED, EPROTO);
-		chan_free(m, ch);
-	}
-	if (!m->boot_reported) {
-		char msg[256];
-		snprintf(msg, sizeof(msg), "the guest agent sent a malformed message (%s): see 'hutch logs %s'", why,
-			 m->name);
-		notify_error(m, msg);
-		begin_stop(m, true, 5000, "the agent failed during boot");
-	}
-}
-
-/* A clone wakes up as its template: a fresh RNG, clock, hostname and machine-id before anything
- * runs (frames reach the agent in order). */
-static void clone_identity(struct mon *m)
-{
-	struct proto_buf b = {0};
-	warm_identity_encode(&b, m->name);
-	agent_send(m, MSG_IDENTITY, 0, b.data, b.len);
-	memset(b.data, 0, b.len);
-	proto_buf_free(&b);
-}
-
-static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
-{
-	m->agent_heard = now_ms();
-	if (f->type == MSG_HELLO) {
-		struct proto_hello h;
-		if (proto_decode_hello(f, &h) < 0)
-			return agent_broken(m, "malformed HELLO");
-		if (h.version != PROTO_VERSION) {
-			mon_log(m, "agent speaks protocol %u, we speak %u", h.version, PROTO_VERSION);
-			proto_hello_free(&h);
-			return agent_broken(m, "protocol version mismatch");
-		}
-		/* untrusted: only printable characters of the release are kept */
-		size_t k = 0;
-		for (const char *p = h.kernel_release; *p && k + 1 < sizeof(m->kernel_release); p++)
-			if (*p > 32 && *p < 127)
-				m->kernel_release[k++] = *p;
-		m->kernel_release[k] = 0;
-		proto_hello_free(&h);
-		if (m->agent_state == AGENT_READY)
-			return agent_hello_ack(m, 0); /* the same agent again: it missed our answer */
-		/* A new agent is a new start: nothing of an earlier one is left (agent_gone), and channel
-		 * ids keep counting up, so none is reused across agent lifetimes. */
-		m->query_at = 0;
-		m->ping_sent = 0;
-		agent_set_state(m, AGENT_READY, m->t_hello ? "a new agent said HELLO" : "said HELLO");
-		bool first = !m->t_hello;
-		if (first) {
-			m->t_hello = now_ms();
-			m->last_activity = m->t_hello; /* the idle clock starts when the guest is up */
-			mon_log(m, "agent ready (kernel %s) after %llu ms", m->kernel_release,
-				(unsigned long long)(m->t_hello - m->t_start));
-			notify_ready(m);
-		}
-		agent_hello_ack(m, 0);
-		if (first && warm_clone_restored(m->warm))
-			clone_identity(m);
-		return;
-	}
-	if (m->agent_state == AGENT_UNRESPONSIVE) {
-		m->ping_sent = 0;
-		agent_set_state(m, AGENT_READY, "answered again");
-	}
-	if (m->agent_state != AGENT_READY)
-		return agent_broken(m, "message before HELLO");
-	switch (f->type) {
-	case MSG_PONG:
-		if (f->channel == 0) {
-			struct proto_cursor c;
-			proto_cursor_init(&c, f->payload, f->len);
-			uint64_t token = proto_get_u64(&c);
-			if (c.ok && m->ping_sent && token == m->ping_token) {
-				m->ping_sent = 0;
-				agent_release_held(m);
-			}
-			return;
-		}
-		break;
-	case MSG_ERROR:
-		if (f->channel == 0)
-			return;
-		break;
-	case MSG_MOUNT:
-		if (mon_shares_answer(&m->shares, f) < 0)
-			return agent_broken(m, "malformed MOUNT answer");
-		notify_ready(m); /* start waited for the answers */
-		return;
-	case MSG_ACTIVITY:
-		m->last_activity = now_ms();
-		return;
-	case MSG_LISTENERS:
-		if (autofwd_report(&m->autofwd, m->qmp, f->payload, f->len, m->forwards, net_log) < 0)
-			return agent_broken(m, "malformed LISTENERS report");
-		return;
-	case MSG_STDOUT:
-	case MSG_STDERR:
-	case MSG_EXIT:
-	case MSG_WINDOW:
-		break;
-	default:
-		return agent_broken(m, "unexpected message type");
-	}
-	struct channel *ch = chan_by_id(m, f->channel);
-	if (!ch)
-		return; /* a channel we already closed */
-	m->last_activity = now_ms();
-	if (f->type == MSG_STDOUT || f->type == MSG_STDERR) {
-		/* The window is what keeps a flooding guest from filling our memory: enforce it. */
-		if (f->len > ch->credit)
-			return agent_broken(m, "exceeded the flow-control window");
-		ch->credit -= f->len;
-	}
-	if (f->type == MSG_EXIT) {
-		struct proto_exit ex;
-		if (proto_decode_exit(f, &ex) < 0 || ex.kind == EXIT_LOST)
-			return agent_broken(m, "malformed EXIT");
-	}
-	if (ch->cl)
-		client_send(ch->cl, f->type, ch->cl_chan, f->payload, f->len);
-	else if (f->type == MSG_STDOUT || f->type == MSG_STDERR) {
-		/* Nobody reads an orphaned session any more: keep its credit flowing until it exits. */
-		ch->credit += f->len;
-		struct proto_buf b = {0};
-		proto_put_u32(&b, f->len);
-		agent_send(m, MSG_WINDOW, ch->id, b.data, b.len);
-		proto_buf_free(&b);
-	}
-	if (f->type == MSG_EXIT) {
-		bool app = ch->app;
-		chan_free(m, ch);
-		if (app && m->apps_live == 0 && m->vm.spec->on_app_exit && m->stop_step == STOP_NONE)
-			begin_stop(m, false, 20000, "the last app exited (auto_shutdown.on_app_exit)");
-	}
-}
-
-static void agent_readable(struct mon *m)
-{
-	long n = proto_reader_read_fd(&m->agent_rd, m->agent_fd);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		if (n < 0 && errno == EMSGSIZE)
-			return agent_broken(m, "oversized frame");
-		mon_log(m, "agent channel closed by qemu");
-		close(m->agent_fd);
-		m->agent_fd = -1;
-		if (m->agent_state != AGENT_BROKEN)
-			agent_set_state(m, AGENT_GONE, "qemu closed the agent channel");
-		return;
-	}
-	struct proto_frame f;
-	int k;
-	while (m->agent_fd >= 0 && (k = proto_reader_next(&m->agent_rd, &f)) == 1)
-		handle_agent_frame(m, &f);
-	if (m->agent_fd >= 0 && k < 0)
-		agent_broken(m, "malformed frame header (bad type or length over 1 MiB)");
-}
-
-/* ---- client requests ---- */
-
-static json_object *status_json(struct mon *m)
-{
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	json_object_object_add(o, "running", json_object_new_boolean(!m->qemu_exited));
-	json_object_object_add(o, "kvm", json_object_new_boolean(m->plan.accel->kvm));
-	json_object_object_add(o, "uptime_ms", json_object_new_int64((int64_t)(now_ms() - m->t_start)));
-	json_object_object_add(o, "agent", json_object_new_string(agent_state_names[m->agent_state]));
-	json_object_object_add(o, "agent_since", json_object_new_int64(m->agent_since));
-	json_object_object_add(o, "agent_why", json_object_new_string(m->agent_why));
-	json_object_object_add(o, "paused", json_object_new_boolean(m->paused));
-	json_object_object_add(o, "sessions", json_object_new_int(count_sessions(m)));
-	json_object_object_add(o, "pid", json_object_new_int((int)getpid()));
-	json_object_object_add(o, "shares", mon_shares_json(&m->shares));
-	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
-	warm_clone_json(m->warm, m->t_hello ? m->t_hello - m->t_spawn : 0, o);
-	return o;
-}
-
-static void reply_error(struct client *c, const char *msg)
-{
-	json_object *e = json_object_new_object();
-	json_object_object_add(e, "ok", json_object_new_boolean(0));
-	json_object_object_add(e, "error", json_object_new_string(msg));
-	client_send_json(c, e);
-}
-
-static json_object *ports_json(struct mon *m)
-{
-	json_object *o = json_object_new_object(), *arr = json_object_new_array(), *orig = json_object_new_array();
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
-		json_object_array_add(arr, json_object_new_string(m->forwards[i]));
-		json_object_array_add(orig, json_object_new_string("static"));
-	}
-	autofwd_list(&m->autofwd, arr, orig);
-	json_object_object_add(o, "forwards", arr);
-	json_object_object_add(o, "origins", orig);
-	return o;
-}
-
-/* hostfwd_add/remove through HMP: QMP has no native command for user-net forwards. */
-static int hmp(struct mon *m, const char *line, struct hutch_error *err)
-{
-	if (!m->qmp)
-		return hutch_error_set(err, ENOTCONN, "QMP is not connected");
-	json_object *args = json_object_new_object(), *ret = NULL;
-	json_object_object_add(args, "command-line", json_object_new_string(line));
-	int r = qmp_execute(m->qmp, "human-monitor-command", args, 5000, &ret, err);
-	if (r < 0)
-		return r;
-	const char *out = ret && json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : "";
-	/* HMP prints nothing on success, except hostfwd_remove's "... removed" */
-	if (out && *out && !strstr(out, " removed"))
-		r = hutch_error_set(err, EIO, "qemu: %.*s", (int)strcspn(out, "\r\n"), out);
-	json_object_put(ret);
-	return r;
-}
-
-/* Is f's host port (and protocol) already among the forwards? */
-static bool forward_listed(char *const *forwards, const struct forward *f)
-{
-	for (size_t i = 0; forwards && forwards[i]; i++) {
-		struct forward g;
-		if (forward_parse(forwards[i], &g) == 0 && g.host == f->host && g.udp == f->udp)
-			return true;
-	}
-	return false;
-}
-
-/* forward_pick_free, and for host port 0 one that none of the VM's forwards has: a picked port is
- * free but not reserved, so two picks could otherwise draw the same one. */
-static int pick_forward(struct mon *m, struct forward *f, struct hutch_error *err)
-{
-	bool any = f->host == 0;
-	for (int tries = 0; tries < 8; tries++) {
-		if (any)
-			f->host = 0;
-		int r = forward_pick_free(f, err);
-		if (r < 0 || !any || !forward_listed(m->forwards, f))
-			return r;
-	}
-	return hutch_error_set(err, EADDRINUSE, "cannot find a free %s port on the host", f->udp ? "udp" : "tcp");
-}
-
-static void handle_port(struct mon *m, struct client *c, const char *op, json_object *req)
-{
-	if (!strcmp(op, "port-ls"))
-		return client_send_json(c, ports_json(m));
-	json_object *v;
-	const char *spec = json_object_object_get_ex(req, "spec", &v) ? json_object_get_string(v) : NULL;
-	struct forward f;
-	if (!spec || forward_parse(spec, &f) < 0)
-		return reply_error(c, "invalid forward: expected HOST:GUEST or HOST:GUEST/tcp|udp with ports 1-65535 "
-				      "(HOST 0: any free port, for add)");
-	if (m->vm.spec->net_mode != NET_USER)
-		return reply_error(c, "the VM has no user-mode network (network.mode is not 'user')");
-	struct hutch_error err = {0};
-	if (f.host == 0 && !strcmp(op, "port-add") && pick_forward(m, &f, &err) < 0) {
-		reply_error(c, err.msg);
-		hutch_error_clear(&err);
-		return;
-	}
-	_cleanup_free_ char *key = xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp");
-	size_t idx = SIZE_MAX;
-	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
-		struct forward g;
-		if (forward_parse(m->forwards[i], &g) == 0 && g.host == f.host && g.udp == f.udp)
-			idx = i;
-	}
-	if (!strcmp(op, "port-add")) {
-		if (idx != SIZE_MAX)
-			return reply_error(c, "that host port is already forwarded");
-		_cleanup_free_ char *rule = forward_rule(&f);
-		_cleanup_free_ char *line = xasprintf("hostfwd_add net0 %s", rule);
-		if (forward_check_free(&f, &err) < 0 || hmp(m, line, &err) < 0) {
-			reply_error(c, err.msg);
-			hutch_error_clear(&err);
-			return;
-		}
-		m->forwards = strv_push(m->forwards, TAKE_PTR(key));
-	} else {
-		if (idx == SIZE_MAX)
-			return reply_error(c, "no such forward");
-		_cleanup_free_ char *line =
-			xasprintf("hostfwd_remove net0 %s:127.0.0.1:%u", f.udp ? "udp" : "tcp", f.host);
-		if (hmp(m, line, &err) < 0) {
-			reply_error(c, err.msg);
-			hutch_error_clear(&err);
-			return;
-		}
-		free(m->forwards[idx]);
-		size_t n = strv_len(m->forwards);
-		memmove(&m->forwards[idx], &m->forwards[idx + 1], (n - idx) * sizeof(char *));
-	}
-	mon_log(m, "%s %s", op, key);
-	client_send_json(c, ports_json(m));
-}
-
-/* snapshot-save, -restore, -rm (snapshot.h). A restored VM's agent is the one of the snapshot's
- * moment: its sessions are over, and a fresh connection makes it say HELLO again. */
-static void handle_snapshot(struct mon *m, struct client *c, const char *op, json_object *req)
-{
-	json_object *v;
-	const char *tag = json_object_object_get_ex(req, "tag", &v) ? json_object_get_string(v) : NULL;
-	struct hutch_error err = {0};
-	if (!m->qmp)
-		return reply_error(c, "QMP is not connected");
-	if (snapshot_qmp(m->qmp, m->vm_dir, m->vm.spec, op, tag, &err) < 0) {
-		reply_error(c, err.msg);
-		hutch_error_clear(&err);
-		return;
-	}
-	mon_log(m, "%s %s", op, tag);
-	if (!strcmp(op, "snapshot-restore"))
-		agent_gone(m, "the VM was restored from a snapshot");
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "ok", json_object_new_boolean(1));
-	client_send_json(c, o);
-}
-
-static void handle_ctl(struct mon *m, struct client *c, const struct proto_frame *f)
-{
-	json_tokener *tok = json_tokener_new();
-	json_object *req = json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->len);
-	json_tokener_free(tok);
-	json_object *op = NULL;
-	if (!req || !json_object_object_get_ex(req, "op", &op) || !json_object_is_type(op, json_type_string)) {
-		json_object_put(req);
-		json_object *e = json_object_new_object();
-		json_object_object_add(e, "ok", json_object_new_boolean(0));
-		json_object_object_add(e, "error", json_object_new_string("malformed request"));
-		client_send_json(c, e);
-		return;
-	}
-	const char *o = json_object_get_string(op);
-	json_object *v;
-	if (!strcmp(o, "status")) {
-		client_send_json(c, status_json(m));
-	} else if (!strcmp(o, "stop")) {
-		bool force = json_object_object_get_ex(req, "force", &v) && json_object_get_boolean(v);
-		uint64_t t = json_object_object_get_ex(req, "timeout_ms", &v) ? (uint64_t)json_object_get_int64(v) : 0;
-		c->wants_stop_reply = true;
-		begin_stop(m, force, t, "requested by the CLI");
-	} else if (!strncmp(o, "port-", 5)) {
-		handle_port(m, c, o, req);
-	} else if (!strncmp(o, "snapshot-", 9)) {
-		handle_snapshot(m, c, o, req);
-	} else if ((v = monitor_desktop_ctl(m->qmp, m->run_dir, o, req))) {
-		client_send_json(c, v);
-	} else if (!strcmp(o, "net-ls")) {
-		client_send_json(c, mon_net_json(&m->net));
-	} else if (!strcmp(o, "balloon")) {
-		client_send_json(c, mon_balloon_request(&m->balloon, m->qmp, req));
-	} else if (!strcmp(o, "hello")) {
-		c->is_run = json_object_object_get_ex(req, "run", &v) && json_object_get_boolean(v);
-		if (c->is_run)
-			m->run_client_seen = true;
-		client_send_json(c, status_json(m));
-	} else {
-		json_object *e = json_object_new_object();
-		json_object_object_add(e, "ok", json_object_new_boolean(0));
-		json_object_object_add(e, "error", json_object_new_string("unknown request"));
-		client_send_json(c, e);
-	}
-	json_object_put(req);
-}
-
-static void handle_client_exec(struct mon *m, struct client *c, const struct proto_frame *f)
-{
-	if (f->channel == 0 || chan_by_client(m, c, f->channel)) {
-		client_send_error(c, f->channel, "bad or duplicate channel");
-		return;
-	}
-	if (m->agent_state != AGENT_READY || m->stop_step != STOP_NONE)
-		return session_refuse(m, c, f->channel);
-	size_t slot = MAX_CHANNELS;
-	for (size_t i = 0; i < MAX_CHANNELS && slot == MAX_CHANNELS; i++)
-		if (!m->chans[i])
-			slot = i;
-	/* An agent that has been quiet is asked first: the EXEC waits for its PONG (bounded). */
-	bool check = m->ping_sent || now_ms() >= m->agent_heard + AGENT_QUIET_MS;
-	struct proto_exec e;
-	const char *why = slot == MAX_CHANNELS			       ? "too many sessions"
-			  : check && m->held_bytes + f->len > HELD_MAX ? "too many sessions are waiting for the agent"
-			  : proto_decode_exec(f, &e) < 0	       ? "malformed EXEC"
-								       : NULL;
-	if (why)
-		return client_end_session(c, f->channel, why, EXIT_FAILED, EINVAL);
-	struct channel *ch = xcalloc(1, sizeof(*ch));
-	const char *a0 = e.argv && e.argv[0] && e.argv[0][0] ? e.argv[0] : "login shell";
-	const char *base = strrchr(a0, '/');
-	snprintf(ch->prog, sizeof(ch->prog), "%s", base && base[1] ? base + 1 : a0);
-	for (char *p = ch->prog; *p; p++)
-		if (*p < 32 || *p > 126 || *p == '\'')
-			*p = '?';
-	ch->id = ++m->next_chan ? m->next_chan : ++m->next_chan;
-	ch->cl = c;
-	ch->cl_chan = f->channel;
-	ch->credit = PROTO_WINDOW_INIT;
-	ch->app = (e.flags & EXEC_APP) != 0;
-	if (ch->app) {
-		m->apps_live++;
-		m->apps_started++;
-	}
-	proto_exec_free(&e);
-	m->chans[slot] = ch;
-	if (!check)
-		return agent_send(m, MSG_EXEC, ch->id, f->payload, f->len);
-	ch->holding = true;
-	chan_hold(m, ch, MSG_EXEC, f->payload, f->len);
-	if (!m->ping_sent)
-		agent_ping(m);
-}
-
-static void handle_client_frame(struct mon *m, struct client *c, const struct proto_frame *f)
-{
-	/* Sessions are activity; a `list` or `inspect` asking for status is not. */
-	if (f->type != MSG_CTL)
-		m->last_activity = now_ms();
-	if (f->type == MSG_CTL)
-		return handle_ctl(m, c, f);
-	if (f->type == MSG_EXEC)
-		return handle_client_exec(m, c, f);
-	switch (f->type) {
-	case MSG_STDIN:
-	case MSG_STDIN_EOF:
-	case MSG_SIGNAL:
-	case MSG_WINSIZE:
-	case MSG_WINDOW: {
-		struct channel *ch = chan_by_client(m, c, f->channel);
-		if (!ch)
-			return;
-		if (f->type == MSG_WINDOW) {
-			uint32_t v;
-			if (proto_decode_u32(f, &v) < 0 || ch->credit + v > 64ull * PROTO_WINDOW_INIT) {
-				c->closing = true;
-				return;
-			}
-			ch->credit += v;
-		}
-		if (ch->holding) {
-			if (m->held_bytes + f->len + PROTO_HDR_SIZE > HELD_MAX)
-				c->closing = true;
-			else
-				chan_hold(m, ch, f->type, f->payload, f->len);
-			return;
-		}
-		agent_send(m, f->type, ch->id, f->payload, f->len);
-		return;
-	}
-	case MSG_PING:
-		client_send(c, MSG_PONG, f->channel, f->payload, f->len);
-		return;
-	default:
-		c->closing = true;
-		return;
-	}
-}
-
-static void client_readable(struct mon *m, struct client *c)
-{
-	long n = proto_reader_read_fd(&c->rd, c->fd);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-		c->closing = true;
-		return;
-	}
-	struct proto_frame f;
-	int k;
-	while (!c->closing && (k = proto_reader_next(&c->rd, &f)) == 1)
-		handle_client_frame(m, c, &f);
-	if (k < 0)
-		c->closing = true;
-}
-
-static void accept_clients(struct mon *m)
-{
-	for (;;) {
-		int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0)
-			return;
-		size_t slot = MAX_CLIENTS;
-		for (size_t i = 0; i < MAX_CLIENTS && slot == MAX_CLIENTS; i++)
-			if (!m->clients[i])
-				slot = i;
-		if (slot == MAX_CLIENTS) {
-			close(fd);
-			continue;
-		}
-		struct client *c = xcalloc(1, sizeof(*c));
-		c->fd = fd;
-		proto_reader_init(&c->rd);
-		m->clients[slot] = c;
-	}
 }
 
 /* ---- lifecycle ---- */

@@ -203,7 +203,8 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 		ARG("microvm,rtc=on,isa-serial=on,pcie=%s%s", desktop_needs_pci(s) ? "on" : "off",
 		    shm ? ",memory-backend=mem" : "");
 	else
-		ARG("q35,smm=%s%s", s->firmware == FIRMWARE_UEFI_SECURE ? "on" : "off", shm ? ",memory-backend=mem" : "");
+		ARG("q35,smm=%s%s", s->firmware == FIRMWARE_UEFI_SECURE ? "on" : "off",
+		    shm ? ",memory-backend=mem" : "");
 	ARG("-accel");
 	ARG("%s", c->accel->kvm ? "kvm" : "tcg");
 	ARG("-cpu");

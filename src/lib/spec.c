@@ -415,7 +415,8 @@ static int share_mount(struct ytree_ctx *c, void *obj, const struct ynode *v, co
 	}
 	if (!spec_valid_guest_path(sh->mount)) {
 		_cleanup_free_ char *q = ytree_quote(sh->mount);
-		return ytree_error(c, v, path, "must be a guest path without '..', spaces, commas or control characters, got '%s'",
+		return ytree_error(c, v, path,
+				   "must be a guest path without '..', spaces, commas or control characters, got '%s'",
 				   q);
 	}
 	return 0;
@@ -503,8 +504,7 @@ static int vm_home(struct ytree_ctx *c, void *obj, const struct ynode *v, const 
 	}
 	if (!v->str[0] || (v->str[0] != '/' && v->str[0] != '~')) {
 		_cleanup_free_ char *q = ytree_quote(v->str);
-		return ytree_error(c, v, path, "expected true, false or an absolute host path (or ~/...), got '%s'",
-				   q);
+		return ytree_error(c, v, path, "expected true, false or an absolute host path (or ~/...), got '%s'", q);
 	}
 	s->home = HOME_PATH;
 	s->home_path = xstrdup(v->str);
@@ -1053,16 +1053,18 @@ bool spec_equal(const struct vm_spec *a, const struct vm_spec *b)
 	if (!a || !b)
 		return false;
 	if (!str_eq(a->name, b->name) || a->source != b->source || !str_eq(a->template, b->template) ||
-	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->oci, b->oci) || !str_eq(a->kernel, b->kernel) ||
-	    !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory || a->cpus != b->cpus || a->disk != b->disk || a->root_size != b->root_size ||
-	    a->firmware != b->firmware || a->tpm != b->tpm || a->accel != b->accel || !str_eq(a->backend, b->backend) ||
-	    !str_eq(a->uri, b->uri) || !strv_eq(a->libvirt_snippets, b->libvirt_snippets) || a->net_mode != b->net_mode || !str_eq(a->netvm, b->netvm) ||
-	    a->is_netvm != b->is_netvm || a->netvm_subnet != b->netvm_subnet || a->auto_forward != b->auto_forward ||
-	    !strv_eq(a->forward, b->forward) || !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) ||
-	    a->ssh_port != b->ssh_port || !strv_eq(a->ci_packages, b->ci_packages) ||
-	    !strv_eq(a->ci_runcmd, b->ci_runcmd) || a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s ||
-	    a->stop_timeout_s != b->stop_timeout_s || a->disposable != b->disposable || a->autostart != b->autostart ||
-	    !str_eq(a->color, b->color) || !spec_desktop_equal(&a->desk, &b->desk) || a->n_shares != b->n_shares || a->home != b->home ||
+	    !str_eq(a->image, b->image) || !str_eq(a->checksum, b->checksum) || !str_eq(a->oci, b->oci) ||
+	    !str_eq(a->kernel, b->kernel) || !str_eq(a->cmdline, b->cmdline) || a->memory != b->memory ||
+	    a->cpus != b->cpus || a->disk != b->disk || a->root_size != b->root_size || a->firmware != b->firmware ||
+	    a->tpm != b->tpm || a->accel != b->accel || !str_eq(a->backend, b->backend) || !str_eq(a->uri, b->uri) ||
+	    !strv_eq(a->libvirt_snippets, b->libvirt_snippets) || a->net_mode != b->net_mode ||
+	    !str_eq(a->netvm, b->netvm) || a->is_netvm != b->is_netvm || a->netvm_subnet != b->netvm_subnet ||
+	    a->auto_forward != b->auto_forward || !strv_eq(a->forward, b->forward) ||
+	    !str_eq(a->ssh_user, b->ssh_user) || !str_eq(a->ssh_key, b->ssh_key) || a->ssh_port != b->ssh_port ||
+	    !strv_eq(a->ci_packages, b->ci_packages) || !strv_eq(a->ci_runcmd, b->ci_runcmd) ||
+	    a->on_app_exit != b->on_app_exit || a->idle_s != b->idle_s || a->stop_timeout_s != b->stop_timeout_s ||
+	    a->disposable != b->disposable || a->autostart != b->autostart || !str_eq(a->color, b->color) ||
+	    !spec_desktop_equal(&a->desk, &b->desk) || a->n_shares != b->n_shares || a->home != b->home ||
 	    !str_eq(a->home_path, b->home_path) || !spec_devices_equal(a, b))
 		return false;
 	for (size_t i = 0; i < a->n_shares; i++) {

@@ -33,22 +33,22 @@ struct vm_spec {
 	char *checksum; /* source: {checksum: "sha256:HEX" | "sha256:URL"...} */
 	char *oci;	/* source: {oci: REF}: a container image (oci.h) */
 
-	char *kernel;	 /* micro: kernel path override */
-	char *cmdline;	 /* extra kernel command line */
-	uint64_t memory; /* bytes, default 512M */
-	unsigned cpus;	 /* default 1 */
-	uint64_t disk;	 /* bytes, 0 = image size */
+	char *kernel;	    /* micro: kernel path override */
+	char *cmdline;	    /* extra kernel command line */
+	uint64_t memory;    /* bytes, default 512M */
+	unsigned cpus;	    /* default 1 */
+	uint64_t disk;	    /* bytes, 0 = image size */
 	uint64_t root_size; /* oci: the root filesystem grows to at most this (bytes), 0 = the disk */
 	enum firmware firmware;
 	bool tpm;
-	enum accel_mode accel; /* ACCEL_UNSET: config.yml's default, else auto */
-	char *backend;	       /* "qemu" (default) | "libvirt" */
-	char *uri;	       /* libvirt URI */
+	enum accel_mode accel;	 /* ACCEL_UNSET: config.yml's default, else auto */
+	char *backend;		 /* "qemu" (default) | "libvirt" */
+	char *uri;		 /* libvirt URI */
 	char **libvirt_snippets; /* libvirt: {snippets: [...]}: raw domain XML (spec_libvirt.h) */
 
 	enum net_mode net_mode;
-	char *netvm;	/* network: {mode: netvm, netvm: NAME} (or the older mode: netvm:NAME) */
-	char **forward; /* strv, "8080:80", "5353:53/udp" */
+	char *netvm;	       /* network: {mode: netvm, netvm: NAME} (or the older mode: netvm:NAME) */
+	char **forward;	       /* strv, "8080:80", "5353:53/udp" */
 	bool is_netvm;	       /* network.is_netvm: routes for its clients (netvm.h) */
 	uint32_t netvm_subnet; /* network.netvm_subnet: the pinned /31 (host order, even), 0 = hashed */
 	bool auto_forward;     /* network.auto_forward: the guest's TCP listeners get host forwards */
@@ -73,7 +73,7 @@ struct vm_spec {
 	char *color;
 	struct vm_desktop desk; /* display, sound, apps, clipboard (spec_desktop.h) */
 	/* devices (spec_devices.h) */
-	char **pci;	      /* pci: ["0000:01:00.0"], normalized; vfio-pci on q35 */
+	char **pci;	       /* pci: ["0000:01:00.0"], normalized; vfio-pci on q35 */
 	struct usb_match *usb; /* usb: [{vendor, product, serial}], attached at start */
 	size_t n_usb;
 	uint64_t balloon_min; /* balloon: {min: SIZE}, the guest's floor; 0 = the policy's default */

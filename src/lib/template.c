@@ -28,13 +28,22 @@
 extern char **environ;
 
 const char *const template_micro_modules[] = {
-	"virtio_mmio",	"virtio_pci",	  "virtio_console",
-	"virtio_blk",	"virtio_net",	  "9p",
-	"9pnet_virtio", "virtio_balloon", "vmw_vsock_virtio_transport",
-	"ext4", "crc32c_generic", /* the root of a container image's disk (agent/rootfs.c) */
-	"virtiofs", /* shares with via: virtiofs (agent/mounts.c) */
+	"virtio_mmio",
+	"virtio_pci",
+	"virtio_console",
+	"virtio_blk",
+	"virtio_net",
+	"9p",
+	"9pnet_virtio",
+	"virtio_balloon",
+	"vmw_vsock_virtio_transport",
+	"ext4",
+	"crc32c_generic", /* the root of a container image's disk (agent/rootfs.c) */
+	"virtiofs",	  /* shares with via: virtiofs (agent/mounts.c) */
 	/* display and sound: loaded only when the device is there (agent/pid1.c) */
-	"virtio_gpu", "snd_hda_codec_generic", "snd_hda_intel",
+	"virtio_gpu",
+	"snd_hda_codec_generic",
+	"snd_hda_intel",
 	NULL,
 };
 
@@ -1013,8 +1022,8 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 		return r;
 	modules = template_net_modules(modules_dir, modules);
 	_cleanup_strv_ char **extra = template_nft_files();
-	struct micro_build b = {release, modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox", in->agent,
-				extra};
+	struct micro_build b = {release,   modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox",
+				in->agent, extra};
 	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)
 		return r;
 

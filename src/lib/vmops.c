@@ -233,8 +233,8 @@ static void autostart_after_create(const char *name, const struct vm_spec *spec,
 static void undo_create(struct store *st, const char *name, bool keep_disk)
 {
 	static const char *const made[] = {
-		"disk.qcow2", "seed.iso",	"authorized_keys",	"nvram.fd",
-		"id_ed25519", "id_ed25519.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub",
+		"disk.qcow2",  "seed.iso",	 "authorized_keys",	 "nvram.fd",
+		"id_ed25519",  "id_ed25519.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub",
 		"known_hosts", "oci-config.json"};
 	for (size_t i = keep_disk ? 1 : 0; i < ARRAY_SIZE(made); i++) {
 		_cleanup_free_ char *p = store_vm_file(st, name, made[i]);

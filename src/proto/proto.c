@@ -491,8 +491,9 @@ int proto_decode_winsize(const struct proto_frame *f, uint16_t *rows, uint16_t *
 const char *proto_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-		"?",	  "HELLO", "EXEC", "STDIN",    "STDIN_EOF", "STDOUT", "STDERR",	  "EXIT",  "SIGNAL", "WINSIZE",
-		"WINDOW", "PING",  "PONG", "POWEROFF", "MOUNT",	    "STAT",   "ACTIVITY", "ERROR", "CTL",    "IDENTITY", "LISTENERS",
+		"?",	 "HELLO",  "EXEC",     "STDIN",	 "STDIN_EOF", "STDOUT",	  "STDERR",
+		"EXIT",	 "SIGNAL", "WINSIZE",  "WINDOW", "PING",      "PONG",	  "POWEROFF",
+		"MOUNT", "STAT",   "ACTIVITY", "ERROR",	 "CTL",	      "IDENTITY", "LISTENERS",
 	};
 	return type <= MSG_TYPE_MAX ? names[type] : "?";
 }

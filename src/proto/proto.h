@@ -36,10 +36,10 @@ enum proto_type {
 			 * share; agent -> host, the answer: the same, then i32 errno (0: mounted) and
 			 * str message */
 	MSG_STAT = 15,
-	MSG_ACTIVITY = 16, /* u32 sessions, u32 live process groups */
-	MSG_ERROR = 17,	   /* str message */
-	MSG_CTL = 18,	   /* CLI <-> monitor only: JSON text */
-	MSG_IDENTITY = 19, /* host -> agent, a clone restored from a warm template: u64 realtime_ns,
+	MSG_ACTIVITY = 16,  /* u32 sessions, u32 live process groups */
+	MSG_ERROR = 17,	    /* str message */
+	MSG_CTL = 18,	    /* CLI <-> monitor only: JSON text */
+	MSG_IDENTITY = 19,  /* host -> agent, a clone restored from a warm template: u64 realtime_ns,
 			    * str hostname, str machine_id, u32 n + n bytes of host entropy */
 	MSG_LISTENERS = 20, /* listeners.h: the guest's TCP listeners, for auto_forward */
 	MSG_TYPE_MAX = 20,

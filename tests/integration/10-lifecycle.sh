@@ -21,7 +21,7 @@ like "$OUT" '^started demo' "start prints 'started'"
 is "$(qemu_count)" 1 "one QEMU runs for this HUTCH_HOME"
 
 run hutch list
-like "$OUT" '^demo +running +tcg +512M ' "list shows demo running, tcg, 512M"
+like "$OUT" '^demo +running +qemu +tcg +512M ' "list shows demo running, tcg, 512M"
 
 run hutch list --json
 is "$RC" 0 "list --json exits 0"

@@ -181,9 +181,10 @@ run hutch stop hflap
 is "$RC" 0 "flap: stop works"
 ok "flap: nothing left" wait_until 30 vm_gone hflap
 
-# run --rm: the program's agent goes away; run exits 255 and removes its instance as usual
+# run --rm: the program's agent goes away; run exits 255 and removes its instance as usual. Cold:
+# the hostile agent's flap mode only answers PING and EXEC, not the HELLO query a warm clone gets.
 section "run --rm"
-run hutch run --rm hflap -- flap 2
+run hutch run --rm --cold hflap -- flap 2
 is "$RC" 255 "run --rm: a program whose agent went away exits 255"
 like "$ERR" "the guest agent in 'hflap-[0-9a-f]+' went away while 'flap' was running; its result is unknown" \
 	"run --rm: ... with the message"

@@ -173,7 +173,7 @@ cp "$T/known_hosts.keep" "$V/deb/known_hosts"
 
 # ---- cloud-init's state in list and inspect ----
 run hutch list
-like "$OUT" '^deb +running +tcg .* error$' "list shows cloud-init's state: error"
+like "$OUT" '^deb +running +qemu +tcg .* error$' "list shows cloud-init's state: error"
 run hutch list --json
 is "$(json_get "$OUT" '[v["cloud_init"] for v in j if v["name"]=="deb"][0]')" error "list --json: cloud_init error"
 like "$(json_get "$OUT" '[v["cloud_init_failures"][0] for v in j if v["name"]=="deb"][0]')" '^scripts-user: ' \

@@ -165,6 +165,11 @@ static void test_network_none(void **state UNUSED)
 	check_golden("network-none.xml", xml);
 }
 
+/* gcc 12 reports the pointers into xml below as dangling (a false positive around cmocka's
+ * longjmp-based asserts and the _cleanup_free_ buffer); clang and ASan see nothing wrong. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
 static void test_snippets(void **state UNUSED)
 {
 	_cleanup_(spec_freep) struct vm_spec *s = micro_spec();

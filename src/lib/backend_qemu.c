@@ -236,8 +236,8 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 	if (r < 0)
 		goto fail;
 	ret->shares = xcalloc(1, sizeof(*ret->shares));
-	r = shares_plan_vm(vm->store, vm->name, vm->spec, ret->run_dir, use == PLAN_RENDER ? SHARES_RENDER : SHARES_START,
-			   ret->shares, err);
+	r = shares_plan_vm(vm->store, vm->name, vm->spec, ret->run_dir,
+			   use == PLAN_RENDER ? SHARES_RENDER : SHARES_START, ret->shares, err);
 	if (r < 0)
 		goto fail;
 	struct qemu_config c = {
