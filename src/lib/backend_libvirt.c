@@ -462,6 +462,35 @@ int libvirt_session_connect(const struct store *st, const char *name, int *ret_f
 	return r;
 }
 
+int libvirt_usb(const struct store *st, const char *name, unsigned vendor, unsigned product, unsigned bus, unsigned dev,
+		bool attach, struct hutch_error *err)
+{
+	struct vm vm;
+	if (vm_load((struct store *)st, name, &vm, NULL) < 0)
+		return 0;
+	if (!vm.spec->backend || strcmp(vm.spec->backend, "libvirt") != 0) {
+		vm_release(&vm);
+		return 0;
+	}
+	_cleanup_free_ char *xml = NULL;
+	struct lv l = {0};
+	int r = domain_xml_usb_hostdev(vendor, product, bus, dev, &xml, err);
+	if (r == 0)
+		r = lv_open(&vm, &l, err);
+	if (r == 0 && !lv_active(&l, NULL))
+		r = hutch_error_set(err, ENOTCONN, "VM '%s' is not running", name);
+	/* live only: a device plugged at runtime is not part of the definition (usb: in the spec is) */
+	if (r == 0 && (attach ? virDomainAttachDeviceFlags(l.dom, xml, VIR_DOMAIN_AFFECT_LIVE)
+			      : virDomainDetachDeviceFlags(l.dom, xml, VIR_DOMAIN_AFFECT_LIVE)) < 0)
+		r = hutch_error_set(err, EIO, "libvirt could not %s %04x:%04x (bus %u, device %u) %s '%s': %s",
+				    attach ? "attach" : "detach", vendor, product, bus, dev, attach ? "to" : "from",
+				    name, virt_last_error("unknown error"));
+	if (l.conn)
+		lv_close(&l);
+	vm_release(&vm);
+	return r < 0 ? r : 1;
+}
+
 const char *libvirt_uri_of(struct vm *vm, char **ret)
 {
 	*ret = NULL;
@@ -510,6 +539,12 @@ int libvirt_define(struct vm *vm, struct hutch_error *err)
 int libvirt_undefine(struct vm *vm, bool force, struct hutch_error *err) { return 0; }
 
 int libvirt_session_connect(const struct store *st, const char *name, int *ret_fd, struct hutch_error *err)
+{
+	return 0;
+}
+
+int libvirt_usb(const struct store *st, const char *name, unsigned vendor, unsigned product, unsigned bus, unsigned dev,
+		bool attach, struct hutch_error *err)
 {
 	return 0;
 }

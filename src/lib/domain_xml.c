@@ -289,6 +289,34 @@ static void write_snippets(struct w *w, char *const *snippets, bool devices)
 
 /* pci: and usb: (spec_devices.h): PCI functions managed by libvirt (it binds them to vfio-pci), USB
  * devices by vendor and product, optional at start as the qemu backend attaches them when present. */
+/* A USB device by vendor and product; at runtime (bus != 0) also by its bus and device number, so
+ * the one device the user named is taken even when several share an id. At start the device is
+ * optional: a VM whose device is unplugged still boots. */
+static void write_usb_hostdev(struct w *w, unsigned vendor, unsigned product, unsigned bus, unsigned dev)
+{
+	start(w, "hostdev");
+	attr(w, "mode", "subsystem");
+	attr(w, "type", "usb");
+	attr(w, "managed", "no");
+	start(w, "source");
+	if (!bus)
+		attr(w, "startupPolicy", "optional");
+	start(w, "vendor");
+	attrf(w, "id", "0x%04x", vendor);
+	end(w);
+	start(w, "product");
+	attrf(w, "id", "0x%04x", product);
+	end(w);
+	if (bus) {
+		start(w, "address");
+		attrf(w, "bus", "%u", bus);
+		attrf(w, "device", "%u", dev);
+		end(w);
+	}
+	end(w);
+	end(w);
+}
+
 static void write_hostdevs(struct w *w, const struct vm_spec *s)
 {
 	for (size_t i = 0; s->pci && s->pci[i]; i++) {
@@ -309,22 +337,8 @@ static void write_hostdevs(struct w *w, const struct vm_spec *s)
 		end(w);
 		end(w);
 	}
-	for (size_t i = 0; i < s->n_usb; i++) {
-		start(w, "hostdev");
-		attr(w, "mode", "subsystem");
-		attr(w, "type", "usb");
-		attr(w, "managed", "no");
-		start(w, "source");
-		attr(w, "startupPolicy", "optional");
-		start(w, "vendor");
-		attrf(w, "id", "0x%04x", s->usb[i].vendor);
-		end(w);
-		start(w, "product");
-		attrf(w, "id", "0x%04x", s->usb[i].product);
-		end(w);
-		end(w);
-		end(w);
-	}
+	for (size_t i = 0; i < s->n_usb; i++)
+		write_usb_hostdev(w, s->usb[i].vendor, s->usb[i].product, 0, 0);
 }
 
 /* 9p shares as <filesystem type='mount'>: accessmode mapped is QEMU's security_model=mapped-xattr,
@@ -577,5 +591,30 @@ int domain_xml_check_snippet(const char *xml, bool *ret_device, struct hutch_err
 	if (ret_device)
 		*ret_device = dev;
 	return 0;
+}
+int domain_xml_usb_hostdev(unsigned vendor, unsigned product, unsigned bus, unsigned dev, char **ret,
+			   struct hutch_error *err)
+{
+	int r = lazy_xml_load(err);
+	if (r < 0)
+		return r;
+	xmlBufferPtr buf = xmlBufferCreate();
+	xmlTextWriterPtr x = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
+	if (!x) {
+		if (buf)
+			xmlBufferFree(buf);
+		return hutch_error_set(err, ENOMEM, "cannot make an XML writer");
+	}
+	struct w w = {.x = x};
+	write_usb_hostdev(&w, vendor, product, bus, dev);
+	if (!w.failed && xmlTextWriterEndDocument(x) < 0)
+		w.failed = true;
+	xmlFreeTextWriter(x);
+	if (w.failed)
+		r = hutch_error_set(err, EIO, "cannot write the hostdev XML of %04x:%04x", vendor, product);
+	else
+		*ret = xstrdup((const char *)xmlBufferContent(buf));
+	xmlBufferFree(buf);
+	return r;
 }
 #endif

@@ -36,3 +36,7 @@ int domain_xml_render(const struct domain_xml_input *in, char **ret, struct hutc
 int domain_xml_check_snippet(const char *xml, bool *ret_device, struct hutch_error *err);
 /* The domain name of VM NAME. */
 char *domain_xml_name(const char *vm_name);
+/* <hostdev type='usb'> for one host device (vendor, product, bus and device number), for
+ * virDomainAttachDevice and virDomainDetachDevice at runtime. */
+int domain_xml_usb_hostdev(unsigned vendor, unsigned product, unsigned bus, unsigned dev, char **ret,
+			   struct hutch_error *err);

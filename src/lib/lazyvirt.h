@@ -20,7 +20,9 @@ int lazy_xml_load(struct hutch_error *err);
 	X(virConnectOpen)                     \
 	X(virConnectRef)                      \
 	X(virConnectSetKeepAlive)             \
+	X(virDomainAttachDeviceFlags)         \
 	X(virDomainCreateWithFlags)           \
+	X(virDomainDetachDeviceFlags)         \
 	X(virDomainCreateXML)                 \
 	X(virDomainDefineXMLFlags)            \
 	X(virDomainDestroy)                   \
@@ -71,7 +73,9 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #define virConnectOpen (*lazy_virt()->virConnectOpen)
 #define virConnectRef (*lazy_virt()->virConnectRef)
 #define virConnectSetKeepAlive (*lazy_virt()->virConnectSetKeepAlive)
+#define virDomainAttachDeviceFlags (*lazy_virt()->virDomainAttachDeviceFlags)
 #define virDomainCreateWithFlags (*lazy_virt()->virDomainCreateWithFlags)
+#define virDomainDetachDeviceFlags (*lazy_virt()->virDomainDetachDeviceFlags)
 #define virDomainCreateXML (*lazy_virt()->virDomainCreateXML)
 #define virDomainDefineXMLFlags (*lazy_virt()->virDomainDefineXMLFlags)
 #define virDomainDestroy (*lazy_virt()->virDomainDestroy)

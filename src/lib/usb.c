@@ -1,5 +1,6 @@
 /* Host USB devices for VMs (usb.h). */
 #include "usb.h"
+#include "backend_libvirt.h"
 #include "qmp.h"
 #include "unixsock.h"
 
@@ -242,8 +243,14 @@ static int record(const struct store *st, const char *name, const struct usb_dev
 
 int usb_detach(const struct store *st, const char *name, const struct usb_dev *d, struct hutch_error *err)
 {
+	int r = libvirt_usb(st, name, d->vendor, d->product, d->bus, d->dev, false, err);
+	if (r != 0) {
+		_cleanup_free_ char *p = record_path(st, name, d->port);
+		unlink(p);
+		return r < 0 ? r : 0;
+	}
 	_cleanup_(qmp_closep) struct qmp *q = NULL;
-	int r = qmp_user(st, name, &q, err);
+	r = qmp_user(st, name, &q, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *id = usb_qdev_id(d);
@@ -268,8 +275,12 @@ int usb_attach(const struct store *st, const char *name, const struct usb_dev *d
 		if (r < 0)
 			return r;
 	}
+	/* libvirt opens the node itself (in session mode, as the user: the same permission counts) */
+	int r = libvirt_usb(st, name, d->vendor, d->product, d->bus, d->dev, true, err);
+	if (r != 0)
+		return r < 0 ? r : record(st, name, d, err);
 	_cleanup_(qmp_closep) struct qmp *q = NULL;
-	int r = qmp_user(st, name, &q, err);
+	r = qmp_user(st, name, &q, err);
 	if (r < 0)
 		return r;
 	json_object *ret = NULL, *v;

@@ -23,6 +23,27 @@ struct pump {
 	int fd;
 };
 
+/* Our caller may close its end at any time (stop closes it after POWEROFF): EPIPE, never SIGPIPE,
+ * which would kill the whole hutch process from this thread. */
+static int send_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pf = {.fd = fd, .events = POLLOUT};
+			poll(&pf, 1, 1000);
+			continue;
+		}
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static void *pump_thread(void *arg)
 {
 	struct pump *p = arg;
@@ -38,7 +59,7 @@ static void *pump_thread(void *arg)
 		}
 		int got = virStreamRecv(p->st, buf, sizeof(buf));
 		if (got > 0) {
-			if (write_all(p->fd, buf, (size_t)got) < 0)
+			if (send_all(p->fd, buf, (size_t)got) < 0)
 				break;
 			continue;
 		}

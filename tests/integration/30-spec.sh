@@ -21,8 +21,8 @@ is "$RC" 0 "create web picks its definition from hutch.yml"
 run hutch create db
 is "$RC" 0 "create db from the same hutch.yml"
 run hutch list -a
-like "$OUT" '^web +stopped +- +256M +1 ' "web has hutch.yml's memory"
-like "$OUT" '^db +stopped +- +384M +2 ' "db has hutch.yml's memory and cpus"
+like "$OUT" '^web +stopped +qemu +- +256M +1 ' "web has hutch.yml's memory"
+like "$OUT" '^db +stopped +qemu +- +384M +2 ' "db has hutch.yml's memory and cpus"
 
 run hutch create web2 --template micro --memory 1G --cpus 3
 is "$RC" 0 "create with --memory and --cpus overrides"
@@ -39,7 +39,7 @@ EOF
 run hutch create other --from "$T/other.yml"
 is "$RC" 0 "create --from FILE"
 run hutch list -a
-like "$OUT" '^other +stopped +- +300M ' "the --from VM has its file's memory"
+like "$OUT" '^other +stopped +qemu +- +300M ' "the --from VM has its file's memory"
 unlike "$OUT" '^spare ' "--from creates only the named VM"
 
 run hutch create absent --from "$T/other.yml"

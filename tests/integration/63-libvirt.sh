@@ -69,6 +69,20 @@ is "$(printf '%s\n' "$ERR" | grep -c "skipping '.*fifo'")" 1 "... warns once, th
 run hutch exec "$N" -- cat /tmp/tree/sub/f
 is "$OUT" "hi" "... and copies the rest"
 
+# usb attach on a libvirt VM goes to libvirt (virDomainAttachDeviceFlags), not to a QEMU socket of
+# hutch's: a fake device (this machine has no USB) is opened by hutch, then refused by libvirt
+F=$T/fakeusb
+mkdir -p "$F/sys/bus/usb/devices/1-2" "$F/dev/bus/usb/001"
+echo 1 >"$F/sys/bus/usb/devices/1-2/busnum"
+echo 4 >"$F/sys/bus/usb/devices/1-2/devnum"
+echo 17ef >"$F/sys/bus/usb/devices/1-2/idVendor"
+echo 60e0 >"$F/sys/bus/usb/devices/1-2/idProduct"
+echo "ThinkPad Keyboard" >"$F/sys/bus/usb/devices/1-2/product"
+: >"$F/dev/bus/usb/001/004"
+run env HUTCH_SYSFS_ROOT="$F" hutch usb attach "$N" 17ef:60e0
+is "$RC" 1 "usb attach of a device libvirt cannot find fails"
+like "$ERR" "libvirt could not attach 17ef:60e0 \\(bus 1, device 4\\) to '$N'" "... with libvirt's own refusal"
+
 run hutch start "$N"
 is "$RC" 1 "start of a running libvirt VM fails"
 like "$ERR" "already running" "... saying already running"

@@ -190,6 +190,23 @@ static void test_snippets(void **state UNUSED)
 	check_golden("snippets.xml", xml);
 }
 
+/* usb attach on a libvirt VM: the one device the user named, by id and by bus and device number */
+static void test_usb_hostdev(void **state UNUSED)
+{
+	char *xml = NULL;
+	struct hutch_error err = {0};
+	assert_int_equal(domain_xml_usb_hostdev(0x17ef, 0x60e0, 1, 5, &xml, &err), 0);
+	assert_non_null(strstr(xml, "<hostdev mode=\"subsystem\" type=\"usb\" managed=\"no\">"));
+	assert_non_null(strstr(xml, "<vendor id=\"0x17ef\"/>"));
+	assert_non_null(strstr(xml, "<product id=\"0x60e0\"/>"));
+	assert_non_null(strstr(xml, "<address bus=\"1\" device=\"5\"/>"));
+	assert_null(strstr(xml, "startupPolicy")); /* only for usb: devices at start */
+	bool device = false;
+	assert_int_equal(domain_xml_check_snippet(xml, &device, &err), 0); /* well-formed, a device */
+	assert_true(device);
+	free(xml);
+}
+
 static void test_snippet_errors(void **state UNUSED)
 {
 	struct hutch_error err = {0};
@@ -270,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_forwards_qemu_net),
 		cmocka_unit_test(test_network_none),
 		cmocka_unit_test(test_snippets),
+		cmocka_unit_test(test_usb_hostdev),
 		cmocka_unit_test(test_snippet_errors),
 		cmocka_unit_test(test_spec_snippets),
 		cmocka_unit_test(test_goldens_validate),
