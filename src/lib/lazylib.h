@@ -36,14 +36,17 @@ void lazy_archive_preload_join(void);
 	X(archive_entry_size)                    \
 	X(archive_entry_size_is_set)             \
 	X(archive_entry_symlink)                 \
+	X(archive_entry_symlink_utf8)            \
 	X(archive_entry_uid)                     \
 	X(archive_entry_copy_stat)               \
 	X(archive_entry_copy_symlink)            \
 	X(archive_entry_filetype)                \
 	X(archive_entry_free)                    \
 	X(archive_entry_hardlink)                \
+	X(archive_entry_hardlink_utf8)           \
 	X(archive_entry_new)                     \
 	X(archive_entry_pathname)                \
+	X(archive_entry_pathname_utf8)           \
 	X(archive_entry_set_filetype)            \
 	X(archive_entry_set_gid)                 \
 	X(archive_entry_set_ino)                 \
@@ -102,14 +105,17 @@ const struct lazy_archive_table *lazy_archive(void); /* loaded, or exit 127 */
 #define archive_entry_size (*lazy_archive()->archive_entry_size)
 #define archive_entry_size_is_set (*lazy_archive()->archive_entry_size_is_set)
 #define archive_entry_symlink (*lazy_archive()->archive_entry_symlink)
+#define archive_entry_symlink_utf8 (*lazy_archive()->archive_entry_symlink_utf8)
 #define archive_entry_uid (*lazy_archive()->archive_entry_uid)
 #define archive_entry_copy_stat (*lazy_archive()->archive_entry_copy_stat)
 #define archive_entry_copy_symlink (*lazy_archive()->archive_entry_copy_symlink)
 #define archive_entry_filetype (*lazy_archive()->archive_entry_filetype)
 #define archive_entry_free (*lazy_archive()->archive_entry_free)
 #define archive_entry_hardlink (*lazy_archive()->archive_entry_hardlink)
+#define archive_entry_hardlink_utf8 (*lazy_archive()->archive_entry_hardlink_utf8)
 #define archive_entry_new (*lazy_archive()->archive_entry_new)
 #define archive_entry_pathname (*lazy_archive()->archive_entry_pathname)
+#define archive_entry_pathname_utf8 (*lazy_archive()->archive_entry_pathname_utf8)
 #define archive_entry_set_filetype (*lazy_archive()->archive_entry_set_filetype)
 #define archive_entry_set_gid (*lazy_archive()->archive_entry_set_gid)
 #define archive_entry_set_ino (*lazy_archive()->archive_entry_set_ino)

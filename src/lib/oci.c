@@ -917,14 +917,20 @@ static int apply_whiteout(struct unpack *u, int pfd, const char *parent, const c
 
 static int apply_entry(struct unpack *u, struct archive *a, struct archive_entry *e, struct hutch_error *err)
 {
-	const char *untrusted_name = archive_entry_pathname(e);
+	/* names are bytes to the kernel: the UTF-8 form when there is one (in the C locale a pax
+	 * header's UTF-8 path has no locale form), else the header's own bytes */
+	const char *untrusted_name = archive_entry_pathname_utf8(e);
+	if (!untrusted_name)
+		untrusted_name = archive_entry_pathname(e);
 	_cleanup_free_ char *path = NULL;
 	if (!untrusted_name || path_clean(untrusted_name, &path) < 0)
 		return entry_fail(err, EINVAL, untrusted_name ? untrusted_name : "", "escapes the root (a '..' in it)");
-	if (strpbrk(path, "\n\"\\"))
-		return entry_fail(err, EINVAL, untrusted_name, "has a newline, quote or backslash in its name");
+	if (strchr(path, '\n'))
+		return entry_fail(err, EINVAL, untrusted_name, "has a newline in its name");
 	mode_t type = archive_entry_filetype(e);
-	const char *hardlink = archive_entry_hardlink(e);
+	const char *hardlink = archive_entry_hardlink_utf8(e);
+	if (!hardlink)
+		hardlink = archive_entry_hardlink(e);
 	if (!*path) {
 		if (type == AE_IFDIR && !u->archive_only)
 			node_set(tree_put(u->tree, ""), e, u->layer, true);
@@ -1016,7 +1022,9 @@ static int apply_entry(struct unpack *u, struct archive *a, struct archive_entry
 		break;
 	}
 	case AE_IFLNK: {
-		const char *target = archive_entry_symlink(e);
+		const char *target = archive_entry_symlink_utf8(e);
+		if (!target)
+			target = archive_entry_symlink(e);
 		if (!target || !*target || strlen(target) > PATH_MAX_OCI)
 			return entry_fail(err, EINVAL, untrusted_name, "is a link with no or an over-long target");
 		/* A link is content: it is stored as is and never followed while unpacking. */
@@ -1062,7 +1070,8 @@ static int apply_tar(struct unpack *u, int fd, struct hutch_error *err)
 	}
 	struct archive_entry *e;
 	int ar;
-	while (r == 0 && (ar = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	/* ARCHIVE_WARN: a name with no form in the current locale (C under env -i); the entry is whole */
+	while (r == 0 && ((ar = archive_read_next_header(a, &e)) == ARCHIVE_OK || ar == ARCHIVE_WARN)) {
 		if (u->archive_only && ++u->entries > OCI_ARCHIVE_ENTRIES_MAX)
 			r = hutch_error_set(err, EFBIG, "more than %d files in the archive", OCI_ARCHIVE_ENTRIES_MAX);
 		else

@@ -85,6 +85,18 @@ static int run_tool(char *const argv[], const char *extra_env, const char *log, 
 	return hutch_error_set(err, EIO, "%s failed: %s", argv[0], out && *out ? (last ? last + 1 : out) : "no output");
 }
 
+/* A name as one debugfs argument: in double quotes, where "" is a literal quote and a backslash is
+ * itself (e2fsprogs' ss parser). Newlines were refused while unpacking: the script is line-based. */
+static char *dfs_quoted(const char *prefix, const char *s, size_t len)
+{
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_addf(&sb, "\"%s", prefix);
+	for (size_t i = 0; i < len; i++)
+		strbuf_addf(&sb, s[i] == '"' ? "\"\"" : "%c", s[i]);
+	strbuf_addf(&sb, "\"");
+	return strbuf_detach(&sb, NULL);
+}
+
 char *oci_disk_fixup_script(const struct oci_tree *t)
 {
 	size_t n = 0;
@@ -92,15 +104,16 @@ char *oci_disk_fixup_script(const struct oci_tree *t)
 	struct strbuf sb = STRBUF_INIT;
 	for (size_t i = 0; i < n; i++) {
 		const struct oci_node *nd = v[i];
-		/* names with quotes, backslashes or newlines were refused while unpacking */
-		_cleanup_free_ char *p = xasprintf("\"/%s\"", nd->path);
+		_cleanup_free_ char *p = dfs_quoted("/", nd->path, strlen(nd->path));
 		if (!nd->on_disk) {
 			/* mknod links the name into the current dir as it is: no path lookup */
 			char kind = S_ISBLK(nd->mode) ? 'b' : 'c';
 			const char *slash = strrchr(nd->path, '/');
-			strbuf_addf(&sb, "cd \"/%.*s\"\nmknod \"%s\" %c %u %u\ncd /\n",
-				    slash ? (int)(slash - nd->path) : 0, nd->path, slash ? slash + 1 : nd->path, kind,
-				    nd->rdev_major, nd->rdev_minor);
+			const char *base = slash ? slash + 1 : nd->path;
+			_cleanup_free_ char *dir = dfs_quoted("/", nd->path, slash ? (size_t)(slash - nd->path) : 0);
+			_cleanup_free_ char *name = dfs_quoted("", base, strlen(base));
+			strbuf_addf(&sb, "cd %s\nmknod %s %c %u %u\ncd /\n", dir, name, kind, nd->rdev_major,
+				    nd->rdev_minor);
 		}
 		long long tm = nd->mtime > 0 ? (long long)nd->mtime : 0;
 		strbuf_addf(&sb, "sif %s mode 0%o\nsif %s uid %u\nsif %s gid %u\n", p, nd->mode, p, nd->uid, p,

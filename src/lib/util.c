@@ -453,6 +453,10 @@ int rm_rf(const char *path)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISDIR(st.st_mode))
 		return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+	/* a tree we made may hold a directory without write or search permission for us (a 0555 dir
+	 * unpacked from an image): ours to remove, so give ourselves the right first */
+	if ((st.st_mode & 0700) != 0700)
+		chmod(path, (st.st_mode & 07777) | 0700);
 	DIR *d = opendir(path);
 	if (!d)
 		return -errno;
