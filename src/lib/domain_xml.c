@@ -289,6 +289,37 @@ static void write_snippets(struct w *w, char *const *snippets, bool devices)
 
 /* pci: and usb: (spec_devices.h): PCI functions managed by libvirt (it binds them to vfio-pci), USB
  * devices by vendor and product, optional at start as the qemu backend attaches them when present. */
+/* One document in memory: w_open, write, then w_close, which hands over the text (newline-ended). */
+static int w_open(struct w *w, xmlBufferPtr *ret_buf, struct hutch_error *err)
+{
+	xmlBufferPtr buf = xmlBufferCreate();
+	xmlTextWriterPtr x = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
+	if (!x) {
+		if (buf)
+			xmlBufferFree(buf);
+		return hutch_error_set(err, ENOMEM, "cannot make an XML writer");
+	}
+	*w = (struct w){.x = x};
+	*ret_buf = buf;
+	return 0;
+}
+
+/* Ends the document and frees the writer; *ret gets the text when ok and nothing failed. Returns
+ * whether the writing failed. */
+static bool w_close(struct w *w, xmlBufferPtr buf, bool ok, char **ret)
+{
+	if (ok && !w->failed && xmlTextWriterEndDocument(w->x) < 0)
+		w->failed = true;
+	xmlFreeTextWriter(w->x); /* flushes into buf */
+	bool failed = w->failed;
+	if (ok && !failed) {
+		const char *out = (const char *)xmlBufferContent(buf);
+		*ret = xasprintf("%s%s", out, *out && out[strlen(out) - 1] == '\n' ? "" : "\n");
+	}
+	xmlBufferFree(buf);
+	return failed;
+}
+
 /* A USB device by vendor and product; at runtime (bus != 0) also by its bus and device number, so
  * the one device the user named is taken even when several share an id. At start the device is
  * optional: a VM whose device is unplugged still boots. */
@@ -509,14 +540,11 @@ int domain_xml_render(const struct domain_xml_input *in, char **ret, struct hutc
 		return hutch_error_set(err, EINVAL, "UEFI VM '%s' has no firmware or NVRAM", in->vm_name);
 	bool qemu_net = s->net_mode == NET_USER && !in->passt;
 
-	xmlBufferPtr buf = xmlBufferCreate();
-	xmlTextWriterPtr x = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-	if (!x) {
-		if (buf)
-			xmlBufferFree(buf);
-		return hutch_error_set(err, ENOMEM, "cannot make an XML writer");
-	}
-	struct w w = {.x = x};
+	xmlBufferPtr buf;
+	struct w w;
+	if ((r = w_open(&w, &buf, err)) < 0)
+		return r;
+	xmlTextWriterPtr x = w.x;
 	xmlTextWriterSetIndent(x, 1);
 	xmlTextWriterSetIndentString(x, BAD_CAST "  ");
 	start(&w, "domain");
@@ -543,16 +571,8 @@ int domain_xml_render(const struct domain_xml_input *in, char **ret, struct hutc
 	if (r == 0)
 		write_snippets(&w, in->snippets, false);
 	end(&w); /* domain */
-	if (r == 0 && !w.failed && xmlTextWriterEndDocument(x) < 0)
-		w.failed = true;
-	xmlFreeTextWriter(x); /* flushes into buf */
-	if (r == 0 && w.failed)
+	if (w_close(&w, buf, r == 0, ret) && r == 0)
 		r = hutch_error_set(err, EIO, "cannot write the domain XML of '%s'", in->vm_name);
-	if (r == 0) {
-		const char *out = (const char *)xmlBufferContent(buf);
-		*ret = xasprintf("%s%s", out, *out && out[strlen(out) - 1] == '\n' ? "" : "\n");
-	}
-	xmlBufferFree(buf);
 	return r;
 }
 
@@ -598,23 +618,13 @@ int domain_xml_usb_hostdev(unsigned vendor, unsigned product, unsigned bus, unsi
 	int r = lazy_xml_load(err);
 	if (r < 0)
 		return r;
-	xmlBufferPtr buf = xmlBufferCreate();
-	xmlTextWriterPtr x = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-	if (!x) {
-		if (buf)
-			xmlBufferFree(buf);
-		return hutch_error_set(err, ENOMEM, "cannot make an XML writer");
-	}
-	struct w w = {.x = x};
+	xmlBufferPtr buf;
+	struct w w;
+	if ((r = w_open(&w, &buf, err)) < 0)
+		return r;
 	write_usb_hostdev(&w, vendor, product, bus, dev);
-	if (!w.failed && xmlTextWriterEndDocument(x) < 0)
-		w.failed = true;
-	xmlFreeTextWriter(x);
-	if (w.failed)
-		r = hutch_error_set(err, EIO, "cannot write the hostdev XML of %04x:%04x", vendor, product);
-	else
-		*ret = xstrdup((const char *)xmlBufferContent(buf));
-	xmlBufferFree(buf);
-	return r;
+	if (w_close(&w, buf, true, ret))
+		return hutch_error_set(err, EIO, "cannot write the hostdev XML of %04x:%04x", vendor, product);
+	return 0;
 }
 #endif

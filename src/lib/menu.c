@@ -18,23 +18,7 @@ static const unsigned icon_sizes[] = {16, 22, 24, 32, 48, 64, 128, 256};
 
 int desktop_data_home(char **ret, struct hutch_error *err)
 {
-	const char *hh = getenv("HUTCH_HOME");
-	if (hh && *hh) {
-		if (hh[0] != '/')
-			return hutch_error_set(err, EINVAL, "HUTCH_HOME must be an absolute path, not '%s'", hh);
-		*ret = xasprintf("%s/share", hh);
-		return 0;
-	}
-	const char *x = getenv("XDG_DATA_HOME");
-	if (x && x[0] == '/') {
-		*ret = xstrdup(x);
-		return 0;
-	}
-	const char *home = getenv("HOME");
-	if (!home || home[0] != '/')
-		return hutch_error_set(err, EINVAL, "HOME is not set: set HOME or HUTCH_HOME");
-	*ret = xasprintf("%s/.local/share", home);
-	return 0;
+	return store_xdg_dir("share", "XDG_DATA_HOME", ".local/share", ret, err);
 }
 
 void desktop_sync_result_release(struct desktop_sync_result *r)

@@ -55,16 +55,16 @@ void store_release(struct store *s)
 	memset(s, 0, sizeof(*s));
 }
 
-int store_user_config_home(char **ret, struct hutch_error *err)
+int store_xdg_dir(const char *hutch_sub, const char *xdg_var, const char *home_sub, char **ret, struct hutch_error *err)
 {
 	const char *hh = getenv("HUTCH_HOME");
 	if (hh && *hh) {
 		if (hh[0] != '/')
 			return hutch_error_set(err, EINVAL, "HUTCH_HOME must be an absolute path, not '%s'", hh);
-		*ret = xasprintf("%s/config", hh);
+		*ret = xasprintf("%s/%s", hh, hutch_sub);
 		return 0;
 	}
-	const char *x = getenv("XDG_CONFIG_HOME");
+	const char *x = getenv(xdg_var);
 	if (x && x[0] == '/') {
 		*ret = xstrdup(x);
 		return 0;
@@ -72,8 +72,13 @@ int store_user_config_home(char **ret, struct hutch_error *err)
 	const char *home = getenv("HOME");
 	if (!home || home[0] != '/')
 		return hutch_error_set(err, EINVAL, "HOME is not set: set HOME or HUTCH_HOME");
-	*ret = xasprintf("%s/.config", home);
+	*ret = xasprintf("%s/%s", home, home_sub);
 	return 0;
+}
+
+int store_user_config_home(char **ret, struct hutch_error *err)
+{
+	return store_xdg_dir("config", "XDG_CONFIG_HOME", ".config", ret, err);
 }
 
 bool store_name_valid(const char *name)

@@ -15,6 +15,10 @@ void store_release(struct store *s);
 /* The user's config dir where other programs look (systemd user units, libvirt.conf): $XDG_CONFIG_HOME
  * or ~/.config; with HUTCH_HOME, $HUTCH_HOME/config, which no other program reads, so tests never touch
  * the real home. */
+/* An XDG base dir: HUTCH_HOME/HUTCH_SUB when HUTCH_HOME is set (tests), else $XDG_VAR when absolute,
+ * else $HOME/HOME_SUB. */
+int store_xdg_dir(const char *hutch_sub, const char *xdg_var, const char *home_sub, char **ret,
+		  struct hutch_error *err);
 int store_user_config_home(char **ret, struct hutch_error *err);
 
 /* [a-z0-9][a-z0-9-]{0,62}. Checked before any file access. */
