@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# once
 # hutch run: disposable instances (run --rm) that leave nothing behind, even when the CLI is
 # SIGKILLed; start on demand; and the auto_shutdown policies on_app_exit (also with a launcher
 # that forks and exits) and idle.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# once
 # The agent can go away and come back (issue 17), on micro VMs: the monitor knows whether the agent
 # is there, sessions never hang, and a new agent is a new start. The cloud image (the agent as a
 # systemd service: stop, restart, SIGSTOP) is 96-agent-liveness.sh.
