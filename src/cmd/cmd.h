@@ -33,6 +33,9 @@ void cmd_set_subject(struct cmd_ctx *c, const char *name);
 void cmd_print_json(json_object *o);
 /* A JSON array of the strings in strv v ([] for NULL). */
 json_object *cmd_json_strv(char *const *v);
+/* A field of a JSON object from the monitor or the library: 0 or "" when absent. */
+int64_t cmd_json_int(json_object *o, const char *key);
+const char *cmd_json_str(json_object *o, const char *key);
 bool cmd_color(void);
 /* The verbs: `hutch help` and the bash completion list them in this order (verbs.c). */
 extern const struct verb verb_create, verb_build, verb_start, verb_stop, verb_destroy, verb_list, verb_inspect,

@@ -154,3 +154,15 @@ int cmd_parse_accel(struct cmd_ctx *c, const char *arg, enum accel_mode *ret)
 		return cmd_usage(c, "--accel: expected auto, kvm or tcg, not '%s'", arg ? arg : "");
 	return 0;
 }
+
+int64_t cmd_json_int(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+const char *cmd_json_str(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}

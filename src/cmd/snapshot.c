@@ -10,30 +10,18 @@ static const struct opt snapshot_opts[] = {
 	OPT_END(),
 };
 
-static int64_t field_int(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
-}
-
-static const char *field_str(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "";
-}
-
 static void print_row(json_object *o)
 {
 	char size[32] = "-", when[32] = "-";
-	time_t t = (time_t)field_int(o, "date");
+	time_t t = (time_t)cmd_json_int(o, "date");
 	struct tm tm;
 	if (t > 0 && localtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-	int64_t vm = field_int(o, "vm_state_bytes");
+	int64_t vm = cmd_json_int(o, "vm_state_bytes");
 	if (vm > 0)
 		cmd_human((uint64_t)vm, size, sizeof(size));
-	printf("%-24s %-9s %10s %-19s %lds\n", field_str(o, "tag"), vm > 0 ? "disk+ram" : "disk", size, when,
-	       (long)field_int(o, "vm_clock_s"));
+	printf("%-24s %-9s %10s %-19s %lds\n", cmd_json_str(o, "tag"), vm > 0 ? "disk+ram" : "disk", size, when,
+	       (long)cmd_json_int(o, "vm_clock_s"));
 }
 
 static int snapshot_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
@@ -71,7 +59,7 @@ static int snapshot_save_cmd(struct cmd_ctx *c, void *opts, int argc, char **arg
 	else {
 		if (!c->quiet)
 			printf("saved snapshot %s of %s (%s)\n", tag, argv[0],
-			       field_int(o, "vm_state_bytes") > 0 ? "disk and RAM" : "disk only");
+			       cmd_json_int(o, "vm_state_bytes") > 0 ? "disk and RAM" : "disk only");
 		json_object_put(o);
 	}
 	return EXIT_OK;

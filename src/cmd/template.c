@@ -11,30 +11,18 @@ static const struct opt template_opts[] = {
 	OPT_END(),
 };
 
-static int64_t field_int(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
-}
-
-static const char *field_str(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "";
-}
-
 static void print_row(json_object *o)
 {
 	char mem[32], disk[32], state[32], when[32] = "-";
-	time_t t = (time_t)field_int(o, "created");
+	time_t t = (time_t)cmd_json_int(o, "created");
 	struct tm tm;
 	if (t > 0 && localtime_r(&t, &tm))
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-	printf("%-20s %-16.16s %8s %8s %9s %-16s %s\n", field_str(o, "name"), field_str(o, "key"),
-	       cmd_human((uint64_t)field_int(o, "mem_bytes"), mem, sizeof(mem)),
-	       cmd_human((uint64_t)field_int(o, "disk_bytes"), disk, sizeof(disk)),
-	       cmd_human((uint64_t)field_int(o, "state_bytes"), state, sizeof(state)), when,
-	       field_str(o, "kernel_release"));
+	printf("%-20s %-16.16s %8s %8s %9s %-16s %s\n", cmd_json_str(o, "name"), cmd_json_str(o, "key"),
+	       cmd_human((uint64_t)cmd_json_int(o, "mem_bytes"), mem, sizeof(mem)),
+	       cmd_human((uint64_t)cmd_json_int(o, "disk_bytes"), disk, sizeof(disk)),
+	       cmd_human((uint64_t)cmd_json_int(o, "state_bytes"), state, sizeof(state)), when,
+	       cmd_json_str(o, "kernel_release"));
 }
 
 static int template_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
@@ -65,8 +53,8 @@ static int template_save(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	char disk[32];
 	if (!c->quiet)
 		printf("saved warm template %s (booted in %.2f s; %s on disk)\n", argv[0],
-		       (double)field_int(o, "boot_ms") / 1000.0,
-		       cmd_human((uint64_t)field_int(o, "disk_bytes"), disk, sizeof(disk)));
+		       (double)cmd_json_int(o, "boot_ms") / 1000.0,
+		       cmd_human((uint64_t)cmd_json_int(o, "disk_bytes"), disk, sizeof(disk)));
 	json_object_put(o);
 	return EXIT_OK;
 }
