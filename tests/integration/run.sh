@@ -76,7 +76,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 			for t in "$here/$a" "$here/$a"-*.sh "$here/$a".sh; do
 				if [ -f "$t" ]; then
 					# the tests that boot the image name its variable (95-cloud.sh, 96-...)
-					! grep -qE "HUTCH_DEBIAN_IMAGE_DIR|^cloud_fixture" "$t" || wants_cloud=1
+					! grep -qE "HUTCH_DEBIAN_IMAGE_DIR|HUTCH_OCI_ROOTFS|HUTCH_GUEST_ROOTFS|^cloud_fixture" "$t" || wants_cloud=1
 					break
 				fi
 			done
@@ -106,6 +106,17 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 		else
 			unset HUTCH_OCI_ROOTFS
 			echo "# fixture: the Debian root filesystem tarball FAILED; log: $stage/oci-rootfs.log"
+		fi
+	fi
+	# Guests with programs in them (podman, flatpak, bubblewrap, dbus, notify-send): that root
+	# filesystem plus Debian packages (tests/fixtures/guest-rootfs.sh, apt-get in a chroot; cached).
+	if [ "$(id -u)" -eq 0 ] && [ -n "${HUTCH_OCI_ROOTFS:-}" ] && [ -x "$root/tests/fixtures/guest-rootfs.sh" ]; then
+		if HUTCH_GUEST_ROOTFS=$("$root/tests/fixtures/guest-rootfs.sh" "$HUTCH_OCI_ROOTFS" 2>>"$stage/guest-rootfs.log" </dev/null | tail -n 1) &&
+			[ -f "$HUTCH_GUEST_ROOTFS" ]; then
+			echo "# fixture: the guest root filesystem with programs in $HUTCH_GUEST_ROOTFS"
+		else
+			unset HUTCH_GUEST_ROOTFS
+			echo "# fixture: the guest root filesystem tarball FAILED; log: $stage/guest-rootfs.log"
 		fi
 	fi
 	# Tests that need the invoking root user (root/*.sh: a /dev/kvm only root can open, say) run
@@ -150,7 +161,8 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 	fi
 	passenv+=(HUTCH_ROOT_PASS="$root_pass" HUTCH_ROOT_FAIL="$root_fail")
 	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM \
-		HUTCH_SKIP_CLOUD HUTCH_SKIP_ONCE HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG HUTCH_OCI_ROOTFS; do
+		HUTCH_SKIP_CLOUD HUTCH_SKIP_ONCE HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG HUTCH_OCI_ROOTFS \
+		HUTCH_GUEST_ROOTFS; do
 		[ -n "${!v:-}" ] && passenv+=("$v=${!v}")
 	done
 	if [ "$(id -u)" -eq 0 ]; then
