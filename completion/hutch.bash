@@ -18,7 +18,7 @@ _hutch_spec()
 	logs) opts="-i --instance -f --follow" argopts="-i --instance" pos="vm" ;;
 	exec) opts="-t --tty -T --no-tty -i --interactive -e --env -w --workdir -u --user --instance" argopts="-e --env -w --workdir -u --user --instance" pos="vm;cmd" ;;
 	shell) opts="-i --instance -u --user" argopts="-i --instance -u --user" pos="vm" ;;
-	run) opts="--rm --cold --accel --share --backend --connect -t --tty -T --no-tty -i --interactive -e --env -w --workdir -u --user" argopts="--accel --share --backend --connect -e --env -w --workdir -u --user" pos="vm micro;cmd" ;;
+	run) opts="--rm --cold --accel --share --backend --connect --flatpak --shared-data -t --tty -T --no-tty -i --interactive -e --env -w --workdir -u --user" argopts="--accel --share --backend --connect --flatpak -e --env -w --workdir -u --user" pos="vm micro;cmd" ;;
 	cp) opts="-r --recursive -u --user" argopts="-u --user" pos="vmpath" ;;
 	ssh) opts="-l --login -p --port -i --instance" argopts="-l --login -p --port -i --instance" pos="vm;cmd" ;;
 	port) opts="-i --instance --json" argopts="-i --instance" pos="vm" subs="add rm ls" subat=1 ;;

@@ -33,6 +33,7 @@ packages=(
 	mtools dosfstools grub-pc-bin grub-efi-amd64-bin
 	# desktop tests: menu entry validation, a real VNC client, the host clipboard under Xvfb
 	desktop-file-utils vncsnapshot xvfb xclip
+	flatpak # run --flatpak: the test builds a tiny runtime and app and installs them as the test user (88)
 	# benchmarks
 	hyperfine umoci # umoci: bench/oci.sh's by-hand peer
 )

@@ -77,6 +77,8 @@ struct exec_cli {
 	char **shares;	       /* run --share HOST:GUEST[:ro], for the VM run creates */
 	const char *backend;   /* run --backend, for the VM run creates */
 	const char *uri;       /* run --connect */
+	const char *flatpak;   /* run --flatpak APP-ID (run_flatpak.c) */
+	bool shared_data;      /* run --flatpak --shared-data */
 };
 extern const struct opt cmd_run_opts[];
 extern const struct exec_cli cmd_exec_defaults; /* tty_mode -1: neither -t nor -T */
@@ -86,3 +88,11 @@ int cmd_exec_finish(struct cmd_ctx *c, struct exec_cli *e, int argc, char **argv
 const char *cmd_human(uint64_t b, char *buf, size_t len);
 /* --accel MODE: auto, kvm or tcg into *ret; a usage error (EXIT_USAGE) names the bad value. */
 int cmd_parse_accel(struct cmd_ctx *c, const char *arg, enum accel_mode *ret);
+/* run --flatpak (run_flatpak.c): check the flags and plan the app (argv: NAME then the app's
+ * arguments), making the run disposable with the plan's shares; 0, EXIT_ERR or EXIT_USAGE. */
+struct flatpak_plan;
+int cmd_run_flatpak_plan(struct cmd_ctx *c, struct exec_cli *e, const char *base, int argc, char **argv,
+			 struct flatpak_plan *ret);
+/* Prepares the guest user (as root), then runs flatpak run as that user with app's stdio and tty. */
+int cmd_run_flatpak_exec(struct cmd_ctx *c, const char *name, const struct flatpak_plan *fp,
+			 const struct exec_opts *app, int *ret_status);

@@ -39,6 +39,9 @@ const struct opt cmd_run_opts[] = {
 	OPT_STRING(0, "backend", struct exec_cli, backend, "qemu|libvirt", "the backend of the VM run creates",
 		   .complete = "qemu libvirt"),
 	OPT_STRING(0, "connect", struct exec_cli, uri, "URI", "libvirt's URI for the VM run creates"),
+	OPT_STRING(0, "flatpak", struct exec_cli, flatpak, "APP-ID",
+		   "run a host-installed flatpak app in a disposable instance of NAME"),
+	OPT_BOOL(0, "shared-data", struct exec_cli, shared_data, "with --flatpak: the host's own app data dir"),
 	EXEC_OPTS,
 	OPT_END(),
 };

@@ -1,6 +1,7 @@
 #include "backend.h"
 #include "cmd.h"
 #include "failed.h"
+#include "flatpak.h"
 #include "session.h"
 #include "vm_oci.h"
 #include "vmops.h"
@@ -39,8 +40,6 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 		log_warn("%s", warn);
 	if (res.shares_problem[0])
 		log_warn("%s", res.shares_problem);
-	if (res.net_problem[0])
-		log_warn("%s", res.net_problem);
 	struct warm_status ws;
 	if (ephemeral && warm_status(&c->store, name, &ws) == 0) {
 		if (ws.warning[0])
@@ -61,13 +60,18 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct exec_cli *e = opts;
 	/* hutch run NAME with no command: a container image's own (vm_oci.h) */
-	bool image_cmd = argc < 2;
+	bool image_cmd = argc < 2 && !e->flatpak;
 	char *no_cmd[] = {argv[0], NULL, NULL};
+	char *flatpak_cmd[] = {argv[0], (char *)"flatpak", NULL}; /* its arguments are the app's */
+	_cleanup_(flatpak_plan_releasep) struct flatpak_plan fp = {0};
 	_cleanup_free_ char *oci_cfg = store_vm_file(&c->store, argv[0], VM_OCI_CONFIG);
 	if (image_cmd && access(oci_cfg, F_OK) < 0)
 		return cmd_usage(c, "missing command (hutch run NAME -- CMD...; only a VM made from a container "
 				    "image has a command of its own)");
-	int parsed = cmd_exec_finish(c, e, image_cmd ? 2 : argc, image_cmd ? no_cmd : argv);
+	char **cmd = e->flatpak ? flatpak_cmd : image_cmd ? no_cmd : argv;
+	int parsed = cmd_exec_finish(c, e, image_cmd || e->flatpak ? 2 : argc, cmd);
+	if (!parsed && e->flatpak)
+		parsed = cmd_run_flatpak_plan(c, e, argv[0], argc, argv, &fp);
 	if (parsed)
 		return parsed;
 	struct exec_opts o = e->o;
@@ -154,7 +158,8 @@ static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	o.app = true;
 	o.run_client = rm;
 	int status = 0;
-	int r = exec_session(&c->store, name, &o, &status, &c->err);
+	int r = e->flatpak ? cmd_run_flatpak_exec(c, name, &fp, &o, &status)
+			   : exec_session(&c->store, name, &o, &status, &c->err);
 	if (rm) {
 		/* The monitor removes the instance once QEMU is gone; wait for that so nothing is left. */
 		struct stop_opts so = {.timeout_ms = 20000};

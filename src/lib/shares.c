@@ -3,8 +3,10 @@
  * 9p is QEMU's own file server: `-fsdev local` with security_model=mapped-xattr, which runs as the
  * user and keeps the guest's ownership and modes in user.virtfs.* xattrs on the host files. On a host
  * file system without user xattrs, a read-write share falls back to security_model=none with a
- * warning (files are then the user's own, and chown in the guest fails quietly); a read-only one
- * keeps mapped-xattr, which only reads xattrs and reads none there. readonly=on is enforced by QEMU,
+ * warning (files are then the user's own, and chown in the guest fails quietly). A read-only share
+ * uses security_model=none: the guest writes nothing there that needs mapping, and mapped-xattr cannot
+ * read a symlink the host made (QEMU opens it O_NOFOLLOW as its own mapped symlink file: ELOOP), which
+ * a flatpak installation is full of. readonly=on is enforced by QEMU,
  * so a guest write gets EROFS whatever the guest does.
  *
  * virtiofs needs virtiofsd (one per share, run by the monitor: monitor_shares.c) with
@@ -296,7 +298,7 @@ static int plan_one(const struct shares_in *in, struct share_plan *p, enum share
 	int r = resolve_via(in, p, want, err);
 	if (r < 0)
 		return r;
-	p->xattr = true;
+	p->xattr = !p->readonly;
 	if (in->check != SHARES_START)
 		return 0;
 	r = check_host_dir(in->vm_name, p, err);

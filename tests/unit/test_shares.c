@@ -125,7 +125,7 @@ static void test_argv_facts(void **state UNUSED)
 	_cleanup_(shares_releasep) struct shares sh = {0};
 	plan(s, &no_virtiofsd, SHARES_RENDER, &sh);
 	_cleanup_free_ char *r = render(s, &sh);
-	assert_non_null(strstr(r, "local,id=fs0,path=/home/user/bank,security_model=mapped-xattr,multidevs=remap,"
+	assert_non_null(strstr(r, "local,id=fs0,path=/home/user/bank,security_model=none,multidevs=remap,"
 				  "readonly=on"));
 	assert_non_null(strstr(r, "path=/home/user/my,,work,security_model=mapped-xattr,multidevs=remap \\"));
 	assert_non_null(strstr(r, "virtio-9p-device,fsdev=fs0,mount_tag=bank"));
@@ -232,7 +232,7 @@ static void test_host_dir_checks(void **state UNUSED)
 }
 
 /* /proc keeps no user xattrs: a read-write 9p share there falls back to security_model=none with a
- * warning; a read-only one keeps mapped-xattr. */
+ * warning; a read-only one uses none anyway (host-made symlinks read), without a warning. */
 static void test_xattr_fallback(void **state UNUSED)
 {
 	_cleanup_(spec_freep) struct vm_spec *s = spec_new("web");
@@ -246,13 +246,14 @@ static void test_xattr_fallback(void **state UNUSED)
 	assert_false(sh.v[0].xattr);
 	assert_non_null(sh.v[0].warning);
 	assert_non_null(strstr(sh.v[0].warning, "security_model=none"));
-	assert_true(sh.v[1].xattr);
+	assert_false(sh.v[1].xattr);
 	assert_null(sh.v[1].warning);
 	assert_true(sh.v[2].xattr);
 	assert_null(sh.v[2].warning);
 	char **argv = shares_qemu_args(NULL, &sh, true);
 	assert_non_null(strstr(argv[1], "security_model=none"));
-	assert_non_null(strstr(argv[5], "security_model=mapped-xattr"));
+	assert_non_null(strstr(argv[5], "security_model=none"));
+	assert_non_null(strstr(argv[9], "security_model=mapped-xattr"));
 	strv_free(argv);
 	rm_rf(d);
 }

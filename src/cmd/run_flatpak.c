@@ -1,0 +1,65 @@
+/* run --flatpak APP-ID: the app in a disposable instance of NAME, with the host's installations
+ * shared read-only and the app's data dir read-write (flatpak.h). */
+#include "cmd.h"
+#include "flatpak.h"
+
+#include <fcntl.h>
+#include <string.h>
+
+int cmd_run_flatpak_plan(struct cmd_ctx *c, struct exec_cli *e, const char *base, int argc, char **argv,
+			 struct flatpak_plan *ret)
+{
+	if (e->o.user)
+		return cmd_usage(c, "--flatpak runs the app as the guest user with your uid: -u does not apply");
+	if (e->o.cwd)
+		return cmd_usage(c, "--flatpak runs the app in its own sandbox: -w does not apply");
+	if (e->cold && !e->rm)
+		return cmd_usage(c, "--cold applies to run --rm");
+	struct flatpak_in in = {
+		.app_id = e->flatpak,
+		.base = base,
+		.shared_data = e->shared_data,
+		.args = argc > 1 ? argv + 1 : NULL,
+		.env = e->o.env,
+		.uid = (unsigned)getuid(),
+		.gid = (unsigned)getgid(),
+		.home = getenv("HOME"),
+		.user_name = user_name(),
+	};
+	if (flatpak_plan(&c->store, &in, ret, &c->err) < 0)
+		return EXIT_ERR;
+	/* Each app gets a disposable VM: its shares are the instance's own. It boots cold (a VM with
+	 * shares cannot be a warm clone). */
+	e->rm = true;
+	e->cold = true;
+	char **all = strv_copy(e->shares);
+	for (char **s = ret->shares; s && *s; s++)
+		all = strv_push(all, xstrdup(*s));
+	strv_free(e->shares);
+	e->shares = all;
+	return 0;
+}
+
+int cmd_run_flatpak_exec(struct cmd_ctx *c, const char *name, const struct flatpak_plan *fp,
+			 const struct exec_opts *app, int *ret_status)
+{
+	_cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	struct exec_opts prep = {
+		.argv = fp->prep_argv,
+		.env = fp->prep_env,
+		.in_fd = devnull,
+		.out_fd = devnull,
+		.err_fd = STDERR_FILENO,
+	};
+	int status = 0;
+	int r = exec_session(&c->store, name, &prep, &status, &c->err);
+	if (r < 0)
+		return hutch_error_wrap(&c->err, "preparing the guest user for flatpak");
+	if (status != 0)
+		return hutch_error_set(&c->err, EIO, "%s (exit status %d)", flatpak_prep_failure(status), status);
+	struct exec_opts o = *app;
+	o.argv = fp->run_argv;
+	o.env = fp->run_env;
+	o.user = fp->user;
+	return exec_session(&c->store, name, &o, ret_status, &c->err);
+}
