@@ -100,6 +100,7 @@ void poweroff_now(void);
 void main_loop(int sigfd);
 void net_setup(const char *cmdline);			   /* net.c: links, NAT, DNS from hutch.net* */
 bool net_is_netvm(void);				   /* net.c: hutch.netvm=1 on the command line */
+void handle_netconf(const struct proto_frame *f);	   /* net.c: MSG_NETCONF from the host */
 void dns_forwarder_start(const uint32_t *addrs, size_t n); /* dns.c */
 void listeners_subscribe(void);				   /* listeners.c: MSG_LISTENERS from the host */
 int listeners_timeout_ms(void);				   /* -1: not watching */

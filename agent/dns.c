@@ -127,6 +127,10 @@ _Noreturn static void dns_loop(const uint32_t *addrs, size_t n)
 
 void dns_forwarder_start(const uint32_t *addrs, size_t n)
 {
+	static pid_t running;
+	if (running > 0 && kill(running, SIGKILL) == 0) /* set up again: its sockets are to be bound anew */
+		waitpid(running, NULL, 0);
+	running = 0;
 	if (!n)
 		return;
 	pid_t pid = fork();
@@ -134,4 +138,5 @@ void dns_forwarder_start(const uint32_t *addrs, size_t n)
 		dns_loop(addrs, n);
 	if (pid < 0)
 		logmsg("dns: fork: %s", strerror(errno));
+	running = pid;
 }

@@ -78,6 +78,9 @@ void handle_frame(const struct proto_frame *f)
 	case MSG_MOUNT:
 		handle_mount(f);
 		break;
+	case MSG_NETCONF:
+		handle_netconf(f);
+		break;
 	case MSG_STAT:
 		send_activity();
 		break;

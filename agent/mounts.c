@@ -59,6 +59,14 @@ static void chown_home(const char *path)
 		logmsg("home %s: chown: %s", path, strerror(errno));
 }
 
+static const char *release(void)
+{
+	static struct utsname u;
+	if (!u.release[0])
+		uname(&u);
+	return u.release;
+}
+
 static void mount_one(struct mount_entry *e)
 {
 	e->err = 0;
@@ -76,8 +84,14 @@ static void mount_one(struct mount_entry *e)
 		if (err == EBUSY && is_mountpoint(e->path))
 			return; /* mounted by an earlier agent */
 		e->err = err;
-		snprintf(e->msg, sizeof(e->msg), "mount -t %s %s %.120s: %s", virtiofs ? "virtiofs" : "9p", e->tag,
-			 e->path, strerror(err));
+		if (err == ENODEV) /* the kernel knows no such file system, even after modprobe */
+			snprintf(e->msg, sizeof(e->msg), "this guest's kernel %s has no %s file system%s", release(),
+				 virtiofs ? "virtiofs" : "9p",
+				 virtiofs ? ""
+					  : " (Debian's cloud kernel is built without it; linux-image-amd64 has it)");
+		else
+			snprintf(e->msg, sizeof(e->msg), "mount -t %s %s %.120s: %s", virtiofs ? "virtiofs" : "9p",
+				 e->tag, e->path, strerror(err));
 		logmsg("share %s", e->msg);
 		return;
 	}

@@ -1,12 +1,17 @@
-/* Network set-up in the micro VM, from the kernel command line the host wrote (src/lib/netvm.c):
+/* Network set-up for netvm links, from words the host wrote (src/lib/netvm.c: net_cmdline):
  *   hutch.netup=A            a client: the NIC with MAC 02:68:A becomes `upstream`, A/31, default
  *                            route and DNS through A+1 (its netvm)
  *   hutch.netvm=1            a netvm: forwarding on, NAT out of `upstream`, nothing between clients,
  *                            and a DNS forwarder on each client link
  *   hutch.netdown=IF:B,...   the netvm's NIC for each client (MAC 02:68:B) becomes IF, B/31
  * QEMU's user-mode NIC (its default MAC) gets slirp's fixed 10.0.2.15/24; it is `upstream` in a
- * netvm and eth0 elsewhere. Links are configured with busybox `ip`, the NAT with `nft` (packed
- * into the initramfs by the host when it has nftables). */
+ * netvm and eth0 elsewhere. In micro, PID 1 reads the words from the kernel command line at boot;
+ * in an image guest, where the agent is a service and the command line is the image's, they come
+ * in MSG_NETCONF after HELLO (the seed turned cloud-init's network set-up off for such a VM, so no
+ * DHCP client or other resolver competes). Either way the host gets an answer: what failed, if
+ * anything. Links are configured with `ip` (busybox's in micro, iproute2's in an image), the NAT
+ * with `nft`: the host's, with its libraries and loader, packed into the initramfs or the seed
+ * (/usr/lib/hutch-nft), else the guest's own. */
 #include "agent.h"
 
 #include <arpa/inet.h>
@@ -20,6 +25,26 @@ struct net_down {
 	char ifname[IFNAMSIZ];
 	uint32_t addr; /* the netvm's side */
 };
+
+/* The outcome of the last set-up, for the host's NETCONF: the first failure, and how many. */
+static int net_err;
+static char net_msg[PROTO_NETCONF_MSG_MAX + 1];
+static char *net_applied; /* the words set up last (service mode: a new NETCONF with the same words is answered) */
+
+static void net_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void net_fail(int err, const char *fmt, ...)
+{
+	char buf[PROTO_NETCONF_MSG_MAX + 1];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	logmsg("net: %s", buf);
+	if (!net_err) {
+		net_err = err ? err : EIO;
+		snprintf(net_msg, sizeof(net_msg), "%s", buf);
+	}
+}
 
 static int run(const char *const *argv)
 {
@@ -39,17 +64,39 @@ static int run(const char *const *argv)
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		logmsg("net: %s %s %s %s: failed (status %d)", argv[0], argv[1] ? argv[1] : "",
-		       argv[1] && argv[2] ? argv[2] : "", argv[1] && argv[2] && argv[3] ? argv[3] : "", st);
+		char what[160] = "";
+		for (size_t i = 0; argv[i] && strlen(what) < sizeof(what) - 2; i++)
+			snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s", i ? " " : "", argv[i]);
+		net_fail(EIO, "'%s' failed (%s %d)", what, WIFEXITED(st) ? "status" : "signal",
+			 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 		return -1;
 	}
 	return 0;
 }
 
-#define IP(...)                                                                     \
-	do {                                                                        \
-		const char *const a_[] = {"/bin/busybox", "ip", __VA_ARGS__, NULL}; \
-		rc |= run(a_);                                                      \
+/* `ip`: busybox's in micro, else iproute2's (an image may have no busybox), else busybox anywhere. */
+static int run_ip(const char *const *args)
+{
+	static const char *const paths[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip", NULL};
+	const char *argv[16];
+	size_t n = 0;
+	for (size_t i = 0; !g.pid1 && paths[i] && !n; i++)
+		if (access(paths[i], X_OK) == 0)
+			argv[n++] = paths[i];
+	if (!n) {
+		argv[n++] = "/bin/busybox";
+		argv[n++] = "ip";
+	}
+	for (size_t i = 0; args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	return run(argv);
+}
+
+#define IP(...)                                               \
+	do {                                                  \
+		const char *const a_[] = {__VA_ARGS__, NULL}; \
+		rc |= run_ip(a_);                             \
 	} while (0)
 
 static const char *addr_str(uint32_t a, char buf[16])
@@ -120,27 +167,33 @@ static int link_setup(const char *mac, const char *name, const char *cidr)
 {
 	char cur[IFNAMSIZ];
 	if (!find_by_mac(mac, cur)) {
-		logmsg("net: no interface with MAC %s for %s", mac, name);
+		net_fail(ENODEV, "no interface with MAC %s for %s", mac, name);
 		return -1;
 	}
 	int rc = 0;
-	if (strcmp(cur, name))
+	if (strcmp(cur, name)) {
+		IP("link", "set", "dev", cur, "down"); /* an up link cannot be renamed */
 		IP("link", "set", "dev", cur, "name", name);
+	}
+	/* again after an agent restart in an image guest: the same address, not a second one */
+	IP("addr", "flush", "dev", name);
 	IP("addr", "add", cidr, "dev", name);
 	IP("link", "set", "dev", name, "up");
 	return rc;
 }
 
+/* The one resolver. A symlink there (systemd-resolved's stub, resolvconf) is replaced by a file,
+ * so nothing else adds a fallback. */
 static void write_resolv(const char *ns)
 {
 	char buf[64];
 	int n = snprintf(buf, sizeof(buf), "nameserver %s\n", ns);
 	int fd = open("/etc/resolv.conf.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return;
-	write_all(fd, buf, (size_t)n);
-	close(fd);
-	rename("/etc/resolv.conf.tmp", "/etc/resolv.conf");
+	if (fd < 0 || write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0 ||
+	    rename("/etc/resolv.conf.tmp", "/etc/resolv.conf") < 0)
+		net_fail(errno, "cannot write /etc/resolv.conf: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
 }
 
 static int write_str(const char *path, const char *s)
@@ -153,10 +206,14 @@ static int write_str(const char *path, const char *s)
 	return r;
 }
 
-/* Masquerade out of upstream; forward client -> upstream and the answers, nothing else. */
+/* Masquerade out of upstream; forward client -> upstream and the answers, nothing else. The table
+ * is created, dropped and made anew in one transaction, so a second run (an agent restarted in an
+ * image guest) replaces it. */
 static int netvm_nat(void)
 {
-	static const char rules[] = "table ip hutch {\n"
+	static const char rules[] = "table ip hutch\n"
+				    "delete table ip hutch\n"
+				    "table ip hutch {\n"
 				    "  chain forward {\n"
 				    "    type filter hook forward priority 0; policy drop;\n"
 				    "    ct state established,related accept\n"
@@ -168,35 +225,45 @@ static int netvm_nat(void)
 				    "  }\n"
 				    "}\n";
 	/* nft and its libraries sit apart (src/lib/template_net.h): run them through their own loader */
-	if (access(NFT_DIR "/nft", X_OK) < 0 || access(NFT_DIR "/ld-linux-x86-64.so.2", X_OK) < 0) {
-		logmsg("net: no nft in the initramfs (install nftables on the host): this netvm routes nothing");
+	bool bundled = access(NFT_DIR "/nft", X_OK) == 0 && access(NFT_DIR "/ld-linux-x86-64.so.2", X_OK) == 0;
+	const char *own = access("/usr/sbin/nft", X_OK) == 0 ? "/usr/sbin/nft" : NULL;
+	if (!bundled && !own) {
+		net_fail(ENOENT, "no nft in the guest (%s): this netvm routes nothing",
+			 g.pid1 ? "install nftables on the host" : "install nftables in the image, or on the host");
 		return -1;
 	}
-	/* `nft` for people in the guest, through the same loader */
-	static const char wrapper[] =
-		"#!/bin/sh\nexec " NFT_DIR "/ld-linux-x86-64.so.2 --library-path " NFT_DIR " " NFT_DIR "/nft \"$@\"\n";
-	int wfd = open("/usr/bin/nft", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-	if (wfd >= 0) {
-		write_all(wfd, wrapper, sizeof(wrapper) - 1);
-		close(wfd);
+	if (bundled && access("/usr/bin/nft", F_OK) < 0 && !own) {
+		/* `nft` for people in the guest, through the same loader */
+		static const char wrapper[] = "#!/bin/sh\nexec " NFT_DIR "/ld-linux-x86-64.so.2 --library-path " NFT_DIR
+					      " " NFT_DIR "/nft \"$@\"\n";
+		int wfd = open("/usr/bin/nft", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+		if (wfd >= 0) {
+			write_all(wfd, wrapper, sizeof(wrapper) - 1);
+			close(wfd);
+		}
 	}
 	int fd = open("/run/hutch-nat.nft", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0) {
+		net_fail(errno, "cannot write /run/hutch-nat.nft: %s", strerror(errno));
 		return -1;
+	}
 	write_all(fd, rules, sizeof(rules) - 1);
 	close(fd);
-	const char *const argv[] = {NFT_DIR "/ld-linux-x86-64.so.2",
-				    "--library-path",
-				    NFT_DIR,
-				    NFT_DIR "/nft",
-				    "-f",
-				    "/run/hutch-nat.nft",
-				    NULL};
-	return run(argv);
+	const char *const bundled_argv[] = {NFT_DIR "/ld-linux-x86-64.so.2",
+					    "--library-path",
+					    NFT_DIR,
+					    NFT_DIR "/nft",
+					    "-f",
+					    "/run/hutch-nat.nft",
+					    NULL};
+	const char *const own_argv[] = {"/usr/sbin/nft", "-f", "/run/hutch-nat.nft", NULL};
+	return run(bundled ? bundled_argv : own_argv);
 }
 
 void net_setup(const char *cmdline)
 {
+	net_err = 0;
+	net_msg[0] = 0;
 	size_t n;
 	const char *v;
 	char a[16], mac[18], cidr[24];
@@ -246,12 +313,36 @@ void net_setup(const char *cmdline)
 		link_setup(mac_of(down[i].addr, mac), down[i].ifname, cidr);
 	}
 	/* forwarding only behind the filter: without it clients would reach each other */
-	if (netvm_nat() == 0)
-		write_str("/proc/sys/net/ipv4/ip_forward", "1\n");
+	if (netvm_nat() == 0 && write_str("/proc/sys/net/ipv4/ip_forward", "1\n") < 0)
+		net_fail(errno, "cannot turn on forwarding: %s", strerror(errno));
 	uint32_t addrs[NET_MAX_DOWN];
 	for (size_t i = 0; i < nd; i++)
 		addrs[i] = down[i].addr;
 	dns_forwarder_start(addrs, nd);
+}
+
+/* MSG_NETCONF: in an image guest, set up what the words say (once per set of words: the host asks
+ * again after it reconnects); in micro, PID 1 did so from the command line at boot. The answer is
+ * the outcome either way. */
+void handle_netconf(const struct proto_frame *f)
+{
+	struct proto_netconf nc;
+	if (proto_decode_netconf(f, &nc) < 0 || nc.answer) {
+		if (nc.answer)
+			proto_netconf_free(&nc);
+		send_error(0, "malformed NETCONF");
+		return;
+	}
+	if (!g.pid1 && (!net_applied || strcmp(net_applied, nc.words) != 0)) {
+		free(net_applied);
+		net_applied = strdup(nc.words);
+		logmsg("net: setting up%s", nc.words);
+		net_setup(nc.words);
+	}
+	struct proto_buf b = {0};
+	proto_encode_netconf_answer(&b, net_err, net_msg);
+	send_buf(MSG_NETCONF, 0, &b);
+	proto_netconf_free(&nc);
 }
 
 bool net_is_netvm(void)

@@ -40,6 +40,8 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 		log_warn("%s", warn);
 	if (res.shares_problem[0])
 		log_warn("%s", res.shares_problem);
+	if (res.net_problem[0])
+		log_warn("%s", res.net_problem);
 	struct warm_status ws;
 	if (ephemeral && warm_status(&c->store, name, &ws) == 0) {
 		if (ws.warning[0])

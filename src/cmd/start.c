@@ -58,6 +58,8 @@ static int cmd_start(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		log_warn("%s", warn);
 	if (res.shares_problem[0])
 		log_warn("%s", res.shares_problem);
+	if (res.net_problem[0])
+		log_warn("%s", res.net_problem);
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "name", json_object_new_string(name));

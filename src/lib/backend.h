@@ -38,6 +38,7 @@ struct start_result {
 	int cloud_init;		  /* enum ci_state when start waited for cloud-init */
 	int cloud_init_failures;  /* failed modules (each named in a warning) */
 	char shares_problem[600]; /* shares not mounted, or mounted with a warning; "" when all is well */
+	char net_problem[400];	  /* the guest did not set up its netvm links; "" when all is well */
 };
 /* The one warning line a start under TCG deserves (auto wanted KVM and could not use it), or NULL. */
 char *start_accel_warning(const struct start_result *r);

@@ -426,6 +426,8 @@ static void start_result_fill(json_object *res, const struct accel_result *ar, s
 		snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(res, "shares_problem", &v))
 		snprintf(ret->shares_problem, sizeof(ret->shares_problem), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(res, "net_problem", &v))
+		snprintf(ret->net_problem, sizeof(ret->net_problem), "%s", json_object_get_string(v));
 }
 
 /* After the agent's HELLO: sshd and cloud-init, as the wait level asks (ready.c). */

@@ -538,6 +538,14 @@ int domain_xml_render(const struct domain_xml_input *in, char **ret, struct hutc
 		return hutch_error_set(err, EINVAL, "VM '%s' has no disk", in->vm_name);
 	if (!micro && uefi(s) && (!in->fw_code || !in->nvram))
 		return hutch_error_set(err, EINVAL, "UEFI VM '%s' has no firmware or NVRAM", in->vm_name);
+	/* A link is a -netdev stream, which libvirt 9.0 cannot express (<interface type='vhostuser'> is
+	 * another protocol), and a client's side is joined again over QMP after its netvm restarts,
+	 * which libvirt keeps to itself (qemu-monitor-command would taint the domain). */
+	if (s->net_mode == NET_NETVM || s->is_netvm)
+		return hutch_error_set(err, ENOTSUP,
+				       "VM '%s': netvm links (network: {%s}) need the qemu backend: libvirt 9.0 has no "
+				       "interface for QEMU's -netdev stream (use backend: qemu)",
+				       in->vm_name, s->is_netvm ? "is_netvm: true" : "netvm: NAME");
 	bool qemu_net = s->net_mode == NET_USER && !in->passt;
 
 	xmlBufferPtr buf;

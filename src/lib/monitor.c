@@ -331,8 +331,8 @@ void notify_error(struct mon *m, const char *msg)
 
 void notify_ready(struct mon *m)
 {
-	if (!mon_shares_settled(&m->shares))
-		return; /* again when the agent answered the MOUNTs, or gave no answer in time */
+	if (!mon_shares_settled(&m->shares) || !mon_net_settled(&m->net))
+		return; /* again when the agent answered the MOUNTs and NETCONF, or gave no answer in time */
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "spawn_ms", json_object_new_int64((int64_t)(m->t_spawn - m->t_start)));
@@ -343,6 +343,9 @@ void notify_ready(struct mon *m)
 	_cleanup_free_ char *shares = mon_shares_problems(&m->shares);
 	if (shares && *shares)
 		json_object_object_add(o, "shares_problem", json_object_new_string(shares));
+	_cleanup_free_ char *net = mon_net_problem(&m->net);
+	if (*net)
+		json_object_object_add(o, "net_problem", json_object_new_string(net));
 	json_object_object_add(o, "kernel_release", json_object_new_string(m->kernel_release));
 	warm_clone_json(m->warm, m->t_hello - m->t_spawn, o);
 	notify(m, o);
@@ -532,7 +535,8 @@ static void check_timers(struct mon *m)
 		notify_error(m, msg);
 		begin_stop(m, true, 5000, "boot timed out");
 	}
-	mon_net_tick(&m->net, m->qmp, t, net_log);
+	if (mon_net_tick(&m->net, m->qmp, t, net_log))
+		notify_ready(m);
 	mon_balloon_tick(&m->balloon, m->qmp, t);
 	if (m->shares.asked_at && t >= mon_shares_deadline(&m->shares)) {
 		mon_shares_expire(&m->shares, t);
@@ -883,6 +887,7 @@ static int setup(struct mon *m, struct hutch_error *err)
 	if (r < 0)
 		return r;
 	mon_net_init(&m->net, m->name, m->plan.net);
+	m->net.words = m->plan.net ? net_cmdline(m->vm.spec, m->plan.net) : NULL;
 	autofwd_setup(&m->autofwd, m->st, m->vm.spec);
 	m->t_spawn = now_ms();
 	r = spawn_qemu_or_clone(m, err);

@@ -167,6 +167,11 @@ void agent_hello_ack(struct mon *m, uint32_t caps)
 		outbuf_frame(&m->agent_out, MSG_MOUNT, 0, b.data, b.len);
 		proto_buf_free(&b);
 	}
+	/* the links (an image guest sets them up now; micro did at boot and answers how it went) */
+	if (mon_net_request(&m->net, &b, now_ms())) {
+		outbuf_frame(&m->agent_out, MSG_NETCONF, 0, b.data, b.len);
+		proto_buf_free(&b);
+	}
 }
 
 /* ---- agent frames ---- */
@@ -275,6 +280,13 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 		if (mon_shares_answer(&m->shares, f) < 0)
 			return agent_broken(m, "malformed MOUNT answer");
 		notify_ready(m); /* start waited for the answers */
+		return;
+	case MSG_NETCONF:
+		if (mon_net_answer(&m->net, f) < 0)
+			return agent_broken(m, "malformed NETCONF answer");
+		if (m->net.guest == NETCONF_FAILED)
+			mon_log(m, "net: the guest did not set up its links: %s", m->net.guest_why);
+		notify_ready(m);
 		return;
 	case MSG_ACTIVITY:
 		m->last_activity = now_ms();

@@ -10,6 +10,7 @@
 #define RETRY_MAX_MS 2000
 
 static const char *const state_names[] = {"down", "connecting", "up"};
+static const char *const netconf_names[] = {"none", "pending", "done", "failed", "no answer"};
 
 static void logf_(void (*log)(const char *), const char *fmt, ...) _printf_(2, 3);
 static void logf_(void (*log)(const char *), const char *fmt, ...)
@@ -68,6 +69,7 @@ void mon_net_release(struct mon_net *n)
 	}
 	free(n->links);
 	free(n->name);
+	free(n->words);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -150,21 +152,83 @@ bool mon_net_event(struct mon_net *n, struct qmp *q, const char *event, json_obj
 	return true;
 }
 
-uint64_t mon_net_deadline(const struct mon_net *n)
+static uint64_t link_deadline(const struct mon_net *n)
 {
 	if (!n->has_up || !n->links[0].retry_at || n->links[0].state == LINK_UP)
 		return UINT64_MAX;
 	return n->links[0].retry_at;
 }
 
-void mon_net_tick(struct mon_net *n, struct qmp *q, uint64_t now, void (*log)(const char *line))
+uint64_t mon_net_deadline(const struct mon_net *n)
 {
-	if (!q || now < mon_net_deadline(n))
-		return;
+	uint64_t dl = link_deadline(n);
+	if (n->guest == NETCONF_PENDING && n->asked_at + MON_NETCONF_ANSWER_MS < dl)
+		dl = n->asked_at + MON_NETCONF_ANSWER_MS;
+	return dl;
+}
+
+bool mon_net_tick(struct mon_net *n, struct qmp *q, uint64_t now, void (*log)(const char *line))
+{
+	bool expired = false;
+	if (n->guest == NETCONF_PENDING && now >= n->asked_at + MON_NETCONF_ANSWER_MS) {
+		n->guest = NETCONF_NO_ANSWER;
+		snprintf(n->guest_why, sizeof(n->guest_why), "the agent did not answer within %d s (an older agent?)",
+			 MON_NETCONF_ANSWER_MS / 1000);
+		expired = true;
+	}
+	if (!q || now < link_deadline(n))
+		return expired;
 	struct mon_link *l = &n->links[0];
 	if (l->state == LINK_CONNECTING && l->joins % 20 == 0)
 		logf_(log, "net: netvm '%s' does not answer yet; still trying", l->peer);
 	join(l, q, now, log);
+	return expired;
+}
+
+bool mon_net_request(struct mon_net *n, struct proto_buf *b, uint64_t now)
+{
+	if (!n->words)
+		return false;
+	proto_encode_netconf(b, n->words);
+	n->guest = NETCONF_PENDING;
+	n->guest_why[0] = 0;
+	n->asked_at = now;
+	return true;
+}
+
+int mon_net_answer(struct mon_net *n, const struct proto_frame *f)
+{
+	struct proto_netconf untrusted_nc;
+	if (proto_decode_netconf(f, &untrusted_nc) < 0)
+		return -1;
+	if (!untrusted_nc.answer) {
+		proto_netconf_free(&untrusted_nc);
+		return -1;
+	}
+	if (n->guest != NETCONF_NONE) {
+		n->guest = untrusted_nc.err ? NETCONF_FAILED : NETCONF_DONE;
+		/* guest text: printable ASCII only */
+		size_t k = 0;
+		for (const char *p = untrusted_nc.msg; untrusted_nc.err && p && *p && k + 1 < sizeof(n->guest_why); p++)
+			n->guest_why[k++] = (*p >= 32 && *p < 127) ? *p : '?';
+		n->guest_why[k] = 0;
+		if (untrusted_nc.err && !k)
+			snprintf(n->guest_why, sizeof(n->guest_why), "error %d", (int)untrusted_nc.err);
+	}
+	proto_netconf_free(&untrusted_nc);
+	return 0;
+}
+
+bool mon_net_settled(const struct mon_net *n)
+{
+	return !n->words || n->guest == NETCONF_DONE || n->guest == NETCONF_FAILED || n->guest == NETCONF_NO_ANSWER;
+}
+
+char *mon_net_problem(const struct mon_net *n)
+{
+	if (n->guest == NETCONF_FAILED || n->guest == NETCONF_NO_ANSWER)
+		return xasprintf("the guest did not set up its netvm links: %s", n->guest_why);
+	return xstrdup("");
 }
 
 json_object *mon_net_json(const struct mon_net *n)
@@ -185,5 +249,8 @@ json_object *mon_net_json(const struct mon_net *n)
 		json_object_array_add(arr, e);
 	}
 	json_object_object_add(o, "links", arr);
+	json_object_object_add(o, "guest", json_object_new_string(netconf_names[n->guest]));
+	if (n->guest_why[0])
+		json_object_object_add(o, "guest_error", json_object_new_string(n->guest_why));
 	return o;
 }

@@ -5,6 +5,7 @@
  * netvm's side listens and QEMU listens again when its client goes; the monitor only watches it. */
 #pragma once
 #include "netvm.h"
+#include "proto.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -24,12 +25,21 @@ struct mon_link {
 	char *sock;
 };
 
+enum mon_netconf_state { NETCONF_NONE = 0, NETCONF_PENDING, NETCONF_DONE, NETCONF_FAILED, NETCONF_NO_ANSWER };
+
 struct mon_net {
 	char *name;
 	struct mon_link *links; /* [0] is the uplink when has_up, then one per client */
 	size_t n;
 	bool has_up;
+	/* The guest's side (agent/net.c): the words sent in MSG_NETCONF after each HELLO, and what the
+	 * agent answered. NULL words: the VM has no links. */
+	char *words;
+	enum mon_netconf_state guest;
+	char guest_why[PROTO_NETCONF_MSG_MAX + 1];
+	uint64_t asked_at;
 };
+#define MON_NETCONF_ANSWER_MS 30000 /* an image guest runs ip and nft, under TCG and load */
 
 /* Before QEMU starts: the links from the plan, and no stale socket where the netvm's QEMU listens. */
 void mon_net_init(struct mon_net *n, const char *name, const struct net_plan *p);
@@ -41,6 +51,15 @@ bool mon_net_event(struct mon_net *n, struct qmp *q, const char *event, json_obj
 		   void (*log)(const char *line));
 /* The next retry (monotonic ms), UINT64_MAX when none; tick does what is due. */
 uint64_t mon_net_deadline(const struct mon_net *n);
-void mon_net_tick(struct mon_net *n, struct qmp *q, uint64_t now, void (*log)(const char *line));
+/* Rejoins a client's link when due; true when the guest's answer just timed out (start waits on it). */
+bool mon_net_tick(struct mon_net *n, struct qmp *q, uint64_t now, void (*log)(const char *line));
+/* MSG_NETCONF for the agent after its HELLO, when the VM has links (false: nothing to send). */
+bool mon_net_request(struct mon_net *n, struct proto_buf *b, uint64_t now);
+/* The agent's answer; -1 when it is malformed. */
+int mon_net_answer(struct mon_net *n, const struct proto_frame *f);
+/* start waits for the answer (or MON_NETCONF_ANSWER_MS). */
+bool mon_net_settled(const struct mon_net *n);
+/* "" when the guest set its links up, else what went wrong, for start's warning. Owned by the caller. */
+char *mon_net_problem(const struct mon_net *n);
 /* {"ok":true,"links":[{"peer","role","addr","peer_addr","state","since","joins"}]} for `net ls`. */
 json_object *mon_net_json(const struct mon_net *n);

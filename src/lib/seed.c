@@ -46,6 +46,9 @@ static const char agent_install_script[] =
 	"  install -D -m 0755 \"$d/" SEED_AGENT_NAME "\" " SEED_AGENT_GUEST_PATH ".new &&\n"
 	"    install -D -m 0644 \"$d/" SEED_AGENT_UNIT_NAME "\" \"$u\" &&\n"
 	"    mv -f " SEED_AGENT_GUEST_PATH ".new " SEED_AGENT_GUEST_PATH " && ok=1\n"
+	"  if [ \"$ok\" = 1 ] && [ -d \"$d/" SEED_NFT_DIR "\" ]; then\n"
+	"    mkdir -p /usr/lib/hutch-nft && cp -f \"$d/" SEED_NFT_DIR "\"/* /usr/lib/hutch-nft/ || ok=0\n"
+	"  fi\n"
 	"  umount \"$d\"\n"
 	"  if [ \"$ok\" != 1 ]; then\n"
 	"    echo 'hutch: cannot install the agent from the seed' >&2\n"
@@ -440,14 +443,17 @@ int seed_render(const struct seed_input *in, char **ret_user_data, char **ret_me
 	r = render_meta_data(in, &md, err);
 	if (r < 0)
 		return r;
-	/* network-config: user networking is plain DHCP, which every cloud image does unasked. A
-	 * static configuration (netvm) will be rendered here. */
+	/* network-config: user networking is plain DHCP, which every cloud image does unasked. A VM on
+	 * netvm links gets none: the agent sets the links up (agent/net.c), and a DHCP client or a
+	 * fallback resolver from cloud-init would compete with it. */
 	if (ret_user_data)
 		*ret_user_data = TAKE_PTR(ud);
 	if (ret_meta_data)
 		*ret_meta_data = TAKE_PTR(md);
 	if (ret_network_config)
-		*ret_network_config = NULL;
+		*ret_network_config = in->spec->net_mode == NET_NETVM || in->spec->is_netvm
+					      ? xstrdup("network:\n  config: disabled\n")
+					      : NULL;
 	return 0;
 }
 
@@ -528,6 +534,7 @@ static int iso_add_file(struct archive *a, const char *path, const char *name, c
 
 struct iso_files {
 	const char *user_data, *meta_data, *network_config, *agent_path, *agent_unit;
+	char *const *nft_files;
 };
 
 static int iso_write_fd(int fd, const char *path, const struct iso_files *f, struct hutch_error *err)
@@ -559,6 +566,11 @@ static int iso_write_fd(int fd, const char *path, const struct iso_files *f, str
 		r = iso_add_file(a, path, SEED_AGENT_NAME, f->agent_path, 0755, err);
 	if (r >= 0 && f->agent_path)
 		r = iso_add_mem(a, path, SEED_AGENT_UNIT_NAME, f->agent_unit, err);
+	for (size_t i = 0; r >= 0 && f->nft_files && f->nft_files[i]; i++) {
+		const char *base = strrchr(f->nft_files[i], '/');
+		_cleanup_free_ char *name = xasprintf(SEED_NFT_DIR "/%s", base ? base + 1 : f->nft_files[i]);
+		r = iso_add_file(a, path, name, f->nft_files[i], 0755, err);
+	}
 	/* The ISO writer assembles the image at close: that is where ENOSPC usually shows up. */
 	if (r >= 0 && archive_write_close(a) != ARCHIVE_OK)
 		r = iso_fail(a, path, err);
@@ -577,10 +589,17 @@ static void fsync_dir_of(const char *path)
 int seed_write_iso(const char *path, const char *user_data, const char *meta_data, const char *network_config,
 		   const char *agent_path, const char *agent_unit, struct hutch_error *err)
 {
+	return seed_write_iso_nft(path, user_data, meta_data, network_config, agent_path, agent_unit, NULL, err);
+}
+
+int seed_write_iso_nft(const char *path, const char *user_data, const char *meta_data, const char *network_config,
+		       const char *agent_path, const char *agent_unit, char *const *nft_files, struct hutch_error *err)
+{
 	if (!path || !user_data || !meta_data)
 		return hutch_error_set(err, EINVAL, "seed: missing user-data or meta-data");
-	struct iso_files f = {user_data, meta_data, network_config, agent_path,
-			      agent_unit ? agent_unit : seed_agent_unit_default};
+	struct iso_files f = {
+		user_data, meta_data, network_config, agent_path, agent_unit ? agent_unit : seed_agent_unit_default,
+		nft_files};
 	_cleanup_free_ char *tmp = xasprintf("%s.tmp.XXXXXX", path);
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)

@@ -57,6 +57,12 @@ int seed_render(const struct seed_input *in, char **ret_user_data, char **ret_me
 int seed_write_iso(const char *path, const char *user_data, const char *meta_data, const char *network_config,
 		   const char *agent_path, const char *agent_unit, struct hutch_error *err);
 
+/* The same, plus nft_files (host paths: template_nft_files) under SEED_NFT_DIR/, which the agent's
+ * installer copies to /usr/lib/hutch-nft: a netvm image guest's NAT needs no nftables of its own. */
+#define SEED_NFT_DIR "hutch-nft"
+int seed_write_iso_nft(const char *path, const char *user_data, const char *meta_data, const char *network_config,
+		       const char *agent_path, const char *agent_unit, char *const *nft_files, struct hutch_error *err);
+
 /* "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root=BASE64" for QEMU's
  * -smbios. The keys are joined by "\n" with a final "\n". NULL when there are no keys.
  * QEMU's option parser splits on ',' and reads ",," as a literal comma; base64 never contains

@@ -10,6 +10,7 @@
 #include "netvm.h"
 #include "qemu.h"
 #include "seed.h"
+#include "template_net.h"
 #include "vm_oci.h"
 
 #include <pwd.h>
@@ -142,7 +143,8 @@ static int make_seed(struct store *st, const struct vm_spec *spec, const char *n
 	if (r < 0)
 		return hutch_error_wrap(err, "cloud-init");
 	_cleanup_free_ char *iso = store_vm_file(st, name, "seed.iso");
-	r = seed_write_iso(iso, ud, md, nc, agent, NULL, err);
+	_cleanup_strv_ char **nft = spec->is_netvm ? template_nft_files() : NULL; /* for the NAT */
+	r = seed_write_iso_nft(iso, ud, md, nc, agent, NULL, nft, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "seed");
 	/* The same keys go in through SMBIOS type 11 at start; keep them beside the disk. */

@@ -349,6 +349,48 @@ int proto_decode_mount(const struct proto_frame *f, struct proto_mount *ret)
 	return 0;
 }
 
+void proto_encode_netconf(struct proto_buf *b, const char *words)
+{
+	proto_put_u8(b, 0);
+	proto_put_str(b, words);
+}
+
+void proto_encode_netconf_answer(struct proto_buf *b, int32_t err, const char *msg)
+{
+	proto_put_u8(b, 1);
+	proto_put_u32(b, (uint32_t)err);
+	proto_put_str(b, msg ? msg : "");
+}
+
+int proto_decode_netconf(const struct proto_frame *f, struct proto_netconf *ret)
+{
+	struct proto_cursor c;
+	proto_cursor_init(&c, f->payload, f->len);
+	memset(ret, 0, sizeof(*ret));
+	uint8_t kind = proto_get_u8(&c);
+	if (c.ok && kind == 0) {
+		ret->words = proto_get_str(&c, PROTO_NETCONF_WORDS_MAX);
+	} else if (c.ok && kind == 1) {
+		ret->answer = true;
+		ret->err = (int32_t)proto_get_u32(&c);
+		ret->msg = proto_get_str(&c, PROTO_NETCONF_MSG_MAX);
+	} else {
+		c.ok = false;
+	}
+	if (!c.ok || c.left) {
+		proto_netconf_free(ret);
+		return -1;
+	}
+	return 0;
+}
+
+void proto_netconf_free(struct proto_netconf *n)
+{
+	free(n->words);
+	free(n->msg);
+	memset(n, 0, sizeof(*n));
+}
+
 void proto_mount_free(struct proto_mount *m)
 {
 	free(m->tag);
@@ -491,9 +533,9 @@ int proto_decode_winsize(const struct proto_frame *f, uint16_t *rows, uint16_t *
 const char *proto_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-		"?",	 "HELLO",  "EXEC",     "STDIN",	 "STDIN_EOF", "STDOUT",	  "STDERR",
-		"EXIT",	 "SIGNAL", "WINSIZE",  "WINDOW", "PING",      "PONG",	  "POWEROFF",
-		"MOUNT", "STAT",   "ACTIVITY", "ERROR",	 "CTL",	      "IDENTITY", "LISTENERS",
+		"?",	    "HELLO",   "EXEC",	 "STDIN",    "STDIN_EOF", "STDOUT",   "STDERR", "EXIT",
+		"SIGNAL",   "WINSIZE", "WINDOW", "PING",     "PONG",	  "POWEROFF", "MOUNT",	"STAT",
+		"ACTIVITY", "ERROR",   "CTL",	 "IDENTITY", "LISTENERS", "NETCONF",
 	};
 	return type <= MSG_TYPE_MAX ? names[type] : "?";
 }

@@ -42,7 +42,10 @@ enum proto_type {
 	MSG_IDENTITY = 19,  /* host -> agent, a clone restored from a warm template: u64 realtime_ns,
 			    * str hostname, str machine_id, u32 n + n bytes of host entropy */
 	MSG_LISTENERS = 20, /* listeners.h: the guest's TCP listeners, for auto_forward */
-	MSG_TYPE_MAX = 20,
+	MSG_NETCONF = 21,   /* host -> agent: u8 0, str words (hutch.netup=... as on a micro kernel command
+			     * line): set up the netvm links; agent -> host: u8 1, i32 errno (0: done), str
+			     * message */
+	MSG_TYPE_MAX = 21,
 };
 
 enum proto_exec_flags {
@@ -181,6 +184,20 @@ void proto_encode_mount(struct proto_buf *b, const char *tag, const char *path, 
 void proto_encode_mount_answer(struct proto_buf *b, const struct proto_mount *m, int32_t err, const char *msg);
 int proto_decode_mount(const struct proto_frame *f, struct proto_mount *ret);
 void proto_mount_free(struct proto_mount *m);
+
+/* MSG_NETCONF. The words are the host's (netvm.c: net_cmdline); the answer's message is the guest's. */
+#define PROTO_NETCONF_WORDS_MAX 4096u
+#define PROTO_NETCONF_MSG_MAX 300u
+struct proto_netconf {
+	bool answer;
+	char *words; /* the request */
+	int32_t err; /* the answer */
+	char *msg;
+};
+void proto_encode_netconf(struct proto_buf *b, const char *words);
+void proto_encode_netconf_answer(struct proto_buf *b, int32_t err, const char *msg);
+int proto_decode_netconf(const struct proto_frame *f, struct proto_netconf *ret);
+void proto_netconf_free(struct proto_netconf *n);
 
 int proto_decode_u32(const struct proto_frame *f, uint32_t *ret); /* SIGNAL, WINDOW */
 int proto_decode_winsize(const struct proto_frame *f, uint16_t *rows, uint16_t *cols);

@@ -843,6 +843,52 @@ static void test_hello(void **state UNUSED)
 	proto_buf_free(&b);
 }
 
+/* MSG_NETCONF: the request and the answer round-trip; a wrong kind, a long message, trailing bytes
+ * and a truncated payload are refused. */
+static void test_netconf(void **state UNUSED)
+{
+	struct proto_buf b = {0};
+	struct proto_netconf n;
+	proto_encode_netconf(&b, " hutch.netup=10.200.0.2 hutch.netvm=1");
+	struct proto_frame f = frame_of(MSG_NETCONF, &b);
+	assert_int_equal(proto_decode_netconf(&f, &n), 0);
+	assert_false(n.answer);
+	assert_string_equal(n.words, " hutch.netup=10.200.0.2 hutch.netvm=1");
+	proto_netconf_free(&n);
+	proto_buf_free(&b);
+
+	proto_encode_netconf_answer(&b, 19, "no interface with MAC 02:68:0a:c8:00:02 for upstream");
+	f = frame_of(MSG_NETCONF, &b);
+	assert_int_equal(proto_decode_netconf(&f, &n), 0);
+	assert_true(n.answer);
+	assert_int_equal(n.err, 19);
+	assert_string_equal(n.msg, "no interface with MAC 02:68:0a:c8:00:02 for upstream");
+	proto_netconf_free(&n);
+	/* truncated by one byte, and with one byte too many */
+	f.len--;
+	assert_int_equal(proto_decode_netconf(&f, &n), -1);
+	proto_buf_free(&b);
+	proto_encode_netconf_answer(&b, 0, "");
+	proto_put_u8(&b, 0);
+	f = frame_of(MSG_NETCONF, &b);
+	assert_int_equal(proto_decode_netconf(&f, &n), -1);
+	proto_buf_free(&b);
+	/* an unknown kind */
+	proto_put_u8(&b, 2);
+	proto_put_str(&b, "x");
+	f = frame_of(MSG_NETCONF, &b);
+	assert_int_equal(proto_decode_netconf(&f, &n), -1);
+	proto_buf_free(&b);
+	/* a message over PROTO_NETCONF_MSG_MAX */
+	char big[PROTO_NETCONF_MSG_MAX + 2];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	proto_encode_netconf_answer(&b, 1, big);
+	f = frame_of(MSG_NETCONF, &b);
+	assert_int_equal(proto_decode_netconf(&f, &n), -1);
+	proto_buf_free(&b);
+}
+
 static void test_type_names(void **state UNUSED)
 {
 	assert_string_equal(proto_type_name(MSG_HELLO), "HELLO");
@@ -986,6 +1032,7 @@ int main(void)
 		cmocka_unit_test(test_exit),
 		cmocka_unit_test(test_small_decoders),
 		cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_netconf),
 		cmocka_unit_test(test_type_names),
 		cmocka_unit_test(test_read_fd_pipe),
 		cmocka_unit_test(test_feed_empty_fresh_reader),

@@ -528,6 +528,44 @@ static void test_iso_roundtrip(void **state)
 	rm_rf(dir);
 }
 
+/* A VM on netvm links: cloud-init's network set-up is off (the agent sets the links up), and a
+ * netvm's seed carries nft with its libraries under hutch-nft/, which the installer copies. */
+static void test_netvm_seed(void **state)
+{
+	(void)state;
+	_cleanup_(spec_freep) struct vm_spec *s = cloud_spec();
+	s->net_mode = NET_NETVM;
+	s->netvm = xstrdup("gw");
+	s->is_netvm = true;
+	struct seed_input in = input_for(s, NULL);
+	in.agent_path = "/usr/libexec/hutch/hutch-agent";
+	_cleanup_free_ char *ud = NULL, *md = NULL, *nc = NULL;
+	struct hutch_error err = {0};
+	if (seed_render(&in, &ud, &md, &nc, &err) < 0)
+		fail_msg("seed_render: %s", err.msg);
+	assert_non_null(nc);
+	assert_string_equal(nc, "network:\n  config: disabled\n");
+	assert_non_null(strstr(ud, "/usr/lib/hutch-nft/"));
+
+	_cleanup_free_ char *dir = make_tmpdir();
+	_cleanup_free_ char *iso = xasprintf("%s/seed.iso", dir);
+	_cleanup_free_ char *lib = xasprintf("%s/libfake.so.1", dir);
+	if (write_file_atomic(lib, "ELF?", 4, 0644, &err) < 0)
+		fail_msg("%s", err.msg);
+	char *files[] = {lib, NULL};
+	if (seed_write_iso_nft(iso, ud, md, nc, NULL, NULL, files, &err) < 0)
+		fail_msg("seed_write_iso_nft: %s", err.msg);
+	struct iso_entry es[8];
+	size_t n = iso_read(iso, es, ARRAY_SIZE(es));
+	struct iso_entry *e = iso_find(es, n, SEED_NFT_DIR "/libfake.so.1");
+	assert_non_null(e);
+	assert_int_equal(e->len, 4);
+	assert_memory_equal(e->data, "ELF?", 4);
+	assert_string_equal(iso_find(es, n, "network-config")->data, nc);
+	iso_entries_free(es, n);
+	rm_rf(dir);
+}
+
 static void test_iso_errors(void **state)
 {
 	(void)state;
@@ -946,6 +984,7 @@ int main(void)
 		cmocka_unit_test(test_render_rejects),
 		cmocka_unit_test(test_iso_roundtrip),
 		cmocka_unit_test(test_iso_errors),
+		cmocka_unit_test(test_netvm_seed),
 		cmocka_unit_test(test_smbios),
 		cmocka_unit_test(test_check_pubkey),
 		cmocka_unit_test(test_key_file),
