@@ -105,6 +105,12 @@ void dns_forwarder_start(const uint32_t *addrs, size_t n); /* dns.c */
 void listeners_subscribe(void);				   /* listeners.c: MSG_LISTENERS from the host */
 int listeners_timeout_ms(void);				   /* -1: not watching */
 void listeners_tick(void);
+void notify_subscribe(void);		/* notify.c: MSG_NOTIFY from the host */
+int notify_timeout_ms(void);		/* -1: not forwarding */
+int notify_pollfds(struct pollfd *pfd); /* at most NOTIFY_POLLFDS */
+void notify_tick(const struct pollfd *pfd, int n);
+void notify_session_env(uid_t uid); /* exec.c: DBUS_SESSION_BUS_ADDRESS of uid's bus */
+#define NOTIFY_POLLFDS 8
 /* desktop.c, clipboard.c, sound.c: `hutch-agent --TOOL ...` run by the host through EXEC as
  * /proc/self/exe; desktop_tool_main returns -1 when argv names no tool. */
 int desktop_tool_main(int argc, char **argv);

@@ -136,6 +136,7 @@ static void child_exec(struct proto_exec *e, struct user_info *ui, int in, int o
 	setenv("LOGNAME", ui->name, 1);
 	setenv("SHELL", ui->shell, 1);
 	setenv("TERM", pty_slave >= 0 ? "xterm-256color" : "dumb", 1);
+	notify_session_env(ui->uid);
 	for (size_t i = 0; e->env && e->env[i]; i++) {
 		char *eq = strchr(e->env[i], '=');
 		if (eq && eq != e->env[i])

@@ -39,6 +39,9 @@ void handle_frame(const struct proto_frame *f)
 	case MSG_LISTENERS:
 		listeners_subscribe();
 		break;
+	case MSG_NOTIFY:
+		notify_subscribe();
+		break;
 	case MSG_EXEC:
 		handle_exec(f);
 		break;
@@ -119,7 +122,7 @@ void poweroff_now(void)
 void main_loop(int sigfd)
 {
 	for (;;) {
-		struct pollfd pfd[2 + 2 * MAX_SESSIONS];
+		struct pollfd pfd[2 + 2 * MAX_SESSIONS + NOTIFY_POLLFDS];
 		struct session *who[2 + 2 * MAX_SESSIONS];
 		int n = 0;
 		pfd[n] = (struct pollfd){.fd = g.port, .events = POLLIN};
@@ -154,7 +157,10 @@ void main_loop(int sigfd)
 		int to = g.host_down ? 100 : !g.acked ? 250 : pending_finish ? 200 : -1, lt = listeners_timeout_ms();
 		if (lt >= 0 && (to < 0 || lt < to))
 			to = lt;
-		int r = poll(pfd, (nfds_t)n, to);
+		int nt = notify_pollfds(&pfd[n]), ntt = notify_timeout_ms();
+		if (ntt >= 0 && (to < 0 || ntt < to))
+			to = ntt;
+		int r = poll(pfd, (nfds_t)(n + nt), to);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (g.host_down && r >= 0 && !(pfd[0].revents & POLLHUP)) {
@@ -208,6 +214,7 @@ void main_loop(int sigfd)
 				session_flush_stdin(s);
 		}
 		listeners_tick();
+		notify_tick(&pfd[n], r > 0 ? nt : 0);
 		for (int i = 0; i < MAX_SESSIONS; i++)
 			if (g.s[i])
 				session_maybe_finish(g.s[i]);

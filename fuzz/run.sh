@@ -27,6 +27,7 @@ sources_for() {
 	fuzz_qmp) echo src/lib/qmp.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_proto) echo src/proto/proto.c ;;
 	fuzz_listeners) echo src/proto/proto.c src/proto/listeners.c ;;
+	fuzz_notify) echo src/proto/proto.c src/proto/notification.c src/lib/notify.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_size) echo src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_desktop_entry) echo src/lib/desktop_entry.c src/lib/spec_desktop.c src/lib/color.c src/lib/ytree.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_oci_index | fuzz_oci_manifest | fuzz_oci_config) echo src/lib/oci.c src/lib/util.c src/lib/lazylib.c ;;

@@ -18,6 +18,7 @@ packages=(
 	libyaml-dev libjson-c-dev libarchive-dev libcurl4-openssl-dev libssl-dev
 	libvirt-dev libxml2-dev musl-tools
 	libpng-dev # desktop icons from guests are re-encoded
+	libdbus-1-dev # notifications: the guest's helper links it, the monitor loads it
 	# unit tests, lint
 	libcmocka-dev clang-14 cppcheck clang-format
 	# the micro template: a kernel, its modules, busybox
@@ -33,6 +34,7 @@ packages=(
 	mtools dosfstools grub-pc-bin grub-efi-amd64-bin
 	# desktop tests: menu entry validation, a real VNC client, the host clipboard under Xvfb
 	desktop-file-utils vncsnapshot xvfb xclip
+	dbus-daemon python3-dbus python3-gi # notifications: a session bus and a notification server (85)
 	flatpak # run --flatpak: the test builds a tiny runtime and app and installs them as the test user (88)
 	# benchmarks
 	hyperfine umoci # umoci: bench/oci.sh's by-hand peer

@@ -14,6 +14,12 @@
 
 #include "lazylib.h"
 
+#ifdef HAVE_DBUS
+#include <dbus/dbus.h>
+
+#include "lazydbus.h"
+#endif
+
 #ifdef HAVE_LIBVIRT
 #include <libvirt/libvirt.h>
 #include <libxml/parser.h>
@@ -110,6 +116,16 @@ int lazy_curl_load(struct hutch_error *err)
 #define LAZY_FUNCS_xml LAZY_XML_FUNCS
 LAZY_LIB(virt, "libvirt0", "libvirt.so.0")
 LAZY_LIB(xml, "libxml2", "libxml2.so.2")
+#endif
+
+#ifdef HAVE_DBUS
+#define LAZY_FUNCS_dbus LAZY_DBUS_FUNCS
+LAZY_LIB(dbus, "libdbus-1-3", "libdbus-1.so.3")
+#else
+int lazy_dbus_load(struct hutch_error *err)
+{
+	return hutch_error_set(err, ENOSYS, "this hutch was built without libdbus-1");
+}
 #endif
 
 static pthread_t preload_thread;

@@ -1,6 +1,7 @@
 /* The monitor's side of the agent channel: frames from the agent, HELLO, liveness (pings, gone,
  * unresponsive, broken) and what happens to sessions when the agent goes. */
 #include "monitor_internal.h"
+#include "monitor_notify.h"
 
 /* ---- agent liveness ---- */
 
@@ -162,6 +163,8 @@ void agent_hello_ack(struct mon *m, uint32_t caps)
 		return;
 	if (m->autofwd.on) /* report the listeners, now and as they change */
 		outbuf_frame(&m->agent_out, MSG_LISTENERS, 0, NULL, 0);
+	if (mon_notify_wanted(m->vm.spec)) /* forward the guest's notifications */
+		outbuf_frame(&m->agent_out, MSG_NOTIFY, 0, NULL, 0);
 	/* the agent (re)mounts the shares after our answer; start waits (bounded) for its word */
 	for (size_t i = 0; mon_shares_request(&m->shares, i, &b, now_ms()); i++) {
 		outbuf_frame(&m->agent_out, MSG_MOUNT, 0, b.data, b.len);
@@ -294,6 +297,10 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 	case MSG_LISTENERS:
 		if (autofwd_report(&m->autofwd, m->qmp, f->payload, f->len, m->forwards, net_log) < 0)
 			return agent_broken(m, "malformed LISTENERS report");
+		return;
+	case MSG_NOTIFY:
+		if (mon_notify_frame(m->name, m->vm.spec, f->payload, f->len, net_log) < 0)
+			return agent_broken(m, "malformed NOTIFY");
 		return;
 	case MSG_STDOUT:
 	case MSG_STDERR:

@@ -614,6 +614,7 @@ static const struct ytree_field vm_fields[] = {
 	{"sound", spec_desktop_sound},
 	{"apps", spec_desktop_apps},
 	{"clipboard", spec_desktop_clipboard},
+	{"notifications", spec_desktop_notifications},
 	{"stop_timeout", vm_stop_timeout},
 	{"pci", spec_devices_pci},
 	{"usb", spec_devices_usb},

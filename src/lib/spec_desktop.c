@@ -1,4 +1,4 @@
-/* display:, sound:, apps:, clipboard: and color: of a VM spec. Every value that
+/* display:, sound:, apps:, clipboard:, notifications: and color: of a VM spec. Every value that
  * ends up in a QEMU option, a file name or a guest command is checked to a narrow alphabet here,
  * so the renderers downstream need no quoting. */
 #include "spec_desktop.h"
@@ -213,13 +213,52 @@ static int clip_max(struct ytree_ctx *c, void *obj, const struct ynode *v, const
 	return 0;
 }
 
+const char *const clip_type_names[] = {"text/plain", "image/png"};
+
+int clip_type_parse(const char *s)
+{
+	if (!strcmp(s, "text/plain") || !strcmp(s, "text"))
+		return CLIP_TEXT;
+	if (!strcmp(s, "image/png") || !strcmp(s, "png"))
+		return CLIP_PNG;
+	return -1;
+}
+
+static int check_clip_type(struct ytree_ctx *c, const struct ynode *it, const char *path)
+{
+	if (clip_type_parse(it->str) >= 0)
+		return 0;
+	_cleanup_free_ char *q = ytree_quote(it->str);
+	return ytree_error(c, it, path,
+			   "type '%s' cannot be allowed: only text/plain and image/png, which hutch checks", q);
+}
+
+static int clip_types(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	_cleanup_strv_ char **types = NULL;
+	int r = ytree_strv(c, v, path, check_clip_type, &types);
+	if (r < 0)
+		return r;
+	uint32_t mask = 1u << CLIP_TEXT; /* text always crosses */
+	for (size_t i = 0; types && types[i]; i++)
+		mask |= 1u << clip_type_parse(types[i]);
+	desk(obj)->clipboard_types = mask;
+	return 0;
+}
+
 static const struct ytree_field clipboard_fields[] = {
 	{"max", clip_max},
+	{"types", clip_types},
 };
 
 int spec_desktop_clipboard(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
 {
 	return ytree_parse_fields(c, v, path, clipboard_fields, ARRAY_SIZE(clipboard_fields), obj);
+}
+
+int spec_desktop_notifications(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
+{
+	return tri(c, v, path, &desk(obj)->notifications);
 }
 
 int spec_desktop_color(struct ytree_ctx *c, void *obj, const struct ynode *v, const char *path)
@@ -277,8 +316,18 @@ void spec_desktop_render(struct strbuf *sb, const struct vm_desktop *d)
 			strbuf_adds(sb, "    playback: true\n");
 	}
 	render_list(sb, "  ", "apps", d->apps);
+	if (d->clipboard_max || d->clipboard_types)
+		strbuf_adds(sb, "  clipboard:\n");
 	if (d->clipboard_max)
-		strbuf_addf(sb, "  clipboard:\n    max: %llu\n", (unsigned long long)d->clipboard_max);
+		strbuf_addf(sb, "    max: %llu\n", (unsigned long long)d->clipboard_max);
+	if (d->clipboard_types) {
+		strbuf_adds(sb, "    types:\n");
+		for (int t = 0; t < CLIP_TYPE_COUNT; t++)
+			if (d->clipboard_types & (1u << t))
+				strbuf_addf(sb, "      - %s\n", clip_type_names[t]);
+	}
+	if (d->notifications)
+		strbuf_addf(sb, "  notifications: %s\n", tri_names[d->notifications]);
 }
 
 static bool str_eq(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
@@ -298,7 +347,8 @@ bool spec_desktop_equal(const struct vm_desktop *a, const struct vm_desktop *b)
 {
 	return a->video == b->video && a->remote == b->remote && str_eq(a->listen, b->listen) && a->sound == b->sound &&
 	       a->playback == b->playback && a->capture == b->capture && str_eq(a->audiodev, b->audiodev) &&
-	       strv_eq(a->apps, b->apps) && a->clipboard_max == b->clipboard_max;
+	       strv_eq(a->apps, b->apps) && a->clipboard_max == b->clipboard_max &&
+	       a->notifications == b->notifications && a->clipboard_types == b->clipboard_types;
 }
 
 enum display_video desktop_video(const struct vm_desktop *d)
@@ -321,4 +371,9 @@ bool desktop_capture(const struct vm_desktop *d) { return d->sound && d->capture
 uint64_t desktop_clipboard_max(const struct vm_desktop *d)
 {
 	return d->clipboard_max ? d->clipboard_max : CLIPBOARD_MAX_DEFAULT;
+}
+
+bool desktop_clipboard_allows(const struct vm_desktop *d, enum clip_type t)
+{
+	return t == CLIP_TEXT || (d->clipboard_types & (1u << t));
 }

@@ -535,7 +535,7 @@ const char *proto_type_name(uint8_t type)
 	static const char *const names[] = {
 		"?",	    "HELLO",   "EXEC",	 "STDIN",    "STDIN_EOF", "STDOUT",   "STDERR", "EXIT",
 		"SIGNAL",   "WINSIZE", "WINDOW", "PING",     "PONG",	  "POWEROFF", "MOUNT",	"STAT",
-		"ACTIVITY", "ERROR",   "CTL",	 "IDENTITY", "LISTENERS", "NETCONF",
+		"ACTIVITY", "ERROR",   "CTL",	 "IDENTITY", "LISTENERS", "NETCONF",  "NOTIFY",
 	};
 	return type <= MSG_TYPE_MAX ? names[type] : "?";
 }

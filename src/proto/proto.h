@@ -45,7 +45,8 @@ enum proto_type {
 	MSG_NETCONF = 21,   /* host -> agent: u8 0, str words (hutch.netup=... as on a micro kernel command
 			     * line): set up the netvm links; agent -> host: u8 1, i32 errno (0: done), str
 			     * message */
-	MSG_TYPE_MAX = 21,
+	MSG_NOTIFY = 22,    /* notification.h: a desktop notification from the guest */
+	MSG_TYPE_MAX = 22,
 };
 
 enum proto_exec_flags {

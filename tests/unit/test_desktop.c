@@ -18,6 +18,7 @@
 #include "desktop_qemu.h"
 #include "icon.h"
 #include "menu.h"
+#include "monitor_notify.h"
 #include "spec.h"
 
 #define UNUSED __attribute__((unused))
@@ -97,13 +98,14 @@ static void test_parse_and_round_trip(void **state UNUSED)
 		parse_one("v:\n  source: {template: micro}\n  color: \"rgb(46, 204, 113)\"\n"
 			  "  display: {video: virtio, remote: vnc}\n  sound: {playback: true, capture: true}\n"
 			  "  apps: [firefox, konsole]\n"
-			  "  clipboard: {max: 64K}\n");
+			  "  clipboard: {max: 64K}\n  notifications: false\n");
 	assert_int_equal(desktop_video(&s->desk), VIDEO_VIRTIO);
 	assert_int_equal(desktop_remote(&s->desk), REMOTE_VNC);
 	assert_true(desktop_playback(&s->desk));
 	assert_true(desktop_capture(&s->desk));
 	assert_int_equal(desktop_clipboard_max(&s->desk), 64 * 1024);
 	assert_string_equal(s->desk.apps[1], "konsole");
+	assert_false(mon_notify_wanted(s));
 	_cleanup_free_ char *y = spec_render_yaml(s);
 	_cleanup_(spec_freep) struct vm_spec *back = parse_one(y);
 	assert_true(spec_equal(s, back));
@@ -114,6 +116,7 @@ static void test_parse_and_round_trip(void **state UNUSED)
 	assert_int_equal(desktop_remote(&d->desk), REMOTE_NONE);
 	assert_false(desktop_playback(&d->desk));
 	assert_int_equal(desktop_clipboard_max(&d->desk), CLIPBOARD_MAX_DEFAULT);
+	assert_true(mon_notify_wanted(d)); /* notifications are on unless turned off */
 	_cleanup_(spec_freep) struct vm_spec *v = parse_one("v:\n  display: {video: qxl}\n  sound: true\n");
 	assert_int_equal(desktop_remote(&v->desk), REMOTE_SPICE);
 	assert_true(desktop_playback(&v->desk));
@@ -137,8 +140,8 @@ static void test_errors(void **state UNUSED)
 	expect_error("v:\n  apps: [\"../../bin/sh\"]\n", "invalid app");
 	expect_error("v:\n  apps: [\"fire fox\"]\n", "invalid app");
 	expect_error("v:\n  clipboard: {max: 1T}\n", "between 1 and 64M");
-	expect_error("v:\n  clipboard: {types: [text/html]}\n", "unknown key");
-	expect_error("v:\n  notifications: true\n", "unknown key"); /* not built yet: refused, not ignored */
+	expect_error("v:\n  clipboard: {types: [text/html]}\n", "clipboard.types: type 'text/html' cannot be allowed");
+	expect_error("v:\n  notifications: loud\n", "hutch.yml:2: notifications");
 }
 
 static void test_golden_micro_vnc(void **state UNUSED)
