@@ -1,10 +1,12 @@
-/* `--clipboard get|set MAX`: the guest's clipboard, for `hutch clip copy|paste`. With a graphical
+/* `--clipboard get|set MAX [TYPE]`: the guest's clipboard, for `hutch clip copy|paste`. TYPE is
+ * text/plain (the default) or image/png (the file is then /run/hutch/clipboard.png). With a graphical
  * session the session's own clipboard is used (wl-paste/wl-copy under Wayland, xclip or xsel under
  * X11), run as the user who owns the display; without one, the file /run/hutch/clipboard, which
  * scripts in the guest may read and write too. Nothing is ever synced on its own: the host asks. */
 #include "agent.h"
 
 #define CLIP_FILE "/run/hutch/clipboard"
+#define CLIP_FILE_PNG "/run/hutch/clipboard.png"
 
 struct display_session {
 	uid_t uid;
@@ -66,10 +68,10 @@ static bool find_session(struct display_session *ds)
 }
 
 /* Run the session's clipboard tool as the display's owner, stdin/stdout as given. */
-static int run_tool(const struct display_session *ds, bool set, int in_fd, int out_fd)
+static int run_tool(const struct display_session *ds, bool set, const char *type, int in_fd, int out_fd)
 {
-	const char *wl[2][4] = {{"wl-paste", "--no-newline", "--type", "text/plain"},
-				{"wl-copy", "--type", "text/plain", NULL}};
+	bool text = !strcmp(type, "text/plain");
+	const char *wl[2][4] = {{"wl-paste", "--no-newline", "--type", type}, {"wl-copy", "--type", type, NULL}};
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
@@ -85,8 +87,12 @@ static int run_tool(const struct display_session *ds, bool set, int in_fd, int o
 			char *argv[] = {(char *)a[0], (char *)a[1], (char *)a[2], (char *)a[3], NULL};
 			execvp(argv[0], argv);
 		} else if (in_path("xclip")) {
-			char *argv[] = {"xclip", "-selection", "clipboard", set ? "-i" : "-o", NULL};
+			char *argv[] = {"xclip",      "-selection", "clipboard", set ? "-i" : "-o", text ? NULL : "-t",
+					(char *)type, NULL};
 			execvp(argv[0], argv);
+		} else if (!text) {
+			fprintf(stderr, "hutch-agent: xsel carries text only: install xclip for %s\n", type);
+			_exit(1);
 		} else {
 			char *argv[] = {"xsel", "--clipboard", set ? "--input" : "--output", NULL};
 			execvp(argv[0], argv);
@@ -119,16 +125,16 @@ static int copy_capped(int in, int out, unsigned long max)
 	return n < 0 ? 1 : 0;
 }
 
-static int file_set(unsigned long max)
+static int file_set(unsigned long max, const char *file)
 {
 	mkdir("/run/hutch", 0755);
 	int fd = open("/run/hutch/.clipboard.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		fprintf(stderr, "hutch-agent: %s: %s\n", CLIP_FILE, strerror(errno));
+		fprintf(stderr, "hutch-agent: %s: %s\n", file, strerror(errno));
 		return 1;
 	}
 	int r = copy_capped(0, fd, max);
-	if (r == 0 && (fsync(fd) < 0 || rename("/run/hutch/.clipboard.tmp", CLIP_FILE) < 0))
+	if (r == 0 && (fsync(fd) < 0 || rename("/run/hutch/.clipboard.tmp", file) < 0))
 		r = 1;
 	close(fd);
 	if (r)
@@ -138,10 +144,13 @@ static int file_set(unsigned long max)
 
 int clipboard_tool(int argc, char **argv)
 {
-	if (argc < 2 || (strcmp(argv[0], "get") && strcmp(argv[0], "set"))) {
-		fprintf(stderr, "usage: hutch-agent --clipboard get|set MAX\n");
+	const char *type = argc > 2 ? argv[2] : "text/plain";
+	if (argc < 2 || (strcmp(argv[0], "get") && strcmp(argv[0], "set")) ||
+	    (strcmp(type, "text/plain") && strcmp(type, "image/png"))) {
+		fprintf(stderr, "usage: hutch-agent --clipboard get|set MAX [text/plain|image/png]\n");
 		return 2;
 	}
+	const char *file = strcmp(type, "image/png") ? CLIP_FILE : CLIP_FILE_PNG;
 	bool set = !strcmp(argv[0], "set");
 	unsigned long max = strtoul(argv[1], NULL, 10);
 	struct display_session ds;
@@ -154,7 +163,7 @@ int clipboard_tool(int argc, char **argv)
 			pid_t pid = fork();
 			if (pid == 0) {
 				close(p[0]);
-				_exit(run_tool(&ds, false, devnull, p[1]));
+				_exit(run_tool(&ds, false, type, devnull, p[1]));
 			}
 			close(p[1]);
 			int r = copy_capped(p[0], 1, max);
@@ -171,7 +180,7 @@ int clipboard_tool(int argc, char **argv)
 		pid_t pid = fork();
 		if (pid == 0) {
 			close(p[1]);
-			_exit(run_tool(&ds, true, p[0], 1));
+			_exit(run_tool(&ds, true, type, p[0], 1));
 		}
 		close(p[0]);
 		int r = copy_capped(0, p[1], max);
@@ -182,8 +191,8 @@ int clipboard_tool(int argc, char **argv)
 		return r ? r : (WIFEXITED(st) ? WEXITSTATUS(st) : 1);
 	}
 	if (set)
-		return file_set(max);
-	int fd = open(CLIP_FILE, O_RDONLY | O_CLOEXEC);
+		return file_set(max, file);
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : 1; /* nothing copied yet: an empty clipboard */
 	int r = copy_capped(fd, 1, max);

@@ -61,7 +61,7 @@ _hutch_spec()
 	desktop) opts="-i --instance --json" argopts="-i --instance" pos="" subs="sync rm" subat=0 ;;
 	desktop/sync) opts="" argopts="" pos="vm" ;;
 	desktop/rm) opts="" argopts="" pos="vm" ;;
-	clip) opts="-i --instance --json" argopts="-i --instance" pos="" subs="copy paste show" subat=0 ;;
+	clip) opts="-i --instance --type --json" argopts="-i --instance --type" pos="" subs="copy paste show" subat=0 ;;
 	clip/copy) opts="" argopts="" pos="vm" ;;
 	clip/paste) opts="" argopts="" pos="vm" ;;
 	clip/show) opts="" argopts="" pos="" ;;

@@ -3,13 +3,15 @@
 
 #include <unistd.h>
 
-/* hutch clip copy NAME | clip paste NAME | clip show */
+/* hutch clip copy NAME | clip paste NAME | clip show, each with --type MIME */
 struct clip_cli {
 	const char *instance;
+	const char *type;
 };
 
 static const struct opt clip_opts[] = {
 	OPT_INSTANCE(struct clip_cli),
+	OPT_STRING(0, "type", struct clip_cli, type, "MIME", "text/plain (the default) or image/png"),
 	OPT_JSON(),
 	OPT_END(),
 };
@@ -27,12 +29,27 @@ static void report(struct cmd_ctx *c, const char *name, const char *what, size_t
 	}
 }
 
+static int type_of(struct cmd_ctx *c, const struct clip_cli *o, enum clip_type *ret)
+{
+	int t = o->type ? clip_type_parse(o->type) : CLIP_TEXT;
+	if (t < 0) {
+		hutch_error_set(&c->err, EINVAL, "--type '%s': text/plain or image/png", o->type);
+		return EXIT_USAGE;
+	}
+	*ret = (enum clip_type)t;
+	return 0;
+}
+
 static int clip_copy_cmd(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	const struct clip_cli *o = opts;
 	_cleanup_free_ char *name = NULL;
 	size_t len;
-	if (cmd_vm_name(c, argv[0], o->instance, &name) || clip_copy(&c->store, name, &len, &c->err) < 0)
+	enum clip_type t;
+	int e = type_of(c, o, &t);
+	if (e)
+		return e;
+	if (cmd_vm_name(c, argv[0], o->instance, &name) || clip_copy(&c->store, name, t, &len, &c->err) < 0)
 		return EXIT_ERR;
 	report(c, name, "copied %zu bytes from the clipboard of '%s' to the global clipboard\n", len);
 	return EXIT_OK;
@@ -43,7 +60,11 @@ static int clip_paste_cmd(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	const struct clip_cli *o = opts;
 	_cleanup_free_ char *name = NULL;
 	size_t len;
-	if (cmd_vm_name(c, argv[0], o->instance, &name) || clip_paste(&c->store, name, &len, &c->err) < 0)
+	enum clip_type t;
+	int e = type_of(c, o, &t);
+	if (e)
+		return e;
+	if (cmd_vm_name(c, argv[0], o->instance, &name) || clip_paste(&c->store, name, t, &len, &c->err) < 0)
 		return EXIT_ERR;
 	report(c, name, "pasted %zu bytes of the global clipboard into the clipboard of '%s'\n", len);
 	return EXIT_OK;
@@ -53,12 +74,17 @@ static int clip_show_cmd(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	if (clip_global_get(&c->store, CLIPBOARD_MAX_LIMIT, &buf, &len, &c->err) < 0)
+	enum clip_type t;
+	int e = type_of(c, opts, &t);
+	if (e)
+		return e;
+	if (clip_global_get(&c->store, t, CLIPBOARD_MAX_LIMIT, &buf, &len, &c->err) < 0)
 		return EXIT_ERR;
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "global", json_object_new_string(clip_backend_names[clip_global_backend()]));
-		bool text = clip_text_valid(buf, len);
+		bool text = t == CLIP_TEXT && clip_text_valid(buf, len);
+		json_object_object_add(j, "type", json_object_new_string(clip_type_names[t]));
 		json_object_object_add(j, "text", text ? json_object_new_string_len(buf, (int)len) : NULL);
 		json_object_object_add(j, "bytes", json_object_new_int64((int64_t)len));
 		cmd_print_json(j);

@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "guest_tool.h"
+#include "icon.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -74,7 +75,11 @@ bool clip_text_valid(const char *buf, size_t len)
 	return true;
 }
 
-static char *buffer_path(const struct store *st) { return xasprintf("%s/clipboard", st->runtime_dir); }
+/* hutch's own buffer: one file per type, as a desktop clipboard offers each type apart */
+static char *buffer_path(const struct store *st, enum clip_type t)
+{
+	return xasprintf("%s/clipboard%s", st->runtime_dir, t == CLIP_PNG ? ".png" : "");
+}
 
 /* Run argv with in (may be NULL) on stdin; capture stdout up to max bytes when ret is non-NULL. */
 static int run_tool(char *const *argv, const char *in, size_t in_len, size_t max, char **ret, size_t *ret_len,
@@ -157,24 +162,28 @@ static int run_tool(char *const *argv, const char *in, size_t in_len, size_t max
 	return 0;
 }
 
-int clip_global_get(const struct store *st, size_t max, char **ret, size_t *ret_len, struct hutch_error *err)
+int clip_global_get(const struct store *st, enum clip_type t, size_t max, char **ret, size_t *ret_len,
+		    struct hutch_error *err)
 {
+	char *mime = (char *)clip_type_names[t];
 	switch (clip_global_backend()) {
 	case CLIP_WAYLAND: {
-		char *argv[] = {"wl-paste", "--no-newline", "--type", "text/plain", NULL};
+		char *argv[] = {"wl-paste", "--no-newline", "--type", mime, NULL};
 		return run_tool(argv, NULL, 0, max, ret, ret_len, err);
 	}
 	case CLIP_XCLIP: {
-		char *argv[] = {"xclip", "-selection", "clipboard", "-o", NULL};
+		char *argv[] = {"xclip", "-selection", "clipboard", "-o", t == CLIP_TEXT ? NULL : "-t", mime, NULL};
 		return run_tool(argv, NULL, 0, max, ret, ret_len, err);
 	}
 	case CLIP_XSEL: {
+		if (t != CLIP_TEXT)
+			return hutch_error_set(err, ENOTSUP, "xsel carries text only: install xclip for %s", mime);
 		char *argv[] = {"xsel", "--clipboard", "--output", NULL};
 		return run_tool(argv, NULL, 0, max, ret, ret_len, err);
 	}
 	case CLIP_FILE:
 	default: {
-		_cleanup_free_ char *path = buffer_path(st);
+		_cleanup_free_ char *path = buffer_path(st, t);
 		if (access(path, F_OK) < 0) {
 			*ret = xstrdup("");
 			*ret_len = 0;
@@ -189,18 +198,21 @@ int clip_global_get(const struct store *st, size_t max, char **ret, size_t *ret_
 	}
 }
 
-int clip_global_set(const struct store *st, const char *buf, size_t len, struct hutch_error *err)
+int clip_global_set(const struct store *st, enum clip_type t, const char *buf, size_t len, struct hutch_error *err)
 {
+	char *mime = (char *)clip_type_names[t];
 	switch (clip_global_backend()) {
 	case CLIP_WAYLAND: {
-		char *argv[] = {"wl-copy", "--type", "text/plain;charset=utf-8", NULL};
+		char *argv[] = {"wl-copy", "--type", t == CLIP_TEXT ? "text/plain;charset=utf-8" : mime, NULL};
 		return run_tool(argv, buf, len, 0, NULL, NULL, err);
 	}
 	case CLIP_XCLIP: {
-		char *argv[] = {"xclip", "-selection", "clipboard", "-i", NULL};
+		char *argv[] = {"xclip", "-selection", "clipboard", "-i", t == CLIP_TEXT ? NULL : "-t", mime, NULL};
 		return run_tool(argv, buf, len, 0, NULL, NULL, err);
 	}
 	case CLIP_XSEL: {
+		if (t != CLIP_TEXT)
+			return hutch_error_set(err, ENOTSUP, "xsel carries text only: install xclip for %s", mime);
 		char *argv[] = {"xsel", "--clipboard", "--input", NULL};
 		return run_tool(argv, buf, len, 0, NULL, NULL, err);
 	}
@@ -208,35 +220,60 @@ int clip_global_set(const struct store *st, const char *buf, size_t len, struct 
 	default: {
 		if (mkdir_p(st->runtime_dir, 0700) < 0)
 			return hutch_error_set(err, errno, "cannot create '%s': %s", st->runtime_dir, strerror(errno));
-		_cleanup_free_ char *path = buffer_path(st);
+		_cleanup_free_ char *path = buffer_path(st, t);
 		return write_file_atomic(path, buf, len, 0600, err);
 	}
 	}
 }
 
-static int vm_cap(struct store *st, const char *name, size_t *ret, struct hutch_error *err)
+static int vm_cap(struct store *st, const char *name, enum clip_type t, size_t *ret, struct hutch_error *err)
 {
 	struct vm vm = {0};
 	int r = vm_load(st, name, &vm, err);
 	if (r < 0)
 		return r;
 	*ret = (size_t)desktop_clipboard_max(&vm.spec->desk);
+	bool allowed = desktop_clipboard_allows(&vm.spec->desk, t);
 	vm_release(&vm);
+	if (!allowed)
+		return hutch_error_set(err, EPERM, "'%s' does not allow %s on its clipboard (clipboard.types)", name,
+				       clip_type_names[t]);
 	if (!store_is_running(st, name))
 		return hutch_error_set(err, ENOTCONN, "'%s' is not running: start it with 'hutch start %s'", name,
 				       name);
 	return 0;
 }
 
-int clip_copy(struct store *st, const char *name, size_t *ret_len, struct hutch_error *err)
+/* What crosses is checked for its type: UTF-8 text, or a PNG that libpng decodes and writes anew
+ * (so the guest's bytes never reach the host clipboard: chunks, trailing data and all). */
+static int clip_check(enum clip_type t, const char *what, const char *done, char **buf, size_t *len, size_t max,
+		      struct hutch_error *err)
+{
+	if (t == CLIP_TEXT) {
+		if (!clip_text_valid(*buf, *len))
+			return hutch_error_set(err, EINVAL, "%s is not UTF-8 text: nothing %s", what, done);
+		return 0;
+	}
+	char *png;
+	size_t png_len;
+	unsigned w, h;
+	if (png_sanitize(*buf, *len, "image", max, CLIP_PNG_SIDE_MAX, &png, &png_len, &w, &h, err) < 0)
+		return hutch_error_wrap(err, "%s", what);
+	free(*buf);
+	*buf = png;
+	*len = png_len;
+	return 0;
+}
+
+int clip_copy(struct store *st, const char *name, enum clip_type t, size_t *ret_len, struct hutch_error *err)
 {
 	size_t max;
-	int r = vm_cap(st, name, &max, err);
+	int r = vm_cap(st, name, t, &max, err);
 	if (r < 0)
 		return r;
 	char num[24];
 	snprintf(num, sizeof(num), "%zu", max);
-	char *args[] = {"--clipboard", "get", num, NULL};
+	char *args[] = {"--clipboard", "get", num, (char *)clip_type_names[t], NULL};
 	_cleanup_free_ char *untrusted = NULL;
 	size_t len;
 	if ((r = guest_tool_run(st, name, args, NULL, 0, max, &untrusted, &len, err)) < 0) {
@@ -249,29 +286,30 @@ int clip_copy(struct store *st, const char *name, size_t *ret_len, struct hutch_
 		}
 		return r;
 	}
-	if (!clip_text_valid(untrusted, len))
-		return hutch_error_set(err, EINVAL, "the clipboard of '%s' is not UTF-8 text: nothing copied", name);
-	if ((r = clip_global_set(st, untrusted, len, err)) < 0)
+	_cleanup_free_ char *what = xasprintf("the clipboard of '%s'", name);
+	if ((r = clip_check(t, what, "copied", &untrusted, &len, max, err)) < 0)
+		return r;
+	if ((r = clip_global_set(st, t, untrusted, len, err)) < 0)
 		return r;
 	*ret_len = len;
 	return 0;
 }
 
-int clip_paste(struct store *st, const char *name, size_t *ret_len, struct hutch_error *err)
+int clip_paste(struct store *st, const char *name, enum clip_type t, size_t *ret_len, struct hutch_error *err)
 {
 	size_t max;
-	int r = vm_cap(st, name, &max, err);
+	int r = vm_cap(st, name, t, &max, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
-	if ((r = clip_global_get(st, max, &buf, &len, err)) < 0)
+	if ((r = clip_global_get(st, t, max, &buf, &len, err)) < 0)
 		return r;
-	if (!clip_text_valid(buf, len))
-		return hutch_error_set(err, EINVAL, "the global clipboard is not UTF-8 text: nothing pasted");
+	if ((r = clip_check(t, "the global clipboard", "pasted", &buf, &len, max, err)) < 0)
+		return r;
 	char num[24];
 	snprintf(num, sizeof(num), "%zu", max);
-	char *args[] = {"--clipboard", "set", num, NULL};
+	char *args[] = {"--clipboard", "set", num, (char *)clip_type_names[t], NULL};
 	_cleanup_free_ char *out = NULL;
 	size_t out_len;
 	if ((r = guest_tool_run(st, name, args, buf, len, 4096, &out, &out_len, err)) < 0)

@@ -10,3 +10,7 @@
  * re-encode them as 8-bit RGBA. *ret (free()) is the new PNG; its size in *ret_w, *ret_h. */
 int icon_sanitize(const void *untrusted_png, size_t len, char **ret, size_t *ret_len, unsigned *ret_w, unsigned *ret_h,
 		  struct hutch_error *err);
+/* The same for any PNG from a guest (the clipboard's image/png): at most bytes_max bytes and
+ * side_max pixels a side; what names it in errors. */
+int png_sanitize(const void *untrusted_png, size_t len, const char *what, size_t bytes_max, unsigned side_max,
+		 char **ret, size_t *ret_len, unsigned *ret_w, unsigned *ret_h, struct hutch_error *err);

@@ -3,7 +3,9 @@
 # /run/hutch/clipboard). Without a host desktop the global clipboard is hutch's own buffer in the
 # runtime dir (mode 0600). Nothing crosses on its own: `clip copy A` then `clip paste B` does. The
 # cap (clipboard.max) and the UTF-8 check refuse oversized and binary guest content and leave the
-# global clipboard as it was. Under Xvfb the global clipboard is the X11 CLIPBOARD, through xclip.
+# global clipboard as it was. image/png crosses only where clipboard.types allows it, and what
+# reaches the host is libpng's re-encoding (no ancillary chunks; a corrupt PNG is refused). Under Xvfb
+# the global clipboard is the X11 CLIPBOARD, through xclip.
 # once
 . "$(dirname "$0")/lib.sh"
 exec </dev/null
@@ -13,7 +15,7 @@ cat >"$T/vms.yml" <<'EOF2'
 a:
   source: {template: micro}
   memory: 256M
-  clipboard: {max: 1K}
+  clipboard: {max: 1K, types: [text/plain, image/png]}
 b:
   source: {template: micro}
   memory: 256M
@@ -64,6 +66,48 @@ like "$ERR" "more than 1024 bytes" "pasting more than the target's cap is refuse
 run hutch clip copy nosuch
 is "$RC" 1 "clip copy of an unknown VM fails"
 
+# image/png: a 4x3 PNG with a text chunk, made here (zlib, no image library needed)
+mkpng() {
+	python3 - "$1" "$2" <<'PY'
+import struct, sys, zlib
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+raw = b"".join(b"\0" + b"".join(bytes([60 * x, 80 * y, 200]) for x in range(4)) for y in range(3))
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 3, 8, 2, 0, 0, 0)) + \
+      chunk(b"tEXt", b"Comment\0guest-secret") + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+if sys.argv[2] == "corrupt":
+    png = png[:-20] + bytes([png[-20] ^ 0xff]) + png[-19:]
+open(sys.argv[1], "wb").write(png)
+PY
+}
+pngsize() { python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(); assert d[:8]==b"\x89PNG\r\n\x1a\n"; print("%dx%d" % struct.unpack(">II", d[16:24]))' "$1"; }
+mkpng "$T/in.png" good
+mkpng "$T/bad.png" corrupt
+hutch exec a -- sh -c 'cat >/run/hutch/clipboard.png' <"$T/in.png"
+cp "$HUTCH_HOME/run/clipboard" "$T/text-before"
+run hutch clip copy a --type image/png
+is "$RC" 0 "clip copy a --type image/png (a allows it)"
+is "$(pngsize "$HUTCH_HOME/run/clipboard.png")" "4x3" "the global clipboard holds a 4x3 PNG"
+ok "it is libpng's re-encoding: the guest's text chunk is gone" sh -c "! grep -q guest-secret '$HUTCH_HOME/run/clipboard.png'"
+hutch clip show --type image/png >"$T/shown.png"
+is "$(pngsize "$T/shown.png")" "4x3" "clip show --type image/png prints it"
+ok "the text clipboard is a separate type, unchanged" cmp -s "$T/text-before" "$HUTCH_HOME/run/clipboard"
+run hutch clip paste b --type image/png
+is "$RC" 1 "clip paste b --type image/png: b does not allow images"
+contains "$ERR" "'b' does not allow image/png" "the error names the VM and the type"
+hutch exec a -- rm -f /run/hutch/clipboard.png
+run hutch clip paste a --type image/png
+is "$RC" 0 "clip paste a --type image/png"
+hutch exec a -- cat /run/hutch/clipboard.png >"$T/back.png"
+is "$(pngsize "$T/back.png")" "4x3" "a's guest clipboard received the PNG"
+hutch exec a -- sh -c 'cat >/run/hutch/clipboard.png' <"$T/bad.png"
+cp "$HUTCH_HOME/run/clipboard.png" "$T/before.png"
+run hutch clip copy a --type image/png
+is "$RC" 1 "a corrupt PNG is refused"
+contains "$ERR" "PNG" "the error says why (libpng's message)"
+ok "the global image is unchanged" cmp -s "$T/before.png" "$HUTCH_HOME/run/clipboard.png"
+run hutch clip copy a --type image/gif
+is "$RC" 2 "an unknown --type is a usage error"
+
 if command -v Xvfb >/dev/null && command -v xclip >/dev/null; then
 	disp=:$((90 + $$ % 400))
 	Xvfb "$disp" -nolisten tcp >"$T/xvfb.log" 2>&1 &
@@ -83,6 +127,11 @@ if command -v Xvfb >/dev/null && command -v xclip >/dev/null; then
 	is "$(gclip b)" "typed on the host" "b received the host's clipboard"
 	run hutch --json clip show
 	is "$(json_get "$OUT" 'j["global"]')" "xclip" "the backend is xclip"
+	hutch exec a -- sh -c 'cat >/run/hutch/clipboard.png' <"$T/in.png"
+	run hutch clip copy a --type image/png
+	is "$RC" 0 "clip copy a --type image/png with an X11 desktop"
+	timeout 10 xclip -selection clipboard -t image/png -o >"$T/x.png" 2>/dev/null
+	is "$(pngsize "$T/x.png")" "4x3" "the X11 CLIPBOARD offers image/png (xclip -t image/png reads it)"
 	kill "$xpid" 2>/dev/null
 	unset DISPLAY
 else

@@ -98,7 +98,7 @@ static void test_parse_and_round_trip(void **state UNUSED)
 		parse_one("v:\n  source: {template: micro}\n  color: \"rgb(46, 204, 113)\"\n"
 			  "  display: {video: virtio, remote: vnc}\n  sound: {playback: true, capture: true}\n"
 			  "  apps: [firefox, konsole]\n"
-			  "  clipboard: {max: 64K}\n  notifications: false\n");
+			  "  clipboard: {max: 64K, types: [png]}\n  notifications: false\n");
 	assert_int_equal(desktop_video(&s->desk), VIDEO_VIRTIO);
 	assert_int_equal(desktop_remote(&s->desk), REMOTE_VNC);
 	assert_true(desktop_playback(&s->desk));
@@ -106,6 +106,8 @@ static void test_parse_and_round_trip(void **state UNUSED)
 	assert_int_equal(desktop_clipboard_max(&s->desk), 64 * 1024);
 	assert_string_equal(s->desk.apps[1], "konsole");
 	assert_false(mon_notify_wanted(s));
+	assert_true(desktop_clipboard_allows(&s->desk, CLIP_PNG));
+	assert_true(desktop_clipboard_allows(&s->desk, CLIP_TEXT));
 	_cleanup_free_ char *y = spec_render_yaml(s);
 	_cleanup_(spec_freep) struct vm_spec *back = parse_one(y);
 	assert_true(spec_equal(s, back));
@@ -116,7 +118,8 @@ static void test_parse_and_round_trip(void **state UNUSED)
 	assert_int_equal(desktop_remote(&d->desk), REMOTE_NONE);
 	assert_false(desktop_playback(&d->desk));
 	assert_int_equal(desktop_clipboard_max(&d->desk), CLIPBOARD_MAX_DEFAULT);
-	assert_true(mon_notify_wanted(d)); /* notifications are on unless turned off */
+	assert_true(mon_notify_wanted(d));			    /* notifications are on unless turned off */
+	assert_false(desktop_clipboard_allows(&d->desk, CLIP_PNG)); /* text only by default */
 	_cleanup_(spec_freep) struct vm_spec *v = parse_one("v:\n  display: {video: qxl}\n  sound: true\n");
 	assert_int_equal(desktop_remote(&v->desk), REMOTE_SPICE);
 	assert_true(desktop_playback(&v->desk));
