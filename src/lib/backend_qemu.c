@@ -12,6 +12,7 @@
 #include "session.h"
 #include "shares.h"
 #include "template.h"
+#include "vm_oci.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -204,15 +205,26 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 	if (!ret->accel->kvm && vm->spec->source != SOURCE_IMAGE)
 		ret->accel->tsc_khz = accel_tsc_khz();
 
+	bool own_kernel = false;
 	if (vm->spec->source == SOURCE_OCI) {
-		/* a container image: its disk is the root under micro's kernel (agent/rootfs.c) */
+		/* a container image: its disk is the root under micro's kernel (agent/rootfs.c), or under
+		 * its own kernel when it is a bootc image (vm_oci.h) */
 		ret->disk = store_vm_file(vm->store, vm->name, "disk.qcow2");
 		if (access(ret->disk, F_OK) < 0) {
 			r = hutch_error_set(err, ENOENT, "no disk at '%s': destroy and create the VM again", ret->disk);
 			goto fail;
 		}
+		_cleanup_free_ char *k = store_vm_file(vm->store, vm->name, VM_OCI_KERNEL);
+		_cleanup_free_ char *i = store_vm_file(vm->store, vm->name, VM_OCI_INITRD);
+		if (access(k, F_OK) == 0) {
+			own_kernel = true;
+			ret->kernel = TAKE_PTR(k);
+			ret->initrd = access(i, F_OK) == 0 ? TAKE_PTR(i) : NULL;
+		}
 	}
-	if (vm->spec->source != SOURCE_IMAGE) {
+	if (own_kernel) {
+		/* the image's kernel boots with the image's own init */
+	} else if (vm->spec->source != SOURCE_IMAGE) {
 		if (vm->spec->template && strcmp(vm->spec->template, "micro") != 0) {
 			r = hutch_error_set(err, EINVAL, "unknown template '%s' (the built-in one is 'micro')",
 					    vm->spec->template);
@@ -248,6 +260,7 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 		.vm_dir = ret->vm_dir,
 		.kernel = ret->kernel,
 		.initrd = ret->initrd,
+		.own_kernel = own_kernel,
 		.disk = ret->disk,
 		.seed = ret->seed,
 		.fw_code = ret->fw_code,

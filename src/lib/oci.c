@@ -675,6 +675,69 @@ const struct oci_node **oci_tree_sorted(const struct oci_tree *t, size_t *ret_n)
 	return v;
 }
 
+/* Each parent of PATH a real directory of the tree (made, root-owned 0755, when missing); a
+ * parent the image made a link or a file is refused: what hutch adds lands where its name says. */
+static int add_parents(struct oci_tree *t, int rootfd, const char *path, int64_t mtime, int *ret_fd,
+		       struct hutch_error *err)
+{
+	_cleanup_close_ int fd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	for (const char *p = path, *slash; (slash = strchr(p, '/')); p = slash + 1) {
+		_cleanup_free_ char *prefix = xstrndup(path, (size_t)(slash - path));
+		_cleanup_free_ char *name = xstrndup(p, (size_t)(slash - p));
+		struct oci_node *nd = tree_put(t, prefix);
+		if (!nd->mode) {
+			if (mkdirat(fd, name, 0700) < 0 && errno != EEXIST)
+				return hutch_error_set(err, errno, "cannot create '/%s': %s", prefix, strerror(errno));
+			*nd = (struct oci_node){
+				.path = nd->path, .mode = S_IFDIR | 0755, .mtime = mtime, .on_disk = true};
+		} else if (!S_ISDIR(nd->mode)) {
+			return hutch_error_set(err, ENOTDIR, "the image has '/%s' as a link or file, not a directory",
+					       prefix);
+		}
+		int next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0)
+			return hutch_error_set(err, errno, "cannot open '/%s': %s", prefix, strerror(errno));
+		close(fd);
+		fd = next;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+int oci_tree_add(struct oci_tree *t, const char *root, const struct oci_add *a, struct hutch_error *err)
+{
+	_cleanup_close_ int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return hutch_error_set(err, errno, "cannot open '%s': %s", root, strerror(errno));
+	_cleanup_close_ int dfd = -1;
+	int r = add_parents(t, rootfd, a->path, a->mtime, &dfd, err);
+	if (r < 0)
+		return r;
+	const char *base = strrchr(a->path, '/') ? strrchr(a->path, '/') + 1 : a->path;
+	const struct oci_node *old = oci_tree_get(t, a->path);
+	if (old && S_ISDIR(old->mode))
+		return hutch_error_set(err, EISDIR, "the image has a directory at '/%s'", a->path);
+	if (unlinkat(dfd, base, 0) < 0 && errno != ENOENT)
+		return hutch_error_set(err, errno, "cannot replace '/%s': %s", a->path, strerror(errno));
+	if (a->link) {
+		if (symlinkat(a->link, dfd, base) < 0)
+			return hutch_error_set(err, errno, "cannot link '/%s': %s", a->path, strerror(errno));
+	} else {
+		_cleanup_close_ int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 || write_all(fd, a->data, a->len) < 0)
+			return hutch_error_set(err, errno, "cannot write '/%s': %s", a->path, strerror(errno));
+	}
+	struct oci_node *nd = tree_put(t, a->path);
+	*nd = (struct oci_node){.path = nd->path,
+				.mode = (a->link ? S_IFLNK | 0777 : S_IFREG | (a->mode & 07777)),
+				.uid = a->uid,
+				.gid = a->gid,
+				.mtime = a->mtime,
+				.on_disk = true};
+	t->bytes += a->len + 4096;
+	return 0;
+}
+
 /* ---- blobs ---- */
 
 static void md_freep(EVP_MD_CTX **p)

@@ -112,6 +112,19 @@ const struct oci_node *oci_tree_get(const struct oci_tree *t, const char *path);
 /* Every node, sorted by path (deleted ones left out); the caller frees the array only. */
 const struct oci_node **oci_tree_sorted(const struct oci_tree *t, size_t *ret_n);
 
+/* A file (or, with link, a symlink) that hutch adds to an unpacked tree at ROOT, with the
+ * ownership and mode it gets in the image: the agent and its unit in a bootc image. PATH is clean
+ * and relative; missing parents are made root-owned 0755, and a parent that is a link is refused. */
+struct oci_add {
+	const char *path;
+	const void *data;
+	size_t len;
+	const char *link; /* a symlink to this target instead of a file */
+	uint32_t mode, uid, gid;
+	int64_t mtime;
+};
+int oci_tree_add(struct oci_tree *t, const char *root, const struct oci_add *a, struct hutch_error *err);
+
 /* Verify each layer and apply it onto ROOT, an empty directory. Errors name the layer and entry.
  * On failure ROOT is left for the caller to remove. */
 int oci_unpack(const struct oci_image *img, const char *root, struct oci_tree *ret, struct hutch_error *err);

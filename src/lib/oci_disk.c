@@ -20,6 +20,7 @@
 #include "oci_disk.h"
 
 #include "oci.h"
+#include "seed.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -32,6 +33,10 @@ extern char **environ;
 
 #define TOOL_OUTPUT_MAX 65536
 #define SBIN "/usr/sbin:/sbin"
+#define OCI_AGENT_MAX (64u << 20)
+#define OCI_AGENT_PATH "usr/local/libexec/hutch-agent" /* SEED_AGENT_GUEST_PATH, as in cloud guests */
+#define OCI_AGENT_UNIT "etc/systemd/system/" SEED_AGENT_UNIT_NAME
+#define OCI_AGENT_WANTS "etc/systemd/system/multi-user.target.wants/" SEED_AGENT_UNIT_NAME
 
 void oci_disk_release(struct oci_disk *d)
 {
@@ -227,8 +232,39 @@ static int copy_out(const char *src, const char *dst, struct hutch_error *err)
 	return n < 0 ? hutch_error_set(err, errno, "cannot read '%s': %s", src, strerror(errno)) : 0;
 }
 
+/* A bootc image boots its own kernel and systemd: the agent gets in as a systemd unit, enabled,
+ * written into the tree with root ownership like the image's own files (no cloud-init needed). */
+static int add_agent(const char *tree_dir, struct oci_tree *t, const char *agent, int64_t mtime,
+		     struct hutch_error *err)
+{
+	_cleanup_free_ char *bin = NULL;
+	size_t len = 0;
+	int r = read_file(agent, OCI_AGENT_MAX, &bin, &len, err);
+	if (r < 0)
+		return r;
+	const struct oci_add files[] = {
+		{.path = OCI_AGENT_PATH, .data = bin, .len = len, .mode = 0755, .mtime = mtime},
+		{.path = OCI_AGENT_UNIT,
+		 .data = seed_agent_unit_default,
+		 .len = strlen(seed_agent_unit_default),
+		 .mode = 0644,
+		 .mtime = mtime},
+		{.path = OCI_AGENT_WANTS, .link = "../" SEED_AGENT_UNIT_NAME, .mtime = mtime},
+		/* the agent's port at systemd-modules-load, not when udev gets to it (~8 s later under TCG) */
+		{.path = "etc/modules-load.d/hutch-agent.conf",
+		 .data = "virtio_console\n",
+		 .len = 15,
+		 .mode = 0644,
+		 .mtime = mtime},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+		if ((r = oci_tree_add(t, tree_dir, &files[i], err)) < 0)
+			return hutch_error_wrap(err, "putting the agent into the image");
+	return 0;
+}
+
 /* Build everything into WORK/out, which the caller renames into place. */
-static int build(const struct oci_image *img, const char *work, const char *out, uint64_t *ret_size,
+static int build(const struct oci_image *img, const char *agent, const char *work, const char *out, uint64_t *ret_size,
 		 struct hutch_error *err)
 {
 	_cleanup_free_ char *tree_dir = xasprintf("%s/tree", work);
@@ -245,6 +281,8 @@ static int build(const struct oci_image *img, const char *work, const char *out,
 		r = copy_out(kernel, k, err);
 		if (r == 0 && initrd)
 			r = copy_out(initrd, i, err);
+		if (r == 0 && agent)
+			r = add_agent(tree_dir, &t, agent, img->config.created, err);
 	}
 	if (r == 0)
 		r = make_fs(work, tree_dir, &t, img->config_digest, img->config.created, rootfs, ret_size, err);
@@ -268,7 +306,8 @@ static void fill(struct oci_disk *d, const char *dir, const char *key)
 	d->size = stat(d->rootfs, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-int oci_disk_ensure(const struct store *st, const char *refs, struct oci_disk *ret, struct hutch_error *err)
+int oci_disk_ensure(const struct store *st, const char *refs, const char *agent, struct oci_disk *ret,
+		    struct hutch_error *err)
 {
 	struct oci_ref ref = {0};
 	int r = oci_ref_parse(refs, &ref, err);
@@ -307,7 +346,7 @@ int oci_disk_ensure(const struct store *st, const char *refs, struct oci_disk *r
 	uint64_t size = 0;
 	_cleanup_free_ char *out = xasprintf("%s/out", work);
 	if (r == 0)
-		r = build(&img, work, out, &size, err);
+		r = build(&img, agent, work, out, &size, err);
 	if (r == 0 && rename(out, dir) < 0)
 		r = hutch_error_set(err, errno, "cannot rename '%s' to '%s': %s", out, dir, strerror(errno));
 	if (work[strlen(work) - 1] != 'X')

@@ -17,8 +17,11 @@ struct oci_disk {
 void oci_disk_release(struct oci_disk *d);
 
 /* Make sure the root filesystem of image REF (oci.h's references) is in the cache. A failure
- * leaves nothing behind in the cache. */
-int oci_disk_ensure(const struct store *st, const char *ref, struct oci_disk *ret, struct hutch_error *err);
+ * leaves nothing behind in the cache. A bootc image (one with a kernel) gets AGENT, the static
+ * hutch-agent, as /usr/local/libexec/hutch-agent with an enabled systemd unit when it is built;
+ * the agent of the first build stays in the cache. */
+int oci_disk_ensure(const struct store *st, const char *ref, const char *agent, struct oci_disk *ret,
+		    struct hutch_error *err);
 
 /* The debugfs commands that give the files of ROOT_DIR's tree the image's ownership, modes and
  * times, and make its device nodes; exposed for tests. */

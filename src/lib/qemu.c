@@ -150,6 +150,13 @@ char *qemu_micro_cmdline(const struct qemu_config *c)
 	if (!c->accel->kvm && c->accel->tsc_khz)
 		strbuf_addf(&sb, " tsc_early_khz=%llu lpj=%llu", (unsigned long long)c->accel->tsc_khz,
 			    (unsigned long long)(c->accel->tsc_khz * 1000 / GUEST_HZ));
+	if (c->own_kernel) {
+		/* a bootc image: its initramfs mounts the one disk, its systemd runs the agent's unit */
+		strbuf_adds(&sb, " root=/dev/vda rw");
+		if (c->spec->cmdline && *c->spec->cmdline)
+			strbuf_addf(&sb, " %s", c->spec->cmdline);
+		return strbuf_detach(&sb, NULL);
+	}
 	shares_cmdline(&sb, c->shares);
 	_cleanup_free_ char *net = c->net ? net_cmdline(c->spec, c->net) : NULL;
 	if (net)
@@ -188,7 +195,7 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	_cleanup_free_ char *nvram = opt_escape(c->nvram), *tpm_sock = opt_escape(c->tpm_sock);
 	_cleanup_free_ char *smbios = opt_escape(c->smbios_cred);
 
-	if (micro && (!c->kernel || !c->initrd))
+	if (micro && (!c->kernel || (!c->initrd && !c->own_kernel)))
 		return hutch_error_set(err, EINVAL, "micro VM '%s' has no kernel or initramfs", c->name);
 	if (!micro && !c->disk)
 		return hutch_error_set(err, EINVAL, "VM '%s' has no disk", c->name);
@@ -252,8 +259,10 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 	if (micro) {
 		ARG("-kernel");
 		ARG("%s", c->kernel);
-		ARG("-initrd");
-		ARG("%s", c->initrd);
+		if (c->initrd) {
+			ARG("-initrd");
+			ARG("%s", c->initrd);
+		}
 		ARG("-append");
 		argv = strv_push(argv, qemu_micro_cmdline(c));
 		if (c->disk) {

@@ -22,6 +22,7 @@ struct qemu_config {
 	const char *vm_dir;	 /* console.log, disk, nvram */
 	const char *kernel;	 /* micro */
 	const char *initrd;	 /* micro */
+	bool own_kernel;	 /* a bootc image's kernel and initramfs: root=/dev/vda, not micro's shim */
 	const char *disk;	 /* image VMs: qcow2 overlay */
 	const char *seed;	 /* image VMs: cloud-init ISO */
 	const char *fw_code;	 /* uefi: OVMF code (read-only) */

@@ -1,16 +1,42 @@
 /* VMs from container images. See vm_oci.h. */
 #include "vm_oci.h"
 
+#include "backend.h"
 #include "image.h"
 #include "oci.h"
 #include "oci_disk.h"
 
 #include <string.h>
 
+/* A bootc image's kernel and initramfs, linked (or copied) into the VM's dir: the VM boots them
+ * whatever happens to the cache later. */
+static int keep_file(const char *src, const char *dst, struct hutch_error *err)
+{
+	unlink(dst);
+	if (link(src, dst) == 0)
+		return 0;
+	return copy_file_atomic(src, dst, VM_OCI_BOOT_MAX, 0600, err);
+}
+
+static int boot_files(const struct store *st, const char *name, const struct oci_disk *d, struct hutch_error *err)
+{
+	_cleanup_free_ char *k = store_vm_file(st, name, VM_OCI_KERNEL), *i = store_vm_file(st, name, VM_OCI_INITRD);
+	int r = keep_file(d->kernel, k, err);
+	if (r == 0 && d->initrd)
+		r = keep_file(d->initrd, i, err);
+	if (r < 0)
+		unlink(k);
+	return r;
+}
+
 int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err)
 {
+	_cleanup_free_ char *agent = NULL;
+	int r = agent_binary_path(&agent, err);
+	if (r < 0)
+		return r;
 	struct oci_disk d = {0};
-	int r = oci_disk_ensure(st, spec->oci, &d, err);
+	r = oci_disk_ensure(st, spec->oci, agent, &d, err);
 	if (r < 0)
 		return r;
 	if (spec->disk && spec->disk < d.size) {
@@ -24,6 +50,8 @@ int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const cha
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
 	_cleanup_free_ char *cfg = store_vm_file(st, name, VM_OCI_CONFIG);
 	r = copy_file_atomic(d.config, cfg, OCI_JSON_MAX, 0600, err);
+	if (r == 0 && d.kernel)
+		r = boot_files(st, name, &d, err);
 	if (r == 0 && access(disk, F_OK) == 0)
 		log_info("keeping the existing disk of '%s'", name); /* as image VMs do: destroy kept it */
 	else if (r == 0 && (r = image_make_overlay(d.rootfs, disk, spec->disk ? spec->disk : d.size, err)) < 0)

@@ -1,11 +1,15 @@
 /* VMs from container images (source: {oci: REF}): the disk at create, and what `hutch run NAME`
  * with no command runs. The boot itself is micro's kernel and initramfs with the disk as root
- * (agent/rootfs.c), or a bootc image's own kernel. */
+ * (agent/rootfs.c), or a bootc image's own kernel and initramfs with root=/dev/vda, systemd as init
+ * and the agent as a systemd unit put into the image when its disk was built (oci_disk.h). */
 #pragma once
 #include "spec.h"
 #include "store.h"
 
 #define VM_OCI_CONFIG "oci-config.json" /* in the VM's dir: the image config, verified */
+#define VM_OCI_KERNEL "oci-vmlinuz"	/* in the VM's dir: a bootc image's kernel, */
+#define VM_OCI_INITRD "oci-initrd.img"	/* and its initramfs */
+#define VM_OCI_BOOT_MAX (1u << 30)
 
 /* Build (or reuse) the image's root filesystem and make the VM's disk.qcow2 on it, of the spec's
  * disk: size (the root filesystem's own size when unset; the guest grows the filesystem to fill

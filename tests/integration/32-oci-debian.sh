@@ -6,7 +6,8 @@
 # initramfs under /usr/lib/modules/RELEASE/ as a bootc image does. The plain one boots under micro's
 # kernel; exec works; /usr/bin/sudo keeps the image's root ownership and setuid bit; the deleted
 # file is absent; a docker-archive of it gives the same disk bytes. The kernel image's disk is made
-# and its kernel and initramfs are taken out beside it.
+# and its kernel and initramfs are taken out beside it, and it boots them (bootc): its own kernel,
+# root=/dev/vda, systemd, the agent as a unit put in at build time.
 # once
 # timeout: 2400
 . "$(dirname "$0")/lib.sh"
@@ -59,5 +60,27 @@ is "$RC" 0 "create bk from the image that carries a kernel"
 m=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$T/kernel/layout/index.json")
 ok "its kernel is taken out beside the root filesystem" test -s "$HUTCH_HOME/cache/oci/$m/vmlinuz"
 ok "and its initramfs" test -s "$HUTCH_HOME/cache/oci/$m/initrd.img"
+
+# A bootc image boots its own kernel and initramfs, root on the disk, with systemd as init; the
+# agent got in at build time as an enabled systemd unit (no cloud-init, no seed).
+run hutch inspect --render bk
+ok "render bk: the image's own kernel" grep -q "oci-vmlinuz" "$T/.out"
+ok "render bk: root on the disk, not micro's shim" sh -c "grep -q 'root=/dev/vda rw' '$T/.out' && ! grep -q hutch.root= '$T/.out'"
+release=$(tar -tf "$HUTCH_OCI_ROOTFS" | sed -n 's|^\./boot/vmlinuz-||p' | sort | tail -n 1)
+run hutch start bk --timeout 900
+is "$RC" 0 "start bk: the image's kernel and systemd, the agent as a unit"
+[ "$RC" -eq 0 ] || diag "$(tail -30 "$HUTCH_HOME/data/vms/bk/console.log" 2>/dev/null)"
+run hutch exec bk -- uname -r
+is "$OUT" "$release" "exec bk: the guest runs the image's kernel"
+run hutch exec bk -- cat /proc/1/comm
+is "$OUT" "systemd" "exec bk: PID 1 is the image's systemd"
+run hutch exec bk -- systemctl is-enabled hutch-agent.service
+is "$OUT" "enabled" "exec bk: the agent's unit is enabled"
+run hutch exec bk -- stat -c '%a %U:%G' /usr/local/libexec/hutch-agent /usr/bin/sudo
+is "$(echo $OUT)" "755 root:root 4755 root:root" "exec bk: the agent and sudo are root's, sudo still setuid"
+run hutch exec bk -- test -e /etc/hutch-oci-deleted
+is "$RC" 1 "exec bk: the whiteout-deleted file is absent"
+run hutch stop bk
+is "$RC" 0 "stop bk"
 
 done_testing
