@@ -92,6 +92,9 @@ int cmd_parse_accel(struct cmd_ctx *c, const char *arg, enum accel_mode *ret);
 /* run --flatpak (run_flatpak.c): check the flags and plan the app (argv: NAME then the app's
  * arguments), making the run disposable with the plan's shares; 0, EXIT_ERR or EXIT_USAGE. */
 struct flatpak_plan;
+/* `run NAME --flatpak APP [--shared-data] [ARGS]` without "--": the options parser left them in the
+ * command; takes them out (argv becomes NAME ARGS, in *ret_argv, which the caller frees). */
+int cmd_run_flatpak_args(struct cmd_ctx *c, struct exec_cli *e, int *argc, char ***argv, char ***ret_argv);
 int cmd_run_flatpak_plan(struct cmd_ctx *c, struct exec_cli *e, const char *base, int argc, char **argv,
 			 struct flatpak_plan *ret);
 /* Prepares the guest user (as root), then runs flatpak run as that user with app's stdio and tty. */

@@ -61,6 +61,9 @@ static int ensure_running(struct cmd_ctx *c, const char *name, bool ephemeral)
 static int cmd_run(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct exec_cli *e = opts;
+	_cleanup_free_ char **fp_argv = NULL;
+	if (cmd_run_flatpak_args(c, e, &argc, &argv, &fp_argv))
+		return EXIT_USAGE;
 	/* hutch run NAME with no command: a container image's own (vm_oci.h) */
 	bool image_cmd = argc < 2 && !e->flatpak;
 	char *no_cmd[] = {argv[0], NULL, NULL};

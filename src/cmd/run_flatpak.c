@@ -6,6 +6,36 @@
 #include <fcntl.h>
 #include <string.h>
 
+int cmd_run_flatpak_args(struct cmd_ctx *c, struct exec_cli *e, int *argc, char ***argv, char ***ret_argv)
+{
+	/* Without "--", options end at NAME (options.c): `run NAME --flatpak APP [--shared-data] [ARGS]`
+	 * arrives as a command line that starts with --flatpak, which no program is called. */
+	char **v = *argv;
+	if (e->flatpak || *argc < 2 || strncmp(v[1], "--flatpak", 9) != 0 || (v[1][9] && v[1][9] != '='))
+		return 0;
+	int i = 2;
+	if (v[1][9] == '=') {
+		e->flatpak = v[1] + 10;
+	} else {
+		if (*argc < 3)
+			return cmd_usage(c, "--flatpak needs an APP-ID");
+		e->flatpak = v[2];
+		i = 3;
+	}
+	for (; i < *argc && !strcmp(v[i], "--shared-data"); i++)
+		e->shared_data = true;
+	char **n = xmalloc((size_t)(*argc - i + 2) * sizeof(*n));
+	int k = 0;
+	n[k++] = v[0];
+	while (i < *argc)
+		n[k++] = v[i++];
+	n[k] = NULL;
+	*ret_argv = n;
+	*argv = n;
+	*argc = k;
+	return 0;
+}
+
 int cmd_run_flatpak_plan(struct cmd_ctx *c, struct exec_cli *e, const char *base, int argc, char **argv,
 			 struct flatpak_plan *ret)
 {
