@@ -3,6 +3,7 @@
  * monitor_agent.c: the agent channel and its liveness; monitor_ctl.c: CLI requests and sessions. */
 #pragma once
 #include "monitor.h"
+#include "events.h"
 #include "failed.h"
 #include "monitor_balloon.h"
 #include "monitor_usb.h"
@@ -43,6 +44,7 @@
 #define AGENT_QUIET_MS 5000
 #define AGENT_PING_MS 10000
 #define AGENT_QUERY_MS 3000 /* asking a reopened port's agent for its HELLO */
+#define WARM_HELLO_MS 8000  /* a restored clone's agent answers the HELLO query in this, or it boots cold */
 /* EXECs (and what their clients send after them) held until the agent answers a ping. */
 #define HELD_MAX (16u * 1024 * 1024)
 
@@ -106,10 +108,12 @@ struct mon {
 	struct channel *chans[MAX_CHANNELS];
 	uint32_t next_chan;
 	uint64_t t_start, t_spawn, t_qmp, t_hello, t_boot_deadline;
+	uint64_t t_restored; /* a clone's restore finished, until its agent answered; 0: not waiting */
 	enum stop_step stop_step;
 	uint64_t stop_deadline, stop_begun;
 	uint64_t stop_total_ms;
 	char stop_method[32];
+	char stop_why[96]; /* begin_stop's why, for the stopped event */
 	char exit_reason[256];
 	int apps_started, apps_live;
 	uint64_t last_activity;

@@ -447,7 +447,7 @@ struct hash_rec {
 struct hash_cache {
 	struct hash_rec *v;
 	size_t n;
-	struct hash_rec now[2]; /* agent and busybox, as of this call */
+	struct hash_rec now[64]; /* agent, busybox, nft and its libraries, as of this call */
 	size_t nnow;
 	bool dirty;
 };
@@ -1021,7 +1021,8 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 	if ((r = micro_modules(in, modules_dir, release, &modules, err)) < 0)
 		return r;
 	modules = template_net_modules(modules_dir, modules);
-	_cleanup_strv_ char **extra = template_nft_files();
+	_cleanup_free_ char *nft_cache = in->dry_run ? NULL : xasprintf("%s/nft-list", in->cache_dir);
+	_cleanup_strv_ char **extra = template_nft_files(nft_cache);
 	struct micro_build b = {release,   modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox",
 				in->agent, extra};
 	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)

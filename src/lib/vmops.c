@@ -143,7 +143,7 @@ static int make_seed(struct store *st, const struct vm_spec *spec, const char *n
 	if (r < 0)
 		return hutch_error_wrap(err, "cloud-init");
 	_cleanup_free_ char *iso = store_vm_file(st, name, "seed.iso");
-	_cleanup_strv_ char **nft = spec->is_netvm ? template_nft_files() : NULL; /* for the NAT */
+	_cleanup_strv_ char **nft = spec->is_netvm ? template_nft_files(NULL) : NULL; /* for the NAT */
 	r = seed_write_iso_nft(iso, ud, md, nc, agent, NULL, nft, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "seed");

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -67,6 +68,13 @@ static char **warm_argv(char *const *argv, const char *mem, uint64_t mem_size, b
 			i++;
 			continue;
 		}
+		/* A clone's kernel is already in its RAM: QEMU would read the kernel into 8 MiB of its
+		 * own memory (and map the initramfs) per clone for fw_cfg, which nothing reads again;
+		 * fw_cfg's contents are not migrated, only its position. */
+		if (clone && next && (!strcmp(a, "-kernel") || !strcmp(a, "-initrd") || !strcmp(a, "-append"))) {
+			i++;
+			continue;
+		}
 		if (!keep_fwd && !strcmp(a, "-netdev") && next) {
 			out = strv_push(out, xstrdup(a));
 			out = strv_push(out, strip_hostfwd(next));
@@ -94,13 +102,20 @@ static char **warm_argv(char *const *argv, const char *mem, uint64_t mem_size, b
 	return out;
 }
 
-/* HUTCH_TB_SIZE=MiB: a clone's TCG translation cache (QEMU's default is 1 GiB, touched as it
- * fills). Not part of the key: the cache is no guest state. For bench/density.sh. */
+/* A clone's TCG translation cache, MiB. QEMU's default is 1 GiB, touched as it fills: an idle clone
+ * uses ~13 MiB of it, but one that ran a workload keeps what it translated until it exits. 32 MiB
+ * bounds that without retranslating (4 MiB made each exec ~10x slower: the cache thrashed).
+ * HUTCH_TB_SIZE=MiB overrides it, 0 for QEMU's default (bench/density.sh). Not part of the key:
+ * the cache is no guest state. */
+#define WARM_TB_MIB 32
+
 static void clone_tb_size(char **argv)
 {
 	const char *env = getenv("HUTCH_TB_SIZE");
-	long long mib;
-	if (!env || !*env || parse_ll(env, 1, 4096, &mib) < 0)
+	long long mib = WARM_TB_MIB;
+	if (env && *env && parse_ll(env, 0, 4096, &mib) < 0)
+		mib = WARM_TB_MIB;
+	if (mib == 0)
 		return;
 	for (size_t i = 0; argv[i] && argv[i + 1]; i++)
 		if (!strcmp(argv[i], "-accel") && !strcmp(argv[i + 1], "tcg")) {
@@ -801,17 +816,19 @@ void warm_clone_setup(struct store *st, const char *name, const struct vm_spec *
 	}
 	w->cold_argv = p->argv;
 	p->argv = strv_copy(w->wp.clone_argv);
+	/* No transparent huge pages for the clone's QEMU (inherited over fork and exec): QEMU asks
+	 * for them on its own RAM blocks, so the 4 KiB of ACPI tables it restores take 2 MiB, and
+	 * the translation cache grows in 2 MiB steps; per clone that is memory nobody shares. */
+	prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
 }
 
-bool warm_clone_pending(const struct warm_clone *w) { return w && w->cold_argv; }
+bool warm_clone_pending(const struct warm_clone *w) { return w && w->cold_argv && !w->restored; }
 
 int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct qemu_plan *p, struct hutch_error *err)
 {
 	int r = q ? warm_restore(q, &w->wp, 20000, err) : -EIO;
 	if (r == 0) {
-		w->restored = true;
-		strv_free(w->cold_argv);
-		w->cold_argv = NULL;
+		w->restored = true; /* the cold argv stays, for warm_clone_abandon */
 		return 0;
 	}
 	/* A state that passed its checksum but that QEMU cannot load is no use to the next clone
@@ -825,6 +842,19 @@ int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct qemu_plan *p,
 	strv_free(p->argv);
 	p->argv = TAKE_PTR(w->cold_argv);
 	return r < 0 ? r : -EIO;
+}
+
+int warm_clone_abandon(struct warm_clone *w, struct qemu_plan *p, const char *why)
+{
+	if (!w || !w->restored || !w->cold_argv)
+		return -EINVAL;
+	/* The template stays: it is the agent in it that did not answer, and a template made again
+	 * would hold the same agent. */
+	snprintf(w->warning, sizeof(w->warning), "the clone of warm template '%s' %s; booting cold", w->wp.name, why);
+	w->restored = false;
+	strv_free(p->argv);
+	p->argv = TAKE_PTR(w->cold_argv);
+	return 0;
 }
 
 const char *warm_clone_warning(const struct warm_clone *w) { return w && w->warning[0] ? w->warning : NULL; }

@@ -91,6 +91,10 @@ bool warm_clone_pending(const struct warm_clone *w);
  * state and continue. On failure the plan's argv is the cold one again, the warning is kept for the
  * start's report, and the caller starts QEMU afresh. */
 int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct qemu_plan *p, struct hutch_error *err);
+/* A restored clone whose agent did not answer (why: what it did not do): the plan's argv is the
+ * cold one again and the warning says why; the caller kills the clone's QEMU and starts afresh.
+ * -EINVAL when w was not restored. */
+int warm_clone_abandon(struct warm_clone *w, struct qemu_plan *p, const char *why);
 const char *warm_clone_warning(const struct warm_clone *w);
 bool warm_clone_restored(const struct warm_clone *w);
 /* Fields for the monitor's ready notice and status: restored_from, restore_ms, warm_warning. */
