@@ -1,6 +1,8 @@
-/* hutch image ls | pull URL|NAME [--checksum SPEC] | rm [--force] IMAGE... | prune: the image cache. */
+/* hutch image ls | pull URL|NAME [--checksum SPEC] | rm [--force] IMAGE... | prune: the image cache,
+ * and in ls and prune the root filesystems made from container images (oci_cache.h). */
 #include "image.h"
 #include "cmd.h"
+#include "oci_cache.h"
 
 #include <signal.h>
 #include <string.h>
@@ -46,6 +48,42 @@ static const char *entry_state(const struct image_entry *e)
 	return e->path ? "unverified" : "empty";
 }
 
+/* Root filesystems made from container images (create --oci), after the downloaded images. */
+static int oci_ls(struct cmd_ctx *c, json_object *arr)
+{
+	struct oci_cache_entry *v = NULL;
+	size_t n = 0;
+	if (oci_cache_list(&c->store, &v, &n, &c->err) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct oci_cache_entry *e = &v[i];
+		if (c->json) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "id", json_object_new_string(e->key + 7));
+			json_object_object_add(o, "kind", json_object_new_string(e->bootc ? "oci-bootc" : "oci"));
+			json_object_object_add(o, "url", NULL);
+			json_object_object_add(o, "state", json_object_new_string("ready"));
+			json_object_object_add(o, "digest", json_object_new_string(e->key));
+			json_object_object_add(o, "path", json_object_new_string(e->dir));
+			json_object_object_add(o, "size", json_object_new_int64((int64_t)e->size));
+			json_object_object_add(o, "partial_bytes", json_object_new_int64(0));
+			json_object_object_add(o, "used_by", cmd_json_strv(e->users));
+			json_object_array_add(arr, o);
+			continue;
+		}
+		char size[24];
+		struct strbuf ub = STRBUF_INIT;
+		for (size_t k = 0; e->users[k]; k++)
+			strbuf_addf(&ub, "%s%s", k ? "," : "", e->users[k]);
+		cmd_human(e->size, size, sizeof(size));
+		printf("%-12.12s %10s %-8s %-16s %s %s\n", e->key + 7, size, "ready", ub.len ? ub.buf : "-",
+		       e->bootc ? "container image (bootc)" : "container image", e->key);
+		strbuf_release(&ub);
+	}
+	oci_cache_entries_free(v, n);
+	return 0;
+}
+
 static int image_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
 	struct image_entry *v = NULL;
@@ -67,6 +105,7 @@ static int image_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
 			json_object *o = json_object_new_object();
 			json_object *u = cmd_json_strv(users);
 			json_object_object_add(o, "id", json_object_new_string(e->id));
+			json_object_object_add(o, "kind", json_object_new_string("image"));
 			json_object_object_add(o, "url", e->url ? json_object_new_string(e->url) : NULL);
 			json_object_object_add(o, "state", json_object_new_string(entry_state(e)));
 			json_object_object_add(o, "digest", e->digest ? json_object_new_string(e->digest) : NULL);
@@ -87,6 +126,10 @@ static int image_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		strbuf_release(&ub);
 	}
 	image_entries_free(v, n);
+	if (oci_ls(c, arr) < 0) {
+		json_object_put(arr);
+		return EXIT_ERR;
+	}
 	if (c->json)
 		cmd_print_json(arr);
 	return EXIT_OK;
@@ -117,9 +160,11 @@ static int image_rm(struct cmd_ctx *c, void *opts, int argc, char **argv)
 
 static int image_prune_cmd(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
-	_cleanup_strv_ char **removed = NULL;
-	if (image_prune(&c->store, &removed, &c->err) < 0)
+	_cleanup_strv_ char **removed = NULL, **oci = NULL;
+	if (image_prune(&c->store, &removed, &c->err) < 0 || oci_cache_prune(&c->store, &oci, &c->err) < 0)
 		return EXIT_ERR;
+	for (size_t i = 0; oci[i]; i++)
+		removed = strv_push(removed, xasprintf("container image %s", oci[i]));
 	if (c->json) {
 		json_object *arr = cmd_json_strv(removed);
 		json_object *o = json_object_new_object();
@@ -148,7 +193,8 @@ static const struct opt rm_opts[] = {
 };
 
 static const struct verb image_subs[] = {
-	VERB_SUB(.name = "ls", .fn = image_ls, .summary = "list the cache: id, size, state, users, URL"),
+	VERB_SUB(.name = "ls", .fn = image_ls,
+		 .summary = "list the cache: id, size, state, users, URL; then container images' disks"),
 	VERB_SUB(.name = "pull", .fn = image_pull, .opts = pull_opts, .min_args = 1, .max_args = 1, .args = "URL|NAME",
 		 .complete = "image", .summary = "fetch and verify an image"),
 	VERB_SUB(.name = "rm", .fn = image_rm, .opts = rm_opts, .min_args = 1, .max_args = -1, .args = "IMAGE...",

@@ -111,6 +111,8 @@ int image_users(const struct store *st, const struct image_entry *e, char ***ret
  * -EBUSY when a VM uses it (unless force), a running QEMU has it open (even with force), or a
  * download of it is in progress. */
 int image_remove(const struct store *st, const char *what, bool force, char **ret_id, struct hutch_error *err);
+/* The backing file a qcow2 at PATH names, or NULL (not a qcow2, none, unreadable). */
+char *image_qcow2_backing(const char *path);
 /* Remove every entry no VM uses, and in the others the earlier versions no disk is based on;
  * ret_removed (may be NULL) gets the URLs (ids when unknown) of the entries removed. */
 int image_prune(const struct store *st, char ***ret_removed, struct hutch_error *err);

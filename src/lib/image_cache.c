@@ -413,7 +413,7 @@ static bool vm_spec_uses(const struct store *st, const char *name, const char *u
 }
 
 /* The backing file named in a qcow2 header, or NULL. */
-static char *qcow2_backing(const char *path)
+char *image_qcow2_backing(const char *path)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	unsigned char h[20];
@@ -447,7 +447,7 @@ static bool vm_disk_uses(const struct store *st, const char *name, const char *d
 		if (n < 6 || strcmp(de->d_name + n - 6, ".qcow2"))
 			continue;
 		_cleanup_free_ char *p = xasprintf("%s/%s", vmdir, de->d_name);
-		_cleanup_free_ char *b = qcow2_backing(p);
+		_cleanup_free_ char *b = image_qcow2_backing(p);
 		if (!b)
 			continue;
 		size_t dl = strlen(dir), rl = real_dir ? strlen(real_dir) : 0;
@@ -624,7 +624,7 @@ static char **collect_backings(const struct store *st)
 			if (n < 6 || strcmp(de->d_name + n - 6, ".qcow2"))
 				continue;
 			_cleanup_free_ char *p = xasprintf("%s/%s", vmdir, de->d_name);
-			char *b = qcow2_backing(p);
+			char *b = image_qcow2_backing(p);
 			if (b)
 				v = strv_push(v, b);
 		}

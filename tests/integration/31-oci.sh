@@ -111,4 +111,24 @@ run hutch create bad --oci "nope:$img"
 is "$RC" 1 "an unknown transport fails"
 contains "$ERR" "oci:DIR[:TAG], oci-archive:FILE" "and names the ones there are"
 
+# image ls and prune cover the container images' disks: listed with the VMs based on them, and
+# removed by prune once no VM's disk is
+users_of() { python3 -c 'import json, sys
+for e in json.load(sys.stdin):
+    if e["digest"] == sys.argv[1]:
+        print(e["kind"], ",".join(e["used_by"]) or "-")' "$manifest"; }
+run hutch create c3 --oci "oci:$img/layout:test"
+is "$RC" 0 "create c3 from the cached image"
+run hutch --json image ls
+is "$(printf '%s' "$OUT" | users_of)" "oci c2 (kept disk),c3" "image ls --json: the image's disk, used by c3 and c2's kept disk"
+run hutch image prune
+ok "image prune keeps a disk VMs are based on" test -f "$cache/${manifest#sha256:}/rootfs.img"
+run hutch destroy --disk c3
+rm -f "$HUTCH_HOME/data/vms/c2/disk.qcow2"
+run hutch --json image prune
+contains "$OUT" "container image $manifest" "image prune removes it once no disk is based on it"
+ok "and it is gone from the cache" test ! -e "$cache/${manifest#sha256:}"
+run hutch --json image ls
+is "$(printf '%s' "$OUT" | users_of)" "" "image ls no longer lists it"
+
 done_testing
