@@ -124,7 +124,9 @@ static int blob_fd(void)
 	if (N.blob_fd >= 0)
 		return N.blob_fd;
 	int fd = memfd_create("hutch-notifyd", MFD_CLOEXEC);
-	if (fd < 0 || write_all(fd, hutch_notifyd_start, (size_t)(hutch_notifyd_end - hutch_notifyd_start)) < 0) {
+	/* two symbols of the assembler's, around one blob: their addresses, not the pointers, differ */
+	size_t len = (size_t)((uintptr_t)hutch_notifyd_end - (uintptr_t)hutch_notifyd_start);
+	if (fd < 0 || write_all(fd, hutch_notifyd_start, len) < 0) {
 		logmsg("notifications: cannot write the helper: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);

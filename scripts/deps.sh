@@ -35,6 +35,7 @@ packages=(
 	# desktop tests: menu entry validation, a real VNC client, the host clipboard under Xvfb
 	desktop-file-utils vncsnapshot xvfb xclip
 	dbus-daemon python3-dbus python3-gi # notifications: a session bus and a notification server (85)
+	tigervnc-viewer # hutch view of a VNC VM: remote-viewer cannot open a VNC unix socket (77)
 	flatpak # run --flatpak: the test builds a tiny runtime and app and installs them as the test user (88)
 	# benchmarks
 	hyperfine umoci # umoci: bench/oci.sh's by-hand peer
