@@ -24,7 +24,7 @@ struct row {
 	char *color; /* the spec's color:, or NULL */
 };
 
-static void collect(struct cmd_ctx *c, const char *name, struct row *r)
+static void collect(struct cmd_ctx *c, const char *name, const struct libvirt_state *lvs, struct row *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->name = xstrdup(name);
@@ -49,17 +49,16 @@ static void collect(struct cmd_ctx *c, const char *name, struct row *r)
 	bool libvirt = vm.spec->backend && !strcmp(vm.spec->backend, "libvirt");
 	r->backend = libvirt ? "libvirt" : "qemu";
 	if (libvirt) {
-		/* no hutch lock to look at: ask libvirt (bounded); one unreachable URI hides nothing else */
-		struct vm_status st;
-		if (backend_libvirt.status(&vm, &st, &err) < 0) {
+		/* no hutch lock to look at: libvirt_states asked each URI once (bounded); one unreachable
+		 * URI hides nothing else */
+		if (!lvs->known) {
 			r->state = "unknown";
-			r->error = err.msg ? xstrdup(err.msg) : NULL;
-			hutch_error_clear(&err);
-		} else if (st.running) {
+			r->error = lvs->error ? xstrdup(lvs->error) : NULL;
+		} else if (lvs->running) {
 			r->state = "running";
-			snprintf(r->accel, sizeof(r->accel), "%s", st.kvm ? "kvm" : "tcg");
-			r->uptime_s = st.uptime_s;
-			snprintf(r->agent, sizeof(r->agent), "%s", st.agent_state);
+			snprintf(r->accel, sizeof(r->accel), "%s", "tcg");
+			r->uptime_s = lvs->uptime_s;
+			snprintf(r->agent, sizeof(r->agent), "%s", lvs->paused ? "unresponsive" : "unknown");
 		}
 		running = false;
 	}
@@ -112,6 +111,8 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	_cleanup_strv_ char **names = NULL;
 	if (store_list(&c->store, &names, &c->err) < 0)
 		return EXIT_ERR;
+	struct libvirt_state *lvs = NULL;
+	libvirt_states(&c->store, names, &lvs);
 	json_object *arr = c->json ? json_object_new_array() : NULL;
 	bool swatch = !c->json && cmd_color();
 	if (swatch)
@@ -121,7 +122,7 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		       "CPUS", "UPTIME", "AGENT", "CLOUD-INIT");
 	for (size_t i = 0; names[i]; i++) {
 		struct row r;
-		collect(c, names[i], &r);
+		collect(c, names[i], &lvs[i], &r);
 		bool show = all || strcmp(r.state, "stopped") != 0;
 		if (show && c->json) {
 			json_object *o = json_object_new_object();
@@ -173,6 +174,7 @@ static int cmd_list(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		free(r.color);
 		ci_status_release(&r.ci);
 	}
+	libvirt_states_free(lvs, strv_len(names));
 	if (c->json)
 		cmd_print_json(arr);
 	return EXIT_OK;

@@ -1,3 +1,4 @@
+#include "backend_libvirt.h"
 #include "client.h"
 #include "cmd.h"
 
@@ -23,13 +24,18 @@ static int port_op(struct cmd_ctx *c, const struct port_cli *o, const char *op, 
 	if (cmd_vm_name(c, argv[0], o->instance, &name))
 		return EXIT_ERR;
 	_cleanup_close_ int fd = -1;
-	if (monitor_connect(&c->store, name, &fd, &c->err) < 0)
+	json_object *res = NULL, *v;
+	int lv = libvirt_port(&c->store, name, op, spec, &res, &c->err); /* 0: not a libvirt VM */
+	if (lv < 0)
 		return EXIT_ERR;
-	json_object *req = json_object_new_object(), *res = NULL, *v;
-	json_object_object_add(req, "op", json_object_new_string(op));
-	if (spec)
+	if (!lv && monitor_connect(&c->store, name, &fd, &c->err) < 0)
+		return EXIT_ERR;
+	json_object *req = lv ? NULL : json_object_new_object();
+	if (req)
+		json_object_object_add(req, "op", json_object_new_string(op));
+	if (req && spec)
 		json_object_object_add(req, "spec", json_object_new_string(spec));
-	if (monitor_request(fd, req, 15000, &res, &c->err) < 0)
+	if (req && monitor_request(fd, req, 15000, &res, &c->err) < 0)
 		return EXIT_ERR;
 	if (!json_object_object_get_ex(res, "ok", &v) || !json_object_get_boolean(v)) {
 		hutch_error_set(&c->err, EIO, "%s",

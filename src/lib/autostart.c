@@ -1,5 +1,6 @@
 #include "autostart.h"
 #include "store.h"
+#include "backend_libvirt.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -250,13 +251,18 @@ static void manager_sync(const char *unit_path, bool on, struct autostart_result
 		linger_enable(r);
 }
 
-/* The libvirt backend, once it exists, also sets the domain's own autostart flag here
- * (virDomainSetAutostart) and orders the unit after virtqemud.socket; the unit keeps calling hutch. */
-static void backend_hook(const struct vm_spec *spec, bool on, struct autostart_result *r)
+/* A libvirt VM's domain carries its own autostart flag too (virDomainSetAutostart): libvirt starts it
+ * when its daemon starts, which for qemu:///system is at boot. The unit keeps calling hutch. */
+static void backend_hook(const char *name, bool on, struct autostart_result *r)
 {
-	if (spec && spec->backend && !strcmp(spec->backend, "libvirt"))
-		warn(r, "the libvirt backend is not implemented: the domain's autostart flag was not %s",
-		     on ? "set" : "cleared");
+	struct store st;
+	struct hutch_error e = {0};
+	if (store_open(&st, &e) == 0) {
+		if (libvirt_autostart(&st, name, on, &e) < 0)
+			warn(r, "the libvirt domain's autostart flag was not %s: %s", on ? "set" : "cleared", e.msg);
+		store_release(&st);
+	}
+	hutch_error_clear(&e);
 }
 
 static int link_atomic(const char *target, const char *path, struct hutch_error *err)
@@ -329,7 +335,7 @@ int autostart_enable(const char *name, const struct vm_spec *spec, struct autost
 		res.changed = true;
 	}
 	manager_sync(res.unit_path, true, &res);
-	backend_hook(spec, true, &res);
+	backend_hook(name, true, &res);
 	*ret = res;
 	res = (struct autostart_result){0};
 	return 0;
@@ -358,6 +364,7 @@ int autostart_disable(const char *name, struct autostart_result *ret, struct hut
 	}
 	if (res.changed)
 		manager_sync(res.unit_path, false, &res);
+	backend_hook(name, false, &res);
 	*ret = res;
 	return 0;
 }

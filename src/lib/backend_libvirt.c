@@ -54,6 +54,7 @@ int backend_choose(const struct store *st, struct vm_spec *spec, const char *bac
 
 #include "client.h"
 #include "domain_xml.h"
+#include "events.h"
 #include "proto.h"
 #include "qemu.h"
 #include "ready.h"
@@ -303,6 +304,7 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	if (r < 0)
 		goto out;
 	ret->spawn_ms = now_ms() - t0;
+	virt_events_clear_note(vm->store, vm->name);
 	bool transient = vm->spec->disposable || o->ephemeral;
 	if (transient) {
 		virDomainPtr d = virDomainCreateXML(l.conn, xml, VIR_DOMAIN_START_VALIDATE);
@@ -329,6 +331,7 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	}
 	ret->qmp_ms = now_ms() - t0;
 	started_at_write(vm);
+	libvirt_ports_reset(vm);
 	ret->kvm = kvm;
 	ret->waited = level == WAIT_NONE ? WAIT_NONE : WAIT_AGENT;
 	if (level != WAIT_NONE) {
@@ -345,6 +348,8 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 		close(fd);
 		if (release[0])
 			snprintf(ret->kernel_release, sizeof(ret->kernel_release), "%s", release);
+		/* libvirt has no event for our channel's agent: the start that heard HELLO says so */
+		events_append(vm->store, vm->name, "libvirt", "agent-ready", "hello", release);
 		ret->hello_ms = now_ms() - t0;
 	}
 	ret->boot_ms = now_ms() - t0;
@@ -367,14 +372,19 @@ static bool wait_inactive(struct lv *l, uint64_t ms)
 	}
 }
 
-static bool agent_poweroff(struct lv *l)
+/* POWEROFF to the agent. The channel stays open (*ret_fd) until the domain is gone: closing it at
+ * once can drop the frame inside libvirt (the stream is finished while the daemon still holds the
+ * bytes for QEMU's socket), and its EOF is the guest going away anyway. */
+static bool agent_poweroff(struct lv *l, int *ret_fd)
 {
 	int fd = -1;
 	struct hutch_error e = {0};
 	bool ok = virt_channel_open(l->conn, l->dom, 3000, &fd, NULL, 0, &e) == 0 &&
 		  frame_write(fd, MSG_POWEROFF, 0, NULL, 0) == 0;
 	hutch_error_clear(&e);
-	if (fd >= 0)
+	if (ok)
+		*ret_fd = fd;
+	else if (fd >= 0)
 		close(fd);
 	return ok;
 }
@@ -397,7 +407,9 @@ static int lv_stop(struct vm *vm, const struct stop_opts *o, struct stop_result 
 						    : 30000;
 	bool micro = vm->spec->source == SOURCE_TEMPLATE;
 	const char *method = NULL;
-	if (!o->force && agent_poweroff(&l) && wait_inactive(&l, total * 4 / 10 > 1000 ? total * 4 / 10 : 1000))
+	virt_events_note_stop(vm->store, vm->name, "requested", o->force ? "hutch stop --force" : "hutch stop");
+	_cleanup_close_ int chan = -1;
+	if (!o->force && agent_poweroff(&l, &chan) && wait_inactive(&l, total * 4 / 10 > 1000 ? total * 4 / 10 : 1000))
 		method = "agent";
 	if (!method && !o->force && virDomainShutdown(l.dom) == 0 && wait_inactive(&l, micro ? 1000 : total / 2))
 		method = "acpi";
@@ -491,6 +503,49 @@ int libvirt_usb(const struct store *st, const char *name, unsigned vendor, unsig
 	return r < 0 ? r : 1;
 }
 
+int libvirt_domain_open(struct vm *vm, void **ret_conn, void **ret_dom, struct hutch_error *err)
+{
+	struct lv l;
+	int r = lv_open(vm, &l, err);
+	if (r < 0)
+		return r;
+	if (!lv_active(&l, NULL)) {
+		lv_close(&l);
+		return hutch_error_set(err, ENOTCONN, "VM '%s' is not running", vm->name);
+	}
+	*ret_conn = TAKE_PTR(l.conn);
+	*ret_dom = TAKE_PTR(l.dom);
+	lv_close(&l);
+	return 0;
+}
+
+void libvirt_domain_close(void *conn, void *dom)
+{
+	if (dom)
+		virDomainFree(dom);
+	virt_close(conn);
+}
+
+int libvirt_autostart(const struct store *st, const char *name, bool on, struct hutch_error *err)
+{
+	struct vm vm;
+	if (vm_load((struct store *)st, name, &vm, NULL) < 0)
+		return 0;
+	if (!vm.spec->backend || strcmp(vm.spec->backend, "libvirt") != 0 || vm.spec->disposable) {
+		vm_release(&vm);
+		return 0;
+	}
+	struct lv l = {0};
+	int r = lv_open(&vm, &l, err);
+	if (r == 0 && l.dom && virDomainIsPersistent(l.dom) == 1 && virDomainSetAutostart(l.dom, on ? 1 : 0) < 0)
+		r = hutch_error_set(err, EIO, "virDomainSetAutostart on '%s': %s", l.domain,
+				    virt_last_error("unknown error"));
+	if (l.conn)
+		lv_close(&l);
+	vm_release(&vm);
+	return r;
+}
+
 const char *libvirt_uri_of(struct vm *vm, char **ret)
 {
 	*ret = NULL;
@@ -548,6 +603,8 @@ int libvirt_usb(const struct store *st, const char *name, unsigned vendor, unsig
 {
 	return 0;
 }
+
+int libvirt_autostart(const struct store *st, const char *name, bool on, struct hutch_error *err) { return 0; }
 
 const char *libvirt_uri_of(struct vm *vm, char **ret)
 {

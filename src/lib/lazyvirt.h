@@ -14,6 +14,7 @@ int lazy_xml_load(struct hutch_error *err);
 	X(virConnectClose)                    \
 	X(virConnectDomainEventDeregisterAny) \
 	X(virConnectDomainEventRegisterAny)   \
+	X(virConnectGetAllDomainStats)        \
 	X(virConnectGetURI)                   \
 	X(virConnectIsAlive)                  \
 	X(virConnectListAllDomains)           \
@@ -38,6 +39,7 @@ int lazy_xml_load(struct hutch_error *err);
 	X(virDomainRef)                       \
 	X(virDomainSetAutostart)              \
 	X(virDomainShutdown)                  \
+	X(virDomainStatsRecordListFree)       \
 	X(virDomainUndefineFlags)             \
 	X(virEventAddTimeout)                 \
 	X(virEventRegisterDefaultImpl)        \
@@ -57,7 +59,8 @@ int lazy_xml_load(struct hutch_error *err);
 	X(virStreamFree)                      \
 	X(virStreamNew)                       \
 	X(virStreamRecv)                      \
-	X(virStreamSend)
+	X(virStreamSend)                      \
+	X(virTypedParamsGetInt)
 
 struct lazy_virt_table {
 	LAZY_VIRT_FUNCS(LAZY_FIELD)
@@ -67,6 +70,7 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #define virConnectClose (*lazy_virt()->virConnectClose)
 #define virConnectDomainEventDeregisterAny (*lazy_virt()->virConnectDomainEventDeregisterAny)
 #define virConnectDomainEventRegisterAny (*lazy_virt()->virConnectDomainEventRegisterAny)
+#define virConnectGetAllDomainStats (*lazy_virt()->virConnectGetAllDomainStats)
 #define virConnectGetURI (*lazy_virt()->virConnectGetURI)
 #define virConnectIsAlive (*lazy_virt()->virConnectIsAlive)
 #define virConnectListAllDomains (*lazy_virt()->virConnectListAllDomains)
@@ -91,6 +95,7 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #define virDomainRef (*lazy_virt()->virDomainRef)
 #define virDomainSetAutostart (*lazy_virt()->virDomainSetAutostart)
 #define virDomainShutdown (*lazy_virt()->virDomainShutdown)
+#define virDomainStatsRecordListFree (*lazy_virt()->virDomainStatsRecordListFree)
 #define virDomainUndefineFlags (*lazy_virt()->virDomainUndefineFlags)
 #define virEventAddTimeout (*lazy_virt()->virEventAddTimeout)
 #define virEventRegisterDefaultImpl (*lazy_virt()->virEventRegisterDefaultImpl)
@@ -111,6 +116,7 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #define virStreamNew (*lazy_virt()->virStreamNew)
 #define virStreamRecv (*lazy_virt()->virStreamRecv)
 #define virStreamSend (*lazy_virt()->virStreamSend)
+#define virTypedParamsGetInt (*lazy_virt()->virTypedParamsGetInt)
 #endif
 #endif
 

@@ -437,6 +437,8 @@ void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char *why)
 	if (m->stop_step != STOP_NONE && !force)
 		return;
 	mon_log(m, "stopping%s: %s", force ? " (forced)" : "", why);
+	if (!m->stop_why[0])
+		snprintf(m->stop_why, sizeof(m->stop_why), "%s", why);
 	m->stop_begun = now_ms();
 	m->stop_total_ms = total_ms ? total_ms : m->vm.spec->stop_timeout_s ? m->vm.spec->stop_timeout_s * 1000 : 30000;
 	/* A restored clone has no disk and no shares: nothing in it outlives it, so it is not asked to
@@ -447,6 +449,35 @@ void begin_stop(struct mon *m, bool force, uint64_t total_ms, const char *why)
 }
 
 /* ---- lifecycle ---- */
+
+/* The stopped (or crashed) event: why it stopped, as a token a script can match, and the sentence. */
+static void event_exit(struct mon *m)
+{
+	static const struct {
+		const char *in_why, *reason;
+	} causes[] = {
+		{"requested", "requested"},	    {"auto_shutdown.idle", "idle"}, {"on_app_exit", "app-exit"},
+		{"boot timed out", "boot-timeout"}, {"disposable", "disposable"},   {"termination signal", "signal"},
+		{"agent failed", "agent-failed"},
+	};
+	bool clean = WIFEXITED(m->qemu_status) && WEXITSTATUS(m->qemu_status) == 0;
+	const char *event = "stopped", *reason = "poweroff";
+	if (m->stop_why[0]) {
+		reason = "requested";
+		for (size_t i = 0; i < ARRAY_SIZE(causes); i++)
+			if (strstr(m->stop_why, causes[i].in_why))
+				reason = causes[i].reason;
+	} else if (clean && !strcmp(m->shutdown_reason, "guest-reset")) {
+		event = "crashed", reason = "reset";
+	} else if (clean && !strcmp(m->shutdown_reason, "guest-panic")) {
+		event = "crashed", reason = "panic";
+	} else if (!clean) {
+		event = "crashed", reason = WIFSIGNALED(m->qemu_status) ? "qemu-killed" : "qemu-failed";
+	}
+	_cleanup_free_ char *detail =
+		m->stop_why[0] ? xasprintf("%s: %s", m->stop_why, m->exit_reason) : xstrdup(m->exit_reason);
+	events_append(m->st, m->name, "qemu", event, reason, detail);
+}
 
 static void record_exit(struct mon *m)
 {
@@ -972,6 +1003,7 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 		}
 		rc = 1;
 	} else {
+		events_append(m.st, m.name, "qemu", "started", m.warm ? "clone" : "booted", NULL);
 		loop(&m);
 		/* QEMU may exit before we read its SHUTDOWN event (the reason) */
 		struct pollfd qp = {.fd = m.qmp ? qmp_fd(m.qmp) : -1, .events = POLLIN};
@@ -979,6 +1011,7 @@ int monitor_main(struct store *st, const struct monitor_args *a)
 			qmp_readable(&m);
 		describe_exit(&m);
 		mon_log(&m, "qemu is gone: %s", m.exit_reason);
+		event_exit(&m);
 		if (!m.boot_reported) {
 			char msg[512];
 			snprintf(msg, sizeof(msg),

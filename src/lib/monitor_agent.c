@@ -251,6 +251,8 @@ static void handle_agent_frame(struct mon *m, const struct proto_frame *f)
 				(unsigned long long)(m->t_hello - m->t_start));
 			notify_ready(m);
 		}
+		events_append(m->st, m->name, "qemu", "agent-ready", first ? "hello" : "hello-again",
+			      m->kernel_release);
 		agent_hello_ack(m, 0);
 		if (first && warm_clone_restored(m->warm))
 			clone_identity(m);

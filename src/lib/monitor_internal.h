@@ -3,6 +3,7 @@
  * monitor_agent.c: the agent channel and its liveness; monitor_ctl.c: CLI requests and sessions. */
 #pragma once
 #include "monitor.h"
+#include "events.h"
 #include "failed.h"
 #include "monitor_balloon.h"
 #include "monitor_usb.h"
@@ -112,6 +113,7 @@ struct mon {
 	uint64_t stop_deadline, stop_begun;
 	uint64_t stop_total_ms;
 	char stop_method[32];
+	char stop_why[96]; /* begin_stop's why, for the stopped event */
 	char exit_reason[256];
 	int apps_started, apps_live;
 	uint64_t last_activity;

@@ -48,7 +48,7 @@ static void *pump_thread(void *arg)
 {
 	struct pump *p = arg;
 	char buf[65536];
-	bool done = false, finish = false;
+	bool done = false, finish = false, reader_gone = false;
 	uint64_t checked = now_ms();
 	while (!done) {
 		/* a dead connection can leave a non-blocking stream saying "no data yet" forever */
@@ -59,8 +59,10 @@ static void *pump_thread(void *arg)
 		}
 		int got = virStreamRecv(p->st, buf, sizeof(buf));
 		if (got > 0) {
-			if (send_all(p->fd, buf, (size_t)got) < 0)
-				break;
+			/* our side may have closed right after writing (a POWEROFF): what it wrote is still
+			 * in the socket, so keep reading it until EOF and drop what the guest says meanwhile */
+			if (!reader_gone && send_all(p->fd, buf, (size_t)got) < 0)
+				reader_gone = true;
 			continue;
 		}
 		if (got == 0 || got == -1)

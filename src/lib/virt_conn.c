@@ -177,6 +177,20 @@ static void cache_put(const char *uri, virConnectPtr conn, int code, const char 
 
 static int open_uncached(const char *uri, uint64_t timeout_ms, void **ret, struct hutch_error *err);
 
+void virt_forget(const char *uri)
+{
+	pthread_mutex_lock(&cache_lock);
+	struct cached *c = cache_find(uri);
+	if (c) {
+		if (c->conn)
+			virConnectClose(c->conn);
+		free(c->uri);
+		free(c->error);
+		memset(c, 0, sizeof(*c));
+	}
+	pthread_mutex_unlock(&cache_lock);
+}
+
 int virt_open(const char *uri, uint64_t timeout_ms, void **ret, struct hutch_error *err)
 {
 	int r = virt_init(err);

@@ -17,5 +17,7 @@ int virt_uri_for(const struct store *st, const struct vm_spec *spec, char **ret,
  * virConnectPtr. For a session URI that fails, the error says which sockets were tried. */
 int virt_open(const char *uri, uint64_t timeout_ms, void **ret, struct hutch_error *err);
 void virt_close(void *conn);
+/* Forget a URI's cached connection or failure: the next virt_open really tries (events reconnect). */
+void virt_forget(const char *uri);
 /* libvirt's last error, or fallback. */
 const char *virt_last_error(const char *fallback);

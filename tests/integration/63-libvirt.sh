@@ -39,6 +39,14 @@ like "$OUT" 'tsc_early_khz=[0-9]+ lpj=[0-9]+' "the qemu backend's TSC values und
 
 run hutch list -a
 like "$OUT" "^$N +stopped +libvirt " "list: stopped, BACKEND libvirt"
+
+# autostart also sets the domain's own flag (virDomainSetAutostart), and off clears it
+run hutch autostart "$N" on
+is "$RC" 0 "autostart on"
+like "$(vsh dominfo "$D")" "Autostart: +enable" "... sets the domain's autostart flag"
+run hutch autostart "$N" off
+is "$RC" 0 "autostart off"
+like "$(vsh dominfo "$D")" "Autostart: +disable" "... clears it"
 run hutch list -a --json
 like "$OUT" "\"backend\": *\"libvirt\"" "list --json has backend"
 
@@ -82,6 +90,35 @@ echo "ThinkPad Keyboard" >"$F/sys/bus/usb/devices/1-2/product"
 run env HUTCH_SYSFS_ROOT="$F" hutch usb attach "$N" 17ef:60e0
 is "$RC" 1 "usb attach of a device libvirt cannot find fails"
 like "$ERR" "libvirt could not attach 17ef:60e0 \\(bus 1, device 4\\) to '$N'" "... with libvirt's own refusal"
+
+# port add|rm|ls at runtime: HMP hostfwd_add on the passthrough netdev (virDomainQemuMonitorCommand)
+hp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+run hutch port "$N" add "$hp:7777"
+is "$RC" 0 "port add on a running libvirt VM"
+run hutch port "$N" ls
+like "$OUT" "^127.0.0.1:$hp:7777/tcp\$" "port ls lists it"
+run hutch exec "$N" -- sh -c 'setsid sh -c "echo hello-port | nc -l -p 7777" </dev/null >/dev/null 2>&1 &'
+got=""
+for _ in $(seq 1 60); do
+	got=$(python3 -c "
+import socket,sys
+try:
+    s=socket.create_connection(('127.0.0.1',$hp),timeout=5); print(s.recv(100).decode().strip())
+except OSError: pass" 2>/dev/null)
+	[ -n "$got" ] && break
+	sleep 1
+done
+is "$got" "hello-port" "... and 127.0.0.1:HOST reaches the guest's port"
+run hutch port "$N" add "$hp:7777"
+is "$RC" 1 "adding the same host port again fails"
+like "$ERR" "already forwarded" "... saying so"
+run hutch port "$N" rm "$hp:7777"
+is "$RC" 0 "port rm"
+run hutch port "$N" ls
+unlike "$OUT" "$hp" "... and it is gone from ls"
+# SO_REUSEADDR as QEMU binds: our own test connection may have left a TIME_WAIT on the port
+ok "... and from QEMU: the host port is free again" python3 -c "
+import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$hp)); s.listen()"
 
 run hutch start "$N"
 is "$RC" 1 "start of a running libvirt VM fails"

@@ -177,12 +177,12 @@ static void test_on_off(void **state)
 	assert_false(r.changed);
 	autostart_result_release(&r);
 
-	/* libvirt: the backend hook says what it could not do */
+	/* the backend hook goes by the stored VM: "web" is none, so no domain flag and nothing to say
+	 * (a libvirt VM's virDomainSetAutostart is tested against libvirt in 63-libvirt) */
 	struct vm_spec *spec = spec_new("web");
 	spec->backend = xstrdup("libvirt");
 	assert_int_equal(autostart_enable("web", spec, &r, &err), 0);
-	assert_int_equal(strv_len(r.warnings), 2);
-	assert_non_null(strstr(r.warnings[1], "libvirt"));
+	assert_int_equal(strv_len(r.warnings), 1);
 	autostart_result_release(&r);
 	spec_free(spec);
 

@@ -1,0 +1,211 @@
+/* libvirt's lifecycle events for `hutch events`: one subscription (virConnectDomainEventRegisterAny)
+ * per URI, on libvirt's event loop thread (virt_conn.c), turned into the same JSON lines that the
+ * qemu backend's monitor writes to events.jsonl. Nothing is polled: libvirt pushes. */
+#include "events.h"
+
+#include <json-c/json.h>
+#include <string.h>
+
+#define STOP_NOTE "libvirt-stop-note"
+#define STOP_NOTE_MAX_AGE_S 180 /* longer than any stop takes; an old note says nothing */
+
+void virt_events_note_stop(const struct store *st, const char *name, const char *reason, const char *detail)
+{
+	_cleanup_free_ char *p = store_vm_file(st, name, STOP_NOTE);
+	_cleanup_free_ char *s = xasprintf("%llu %s %s\n", (unsigned long long)now_real_s(), reason, detail);
+	write_file_atomic(p, s, strlen(s), 0600, NULL);
+}
+
+void virt_events_clear_note(const struct store *st, const char *name)
+{
+	_cleanup_free_ char *p = store_vm_file(st, name, STOP_NOTE);
+	unlink(p);
+}
+
+#ifdef HAVE_LIBVIRT
+#include "backend.h"
+#include "domain_xml.h"
+#include "virt_conn.h"
+
+#include <libvirt/libvirt.h>
+#include <pthread.h>
+
+#include "lazyvirt.h"
+
+/* The note lv_stop left, when it is recent: "requested" and its sentence. It is read, never taken:
+ * several followers may be watching; the next start removes it (virt_events_clear_note). */
+static bool read_note(const struct store *st, const char *name, char *reason, size_t rlen, char *detail, size_t dlen)
+{
+	_cleanup_free_ char *p = store_vm_file(st, name, STOP_NOTE);
+	_cleanup_free_ char *s = NULL;
+	if (read_file(p, 1024, &s, NULL, NULL) < 0)
+		return false;
+	s[strcspn(s, "\n")] = 0;
+	char *sp1 = strchr(s, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+	if (!sp2)
+		return false;
+	*sp1 = *sp2 = 0;
+	long long at = 0;
+	if (parse_ll(s, 0, INT64_MAX, &at) < 0 || (uint64_t)at + STOP_NOTE_MAX_AGE_S < now_real_s())
+		return false;
+	snprintf(reason, rlen, "%s", sp1 + 1);
+	snprintf(detail, dlen, "%s", sp2 + 1);
+	return true;
+}
+
+struct sub {
+	char *uri;
+	virConnectPtr conn;
+	int id;
+	const struct store *st;
+	int fd;
+};
+static struct sub subs[8];
+static pthread_mutex_t subs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The hutch VM behind a domain on this URI, when it is one of ours: hutch-NAME, defined here with
+ * the libvirt backend on the same URI. */
+static bool vm_of(struct sub *s, const char *domain, char *ret, size_t len)
+{
+	size_t pl = strlen(DOMAIN_PREFIX);
+	if (strncmp(domain, DOMAIN_PREFIX, pl) || !store_name_valid(domain + pl))
+		return false;
+	struct vm vm;
+	if (vm_load((struct store *)s->st, domain + pl, &vm, NULL) < 0)
+		return false;
+	_cleanup_free_ char *uri = NULL;
+	bool ours = vm.spec->backend && !strcmp(vm.spec->backend, "libvirt") &&
+		    virt_uri_for(s->st, vm.spec, &uri, NULL) == 0 && !strcmp(uri, s->uri);
+	vm_release(&vm);
+	if (ours)
+		snprintf(ret, len, "%s", domain + pl);
+	return ours;
+}
+
+static const char *const stopped_why[] = {
+	[VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN] = "poweroff",     [VIR_DOMAIN_EVENT_STOPPED_DESTROYED] = "destroyed",
+	[VIR_DOMAIN_EVENT_STOPPED_CRASHED] = "crashed",	      [VIR_DOMAIN_EVENT_STOPPED_MIGRATED] = "migrated",
+	[VIR_DOMAIN_EVENT_STOPPED_SAVED] = "saved",	      [VIR_DOMAIN_EVENT_STOPPED_FAILED] = "qemu-failed",
+	[VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT] = "snapshot"};
+static const char *const stopped_text[] = {
+	[VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN] = "the guest powered off",
+	[VIR_DOMAIN_EVENT_STOPPED_DESTROYED] = "libvirt destroyed the domain (virsh destroy, or a forced stop)",
+	[VIR_DOMAIN_EVENT_STOPPED_CRASHED] = "the guest crashed",
+	[VIR_DOMAIN_EVENT_STOPPED_MIGRATED] = "migrated to another host",
+	[VIR_DOMAIN_EVENT_STOPPED_SAVED] = "saved to a state file",
+	[VIR_DOMAIN_EVENT_STOPPED_FAILED] = "qemu or libvirt failed: the emulator exited unexpectedly",
+	[VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT] = "an offline snapshot was loaded"};
+static const char *const started_why[] = {[VIR_DOMAIN_EVENT_STARTED_BOOTED] = "booted",
+					  [VIR_DOMAIN_EVENT_STARTED_MIGRATED] = "migrated",
+					  [VIR_DOMAIN_EVENT_STARTED_RESTORED] = "restored",
+					  [VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT] = "snapshot",
+					  [VIR_DOMAIN_EVENT_STARTED_WAKEUP] = "wakeup"};
+
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+	(void)conn;
+	struct sub *s = opaque;
+	const char *domain = virDomainGetName(dom);
+	char name[64];
+	if (!domain || !vm_of(s, domain, name, sizeof(name)))
+		return 0;
+	_cleanup_free_ char *line = NULL;
+	char reason[32] = "", text[256] = "";
+	unsigned d = (unsigned)detail;
+	switch (event) {
+	case VIR_DOMAIN_EVENT_STARTED:
+		line = events_line(name, "libvirt", "started", d < ARRAY_SIZE(started_why) ? started_why[d] : NULL,
+				   NULL);
+		break;
+	case VIR_DOMAIN_EVENT_STOPPED: {
+		bool crash = d == VIR_DOMAIN_EVENT_STOPPED_CRASHED || d == VIR_DOMAIN_EVENT_STOPPED_FAILED;
+		const char *why = d < ARRAY_SIZE(stopped_why) ? stopped_why[d] : "unknown";
+		const char *how = d < ARRAY_SIZE(stopped_text) ? stopped_text[d] : "stopped";
+		/* hutch itself asked: say so, with how it ended */
+		if (!crash && read_note(s->st, name, reason, sizeof(reason), text, sizeof(text))) {
+			_cleanup_free_ char *both = xasprintf("%s; %s", text, how);
+			line = events_line(name, "libvirt", "stopped", reason, both);
+		} else
+			line = events_line(name, "libvirt", crash ? "crashed" : "stopped", why, how);
+		break;
+	}
+	case VIR_DOMAIN_EVENT_CRASHED:
+		line = events_line(name, "libvirt", "crashed",
+				   detail == VIR_DOMAIN_EVENT_CRASHED_PANICKED ? "panic" : "crashloaded",
+				   "the guest kernel panicked");
+		break;
+	default:
+		return 0; /* defined, undefined, suspended, resumed, pmsuspended: not lifecycle news here */
+	}
+	size_t n = strlen(line);
+	_cleanup_free_ char *nl = xasprintf("%s\n", line);
+	write_all(s->fd, nl, n + 1); /* one line under PIPE_BUF: atomic */
+	return 0;
+}
+
+static int subscribe(struct sub *s, struct hutch_error *err)
+{
+	void *conn = NULL;
+	int r = virt_open(s->uri, VIRT_CONNECT_TIMEOUT_MS, &conn, err);
+	if (r < 0) {
+		virt_forget(s->uri); /* virt_events_check tries again */
+		return r;
+	}
+	int id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+						  VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), s, NULL);
+	if (id < 0) {
+		r = hutch_error_set(err, EIO, "cannot subscribe to libvirt's events at '%s': %s", s->uri,
+				    virt_last_error("unknown error"));
+		virt_close(conn);
+		return r;
+	}
+	s->conn = conn;
+	s->id = id;
+	return 0;
+}
+
+int virt_events_watch(const struct store *st, const char *uri, int out_fd, struct hutch_error *err)
+{
+	pthread_mutex_lock(&subs_lock);
+	struct sub *s = NULL;
+	int r = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
+		if (subs[i].uri && !strcmp(subs[i].uri, uri))
+			goto out;
+	for (size_t i = 0; !s && i < ARRAY_SIZE(subs); i++)
+		if (!subs[i].uri)
+			s = &subs[i];
+	if (!s) {
+		r = hutch_error_set(err, ENOSPC, "too many libvirt URIs to watch");
+		goto out;
+	}
+	*s = (struct sub){.uri = xstrdup(uri), .st = st, .fd = out_fd, .id = -1};
+	r = subscribe(s, err); /* an unreachable URI is tried again by virt_events_check */
+out:
+	pthread_mutex_unlock(&subs_lock);
+	return r;
+}
+
+void virt_events_check(const struct store *st, int out_fd)
+{
+	(void)st;
+	(void)out_fd;
+	pthread_mutex_lock(&subs_lock);
+	for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {
+		struct sub *s = &subs[i];
+		if (!s->uri || (s->conn && virConnectIsAlive(s->conn) == 1))
+			continue;
+		if (s->conn) {
+			virConnectDomainEventDeregisterAny(s->conn, s->id);
+			virt_close(s->conn);
+			s->conn = NULL;
+		}
+		subscribe(s, NULL);
+	}
+	pthread_mutex_unlock(&subs_lock);
+}
+
+#else
+int virt_events_watch(const struct store *st, const char *uri, int out_fd, struct hutch_error *err) { return 0; }
+void virt_events_check(const struct store *st, int out_fd) {}
+#endif
