@@ -19,6 +19,8 @@ vfsd=${HUTCH_VIRTIOFSD:-/usr/libexec/virtiofsd}
 have_vfs=
 if [ -x "$vfsd" ] && unshare -U true 2>/dev/null; then
 	have_vfs=1
+elif [ -x /usr/lib/qemu/virtiofsd ] && unshare --map-auto --map-root-user true 2>/dev/null; then
+	have_vfs=1 # QEMU's C virtiofsd in a user namespace (uidmap): what hutch runs for via: virtiofs here
 fi
 {
 	echo "b:"

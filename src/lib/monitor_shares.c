@@ -1,6 +1,8 @@
 /* The monitor's side of shares (monitor_shares.h). */
 #include "monitor_shares.h"
 
+#include "unixsock.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -15,14 +17,22 @@ static int spawn_virtiofsd(struct mon_shares *ms, size_t i, const char *vm_dir, 
 	const struct share_plan *p = &ms->plan->v[i];
 	const char *bin = getenv("HUTCH_VIRTIOFSD");
 	if (!bin || !*bin)
-		bin = "/usr/libexec/virtiofsd";
+		bin = p->userns_wrap ? SHARES_QEMU_VIRTIOFSD : "/usr/libexec/virtiofsd";
 	if (access(bin, X_OK) < 0)
 		return hutch_error_set(err, ENOENT, "share '%s': virtiofsd not found at '%s' (Debian: virtiofsd)",
 				       p->tag, bin);
 	_cleanup_free_ char *log = xasprintf("%s/virtiofsd-%s.log", vm_dir, p->tag);
 	_cleanup_free_ char *sock_arg = xasprintf("--socket-path=%s", p->sock);
 	_cleanup_free_ char *dir_arg = xasprintf("--shared-dir=%s", p->host);
+	_cleanup_free_ char *source_arg = xasprintf("source=%s", p->host);
 	unlink(p->sock);
+	/* the C virtiofsd listens on ours (shares.h: its own socket set-up wants /var/run) */
+	_cleanup_close_ int lfd = -1;
+	if (p->userns_wrap) {
+		lfd = unix_listen(p->sock, err);
+		if (lfd < 0)
+			return hutch_error_wrap(err, "share '%s'", p->tag);
+	}
 	int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (logfd < 0)
 		return hutch_error_set(err, errno, "cannot create '%s': %s", log, strerror(errno));
@@ -38,8 +48,19 @@ static int spawn_virtiofsd(struct mon_shares *ms, size_t i, const char *vm_dir, 
 		dup2(nul, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
-		for (int fd = 3; fd < 1024; fd++)
+		if (lfd == 3)
+			fcntl(3, F_SETFD, 0);
+		else if (lfd >= 0)
+			dup2(lfd, 3); /* a dup has no FD_CLOEXEC */
+		for (int fd = lfd >= 0 ? 4 : 3; fd < 1024; fd++)
 			close(fd);
+		if (lfd >= 0) {
+			char *wrapped[] = {
+				SHARES_UNSHARE, "--map-auto", "--map-root-user",   (char *)bin, "--fd=3", "-o",
+				source_arg,	"-o",	      "sandbox=namespace", NULL};
+			execv(SHARES_UNSHARE, wrapped);
+			_exit(127);
+		}
 		char *argv[8] = {(char *)bin, sock_arg, dir_arg, "--sandbox", "namespace", NULL, NULL};
 		if (p->readonly)
 			argv[5] = "--readonly";
@@ -48,6 +69,20 @@ static int spawn_virtiofsd(struct mon_shares *ms, size_t i, const char *vm_dir, 
 	}
 	close(logfd);
 	ms->pid[i] = pid;
+	if (lfd >= 0) {
+		/* the socket is ours: QEMU's connection waits in its backlog; watch the start a little */
+		for (int n = 0; n < 50; n++) {
+			int st;
+			if (waitpid(pid, &st, WNOHANG) == pid) {
+				ms->pid[i] = 0;
+				_cleanup_free_ char *last = file_last_line(log, 300);
+				return hutch_error_set(err, EIO, "share '%s': virtiofsd exited at start%s%s (see %s)",
+						       p->tag, last ? ": " : "", last ? last : "", log);
+			}
+			usleep(10000);
+		}
+		return 0;
+	}
 	for (int n = 0; n < 500; n++) {
 		if (access(p->sock, F_OK) == 0)
 			return 0;

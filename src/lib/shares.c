@@ -76,17 +76,47 @@ static bool userns_works(void)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
+/* `unshare --map-auto --map-root-user true`: newuidmap/newgidmap and the user's subordinate ids. */
+static bool userns_map_auto_works(void)
+{
+	if (access(SHARES_UNSHARE, X_OK) < 0)
+		return false;
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDWR);
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+		}
+		execl(SHARES_UNSHARE, SHARES_UNSHARE, "--map-auto", "--map-root-user", "true", (char *)NULL);
+		_exit(127);
+	}
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 void shares_host_probe(struct shares_host *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	const char *bin = getenv("HUTCH_VIRTIOFSD");
-	if (!bin || !*bin)
+	bool chosen = bin && *bin;
+	if (!chosen)
 		bin = "/usr/libexec/virtiofsd";
+	if (access(bin, X_OK) < 0 && !chosen)
+		bin = SHARES_QEMU_VIRTIOFSD;
 	if (access(bin, X_OK) == 0) {
-		ret->virtiofsd = xstrdup(bin);
+		/* the C one calls setgroups() before it reads its options: --help fails as a user */
 		_cleanup_free_ char *help = NULL;
-		if (qemu_capture(bin, "--help", NULL, &help, NULL) == 0)
+		ret->userns_wrap = !strcmp(bin, SHARES_QEMU_VIRTIOFSD);
+		if (!ret->userns_wrap && qemu_capture(bin, "--help", NULL, &help, NULL) == 0)
 			ret->readonly = strstr(help, "--readonly") != NULL;
+		if (!ret->userns_wrap || userns_map_auto_works())
+			ret->virtiofsd = xstrdup(bin);
 	}
 	ret->userns = userns_works();
 }
@@ -260,8 +290,12 @@ static int resolve_via(const struct shares_in *in, struct share_plan *p, enum sh
 	const char *missing =
 		h && h->libvirt ? "the libvirt backend runs virtiofs in session mode only from libvirt 10.0 (Debian 12 "
 				  "has 9.0)"
-		: !h || !h->virtiofsd ? "virtiofsd is not installed (Debian: apt-get install virtiofsd)"
-		: !h->userns	      ? "user namespaces do not work here (virtiofsd's --sandbox namespace)"
+		: !h || !h->virtiofsd
+			? (access(SHARES_QEMU_VIRTIOFSD, X_OK) == 0
+				   ? "virtiofsd is not installed, and QEMU's C virtiofsd needs uidmap (newuidmap) and "
+				     "subordinate ids in /etc/subuid and /etc/subgid"
+				   : "virtiofsd is not installed (Debian: apt-get install virtiofsd)")
+		: !h->userns ? "user namespaces do not work here (virtiofsd's --sandbox namespace)"
 		: p->readonly && !h->readonly
 			? "this virtiofsd has no --readonly, and a guest's read-only mount is no enforcement"
 			: NULL;
@@ -278,11 +312,17 @@ static int resolve_via(const struct shares_in *in, struct share_plan *p, enum sh
 	} else if (missing) {
 		p->via = SHARE_9P;
 		p->why = xasprintf("auto: 9p, as %s", missing);
+	} else if (h->userns_wrap) {
+		p->via = SHARE_9P;
+		p->why = xstrdup("auto: 9p, as the virtiofsd here is QEMU's C one, which runs in a user namespace "
+				 "where guest users other than root own their files as subordinate uids on the host "
+				 "(via: virtiofs asks for it)");
 	} else {
 		p->via = SHARE_VIRTIOFS;
 		p->why = xstrdup("auto: virtiofsd and user namespaces are there");
 	}
 	if (p->via == SHARE_VIRTIOFS) {
+		p->userns_wrap = h && h->userns_wrap;
 		p->sock = xasprintf("%s/fs-%s.sock", in->run_dir, p->tag);
 		if (in->check == SHARES_START) {
 			int r = store_check_sun_path(p->sock, err);
@@ -410,6 +450,12 @@ bool shares_need_shared_memory(const struct shares *s)
 char **shares_qemu_args(char **argv, const struct shares *s, bool micro)
 {
 	const char *bus = micro ? "device" : "pci";
+	/* microvm's virtio-mmio devices are legacy (virtio 0.9) unless told otherwise, and vhost-user
+	 * backends serve only virtio 1.0 ("virtio legacy devices aren't supported by libvhost-user") */
+	if (micro && shares_need_shared_memory(s)) {
+		argv = strv_push(argv, xstrdup("-global"));
+		argv = strv_push(argv, xstrdup("virtio-mmio.force-legacy=false"));
+	}
 	for (size_t i = 0; s && i < s->n; i++) {
 		const struct share_plan *p = &s->v[i];
 		if (p->via == SHARE_VIRTIOFS) {

@@ -20,6 +20,7 @@ struct share_plan {
 	char *warning;	    /* NULL, or one line for start and inspect */
 	char *sock;	    /* virtiofs: virtiofsd's vhost-user socket */
 	bool home;	    /* the shared home */
+	bool userns_wrap;   /* virtiofs by QEMU's C virtiofsd: see shares_host */
 };
 
 struct shares {
@@ -35,7 +36,15 @@ struct shares_host {
 	bool readonly;	 /* it has --readonly (1.5 has not) */
 	bool userns;	 /* unprivileged user namespaces work here, for --sandbox namespace */
 	bool libvirt;	 /* the VM's backend is libvirt: 9.0's session mode has no virtiofs */
+	/* QEMU's C virtiofsd (/usr/lib/qemu/virtiofsd, Debian 12's only one): it drops supplementary
+	 * groups with setgroups(), which a user namespace allows only when newgidmap wrote its map. So
+	 * it runs under `unshare --map-auto --map-root-user` (uidmap, /etc/subuid), on a socket the
+	 * monitor made (--fd: its own socket lock wants /var/run). Guest root is the user on the host;
+	 * other guest users are subordinate uids there, so via: auto does not pick it. */
+	bool userns_wrap;
 };
+#define SHARES_QEMU_VIRTIOFSD "/usr/lib/qemu/virtiofsd"
+#define SHARES_UNSHARE "/usr/bin/unshare"
 void shares_host_probe(struct shares_host *ret);
 void shares_host_release(struct shares_host *h);
 

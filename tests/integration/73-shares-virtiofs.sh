@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # virtiofs shares. Where virtiofsd (/usr/libexec/virtiofsd or HUTCH_VIRTIOFSD) is installed and user
-# namespaces work, a real micro VM mounts a read-write share over virtiofs, inspect says so, and the
-# virtiofsd goes with the VM. Everywhere: via: virtiofs without virtiofsd is refused at start before
-# QEMU runs, and via: auto falls back to 9p and says why.
+# namespaces work, or QEMU's C virtiofsd (/usr/lib/qemu/virtiofsd, Debian 12's only one) with uidmap
+# (`unshare --map-auto --map-root-user` works), a real micro VM mounts a read-write share over
+# virtiofs, inspect says so, the guest's write reaches the host as the user's file, and the virtiofsd
+# goes with the VM; with the C one, via: auto stays on 9p and says why. Everywhere else: via:
+# virtiofs without virtiofsd is refused at start before QEMU runs, and via: auto falls back to 9p
+# and says why.
 # once
 # timeout: 600
 . "$(dirname "$0")/lib.sh"
 exec </dev/null
 
 vfsd=${HUTCH_VIRTIOFSD:-/usr/libexec/virtiofsd}
+c_vfsd=
+if [ -z "${HUTCH_VIRTIOFSD:-}" ] && [ ! -x "$vfsd" ] && [ -x /usr/lib/qemu/virtiofsd ] &&
+	unshare --map-auto --map-root-user true 2>/dev/null; then
+	vfsd=/usr/lib/qemu/virtiofsd
+	c_vfsd=1
+fi
 mkdir -p "$T/data"
 echo host-data >"$T/data/f"
 
@@ -18,6 +27,7 @@ vf:
   source: {template: micro}
   shares:
     data: {path: $T/data, mount: /mnt/data, via: virtiofs}
+    other: {path: $T/data, mount: /mnt/other}
 EOF2
 	run hutch create vf --from "$T/vf.yml"
 	run hutch start vf
@@ -28,6 +38,14 @@ EOF2
 	run hutch exec vf -- sh -c 'grep " /mnt/data " /proc/mounts | cut -d" " -f3; cat /mnt/data/f; echo guest > /mnt/data/g'
 	is "$OUT" "$(printf 'virtiofs\nhost-data')" "the guest reads the host file over virtiofs"
 	is "$(cat "$T/data/g" 2>&1)" guest "the guest's write reached the host"
+	is "$(stat -c %u "$T/data/g")" "$(id -u)" "as the user's own file"
+	if [ -n "$c_vfsd" ]; then
+		run hutch inspect vf --json
+		is "$(json_get "$OUT" '[s["via"] for s in j["shares"] if s["tag"]=="other"][0]')" 9p \
+			"with QEMU's C virtiofsd, via: auto stays on 9p"
+		like "$(json_get "$OUT" '[s["why"] for s in j["shares"] if s["tag"]=="other"][0]')" "QEMU's C one" \
+			"and says why"
+	fi
 	ok "virtiofsd runs while the VM does" test -n "$(pids_of_home virtiofsd)"
 	run hutch stop vf
 	ok "virtiofsd is gone with the VM" wait_until 10 test -z "$(pids_of_home virtiofsd)"
