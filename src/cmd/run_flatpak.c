@@ -45,6 +45,11 @@ int cmd_run_flatpak_plan(struct cmd_ctx *c, struct exec_cli *e, const char *base
 		return cmd_usage(c, "--flatpak runs the app in its own sandbox: -w does not apply");
 	if (e->cold && !e->rm)
 		return cmd_usage(c, "--cold applies to run --rm");
+	/* NAME's own shares and home: are checked against ours; without a spec, run fails later anyway */
+	_cleanup_(spec_freep) struct vm_spec *spec = NULL;
+	_cleanup_free_ char *spec_file = store_vm_file(&c->store, base, "spec.yml");
+	if (store_vm_exists(&c->store, base))
+		spec_find_in_file(spec_file, base, &spec, NULL);
 	struct flatpak_in in = {
 		.app_id = e->flatpak,
 		.base = base,
@@ -55,6 +60,7 @@ int cmd_run_flatpak_plan(struct cmd_ctx *c, struct exec_cli *e, const char *base
 		.gid = (unsigned)getgid(),
 		.home = getenv("HOME"),
 		.user_name = user_name(),
+		.spec = spec,
 	};
 	if (flatpak_plan(&c->store, &in, ret, &c->err) < 0)
 		return EXIT_ERR;

@@ -1,6 +1,7 @@
 /* Flatpak apps in VMs: the plan (shares, guest user, commands) for `run --flatpak`. */
 #include "flatpak.h"
 
+#include "shares.h"
 #include "spec.h"
 
 #include <ctype.h>
@@ -152,6 +153,39 @@ static void plan_commands(const struct flatpak_in *in, const char *name, struct 
 		p->run_env = strv_push(p->run_env, xstrdup(in->env[i]));
 }
 
+/* The spec's home: (mounted after every share) or a share at HOME or above it would hide the
+ * installations and the data dir mounted beneath HOME. */
+static bool covers(const char *mount, const char *home)
+{
+	size_t n = strlen(mount);
+	while (n > 1 && mount[n - 1] == '/')
+		n--;
+	return !strncmp(mount, home, n) && (home[n] == 0 || home[n] == '/' || n == 1);
+}
+
+static int check_spec(const struct flatpak_in *in, const char *home, struct hutch_error *err)
+{
+	const struct vm_spec *s = in->spec;
+	if (!s)
+		return 0;
+	if (s->home != HOME_OFF) {
+		_cleanup_free_ char *m = shares_home_mount(s);
+		if (covers(m, home))
+			return hutch_error_set(
+				err, EINVAL,
+				"VM '%s' has home: (mounted at '%s'), which would hide the flatpak "
+				"installation and data dir under '%s': use a VM without home: for --flatpak",
+				in->base, m, home);
+	}
+	for (size_t i = 0; i < s->n_shares; i++)
+		if (s->shares[i].mount && covers(s->shares[i].mount, home))
+			return hutch_error_set(err, EINVAL,
+					       "VM '%s': share '%s' is mounted at '%s', which would hide the flatpak "
+					       "installation and data dir under '%s'",
+					       in->base, s->shares[i].name, s->shares[i].mount, home);
+	return 0;
+}
+
 int flatpak_plan(const struct store *st, const struct flatpak_in *in, struct flatpak_plan *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
@@ -170,6 +204,9 @@ int flatpak_plan(const struct store *st, const struct flatpak_in *in, struct fla
 				       "--flatpak: HOME '%s' cannot be the guest user's HOME (it must be an absolute "
 				       "path without '..', blanks, commas or colons)",
 				       home ? home : "");
+	int r = check_spec(in, home, err);
+	if (r < 0)
+		return r;
 	_cleanup_(flatpak_plan_releasep) struct flatpak_plan p = {0};
 	p.home = xstrdup(home);
 	const char *sys_env = getenv("FLATPAK_SYSTEM_DIR");
@@ -189,7 +226,7 @@ int flatpak_plan(const struct store *st, const struct flatpak_in *in, struct fla
 		p.shares = strv_push(p.shares, xasprintf("%s:/var/lib/flatpak:ro", sys));
 	if (is_dir(usr))
 		p.shares = strv_push(p.shares, xasprintf("%s:%s:ro", usr, usr_guest));
-	int r = plan_data_dir(st, in, home, &p, err);
+	r = plan_data_dir(st, in, home, &p, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *name = guest_name(in->user_name);

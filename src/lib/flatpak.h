@@ -8,6 +8,7 @@
  * as root (reference 003 ran apps as root because of 9p; with security_model=mapped-xattr the host
  * files show the host uid, so that user owns its data and reads its installation). */
 #pragma once
+#include "spec.h"
 #include "store.h"
 #include "util.h"
 
@@ -19,15 +20,16 @@ bool flatpak_valid_app_id(const char *id);
 
 struct flatpak_in {
 	const char *app_id;
-	const char *base;	/* the VM (spec) name: the per-VM data dir is keyed by it */
-	bool shared_data;	/* the host's own ~/.var/app/APP-ID instead of the per-VM dir */
-	char *const *args;	/* the app's arguments, may be NULL */
-	char *const *env;	/* extra K=V for the app, may be NULL */
-	const char *system_dir; /* NULL: $FLATPAK_SYSTEM_DIR or /var/lib/flatpak */
-	const char *user_dir;	/* NULL: $FLATPAK_USER_DIR, $XDG_DATA_HOME/flatpak or ~/.local/share/flatpak */
-	unsigned uid, gid;	/* the host user's: the guest user gets them (root is refused) */
-	const char *home;	/* the host user's HOME: the guest user's too */
-	const char *user_name;	/* the host user's name: the guest user's when it is a plain name */
+	const char *base;	    /* the VM (spec) name: the per-VM data dir is keyed by it */
+	bool shared_data;	    /* the host's own ~/.var/app/APP-ID instead of the per-VM dir */
+	char *const *args;	    /* the app's arguments, may be NULL */
+	char *const *env;	    /* extra K=V for the app, may be NULL */
+	const char *system_dir;	    /* NULL: $FLATPAK_SYSTEM_DIR or /var/lib/flatpak */
+	const char *user_dir;	    /* NULL: $FLATPAK_USER_DIR, $XDG_DATA_HOME/flatpak or ~/.local/share/flatpak */
+	unsigned uid, gid;	    /* the host user's: the guest user gets them (root is refused) */
+	const char *home;	    /* the host user's HOME: the guest user's too */
+	const char *user_name;	    /* the host user's name: the guest user's when it is a plain name */
+	const struct vm_spec *spec; /* NAME's spec when defined: its own shares must not hide ours */
 };
 
 struct flatpak_plan {

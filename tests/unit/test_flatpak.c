@@ -179,6 +179,31 @@ static void test_plan_errors(void **state UNUSED)
 	assert_non_null(strstr(err.msg, "HOME '/home/a:b'"));
 	hutch_error_clear(&err);
 
+	/* a spec whose home: or share sits at HOME or above it would hide the mounts beneath HOME */
+	_cleanup_(spec_freep) struct vm_spec *sp = spec_new("apps");
+	sp->source = SOURCE_OCI;
+	sp->home = HOME_PATH;
+	sp->home_path = xstrdup("/somewhere");
+	sp->ssh_user = xstrdup("u");
+	in = fx_in(&f, "org.test.Sys");
+	in.home = "/home/u";
+	in.spec = sp;
+	assert_int_equal(flatpak_plan(&f.st, &in, &p, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "VM 'apps' has home: (mounted at '/home/u')"));
+	hutch_error_clear(&err);
+	sp->home = HOME_OFF;
+	sp->shares = xcalloc(1, sizeof(*sp->shares));
+	sp->shares[0] = (struct share){.name = xstrdup("all"), .path = xstrdup("/x"), .mount = xstrdup("/home/")};
+	sp->n_shares = 1;
+	assert_int_equal(flatpak_plan(&f.st, &in, &p, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "share 'all' is mounted at '/home/'"));
+	hutch_error_clear(&err);
+	free(sp->shares[0].mount);
+	sp->shares[0].mount = xstrdup("/home/uu"); /* a sibling, not a parent */
+	in.home = f.home;
+	assert_int_equal(flatpak_plan(&f.st, &in, &p, &err), 0);
+	flatpak_plan_release(&p);
+
 	/* installed system-wide only, and no user installation: one share fewer; an odd host user name
 	 * becomes "hutch" in the guest */
 	rm_rf(f.usr);
