@@ -80,7 +80,7 @@ static void try_exit(const struct proto_frame *f)
 	struct proto_exit x;
 	if (proto_decode_exit(f, &x) < 0)
 		return;
-	CHECK(x.kind <= EXIT_FAILED);
+	CHECK(x.kind <= EXIT_LOST);
 	struct proto_buf b = {0};
 	proto_encode_exit(&b, x.kind, x.code);
 	check_same(&b, f->payload, f->len, true);
@@ -116,6 +116,27 @@ static void try_mount(const struct proto_frame *f)
 	proto_mount_free(&m);
 }
 
+/* MSG_NETCONF, as the monitor reads the agent's answer (and the agent the host's words): bounded
+ * strings, one kind or the other, a round trip. */
+static void try_netconf(const struct proto_frame *f)
+{
+	struct proto_netconf n;
+	if (proto_decode_netconf(f, &n) < 0) {
+		CHECK(!n.words && !n.msg);
+		return;
+	}
+	CHECK(n.answer ? (n.msg && !n.words && strlen(n.msg) <= PROTO_NETCONF_MSG_MAX)
+		       : (n.words && !n.msg && strlen(n.words) <= PROTO_NETCONF_WORDS_MAX));
+	struct proto_buf b = {0};
+	if (n.answer)
+		proto_encode_netconf_answer(&b, n.err, n.msg);
+	else
+		proto_encode_netconf(&b, n.words);
+	check_same(&b, f->payload, f->len, true);
+	proto_buf_free(&b);
+	proto_netconf_free(&n);
+}
+
 /* The generic field readers, as MOUNT / ERROR / ACTIVITY handlers use them. */
 static void try_fields(const struct proto_frame *f)
 {
@@ -149,6 +170,7 @@ static void on_frame(const struct proto_frame *f, struct proto_buf *log)
 	try_exit(f);
 	try_small(f);
 	try_mount(f);
+	try_netconf(f);
 	try_fields(f);
 }
 
