@@ -234,15 +234,13 @@ static int on_inotify(struct follower *fl)
 			p += sizeof(*e) + e->len;
 			const char *what = e->len ? e->name : "";
 			int r = 0;
+			struct followed *f = e->wd == fl->root_wd ? NULL : find_wd(fl, e->wd);
 			if (e->wd == fl->root_wd) {
 				if ((e->mask & (IN_CREATE | IN_MOVED_TO)) && (e->mask & IN_ISDIR))
 					r = add_vm(fl, what, false);
+			} else if (!f) {
 				continue;
-			}
-			struct followed *f = find_wd(fl, e->wd);
-			if (!f)
-				continue;
-			if (e->mask & (IN_DELETE_SELF | IN_IGNORED)) {
+			} else if (e->mask & (IN_DELETE_SELF | IN_IGNORED)) {
 				if (f->fd >= 0)
 					r = drain(fl, f->fd, &f->part);
 				drop_vm(fl, f);
