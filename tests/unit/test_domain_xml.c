@@ -165,6 +165,29 @@ static void test_network_none(void **state UNUSED)
 	check_golden("network-none.xml", xml);
 }
 
+/* netvm links have no libvirt 9.0 form: a clear refusal, for a client and for a netvm */
+static void test_netvm_refused(void **state UNUSED)
+{
+	_cleanup_(spec_freep) struct vm_spec *s = micro_spec();
+	s->net_mode = NET_NETVM;
+	s->netvm = xstrdup("gw");
+	_cleanup_free_ char *cmdline = NULL;
+	struct domain_xml_input in = input(s, &cmdline);
+	char *xml = NULL;
+	struct hutch_error err = {0};
+	assert_int_equal(domain_xml_render(&in, &xml, &err), -ENOTSUP);
+	assert_null(xml);
+	assert_non_null(strstr(err.msg, "network: {netvm: NAME}) need the qemu backend"));
+	hutch_error_clear(&err);
+	s->net_mode = NET_USER;
+	free(s->netvm);
+	s->netvm = NULL;
+	s->is_netvm = true;
+	assert_int_equal(domain_xml_render(&in, &xml, &err), -ENOTSUP);
+	assert_non_null(strstr(err.msg, "is_netvm: true"));
+	hutch_error_clear(&err);
+}
+
 /* gcc 12 reports the pointers into xml below as dangling (a false positive around cmocka's
  * longjmp-based asserts and the _cleanup_free_ buffer); clang and ASan see nothing wrong. */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
@@ -286,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_forwards_passt),
 		cmocka_unit_test(test_forwards_qemu_net),
 		cmocka_unit_test(test_network_none),
+		cmocka_unit_test(test_netvm_refused),
 		cmocka_unit_test(test_snippets),
 		cmocka_unit_test(test_usb_hostdev),
 		cmocka_unit_test(test_snippet_errors),
