@@ -9,30 +9,43 @@
 int cmd_run_flatpak_args(struct cmd_ctx *c, struct exec_cli *e, int *argc, char ***argv, char ***ret_argv)
 {
 	/* Without "--", options end at NAME (options.c): `run NAME --flatpak APP [--shared-data] [ARGS]`
-	 * arrives as a command line that starts with --flatpak, which no program is called. */
+	 * arrives as a command line that starts with these flags, which no program is called. */
 	char **v = *argv;
-	if (e->flatpak || *argc < 2 || strncmp(v[1], "--flatpak", 9) != 0 || (v[1][9] && v[1][9] != '='))
-		return 0;
-	int i = 2;
-	if (v[1][9] == '=') {
-		e->flatpak = v[1] + 10;
-	} else {
-		if (*argc < 3)
-			return cmd_usage(c, "--flatpak needs an APP-ID");
-		e->flatpak = v[2];
-		i = 3;
+	bool found = false, shared = false;
+	int i = 1;
+	while (!e->flatpak && i < *argc) {
+		if (!strcmp(v[i], "--shared-data")) {
+			shared = true;
+			i++;
+		} else if (!strncmp(v[i], "--flatpak=", 10)) {
+			found = true;
+			i++;
+		} else if (!strcmp(v[i], "--flatpak")) {
+			if (i + 1 >= *argc)
+				return cmd_usage(c, "--flatpak needs an APP-ID");
+			found = true;
+			i += 2;
+		} else {
+			break;
+		}
 	}
-	for (; i < *argc && !strcmp(v[i], "--shared-data"); i++)
-		e->shared_data = true;
-	char **n = xmalloc((size_t)(*argc - i + 2) * sizeof(*n));
-	int k = 0;
-	n[k++] = v[0];
-	while (i < *argc)
-		n[k++] = v[i++];
-	n[k] = NULL;
-	*ret_argv = n;
-	*argv = n;
-	*argc = k;
+	if (found) {
+		for (int j = 1; j < i; j++)
+			if (!strncmp(v[j], "--flatpak", 9))
+				e->flatpak = v[j][9] == '=' ? v[j] + 10 : v[j + 1];
+		e->shared_data = e->shared_data || shared;
+		char **n = xmalloc((size_t)(*argc - i + 2) * sizeof(*n));
+		int k = 0;
+		n[k++] = v[0];
+		while (i < *argc)
+			n[k++] = v[i++];
+		n[k] = NULL;
+		*ret_argv = n;
+		*argv = n;
+		*argc = k;
+	}
+	if ((e->shared_data || shared) && !e->flatpak)
+		return cmd_usage(c, "--shared-data applies to --flatpak");
 	return 0;
 }
 

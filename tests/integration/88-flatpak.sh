@@ -48,6 +48,8 @@ is "$RC" 0 "create fp --oci (Debian with flatpak)"
 # ---- errors, before any VM starts ----
 run hutch run fp --flatpak
 is "$RC" 2 "--flatpak without an app ID: a usage error"
+run hutch run fp --shared-data
+is "$RC" 2 "--shared-data without --flatpak: a usage error (not a command to run)"
 run hutch run fp --flatpak org.test.Missing
 is "$RC" 1 "an app installed nowhere: exit 1"
 contains "$ERR" "flatpak app 'org.test.Missing' is installed neither in" "the error names the app and both installations"
