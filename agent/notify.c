@@ -52,6 +52,16 @@ void notify_session_env(uid_t uid)
 	setenv("DBUS_SESSION_BUS_ADDRESS", addr, 1);
 }
 
+/* A child of ours starts with the agent's blocked signals (SIGCHLD, SIGTERM, ...) and ignored
+ * SIGPIPE, which exec keeps: undo both before it runs anything. */
+static void child_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+}
+
 static bool find_program(const char *name, char *out, size_t n)
 {
 	static const char *const dirs[] = {"/usr/bin", "/bin", "/usr/local/bin"};
@@ -97,6 +107,7 @@ static void start_root_bus(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		setsid();
+		child_signals();
 		int null = open("/dev/null", O_RDWR);
 		dup2(null, 0);
 		dup2(p[1], 3);
@@ -194,6 +205,7 @@ static void helper_start(struct helper *h, uid_t uid, gid_t gid)
 	pid_t pid = fork();
 	if (pid == 0) {
 		setsid();
+		child_signals();
 		int null = open("/dev/null", O_RDONLY);
 		dup2(null, 0);
 		dup2(p[1], 1);
