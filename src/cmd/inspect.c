@@ -2,6 +2,7 @@
 #include "backend.h"
 #include "backend_libvirt.h"
 #include "cmd.h"
+#include "netvm.h"
 #include "ready.h"
 #include "shares.h"
 #include "warm.h"
@@ -74,6 +75,9 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 			json_object_object_add(j, "host_key_check", json_object_new_string(hk_check));
 		}
 		json_object_object_add(j, "shares", shares_inspect(&c->store, name, vm->spec, st.running));
+		json_object *net = st.running ? net_inspect(&c->store, name) : NULL;
+		if (net)
+			json_object_object_add(j, "net_setup", net);
 		json_object_object_add(j, "autostart", json_object_new_boolean(autostart_is_on(name)));
 		json_object_object_add(j, "dir", json_object_new_string(dir));
 		json_object_object_add(j, "spec", json_object_new_string(spec));
@@ -111,6 +115,14 @@ static int show(struct cmd_ctx *c, struct vm *vm, const struct backend_ops *b, c
 		json_object_put(shares);
 		if (shares_text)
 			fputs(shares_text, stdout);
+		json_object *net = st.running ? net_inspect(&c->store, name) : NULL, *ng, *ne;
+		if (net && json_object_object_get_ex(net, "guest", &ng)) {
+			bool failed = json_object_object_get_ex(net, "error", &ne);
+			printf("links:   %s in the guest%s%s\n",
+			       strcmp(json_object_get_string(ng), "done") ? json_object_get_string(ng) : "set up",
+			       failed ? ": " : "", failed ? json_object_get_string(ne) : "");
+		}
+		json_object_put(net);
 		printf("autostart: %s\n", autostart_is_on(name) ? "on" : "off");
 		printf("dir:     %s\n", dir);
 		if (state)

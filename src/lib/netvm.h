@@ -66,3 +66,6 @@ int net_start_netvm(struct store *st, const struct vm_spec *spec, const struct s
  * VM runs without the link: started before the link existed). */
 #include <json-c/json.h>
 int net_ls(struct store *st, json_object **ret, struct hutch_error *err);
+/* A running VM's guest-side link set-up, for inspect: {"guest": pending|done|failed|no answer,
+ * "error"}; NULL when it is not running or has no links. */
+json_object *net_inspect(struct store *st, const char *name);

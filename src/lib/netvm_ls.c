@@ -6,6 +6,38 @@
 
 #include <string.h>
 
+/* The running VM's answer to net-ls (monitor_net.c: mon_net_json), or NULL. */
+static json_object *ask_all(struct store *st, const char *name)
+{
+	if (!store_is_running(st, name))
+		return NULL;
+	_cleanup_close_ int fd = -1;
+	struct hutch_error err = {0};
+	json_object *req = json_object_new_object(), *res = NULL, *v;
+	json_object_object_add(req, "op", json_object_new_string("net-ls"));
+	if (monitor_connect(st, name, &fd, &err) < 0 || monitor_request(fd, req, 5000, &res, &err) < 0) {
+		hutch_error_clear(&err);
+		return NULL;
+	}
+	if (json_object_object_get_ex(res, "ok", &v) && json_object_get_boolean(v))
+		return res;
+	json_object_put(res);
+	return NULL;
+}
+
+json_object *net_inspect(struct store *st, const char *name)
+{
+	json_object *res = ask_all(st, name), *v, *o = NULL;
+	if (res && json_object_object_get_ex(res, "guest", &v) && strcmp(json_object_get_string(v), "none")) {
+		o = json_object_new_object();
+		json_object_object_add(o, "guest", json_object_new_string(json_object_get_string(v)));
+		if (json_object_object_get_ex(res, "guest_error", &v))
+			json_object_object_add(o, "error", json_object_new_string(json_object_get_string(v)));
+	}
+	json_object_put(res);
+	return o;
+}
+
 /* The running VM's view of its links (monitor_net.c's net-ls), or NULL. */
 static json_object *ask(struct store *st, const char *name)
 {
