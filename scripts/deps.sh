@@ -26,6 +26,7 @@ packages=(
 	nftables # a micro netvm's NAT: nft and its libraries go into the initramfs (src/lib/template_net.c)
 	# run: QEMU, firmware, TPM, libvirt
 	qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
+	uidmap # virtiofs: QEMU's C virtiofsd runs in a user namespace newuidmap maps (src/lib/shares.c)
 	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 	# integration tests and cloud-image fixtures
 	openssh-client openssh-server debootstrap socat expect python3 util-linux procps
