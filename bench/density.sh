@@ -116,6 +116,10 @@ round() {
 	done
 	local load
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	# why clones did not come up (their run clients' errors, once each)
+	grep -h '^hutch: ' "$BENCH_TMP/clients.log" 2>/dev/null | grep -v 'warning: using TCG' | sort | uniq -c |
+		sort -rn | head -n 5 >"$BENCH_TMP/errors.$ROUND"
+	: >"$BENCH_TMP/clients.log"
 	# Stopping: their run clients go, and each monitor stops its disposable VM and removes it.
 	kill "${cli[@]}" 2>/dev/null
 	wait 2>/dev/null
@@ -157,6 +161,12 @@ if [ -n "${BENCH_DENSITY_TB:-}" ]; then
 	unset HUTCH_TB_SIZE
 fi
 for r in 1 2; do
+	if [ -s "$BENCH_TMP/errors.$r" ]; then
+		echo
+		echo "Round $r: what the clients that failed said (count, message):"
+		echo
+		sed 's/^/    /' "$BENCH_TMP/errors.$r"
+	fi
 	[ -s "$BENCH_TMP/breakdown.$r" ] || continue
 	echo
 	echo "One clone's QEMU after $IDLE s idle, round $r, by mapping (MiB):"
