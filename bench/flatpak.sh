@@ -35,7 +35,7 @@ first_line() {
 	bench_now
 	t0=$NOW_US
 	exec 3< <("$@" 2>>"$BENCH_TMP/run.log")
-	IFS= read -r _ <&3 || bench_die "no output from: $*"
+	IFS= read -r _ <&3 || bench_die "no output from: $* (run.log: $(tail -n 3 "$BENCH_TMP/run.log" | tr '\n' ' '))"
 	bench_now
 	FIRST_MS=$(bench_us_to_ms $((NOW_US - t0)))
 	cat <&3 >/dev/null
