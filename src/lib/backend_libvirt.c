@@ -203,8 +203,9 @@ static int lv_render(struct vm *vm, struct strbuf *out, struct hutch_error *err)
 	return 0;
 }
 
-static int lv_define_xml(struct lv *l, const char *xml, struct hutch_error *err)
+static int lv_define_xml(struct lv *l, struct vm *vm, const char *xml, struct hutch_error *err)
 {
+	(void)vm;
 	virDomainPtr d = virDomainDefineXMLFlags(l->conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!d)
 		return hutch_error_set(err, EIO, "libvirt refused the domain '%s': %s", l->domain,
@@ -229,7 +230,7 @@ int libvirt_define(struct vm *vm, struct hutch_error *err)
 		virDomainGetUUIDString(l.dom, uuid);
 	r = lv_render_xml(vm, PLAN_RENDER, uuid[0] ? uuid : NULL, &xml, NULL, NULL, err);
 	if (r == 0)
-		r = lv_define_xml(&l, xml, err);
+		r = lv_define_xml(&l, vm, xml, err);
 	lv_close(&l);
 	return r;
 }
@@ -265,7 +266,7 @@ static void started_at_write(struct vm *vm)
 {
 	_cleanup_free_ char *p = store_vm_file(vm->store, vm->name, "libvirt-started");
 	_cleanup_free_ char *s = xasprintf("%llu\n", (unsigned long long)now_real_s());
-	write_file_atomic(p, s, strlen(s), 0600, NULL);
+	virt_state_write(p, s);
 }
 
 static uint64_t started_at_read(struct vm *vm)
@@ -318,7 +319,7 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 		l.dom = d;
 	} else {
 		/* defined again at every start: the template's kernel or the accelerator may have changed */
-		r = lv_define_xml(&l, xml, err);
+		r = lv_define_xml(&l, vm, xml, err);
 		if (r < 0)
 			goto out;
 		if (virDomainCreateWithFlags(l.dom, 0) < 0) {
@@ -379,7 +380,7 @@ static bool agent_poweroff(struct lv *l, int *ret_fd)
 {
 	int fd = -1;
 	struct hutch_error e = {0};
-	bool ok = virt_channel_open(l->conn, l->dom, 3000, &fd, NULL, 0, &e) == 0 &&
+	bool ok = virt_channel_open(l->conn, l->dom, 0, &fd, NULL, 0, &e) == 0 &&
 		  frame_write(fd, MSG_POWEROFF, 0, NULL, 0) == 0;
 	hutch_error_clear(&e);
 	if (ok)

@@ -1,5 +1,25 @@
-#ifdef HAVE_LIBVIRT
 #include "virt_conn.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+
+int virt_state_write(const char *path, const char *text)
+{
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write_all(fd, text, strlen(text));
+	close(fd);
+	if (n < 0 || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return -EIO;
+	}
+	return 0;
+}
+
+#ifdef HAVE_LIBVIRT
 
 #include "config.h"
 

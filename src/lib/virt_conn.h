@@ -19,5 +19,9 @@ int virt_open(const char *uri, uint64_t timeout_ms, void **ret, struct hutch_err
 void virt_close(void *conn);
 /* Forget a URI's cached connection or failure: the next virt_open really tries (events reconnect). */
 void virt_forget(const char *uri);
+/* The libvirt backend's small state files (started-at, forwards, the last domain XML, stop notes):
+ * tmp then rename, whole or not at all, but not fsynced: each is rewritten at the next start, and an
+ * fsync under a busy disk cost start and stop hundreds of ms. */
+int virt_state_write(const char *path, const char *text);
 /* libvirt's last error, or fallback. */
 const char *virt_last_error(const char *fallback);

@@ -2,6 +2,7 @@
  * per URI, on libvirt's event loop thread (virt_conn.c), turned into the same JSON lines that the
  * qemu backend's monitor writes to events.jsonl. Nothing is polled: libvirt pushes. */
 #include "events.h"
+#include "virt_conn.h"
 
 #include <json-c/json.h>
 #include <string.h>
@@ -13,7 +14,7 @@ void virt_events_note_stop(const struct store *st, const char *name, const char 
 {
 	_cleanup_free_ char *p = store_vm_file(st, name, STOP_NOTE);
 	_cleanup_free_ char *s = xasprintf("%llu %s %s\n", (unsigned long long)now_real_s(), reason, detail);
-	write_file_atomic(p, s, strlen(s), 0600, NULL);
+	virt_state_write(p, s);
 }
 
 void virt_events_clear_note(const struct store *st, const char *name)
@@ -25,7 +26,6 @@ void virt_events_clear_note(const struct store *st, const char *name)
 #ifdef HAVE_LIBVIRT
 #include "backend.h"
 #include "domain_xml.h"
-#include "virt_conn.h"
 
 #include <libvirt/libvirt.h>
 #include <pthread.h>

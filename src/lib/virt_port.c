@@ -7,6 +7,7 @@
 #include "backend_libvirt.h"
 
 #include "qemu.h"
+#include "virt_conn.h"
 
 #include <string.h>
 
@@ -18,7 +19,7 @@ static void ports_write(const struct store *st, const char *name, char *const *f
 	for (size_t i = 0; fw && fw[i]; i++)
 		strbuf_addf(&sb, "%s\n", fw[i]);
 	_cleanup_free_ char *p = store_vm_file(st, name, PORTS_FILE);
-	write_file_atomic(p, strbuf_str(&sb), sb.len, 0600, NULL);
+	virt_state_write(p, strbuf_str(&sb));
 	strbuf_release(&sb);
 }
 
@@ -35,7 +36,6 @@ void libvirt_ports_reset(struct vm *vm)
 
 #ifdef HAVE_LIBVIRT
 #include "store.h"
-#include "virt_conn.h"
 
 #include <dlfcn.h>
 #include <libvirt/libvirt-qemu.h>
