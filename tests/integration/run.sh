@@ -119,6 +119,16 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 			echo "# fixture: the guest root filesystem tarball FAILED; log: $stage/guest-rootfs.log"
 		fi
 	fi
+	# ... and that as an OCI image (layout and docker-archive), made once for all its tests (cached).
+	if [ -n "${HUTCH_GUEST_ROOTFS:-}" ] && [ -x "$root/tests/fixtures/guest-oci.sh" ]; then
+		if HUTCH_GUEST_OCI=$("$root/tests/fixtures/guest-oci.sh" "$HUTCH_GUEST_ROOTFS" 2>>"$stage/guest-oci.log" </dev/null | tail -n 1) &&
+			[ -d "$HUTCH_GUEST_OCI/layout" ]; then
+			echo "# fixture: the guest root filesystem as an OCI image in $HUTCH_GUEST_OCI"
+		else
+			unset HUTCH_GUEST_OCI
+			echo "# fixture: the guest OCI image FAILED; log: $stage/guest-oci.log"
+		fi
+	fi
 	# Tests that need the invoking root user (root/*.sh: a /dev/kvm only root can open, say) run
 	# here, before privileges are dropped, as root with their own HUTCH_HOME; their counts are
 	# carried into the final summary.
@@ -162,7 +172,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 	passenv+=(HUTCH_ROOT_PASS="$root_pass" HUTCH_ROOT_FAIL="$root_fail")
 	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM \
 		HUTCH_SKIP_CLOUD HUTCH_SKIP_ONCE HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG HUTCH_OCI_ROOTFS \
-		HUTCH_GUEST_ROOTFS; do
+		HUTCH_GUEST_ROOTFS HUTCH_GUEST_OCI; do
 		[ -n "${!v:-}" ] && passenv+=("$v=${!v}")
 	done
 	if [ "$(id -u)" -eq 0 ]; then
