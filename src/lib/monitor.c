@@ -279,6 +279,21 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 	return 0;
 }
 
+/* A clone's QEMU that will not be used: killed and reaped, with its QMP and agent connections. */
+static void qemu_discard(struct mon *m)
+{
+	if (m->qemu_pid > 0) {
+		kill(m->qemu_pid, SIGKILL);
+		waitpid(m->qemu_pid, NULL, 0);
+		m->qemu_pid = 0;
+	}
+	qmp_close(m->qmp);
+	m->qmp = NULL;
+	if (m->agent_fd >= 0)
+		close(m->agent_fd);
+	m->agent_fd = -1;
+}
+
 /* A restored clone whose agent does not answer the HELLO query (WARM_HELLO_MS) boots cold on a
  * fresh QEMU instead of waiting out the boot timeout. Nothing but the start waits on it yet. */
 static void clone_fallback(struct mon *m)
@@ -287,14 +302,7 @@ static void clone_fallback(struct mon *m)
 		return;
 	mon_log(m, "%s", warm_clone_warning(m->warm));
 	m->t_restored = 0;
-	kill(m->qemu_pid, SIGKILL);
-	waitpid(m->qemu_pid, NULL, 0);
-	m->qemu_pid = 0;
-	qmp_close(m->qmp);
-	m->qmp = NULL;
-	if (m->agent_fd >= 0)
-		close(m->agent_fd);
-	m->agent_fd = -1;
+	qemu_discard(m);
 	proto_reader_free(&m->agent_rd);
 	proto_reader_init(&m->agent_rd);
 	proto_buf_free(&m->agent_out.b);
@@ -900,16 +908,7 @@ static int spawn_qemu_or_clone(struct mon *m, struct hutch_error *err)
 	}
 	mon_log(m, "%s", warm_clone_warning(m->warm));
 	hutch_error_clear(err);
-	if (m->qemu_pid > 0) {
-		kill(m->qemu_pid, SIGKILL);
-		waitpid(m->qemu_pid, NULL, 0);
-		m->qemu_pid = 0;
-	}
-	qmp_close(m->qmp);
-	m->qmp = NULL;
-	if (m->agent_fd >= 0)
-		close(m->agent_fd);
-	m->agent_fd = -1;
+	qemu_discard(m);
 	return spawn_qemu(m, err);
 }
 
