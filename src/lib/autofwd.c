@@ -34,23 +34,6 @@ void autofwd_release(struct autofwd *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* HMP prints nothing when hostfwd_add works; anything else is QEMU's error. */
-static int hmp(struct qmp *q, const char *line, struct hutch_error *err)
-{
-	if (!q)
-		return hutch_error_set(err, ENOTCONN, "QMP is not connected");
-	json_object *args = json_object_new_object(), *ret = NULL;
-	json_object_object_add(args, "command-line", json_object_new_string(line));
-	int r = qmp_execute(q, "human-monitor-command", args, 5000, &ret, err);
-	if (r < 0)
-		return r;
-	const char *out = ret && json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : "";
-	if (out && *out && !strstr(out, " removed"))
-		r = hutch_error_set(err, EIO, "qemu: %.*s", (int)strcspn(out, "\r\n"), out);
-	json_object_put(ret);
-	return r;
-}
-
 static bool reported(const uint16_t *ports, size_t n, uint16_t p)
 {
 	size_t lo = 0, hi = n; /* the report is ascending (checked by the decoder) */
@@ -128,7 +111,7 @@ int autofwd_report(struct autofwd *a, struct qmp *q, const void *payload, size_t
 			continue;
 		}
 		snprintf(line, sizeof(line), "hostfwd_remove net0 tcp:127.0.0.1:%u", a->fw[i].host);
-		if (hmp(q, line, &err) < 0) {
+		if (qmp_hmp(q, line, 5000, &err) < 0) {
 			logf_(log, "auto_forward: removing 127.0.0.1:%u: %s", a->fw[i].host, err.msg);
 			hutch_error_clear(&err);
 		} else {
@@ -154,7 +137,7 @@ int autofwd_report(struct autofwd *a, struct qmp *q, const void *payload, size_t
 			continue;
 		}
 		snprintf(line, sizeof(line), "hostfwd_add net0 tcp:127.0.0.1:%u-:%u", host, ports[k]);
-		if (hmp(q, line, &err) < 0) {
+		if (qmp_hmp(q, line, 5000, &err) < 0) {
 			logf_(log, "auto_forward: guest port %u: %s", ports[k], err.msg);
 			hutch_error_clear(&err);
 			continue;

@@ -883,7 +883,7 @@ static void auto_ssh_forward(struct mon *m)
 	}
 	_cleanup_free_ char *rule = forward_rule(&f);
 	_cleanup_free_ char *line = xasprintf("hostfwd_add net0 %s", rule);
-	if (hmp(m, line, &err) < 0) {
+	if (qmp_hmp(m->qmp, line, HMP_MS, &err) < 0) {
 		mon_log(m, "ssh forward: %s", err.msg);
 		hutch_error_clear(&err);
 		return;

@@ -45,24 +45,6 @@ static json_object *ports_json(struct mon *m)
 	return o;
 }
 
-/* hostfwd_add/remove through HMP: QMP has no native command for user-net forwards. */
-int hmp(struct mon *m, const char *line, struct hutch_error *err)
-{
-	if (!m->qmp)
-		return hutch_error_set(err, ENOTCONN, "QMP is not connected");
-	json_object *args = json_object_new_object(), *ret = NULL;
-	json_object_object_add(args, "command-line", json_object_new_string(line));
-	int r = qmp_execute(m->qmp, "human-monitor-command", args, 5000, &ret, err);
-	if (r < 0)
-		return r;
-	const char *out = ret && json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : "";
-	/* HMP prints nothing on success, except hostfwd_remove's "... removed" */
-	if (out && *out && !strstr(out, " removed"))
-		r = hutch_error_set(err, EIO, "qemu: %.*s", (int)strcspn(out, "\r\n"), out);
-	json_object_put(ret);
-	return r;
-}
-
 /* Is f's host port (and protocol) already among the forwards? */
 static bool forward_listed(char *const *forwards, const struct forward *f)
 {
@@ -119,7 +101,7 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 			return reply_error(c, "that host port is already forwarded");
 		_cleanup_free_ char *rule = forward_rule(&f);
 		_cleanup_free_ char *line = xasprintf("hostfwd_add net0 %s", rule);
-		if (forward_check_free(&f, &err) < 0 || hmp(m, line, &err) < 0) {
+		if (forward_check_free(&f, &err) < 0 || qmp_hmp(m->qmp, line, HMP_MS, &err) < 0) {
 			reply_error(c, err.msg);
 			hutch_error_clear(&err);
 			return;
@@ -130,7 +112,7 @@ static void handle_port(struct mon *m, struct client *c, const char *op, json_ob
 			return reply_error(c, "no such forward");
 		_cleanup_free_ char *line =
 			xasprintf("hostfwd_remove net0 %s:127.0.0.1:%u", f.udp ? "udp" : "tcp", f.host);
-		if (hmp(m, line, &err) < 0) {
+		if (qmp_hmp(m->qmp, line, HMP_MS, &err) < 0) {
 			reply_error(c, err.msg);
 			hutch_error_clear(&err);
 			return;

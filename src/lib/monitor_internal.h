@@ -43,6 +43,7 @@
  * Generous for TCG under load: a busy guest still answers within milliseconds to a few seconds. */
 #define AGENT_QUIET_MS 5000
 #define AGENT_PING_MS 10000
+#define HMP_MS 5000	    /* hostfwd_add/remove through QMP */
 #define AGENT_QUERY_MS 3000 /* asking a reopened port's agent for its HELLO */
 #define WARM_HELLO_MS 8000  /* a restored clone's agent answers the HELLO query in this, or it boots cold */
 /* EXECs (and what their clients send after them) held until the agent answers a ping. */
@@ -129,7 +130,6 @@ struct mon {
 };
 
 int count_sessions(struct mon *m);
-int hmp(struct mon *m, const char *line, struct hutch_error *err);
 int pick_forward(struct mon *m, struct forward *f, struct hutch_error *err);
 struct channel *chan_by_client(struct mon *m, struct client *c, uint32_t cl_chan);
 struct channel *chan_by_id(struct mon *m, uint32_t id);

@@ -334,6 +334,30 @@ int qmp_execute(struct qmp *q, const char *cmd, json_object *args, uint64_t time
 	return qmp_take_reply(cmd, reply, ret_return, err);
 }
 
+int qmp_hmp_reply(const char *out, struct hutch_error *err)
+{
+	if (!out)
+		return 0;
+	out += strspn(out, " \r\n");
+	if (!*out || strstr(out, " removed"))
+		return 0;
+	return hutch_error_set(err, EIO, "qemu: %.*s", (int)strcspn(out, "\r\n"), out);
+}
+
+int qmp_hmp(struct qmp *q, const char *line, uint64_t timeout_ms, struct hutch_error *err)
+{
+	if (!q)
+		return hutch_error_set(err, ENOTCONN, "QMP is not connected");
+	json_object *args = json_object_new_object(), *ret = NULL;
+	json_object_object_add(args, "command-line", json_object_new_string(line));
+	int r = qmp_execute(q, "human-monitor-command", args, timeout_ms, &ret, err);
+	if (r < 0)
+		return r;
+	r = qmp_hmp_reply(ret && json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : "", err);
+	json_object_put(ret);
+	return r;
+}
+
 int qmp_process_input(struct qmp *q, struct hutch_error *err)
 {
 	int r = qmp_check_alive(q, err);

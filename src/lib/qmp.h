@@ -24,6 +24,13 @@ int qmp_fd(const struct qmp *q);
 int qmp_execute(struct qmp *q, const char *cmd, json_object *args, uint64_t timeout_ms, json_object **ret_return,
 		struct hutch_error *err);
 
+/* An HMP command line through QMP's human-monitor-command (hostfwd_add/remove, savevm, loadvm, delvm:
+ * QMP has no native form of them). NULL q is ENOTCONN. Their reply is judged by qmp_hmp_reply. */
+int qmp_hmp(struct qmp *q, const char *line, uint64_t timeout_ms, struct hutch_error *err);
+/* The commands hutch sends through HMP print nothing when they work, except hostfwd_remove's
+ * "... removed"; any other text is QEMU's error (EIO, its first line). Also for libvirt's HMP path. */
+int qmp_hmp_reply(const char *out, struct hutch_error *err);
+
 /* Non-blocking: read whatever is available on the socket (call when poll says readable). Parsed
  * events are queued. Returns 0, or < 0 on EOF (-EPIPE) or protocol error. */
 int qmp_process_input(struct qmp *q, struct hutch_error *err);

@@ -104,23 +104,6 @@ static int qemu_img(char *const argv[], char **ret_out, struct hutch_error *err)
 
 /* ---- a running VM: the monitor runs these over QMP ---- */
 
-static int hmp(struct qmp *q, const char *line, struct hutch_error *err)
-{
-	json_object *args = json_object_new_object(), *ret = NULL;
-	json_object_object_add(args, "command-line", json_object_new_string(line));
-	int r = qmp_execute(q, "human-monitor-command", args, SNAP_HMP_MS, &ret, err);
-	if (r < 0)
-		return r;
-	const char *out = ret && json_object_is_type(ret, json_type_string) ? json_object_get_string(ret) : "";
-	/* savevm, loadvm and delvm print nothing when they work */
-	while (out && (*out == '\r' || *out == '\n' || *out == ' '))
-		out++;
-	if (out && *out)
-		r = hutch_error_set(err, EIO, "qemu: %.*s", (int)strcspn(out, "\r\n"), out);
-	json_object_put(ret);
-	return r;
-}
-
 /* A micro VM's snapshot file, made when missing and attached as a node with no guest device. */
 static int attach_snap_file(struct qmp *q, const char *vm_dir, const struct vm_spec *spec, struct hutch_error *err)
 {
@@ -171,7 +154,7 @@ int snapshot_qmp(struct qmp *q, const char *vm_dir, const struct vm_spec *spec, 
 	if (r < 0)
 		return hutch_error_wrap(err, "the snapshot file");
 	_cleanup_free_ char *line = xasprintf("%s %s", cmd, tag);
-	return hmp(q, line, err);
+	return qmp_hmp(q, line, SNAP_HMP_MS, err);
 }
 
 /* ---- the CLI's side ---- */

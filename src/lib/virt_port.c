@@ -7,6 +7,7 @@
 #include "backend_libvirt.h"
 
 #include "qemu.h"
+#include "qmp.h"
 #include "virt_conn.h"
 
 #include <string.h>
@@ -87,10 +88,7 @@ static int hmp(virDomainPtr dom, const char *line, struct hutch_error *err)
 	if (fn(dom, line, &out, VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP) < 0)
 		return hutch_error_set(err, EIO, "libvirt refused the QEMU monitor command: %s",
 				       virt_last_error("unknown error"));
-	int r = 0;
-	/* HMP prints nothing on success, except hostfwd_remove's "... removed" */
-	if (out && *out && !strstr(out, " removed"))
-		r = hutch_error_set(err, EIO, "qemu: %.*s", (int)strcspn(out, "\r\n"), out);
+	int r = qmp_hmp_reply(out, err);
 	free(out);
 	return r;
 }
