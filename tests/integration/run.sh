@@ -97,37 +97,28 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 		fi
 		chmod a+r "$fixture_log"
 	fi
-	# The container-image test on a real distribution (32-oci-debian.sh): the Debian image's root
-	# filesystem as a tarball (tests/fixtures/oci-rootfs.sh, a loop mount as root; cached).
-	if [ "$(id -u)" -eq 0 ] && [ -n "${HUTCH_DEBIAN_IMAGE_DIR:-}" ] && [ -x "$root/tests/fixtures/oci-rootfs.sh" ]; then
-		if HUTCH_OCI_ROOTFS=$("$root/tests/fixtures/oci-rootfs.sh" "$HUTCH_DEBIAN_IMAGE_DIR" 2>>"$stage/oci-rootfs.log" </dev/null | tail -n 1) &&
-			[ -f "$HUTCH_OCI_ROOTFS" ]; then
-			echo "# fixture: the Debian image's root filesystem in $HUTCH_OCI_ROOTFS"
+	# derive VAR INPUT SCRIPT WHAT: the fixture tests/fixtures/SCRIPT makes from INPUT (cached by its
+	# inputs; stdout's last line is its path) goes to the tests as VAR, or VAR is unset and its log named.
+	derive() {
+		local var=$1 input=$2 script=$root/tests/fixtures/$3 what=$4 log=$stage/${3%.sh}.log out
+		[ -n "$input" ] && [ -x "$script" ] || return 0
+		if out=$("$script" "$input" 2>>"$log" </dev/null | tail -n 1) && [ -n "$out" ] && [ -e "$out" ]; then
+			printf -v "$var" '%s' "$out"
+			echo "# fixture: $what in $out"
 		else
-			unset HUTCH_OCI_ROOTFS
-			echo "# fixture: the Debian root filesystem tarball FAILED; log: $stage/oci-rootfs.log"
+			unset "$var"
+			echo "# fixture: $what FAILED; log: $log"
 		fi
-	fi
-	# Guests with programs in them (podman, flatpak, bubblewrap, dbus, notify-send): that root
-	# filesystem plus Debian packages (tests/fixtures/guest-rootfs.sh, apt-get in a chroot; cached).
-	if [ "$(id -u)" -eq 0 ] && [ -n "${HUTCH_OCI_ROOTFS:-}" ] && [ -x "$root/tests/fixtures/guest-rootfs.sh" ]; then
-		if HUTCH_GUEST_ROOTFS=$("$root/tests/fixtures/guest-rootfs.sh" "$HUTCH_OCI_ROOTFS" 2>>"$stage/guest-rootfs.log" </dev/null | tail -n 1) &&
-			[ -f "$HUTCH_GUEST_ROOTFS" ]; then
-			echo "# fixture: the guest root filesystem with programs in $HUTCH_GUEST_ROOTFS"
-		else
-			unset HUTCH_GUEST_ROOTFS
-			echo "# fixture: the guest root filesystem tarball FAILED; log: $stage/guest-rootfs.log"
-		fi
-	fi
-	# ... and that as an OCI image (layout and docker-archive), made once for all its tests (cached).
-	if [ -n "${HUTCH_GUEST_ROOTFS:-}" ] && [ -x "$root/tests/fixtures/guest-oci.sh" ]; then
-		if HUTCH_GUEST_OCI=$("$root/tests/fixtures/guest-oci.sh" "$HUTCH_GUEST_ROOTFS" 2>>"$stage/guest-oci.log" </dev/null | tail -n 1) &&
-			[ -d "$HUTCH_GUEST_OCI/layout" ]; then
-			echo "# fixture: the guest root filesystem as an OCI image in $HUTCH_GUEST_OCI"
-		else
-			unset HUTCH_GUEST_OCI
-			echo "# fixture: the guest OCI image FAILED; log: $stage/guest-oci.log"
-		fi
+	}
+	if [ "$(id -u)" -eq 0 ]; then
+		# The container-image test on a real distribution (32-oci-debian.sh): the Debian image's
+		# root filesystem as a tarball (oci-rootfs.sh, a loop mount as root).
+		derive HUTCH_OCI_ROOTFS "${HUTCH_DEBIAN_IMAGE_DIR:-}" oci-rootfs.sh "the Debian image's root filesystem"
+		# Guests with programs in them (podman, flatpak, bubblewrap, dbus, notify-send): that root
+		# filesystem plus Debian packages (guest-rootfs.sh, apt-get in a chroot) ...
+		derive HUTCH_GUEST_ROOTFS "${HUTCH_OCI_ROOTFS:-}" guest-rootfs.sh "the guest root filesystem with programs"
+		# ... and that as an OCI image (layout and docker-archive), made once for all its tests.
+		derive HUTCH_GUEST_OCI "${HUTCH_GUEST_ROOTFS:-}" guest-oci.sh "the guest root filesystem as an OCI image"
 	fi
 	# Tests that need the invoking root user (root/*.sh: a /dev/kvm only root can open, say) run
 	# here, before privileges are dropped, as root with their own HUTCH_HOME; their counts are
