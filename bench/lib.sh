@@ -478,3 +478,12 @@ bench_load_note() {
 bench_summary() {
 	echo "<!-- summary: $1 | $2 | $3 | $4 | $5 -->"
 }
+
+# bench_skip TITLE SUMMARY-NAME REASON: a bench that cannot run here says why, in its section and in
+# the summary table, and exits 0.
+bench_skip() {
+	bench_title "$1"
+	echo "skipped: $3"
+	bench_summary "$2" "–" "skipped: $3" "–" "–"
+	exit 0
+}

@@ -14,12 +14,7 @@ N=$BENCH_RUNS
 URI=qemu:///session
 DOM=hutch-benchv
 
-skip() {
-	bench_title "libvirt backend (issue 10): hutch on libvirt vs virsh vs hutch on qemu"
-	echo "skipped: $*"
-	bench_summary "libvirt backend" "–" "skipped: $*" "–" "–"
-	exit 0
-}
+skip() { bench_skip "libvirt backend (issue 10): hutch on libvirt vs virsh vs hutch on qemu" "libvirt backend" "$*"; }
 command -v virsh >/dev/null || skip "virsh is not installed (apt-get install libvirt-clients libvirt-daemon-driver-qemu)"
 command -v socat >/dev/null || skip "socat is not installed (needed to read the agent channel)"
 

@@ -16,12 +16,7 @@ N=$BENCH_RUNS
 URI=qemu:///session
 DOM=hutch-bench
 
-skip() {
-	bench_title "virsh (issue 5): libvirt \`qemu:///session\` vs hutch"
-	echo "skipped: $*"
-	bench_summary "libvirt comparison" "–" "skipped: $*" "–" "–"
-	exit 0
-}
+skip() { bench_skip "virsh (issue 5): libvirt \`qemu:///session\` vs hutch" "libvirt comparison" "$*"; }
 
 command -v virsh >/dev/null || skip "virsh is not installed (apt-get install libvirt-clients libvirt-daemon-driver-qemu)"
 command -v socat >/dev/null || skip "socat is not installed (needed to read the agent channel)"
