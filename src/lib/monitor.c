@@ -220,6 +220,8 @@ static void client_free(struct mon *m, struct client *c)
 static int qemu_start_failed(struct mon *m, int st, const char *log_path, struct hutch_error *err)
 {
 	m->qemu_pid = 0;
+	m->spawn_exited = true;
+	m->spawn_status = st;
 	_cleanup_free_ char *last = file_last_line(log_path, 300);
 	hutch_error_clear(err);
 	return hutch_error_set(err, EIO, "qemu exited at start with %s %d%s%s (see %s)",
@@ -244,6 +246,7 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 {
 	_cleanup_free_ char *log_path = xasprintf("%s/qemu.log", m->vm_dir);
 	struct qemu_proc q;
+	m->spawn_exited = false;
 	int r = qemu_spawn(m->plan.argv, m->run_dir, log_path, &q, err);
 	if (r < 0)
 		return r;
@@ -892,13 +895,34 @@ static void auto_ssh_forward(struct mon *m)
 	mon_log(m, "ssh is forwarded from 127.0.0.1:%u", f.host);
 }
 
+/* Whether a clone's QEMU refused its template (r: the restore's result): QMP said no, the
+ * migration failed, or QEMU ended by itself with a failure status (a state it cannot load makes it
+ * exit 1). A QEMU still running (slow under load), killed by a signal (the OOM killer) or never
+ * started says nothing against the template. */
+static bool clone_refused(struct mon *m, int r)
+{
+	if (r == -EREMOTEIO || r == -EPROTO)
+		return true;
+	int st = m->spawn_status;
+	if (m->qemu_pid > 0) {
+		if (!reaped_within(m->qemu_pid, 1000, &st))
+			return false;
+		m->qemu_pid = 0;
+	} else if (!m->spawn_exited) {
+		return false;
+	}
+	return WIFEXITED(st) && WEXITSTATUS(st) != 0;
+}
+
 /* A clone restores its template's state (warm.h); when that fails it boots cold on a fresh QEMU. */
 static int spawn_qemu_or_clone(struct mon *m, struct hutch_error *err)
 {
 	int r = spawn_qemu(m, err);
 	if (!warm_clone_pending(m->warm))
 		return r;
-	if (warm_clone_restore(m->warm, r == 0 ? m->qmp : NULL, &m->plan, err) == 0) {
+	if (r == 0)
+		r = warm_clone_restore(m->warm, m->qmp, err);
+	if (r == 0) {
 		m->t_restored = now_ms();
 		mon_log(m, "restored from warm template in %llu ms", (unsigned long long)(now_ms() - m->t_spawn));
 		/* its agent was answered by the template's monitor: ask it to say HELLO to us */
@@ -906,6 +930,7 @@ static int spawn_qemu_or_clone(struct mon *m, struct hutch_error *err)
 		agent_hello_ack(m, PROTO_HELLO_QUERY);
 		return 0;
 	}
+	warm_clone_fall_back(m->warm, &m->plan, clone_refused(m, r), err->msg);
 	mon_log(m, "%s", warm_clone_warning(m->warm));
 	hutch_error_clear(err);
 	qemu_discard(m);

@@ -87,6 +87,8 @@ struct mon {
 	struct vm vm;
 	struct qemu_plan plan;
 	pid_t qemu_pid;
+	bool spawn_exited; /* the last QEMU ended before QMP was up: spawn_status says how */
+	int spawn_status;
 	int qemu_status;
 	bool qemu_exited;
 	int sigfd, listen_fd, agent_fd;

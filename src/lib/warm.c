@@ -349,7 +349,7 @@ static int wait_migration(struct qmp *q, uint64_t deadline, struct hutch_error *
 		if (!strcmp(status, "completed"))
 			return 0;
 		if (!strcmp(status, "failed") || !strcmp(status, "cancelled"))
-			return hutch_error_set(err, EIO, "migration %s%s", status, why);
+			return hutch_error_set(err, EPROTO, "migration %s%s", status, why);
 		if (now_ms() >= deadline)
 			return hutch_error_set(err, ETIMEDOUT, "migration did not complete in time (status '%s')",
 					       status[0] ? status : "none");
@@ -824,24 +824,23 @@ void warm_clone_setup(struct store *st, const char *name, const struct vm_spec *
 
 bool warm_clone_pending(const struct warm_clone *w) { return w && w->cold_argv && !w->restored; }
 
-int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct qemu_plan *p, struct hutch_error *err)
+int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct hutch_error *err)
 {
-	int r = q ? warm_restore(q, &w->wp, 20000, err) : -EIO;
-	if (r == 0) {
+	int r = warm_restore(q, &w->wp, 20000, err);
+	if (r == 0)
 		w->restored = true; /* the cold argv stays, for warm_clone_abandon */
-		return 0;
-	}
-	/* A state that passed its checksum but that QEMU cannot load is no use to the next clone
-	 * either; a restore that was only slow (a loaded host) keeps the template. */
-	bool drop = r != -ETIMEDOUT;
+	return r;
+}
+
+void warm_clone_fall_back(struct warm_clone *w, struct qemu_plan *p, bool refused, const char *why)
+{
 	snprintf(w->warning, sizeof(w->warning), "restoring from warm template '%s' failed (%s); booting cold%s",
-		 w->wp.name, err->msg ? err->msg : "qemu did not start",
-		 drop ? "; the template is removed and made again on the next run" : "");
-	if (drop)
+		 w->wp.name, why ? why : "qemu did not start",
+		 refused ? "; the template is removed and made again on the next run" : "");
+	if (refused)
 		warm_remove(w->st, w->wp.name, NULL);
 	strv_free(p->argv);
 	p->argv = TAKE_PTR(w->cold_argv);
-	return r < 0 ? r : -EIO;
 }
 
 int warm_clone_abandon(struct warm_clone *w, struct qemu_plan *p, const char *why)

@@ -87,10 +87,14 @@ void warm_clone_setup(struct store *st, const char *name, const struct vm_spec *
 		      uint64_t timeout_ms, struct warm_clone **ret, char **ret_log);
 /* Whether p->argv is the clone's, with the restore still to come. */
 bool warm_clone_pending(const struct warm_clone *w);
-/* After QEMU is up on the clone argv (q; NULL when it did not start, err says why): load the
- * state and continue. On failure the plan's argv is the cold one again, the warning is kept for the
- * start's report, and the caller starts QEMU afresh. */
-int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct qemu_plan *p, struct hutch_error *err);
+/* After QEMU is up on the clone argv: load the state and continue. -EREMOTEIO (QMP refused a
+ * command) or -EPROTO (the migration failed) say that QEMU refused the state. */
+int warm_clone_restore(struct warm_clone *w, struct qmp *q, struct hutch_error *err);
+/* The restore failed (why: what went wrong): the plan's argv is the cold one again, the warning is
+ * kept for the start's report, and the caller starts QEMU afresh. The template is removed only when
+ * QEMU refused it (refused); a QEMU that was slow, killed or never started says nothing against
+ * the template, and the next clone tries it again. */
+void warm_clone_fall_back(struct warm_clone *w, struct qemu_plan *p, bool refused, const char *why);
 /* A restored clone whose agent did not answer (why: what it did not do): the plan's argv is the
  * cold one again and the warning says why; the caller kills the clone's QEMU and starts afresh.
  * -EINVAL when w was not restored. */

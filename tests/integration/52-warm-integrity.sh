@@ -15,6 +15,8 @@ if [ ! -f "$dir/mem" ] || [ ! -f "$dir/state" ]; then
 	exit 1
 fi
 before=$(cd "$dir" && sha256sum mem state meta.json)
+files() { (cd "$dir" && stat -c '%n %i %Y %s' mem state meta.json 2>&1); }
+was=$(files)
 
 # Each clone writes 48 MiB into its RAM-backed root, frees it, and asks its kernel to drop caches:
 # copy-on-write pages come and go, and nothing may reach the template's file.
@@ -26,6 +28,12 @@ for i in $(seq 1 20); do
 		good=$((good + 1))
 	else
 		diag "clone $i: exit $RC: $OUT $ERR"
+	fi
+	# which clone touched the template, and what its run said (its monitor log goes with --rm)
+	now=$(files)
+	if [ "$now" != "$was" ]; then
+		diag "clone $i changed the template's files:" "$was" "->" "$now" "its stderr: $ERR"
+		was=$now
 	fi
 done
 is "$good" 20 "20 clones ran, dirtied and freed memory"
