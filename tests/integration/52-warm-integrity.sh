@@ -29,6 +29,7 @@ for i in $(seq 1 20); do
 	else
 		diag "clone $i: exit $RC: $OUT $ERR"
 	fi
+	case "$ERR" in *"booting cold"*) diag "clone $i booted cold: $ERR" ;; esac
 	# which clone touched the template, and what its run said (its monitor log goes with --rm)
 	now=$(files)
 	if [ "$now" != "$was" ]; then
