@@ -44,6 +44,7 @@ extern const struct verb verb_create, verb_build, verb_start, verb_stop, verb_de
 extern const struct verb verb_pci, verb_balloon, verb_usb;
 extern const struct verb verb_net;
 extern const struct verb verb_events;
+extern const struct verb verb_libvirt_watch;
 extern const struct verb verb_cp_image;
 extern const struct verb verb_template, verb_snapshot;
 extern const struct verb verb_view, verb_screenshot, verb_desktop, verb_clip;

@@ -4,6 +4,7 @@
 #include "cmd.h"
 #include "color.h"
 #include "ready.h"
+#include "virt_watch.h"
 
 #include <string.h>
 
@@ -59,6 +60,14 @@ static void collect(struct cmd_ctx *c, const char *name, const struct libvirt_st
 			snprintf(r->accel, sizeof(r->accel), "%s", "tcg");
 			r->uptime_s = lvs->uptime_s;
 			snprintf(r->agent, sizeof(r->agent), "%s", lvs->paused ? "unresponsive" : "unknown");
+			/* the supervisor that holds its run lock knows the accelerator and the agent */
+			struct virt_watch_status ws;
+			if (!lvs->paused && virt_watch_status(&c->store, name, &ws) == 0) {
+				snprintf(r->accel, sizeof(r->accel), "%s", ws.kvm ? "kvm" : "tcg");
+				snprintf(r->agent, sizeof(r->agent), "%s", ws.agent);
+				r->agent_since = ws.agent_since;
+				snprintf(r->agent_why, sizeof(r->agent_why), "%s", ws.agent_why);
+			}
 		}
 		running = false;
 	}

@@ -10,7 +10,8 @@ const struct verb *const hutch_verbs[] = {
 	&verb_cp,      &verb_cp_image, &verb_ssh,	&verb_port,	  &verb_net,	    &verb_image,
 	&verb_doctor,  &verb_setup,    &verb_autostart, &verb_service,	  &verb_pci,	    &verb_balloon,
 	&verb_usb,     &verb_template, &verb_snapshot,	&verb_view,	  &verb_screenshot, &verb_desktop,
-	&verb_clip,    &verb_events,   &verb_help,	&verb_completion, &verb_monitor,    NULL,
+	&verb_clip,    &verb_events,   &verb_help,	&verb_completion, &verb_monitor,    &verb_libvirt_watch,
+	NULL,
 };
 
 const struct verb *verb_find(const char *name)

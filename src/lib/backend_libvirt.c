@@ -60,6 +60,7 @@ int backend_choose(const struct store *st, struct vm_spec *spec, const char *bac
 #include "ready.h"
 #include "virt_channel.h"
 #include "virt_conn.h"
+#include "virt_watch.h"
 
 #include <libvirt/libvirt.h>
 #include <string.h>
@@ -288,13 +289,32 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	int r = ready_resolve_wait(vm->spec, (enum start_wait)o->wait, &level, err);
 	if (r < 0)
 		return r;
+	/* the run lock, as the qemu backend's monitor holds it: handed to the supervisor once the domain
+	 * runs, so that a VM is running exactly when it is held, on both backends */
+	r = store_prepare_run_dir(vm->store, vm->name, err);
+	if (r < 0)
+		return r;
+	_cleanup_close_ int lock_fd = -1;
+	r = store_lock_run(vm->store, vm->name, &lock_fd, err);
+	if (r < 0)
+		return r;
 	struct lv l;
 	r = lv_open(vm, &l, err);
 	if (r < 0)
 		return r;
 	if (lv_active(&l, NULL)) {
+		/* started outside hutch (libvirt's autostart, virsh): nobody applied its policies; from now
+		 * on a supervisor does, and list shows its agent */
+		struct hutch_error e2 = {0};
+		bool watched = virt_watch_spawn(vm, lock_fd, false, "unknown", false, &e2) == 0;
+		hutch_error_clear(&e2);
+		r = hutch_error_set(
+			err, EALREADY,
+			"already running: libvirt runs the domain '%s', started outside hutch (by libvirt's "
+			"autostart or virsh)%s",
+			l.domain, watched ? "; hutch watches it from now on" : "");
 		lv_close(&l);
-		return hutch_error_set(err, EALREADY, "already running");
+		return r;
 	}
 	_cleanup_free_ char *xml = NULL;
 	bool kvm = false;
@@ -353,6 +373,11 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 		events_append(vm->store, vm->name, "libvirt", "agent-ready", "hello", release);
 		ret->hello_ms = now_ms() - t0;
 	}
+	r = virt_watch_spawn(vm, lock_fd, o->ephemeral, level != WAIT_NONE ? "ready" : "waiting", kvm, err);
+	if (r < 0) {
+		virDomainDestroy(l.dom);
+		goto out;
+	}
 	ret->boot_ms = now_ms() - t0;
 out:
 	lv_close(&l);
@@ -390,7 +415,9 @@ static bool agent_poweroff(struct lv *l, int *ret_fd)
 	return ok;
 }
 
-static int lv_stop(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err)
+/* reason, detail: why, for the stopped event (virt_events_note_stop). */
+static int lv_stop_why(struct vm *vm, const struct stop_opts *o, const char *reason, const char *detail,
+		       struct stop_result *ret, struct hutch_error *err)
 {
 	uint64_t t0 = now_ms();
 	memset(ret, 0, sizeof(*ret));
@@ -408,7 +435,7 @@ static int lv_stop(struct vm *vm, const struct stop_opts *o, struct stop_result 
 						    : 30000;
 	bool micro = vm->spec->source == SOURCE_TEMPLATE;
 	const char *method = NULL;
-	virt_events_note_stop(vm->store, vm->name, "requested", o->force ? "hutch stop --force" : "hutch stop");
+	virt_events_note_stop(vm->store, vm->name, reason, detail);
 	_cleanup_close_ int chan = -1;
 	if (!o->force && agent_poweroff(&l, &chan) && wait_inactive(&l, total * 4 / 10 > 1000 ? total * 4 / 10 : 1000))
 		method = "agent";
@@ -429,6 +456,41 @@ static int lv_stop(struct vm *vm, const struct stop_opts *o, struct stop_result 
 	return 0;
 }
 
+static int lv_stop(struct vm *vm, const struct stop_opts *o, struct stop_result *ret, struct hutch_error *err)
+{
+	int r = lv_stop_why(vm, o, "requested", o->force ? "hutch stop --force" : "hutch stop", ret, err);
+	/* stopped once its supervisor let go of the run lock too: a start right after must not find it
+	 * "already running" (the supervisor hears libvirt's event and exits at once) */
+	if (r == 0)
+		wait_stopped(vm->store, vm->name, 15000);
+	return r;
+}
+
+int libvirt_policy_stop(struct vm *vm, const char *reason, const char *detail, uint64_t timeout_ms,
+			struct hutch_error *err)
+{
+	struct stop_opts o = {.timeout_ms = timeout_ms};
+	struct stop_result sr;
+	return lv_stop_why(vm, &o, reason, detail, &sr, err);
+}
+
+bool libvirt_settle(struct store *st, const char *name)
+{
+	struct vm vm;
+	if (vm_load(st, name, &vm, NULL) < 0)
+		return false;
+	bool lv = vm.spec->backend && !strcmp(vm.spec->backend, "libvirt"), inactive = false;
+	struct lv l;
+	struct hutch_error e = {0};
+	if (lv && lv_open(&vm, &l, &e) == 0) {
+		inactive = !lv_active(&l, NULL);
+		lv_close(&l);
+	}
+	hutch_error_clear(&e);
+	vm_release(&vm);
+	return inactive && wait_stopped(st, name, 15000) == 0;
+}
+
 static int lv_status(struct vm *vm, struct vm_status *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
@@ -444,6 +506,15 @@ static int lv_status(struct vm *vm, struct vm_status *ret, struct hutch_error *e
 		snprintf(ret->agent_state, sizeof(ret->agent_state), "%s",
 			 state == VIR_DOMAIN_PAUSED ? "unresponsive" : "unknown");
 		ret->kvm = false;
+		struct virt_watch_status ws;
+		if (state != VIR_DOMAIN_PAUSED && virt_watch_status(vm->store, vm->name, &ws) == 0) {
+			ret->kvm = ws.kvm;
+			ret->agent = !strcmp(ws.agent, "ready");
+			snprintf(ret->agent_state, sizeof(ret->agent_state), "%s", ws.agent);
+			ret->agent_since = ws.agent_since;
+			snprintf(ret->agent_why, sizeof(ret->agent_why), "%s", ws.agent_why);
+			ret->sessions = ws.sessions;
+		}
 	}
 	lv_close(&l);
 	return 0;
@@ -463,8 +534,15 @@ int libvirt_session_connect(const struct store *st, const char *name, int *ret_f
 	if (r == 0 && !lv_active(&l, NULL))
 		r = hutch_error_set(err, ENOTCONN, "is not running: start it first, or use 'hutch run %s -- CMD'",
 				    name);
-	if (r == 0)
+	/* the supervisor's STAT before an idle stop holds the channel for a moment: wait that out */
+	for (uint64_t until = now_ms() + 5000; r == 0;) {
 		r = virt_channel_open(l.conn, l.dom, 10000, ret_fd, NULL, 0, err);
+		if (r != -EBUSY || now_ms() >= until)
+			break;
+		hutch_error_clear(err);
+		r = 0;
+		usleep(200 * 1000);
+	}
 	if (r == -EBUSY)
 		r = hutch_error_wrap(err, "busy: another session holds the agent channel");
 	if (r == 0)

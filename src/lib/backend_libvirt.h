@@ -27,6 +27,13 @@ void libvirt_domain_close(void *conn, void *dom);
  * is not one (ask the monitor), < 0 on error. op: port-add, port-rm, port-ls. */
 int libvirt_port(struct store *st, const char *name, const char *op, const char *spec, json_object **ret,
 		 struct hutch_error *err);
+/* The supervisor's auto_shutdown stop (virt_watch.c): lv_stop's steps, the stopped event saying
+ * reason and detail; it does not wait for the run lock, which the caller holds. */
+int libvirt_policy_stop(struct vm *vm, const char *reason, const char *detail, uint64_t timeout_ms,
+			struct hutch_error *err);
+/* start of a VM whose run lock is held: true when NAME is a libvirt VM whose domain is not running
+ * and whose supervisor, on its way out, let go of the lock within a few seconds. */
+bool libvirt_settle(struct store *st, const char *name);
 /* start: the forwards in effect are the spec's again (the runtime ones went with the old QEMU). */
 void libvirt_ports_reset(struct vm *vm);
 /* list (virt_list.c): the state of every libvirt VM among names, in the same order (libvirt false for

@@ -3,6 +3,7 @@
 #include "backend_libvirt.h"
 #include "client.h"
 #include "proto.h"
+#include "virt_watch.h"
 
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -223,6 +224,8 @@ int exec_session(const struct store *st, const char *name, const struct exec_opt
 	if (r < 0)
 		return r;
 	bool direct = r > 0;
+	/* the libvirt supervisor counts sessions for auto_shutdown: registered for this session's life */
+	_cleanup_close_ int watch = direct ? virt_watch_register(st, name, o->app, o->run_client) : -1;
 	if (direct)
 		s.chan = 2 + (uint32_t)(now_ms() % 1000000) * 1000u + (uint32_t)(getpid() % 1000);
 	if (!direct && !store_is_running(st, name)) {

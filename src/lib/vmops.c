@@ -335,7 +335,8 @@ int vm_start(struct store *st, const char *name, const struct start_opts *o, str
 	r = store_lock_op(st, name, OP_LOCK_TIMEOUT_MS, &op, err);
 	if (r < 0)
 		return r;
-	if (store_is_running(st, name))
+	/* a libvirt domain destroyed behind hutch's back: its supervisor is on its way out */
+	if (store_is_running(st, name) && !libvirt_settle(st, name))
 		return hutch_error_set(err, EALREADY, "already running");
 	struct vm vm;
 	r = vm_load(st, name, &vm, err);
