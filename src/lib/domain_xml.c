@@ -112,7 +112,7 @@ static void write_os(struct w *w, const struct domain_xml_input *in)
 			text(w, in->nvram);
 			end(w);
 		}
-		empty1(w, "boot", "dev", "hd");
+		/* the disk boots by its own <boot order='1'/>: libvirt refuses os/boot beside it */
 		if (in->smbios_cred)
 			empty1(w, "smbios", "mode", "sysinfo");
 	}
@@ -257,9 +257,13 @@ static int write_qemu_net(struct w *w, const struct domain_xml_input *in, struct
 		_cleanup_free_ char *rule = forward_rule(&f);
 		strbuf_addf(&nd, ",hostfwd=%s", rule);
 	}
+	/* On q35 the NIC is JSON, like libvirt's own -device options: QEMU 7.2 creates every
+	 * key=value -device before any JSON one, so a key=value NIC would take a pcie.0 slot that
+	 * libvirt has given to one of its root ports, and QEMU refuses to start. After them, QEMU
+	 * picks a free slot on pcie.0 (where libvirt never hotplugs). */
 	const char *args[] = {"-netdev", strbuf_str(&nd), "-device",
 			      s->source == SOURCE_TEMPLATE ? "virtio-net-device,netdev=hutchnet0"
-							   : "virtio-net-pci,netdev=hutchnet0"};
+							   : "{\"driver\":\"virtio-net-pci\",\"netdev\":\"hutchnet0\"}"};
 	if (!w->failed && xmlTextWriterStartElementNS(w->x, BAD_CAST "qemu", BAD_CAST "commandline", NULL) < 0)
 		w->failed = true;
 	for (size_t i = 0; i < ARRAY_SIZE(args); i++) {

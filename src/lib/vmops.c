@@ -238,6 +238,9 @@ static void undo_create(struct store *st, const char *name, bool keep_disk)
 		"disk.qcow2",  "seed.iso",	 "authorized_keys",	 "nvram.fd",
 		"id_ed25519",  "id_ed25519.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub",
 		"known_hosts", VM_OCI_CONFIG,	 VM_OCI_KERNEL,		 VM_OCI_INITRD};
+	/* first the spec, whose presence makes the VM exist (libvirt's define comes after it) */
+	_cleanup_free_ char *spec = store_vm_file(st, name, "spec.yml");
+	unlink(spec);
 	for (size_t i = keep_disk ? 1 : 0; i < ARRAY_SIZE(made); i++) {
 		_cleanup_free_ char *p = store_vm_file(st, name, made[i]);
 		unlink(p);
