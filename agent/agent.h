@@ -96,6 +96,8 @@ void mounts_from_cmdline(const char *cmdline);	   /* mounts.c: micro, before HEL
 void disk_root_from_cmdline(const char *cmdline);  /* rootfs.c: micro with hutch.root=, first */
 void handle_mount(const struct proto_frame *f);	   /* mounts.c: MSG_MOUNT from the host */
 void handle_identity(const struct proto_frame *f); /* identity.c */
+/* rootfs.c: a bootc image's root (hutch.growroot=), by the agent as a service */
+void disk_root_grow_from_cmdline(const char *cmdline);
 void poweroff_now(void);
 void main_loop(int sigfd);
 void net_setup(const char *cmdline);			   /* net.c: links, NAT, DNS from hutch.net* */

@@ -254,6 +254,8 @@ int main(int argc, char **argv)
 	} else {
 		/* Orphans of exec sessions reparent to us, so we see when an app's session is gone. */
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
+		cmdline = read_small_file("/proc/cmdline", 4096);
+		disk_root_grow_from_cmdline(cmdline);
 	}
 	sigset_t set;
 	sigemptyset(&set);

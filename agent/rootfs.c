@@ -2,7 +2,9 @@
  * (no kernel of its own) boots the micro kernel with hutch.root=/dev/vda on the command line; PID 1
  * mounts that disk, grows its ext4 to the disk's size (capped by hutch.rootsize=BYTES), moves
  * /dev, /proc, /sys and /run into it and makes it the root (what switch_root does). The agent goes
- * on as PID 1 there, so exec, run and shell see the image's files, users and programs. */
+ * on as PID 1 there, so exec, run and shell see the image's files, users and programs. A bootc image
+ * boots its own kernel and systemd with hutch.growroot=/dev/vda: its agent (a service) grows the
+ * root the same way when it starts. */
 #include "agent.h"
 
 #include <sys/statfs.h>
@@ -85,6 +87,18 @@ static void load_crc32c(void)
 			close(fd);
 	}
 	free(text);
+}
+
+void disk_root_grow_from_cmdline(const char *cmdline)
+{
+	char dev[64];
+	struct stat root, disk;
+	if (!cmdline_value(cmdline, "hutch.growroot=", dev, sizeof(dev)) || strncmp(dev, "/dev/", 5))
+		return;
+	/* only the filesystem on that disk: a root elsewhere (a guest that moved it) is not ours to grow */
+	if (stat("/", &root) < 0 || stat(dev, &disk) < 0 || !S_ISBLK(disk.st_mode) || root.st_dev != disk.st_rdev)
+		return;
+	grow_root(dev, "/", cmdline);
 }
 
 void disk_root_from_cmdline(const char *cmdline)

@@ -31,6 +31,7 @@ sources_for() {
 	fuzz_size) echo src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_desktop_entry) echo src/lib/desktop_entry.c src/lib/spec_desktop.c src/lib/color.c src/lib/ytree.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_oci_index | fuzz_oci_manifest | fuzz_oci_config) echo src/lib/oci.c src/lib/util.c src/lib/lazylib.c ;;
+	fuzz_oci_login) echo src/lib/oci_login.c src/lib/util.c src/lib/lazylib.c ;;
 	fuzz_sums) echo src/lib/image_fetch.c src/lib/image_cache.c src/lib/util.c src/lib/spec.c src/lib/ytree.c src/lib/accel.c src/lib/accel_probe.c src/lib/qemu.c src/lib/netvm.c src/lib/config.c src/lib/spec_desktop.c src/lib/color.c src/lib/desktop_qemu.c src/lib/unixsock.c src/lib/store.c src/proto/proto.c src/lib/lazylib.c src/lib/shares.c src/lib/client.c ;;
 	*) echo src/lib/*.c src/proto/proto.c ;;
 	esac

@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "monitor_internal.h"
+#include "vm_oci.h"
 
 const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone", "unresponsive"};
 
@@ -864,13 +865,14 @@ static int spawn_swtpm(struct mon *m, struct hutch_error *err)
 	return hutch_error_set(err, ETIMEDOUT, "swtpm did not create its socket within 5 s (see %s)", log);
 }
 
-/* Image VMs get a forward to their sshd on a free loopback port, as Lima does, unless the spec
- * already forwards it. `hutch ssh` finds it with port-ls. */
+/* Image and bootc VMs get a forward to their sshd on a free loopback port, as Lima does, unless the
+ * spec already forwards it. `hutch ssh` finds it with port-ls. */
 static void auto_ssh_forward(struct mon *m)
 {
 	const struct vm_spec *s = m->vm.spec;
 	unsigned guest = s->ssh_port > 0 ? (unsigned)s->ssh_port : 22;
-	if (s->source != SOURCE_IMAGE || s->net_mode != NET_USER || (s->ssh_key && !strcmp(s->ssh_key, "none")))
+	bool sshd = s->source == SOURCE_IMAGE || vm_oci_is_bootc(m->vm.store, s, m->name);
+	if (!sshd || s->net_mode != NET_USER || (s->ssh_key && !strcmp(s->ssh_key, "none")))
 		return;
 	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
 		struct forward f;

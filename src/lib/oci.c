@@ -738,6 +738,23 @@ int oci_tree_add(struct oci_tree *t, const char *root, const struct oci_add *a, 
 	return 0;
 }
 
+int oci_tree_add_dir(struct oci_tree *t, const char *root, const struct oci_add *a, struct hutch_error *err)
+{
+	_cleanup_close_ int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return hutch_error_set(err, errno, "cannot open '%s': %s", root, strerror(errno));
+	_cleanup_free_ char *with_slash = xasprintf("%s/", a->path); /* add_parents makes each component */
+	_cleanup_close_ int dfd = -1;
+	int r = add_parents(t, rootfd, with_slash, a->mtime, &dfd, err);
+	if (r < 0)
+		return r;
+	struct oci_node *nd = tree_put(t, a->path);
+	nd->mode = S_IFDIR | (a->mode & 07777);
+	nd->uid = a->uid;
+	nd->gid = a->gid;
+	return 0;
+}
+
 /* ---- blobs ---- */
 
 static void md_freep(EVP_MD_CTX **p)

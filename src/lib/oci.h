@@ -124,6 +124,9 @@ struct oci_add {
 	int64_t mtime;
 };
 int oci_tree_add(struct oci_tree *t, const char *root, const struct oci_add *a, struct hutch_error *err);
+/* The directory A->path (and its parents, as above) with A's mode, uid and gid, which an existing
+ * directory takes too; a file or link there is an error. */
+int oci_tree_add_dir(struct oci_tree *t, const char *root, const struct oci_add *a, struct hutch_error *err);
 
 /* Verify each layer and apply it onto ROOT, an empty directory. Errors name the layer and entry.
  * On failure ROOT is left for the caller to remove. */

@@ -20,7 +20,7 @@
 #include "oci_disk.h"
 
 #include "oci.h"
-#include "seed.h"
+#include "oci_access.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -33,10 +33,6 @@ extern char **environ;
 
 #define TOOL_OUTPUT_MAX 65536
 #define SBIN "/usr/sbin:/sbin"
-#define OCI_AGENT_MAX (64u << 20)
-#define OCI_AGENT_PATH "usr/local/libexec/hutch-agent" /* SEED_AGENT_GUEST_PATH, as in cloud guests */
-#define OCI_AGENT_UNIT "etc/systemd/system/" SEED_AGENT_UNIT_NAME
-#define OCI_AGENT_WANTS "etc/systemd/system/multi-user.target.wants/" SEED_AGENT_UNIT_NAME
 
 void oci_disk_release(struct oci_disk *d)
 {
@@ -232,40 +228,16 @@ static int copy_out(const char *src, const char *dst, struct hutch_error *err)
 	return n < 0 ? hutch_error_set(err, errno, "cannot read '%s': %s", src, strerror(errno)) : 0;
 }
 
-/* A bootc image boots its own kernel and systemd: the agent gets in as a systemd unit, enabled,
- * written into the tree with root ownership like the image's own files (no cloud-init needed). */
-static int add_agent(const char *tree_dir, struct oci_tree *t, const char *agent, int64_t mtime,
-		     struct hutch_error *err)
+/* A bootc image's root filesystem in the cache dir: one per oci_access_key (the agent, user and keys
+ * put in). A plain image gets nothing put in, and has one. */
+static char *root_file(const char *dir, bool bootc, const char *access_key)
 {
-	_cleanup_free_ char *bin = NULL;
-	size_t len = 0;
-	int r = read_file(agent, OCI_AGENT_MAX, &bin, &len, err);
-	if (r < 0)
-		return r;
-	const struct oci_add files[] = {
-		{.path = OCI_AGENT_PATH, .data = bin, .len = len, .mode = 0755, .mtime = mtime},
-		{.path = OCI_AGENT_UNIT,
-		 .data = seed_agent_unit_default,
-		 .len = strlen(seed_agent_unit_default),
-		 .mode = 0644,
-		 .mtime = mtime},
-		{.path = OCI_AGENT_WANTS, .link = "../" SEED_AGENT_UNIT_NAME, .mtime = mtime},
-		/* the agent's port at systemd-modules-load, not when udev gets to it (~8 s later under TCG) */
-		{.path = "etc/modules-load.d/hutch-agent.conf",
-		 .data = "virtio_console\n",
-		 .len = 15,
-		 .mode = 0644,
-		 .mtime = mtime},
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
-		if ((r = oci_tree_add(t, tree_dir, &files[i], err)) < 0)
-			return hutch_error_wrap(err, "putting the agent into the image");
-	return 0;
+	return bootc ? xasprintf("%s/root-%s.img", dir, access_key) : xasprintf("%s/rootfs.img", dir);
 }
 
 /* Build everything into WORK/out, which the caller renames into place. */
-static int build(const struct oci_image *img, const char *agent, const char *work, const char *out, uint64_t *ret_size,
-		 struct hutch_error *err)
+static int build(const struct oci_image *img, const struct oci_access *acc, const char *access_key, const char *work,
+		 const char *out, uint64_t *ret_size, struct hutch_error *err)
 {
 	_cleanup_free_ char *tree_dir = xasprintf("%s/tree", work);
 	if (mkdir(tree_dir, 0700) < 0 || mkdir(out, 0700) < 0)
@@ -274,16 +246,17 @@ static int build(const struct oci_image *img, const char *agent, const char *wor
 	int r = oci_unpack(img, tree_dir, &t, err);
 	if (r < 0)
 		return r;
-	_cleanup_free_ char *rootfs = xasprintf("%s/rootfs.img", out);
 	_cleanup_free_ char *kernel = NULL, *initrd = NULL;
-	if (find_bootc_kernel(tree_dir, &t, &kernel, &initrd)) {
+	bool bootc = find_bootc_kernel(tree_dir, &t, &kernel, &initrd);
+	if (bootc) {
 		_cleanup_free_ char *k = xasprintf("%s/vmlinuz", out), *i = xasprintf("%s/initrd.img", out);
 		r = copy_out(kernel, k, err);
 		if (r == 0 && initrd)
 			r = copy_out(initrd, i, err);
-		if (r == 0 && agent)
-			r = add_agent(tree_dir, &t, agent, img->config.created, err);
+		if (r == 0)
+			r = oci_access_apply(tree_dir, &t, acc, img->config.created, err);
 	}
+	_cleanup_free_ char *rootfs = root_file(out, bootc, access_key);
 	if (r == 0)
 		r = make_fs(work, tree_dir, &t, img->config_digest, img->config.created, rootfs, ret_size, err);
 	oci_tree_release(&t);
@@ -293,24 +266,48 @@ static int build(const struct oci_image *img, const char *agent, const char *wor
 	return write_file_atomic(cfg, img->config_json, img->config_len, 0644, err);
 }
 
-static void fill(struct oci_disk *d, const char *dir, const char *key)
+static void fill(struct oci_disk *d, const char *dir, const char *key, const char *access_key)
 {
 	d->key = xstrdup(key);
 	d->dir = xstrdup(dir);
-	d->rootfs = xasprintf("%s/rootfs.img", dir);
 	d->config = xasprintf("%s/config.json", dir);
 	_cleanup_free_ char *k = xasprintf("%s/vmlinuz", dir), *i = xasprintf("%s/initrd.img", dir);
 	d->kernel = access(k, F_OK) == 0 ? TAKE_PTR(k) : NULL;
 	d->initrd = d->kernel && access(i, F_OK) == 0 ? TAKE_PTR(i) : NULL;
+	d->rootfs = root_file(dir, d->kernel != NULL, access_key);
 	struct stat st;
 	d->size = stat(d->rootfs, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-int oci_disk_ensure(const struct store *st, const char *refs, const char *agent, struct oci_disk *ret,
+/* Build IMG into a new WORK dir under TMP: the whole entry renamed to DIR, or (ONLY_ROOT, for an
+ * entry that is there but lacks this access key's root filesystem) just that file moved into DIR. */
+static int build_into(const struct oci_image *img, const struct oci_access *acc, const char *access_key,
+		      const char *tmp, const char *dir, bool only_root, struct hutch_error *err)
+{
+	_cleanup_free_ char *work = xasprintf("%s/build.XXXXXX", tmp);
+	if (!mkdtemp(work))
+		return hutch_error_set(err, errno, "cannot create '%s': %s", work, strerror(errno));
+	uint64_t size = 0;
+	_cleanup_free_ char *out = xasprintf("%s/out", work);
+	_cleanup_free_ char *from = root_file(out, true, access_key), *to = root_file(dir, true, access_key);
+	int r = build(img, acc, access_key, work, out, &size, err);
+	if (r == 0 && only_root && rename(from, to) < 0)
+		r = hutch_error_set(err, errno, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
+	if (r == 0 && !only_root && rename(out, dir) < 0)
+		r = hutch_error_set(err, errno, "cannot rename '%s' to '%s': %s", out, dir, strerror(errno));
+	rm_rf(work);
+	return r;
+}
+
+int oci_disk_ensure(const struct store *st, const char *refs, const struct oci_access *acc, struct oci_disk *ret,
 		    struct hutch_error *err)
 {
+	char access_key[65];
+	int r = oci_access_key(acc, access_key, err);
+	if (r < 0)
+		return r;
 	struct oci_ref ref = {0};
-	int r = oci_ref_parse(refs, &ref, err);
+	r = oci_ref_parse(refs, &ref, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *root = xasprintf("%s/oci", st->cache_dir);
@@ -335,29 +332,24 @@ int oci_disk_ensure(const struct store *st, const char *refs, const char *agent,
 		usleep(200 * 1000); /* another build of the same image: it will be cached once it is done */
 	}
 	struct stat sb;
-	if (r == 0 && stat(dir, &sb) == 0) {
-		fill(ret, dir, img.key);
-		oci_image_release(&img);
-		return 0;
+	bool had = r == 0 && stat(dir, &sb) == 0;
+	if (had) {
+		fill(ret, dir, img.key, access_key);
+		if (access(ret->rootfs, F_OK) == 0) {
+			oci_image_release(&img);
+			return 0;
+		}
+		oci_disk_release(ret); /* a bootc image built for another agent, user or key */
 	}
-	_cleanup_free_ char *work = xasprintf("%s/build.XXXXXX", tmp);
-	if (r == 0 && !mkdtemp(work))
-		r = hutch_error_set(err, errno, "cannot create '%s': %s", work, strerror(errno));
-	uint64_t size = 0;
-	_cleanup_free_ char *out = xasprintf("%s/out", work);
 	if (r == 0)
-		r = build(&img, agent, work, out, &size, err);
-	if (r == 0 && rename(out, dir) < 0)
-		r = hutch_error_set(err, errno, "cannot rename '%s' to '%s': %s", out, dir, strerror(errno));
-	if (work[strlen(work) - 1] != 'X')
-		rm_rf(work);
+		r = build_into(&img, acc, access_key, tmp, dir, had, err);
 	if (r < 0) {
-		if (lock >= 0)
+		if (lock >= 0 && !had)
 			unlink(lockp); /* held: a waiter re-checks the file it locked and makes a new one */
 		oci_image_release(&img);
 		return hutch_error_wrap(err, "image '%s'", refs);
 	}
-	fill(ret, dir, img.key);
+	fill(ret, dir, img.key, access_key);
 	ret->built = true;
 	oci_image_release(&img);
 	return 0;

@@ -1,6 +1,7 @@
 /* Disks from container images: the image's root filesystem as an ext4 image, built without root
- * and cached by manifest digest under cache/oci/<hex>/ (rootfs.img, config.json, and for a bootc
- * image its kernel and initramfs), so two VMs of one image unpack it once. */
+ * and cached by manifest digest under cache/oci/<hex>/ (rootfs.img, config.json; a bootc image has
+ * its kernel and initramfs there, and a root-<access key>.img per agent, user and keys put in, see
+ * oci_access.h), so two VMs of one image (and one key) unpack it once. */
 #pragma once
 #include "store.h"
 #include "util.h"
@@ -8,7 +9,7 @@
 struct oci_disk {
 	char *key;	       /* "sha256:HEX": the manifest digest (docker-archive: of config and layers) */
 	char *dir;	       /* cache/oci/<HEX> */
-	char *rootfs;	       /* dir/rootfs.img: raw ext4, the base of every VM's overlay */
+	char *rootfs;	       /* dir/rootfs.img (bootc: dir/root-KEY.img): raw ext4, the overlays' base */
 	char *config;	       /* dir/config.json: the image config, verified */
 	char *kernel, *initrd; /* bootc: dir/vmlinuz and dir/initrd.img; NULL for a plain image */
 	uint64_t size;	       /* bytes of rootfs.img */
@@ -17,10 +18,11 @@ struct oci_disk {
 void oci_disk_release(struct oci_disk *d);
 
 /* Make sure the root filesystem of image REF (oci.h's references) is in the cache. A failure
- * leaves nothing behind in the cache. A bootc image (one with a kernel) gets AGENT, the static
- * hutch-agent, as /usr/local/libexec/hutch-agent with an enabled systemd unit when it is built;
- * the agent of the first build stays in the cache. */
-int oci_disk_ensure(const struct store *st, const char *ref, const char *agent, struct oci_disk *ret,
+ * leaves nothing behind in the cache. A bootc image (one with a kernel) gets ACC written into it
+ * (the agent as an enabled systemd unit, the login user and keys) when it is built, and is built
+ * again for another agent binary, user or keys. */
+struct oci_access;
+int oci_disk_ensure(const struct store *st, const char *ref, const struct oci_access *acc, struct oci_disk *ret,
 		    struct hutch_error *err);
 
 /* The debugfs commands that give the files of ROOT_DIR's tree the image's ownership, modes and

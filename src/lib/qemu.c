@@ -155,8 +155,11 @@ char *qemu_micro_cmdline(const struct qemu_config *c)
 		strbuf_addf(&sb, " tsc_early_khz=%llu lpj=%llu tsc=reliable", (unsigned long long)c->accel->tsc_khz,
 			    (unsigned long long)(c->accel->tsc_khz * 1000 / GUEST_HZ));
 	if (c->own_kernel) {
-		/* a bootc image: its initramfs mounts the one disk, its systemd runs the agent's unit */
-		strbuf_adds(&sb, " root=/dev/vda rw");
+		/* a bootc image: its initramfs mounts the one disk, its systemd runs the agent's unit, and
+		 * the agent grows the root to the disk (capped by root_size) */
+		strbuf_adds(&sb, " root=/dev/vda rw hutch.growroot=/dev/vda");
+		if (c->spec->root_size)
+			strbuf_addf(&sb, " hutch.rootsize=%llu", (unsigned long long)c->spec->root_size);
 		if (c->spec->cmdline && *c->spec->cmdline)
 			strbuf_addf(&sb, " %s", c->spec->cmdline);
 		return strbuf_detach(&sb, NULL);

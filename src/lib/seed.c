@@ -222,6 +222,8 @@ static bool valid_user_name(const char *s)
 	return n <= 32;
 }
 
+bool seed_user_name_valid(const char *name) { return valid_user_name(name); }
+
 static bool valid_hostname(const char *s)
 {
 	size_t total = strlen(s), label = 0;

@@ -35,6 +35,9 @@ struct seed_input {
 	const char *host_key_public;  /* "ssh-ed25519 AAAA... comment" */
 };
 
+/* The portable user names: [a-z_][a-z0-9_-]{0,31}. */
+bool seed_user_name_valid(const char *name);
+
 /* The image default users that cloud-init already knows; ssh.user naming one adopts it. */
 bool seed_is_default_user(const char *name);
 

@@ -4,8 +4,11 @@
 #include "backend.h"
 #include "image.h"
 #include "oci.h"
+#include "oci_access.h"
 #include "oci_disk.h"
+#include "seed.h"
 
+#include <pwd.h>
 #include <string.h>
 
 /* A bootc image's kernel and initramfs, linked (or copied) into the VM's dir: the VM boots them
@@ -29,14 +32,38 @@ static int boot_files(const struct store *st, const char *name, const struct oci
 	return r;
 }
 
+/* Who logs in to a bootc image's VM, and with which keys: as for an image VM (seed.h), ssh.user or
+ * the host user, and ssh.key resolved in the VM's dir (generate makes the VM's own pair there). */
+static int login_of(const struct store *st, const struct vm_spec *spec, const char *name, const char **ret_user,
+		    char ***ret_keys, struct hutch_error *err)
+{
+	struct passwd *pw = getpwuid(getuid());
+	const char *user = seed_login_user(spec, pw ? pw->pw_name : NULL);
+	if (!seed_user_name_valid(user))
+		return hutch_error_set(err, EINVAL, "ssh.user '%s' is not a valid user name (want [a-z_][a-z0-9_-]*)",
+				       user);
+	_cleanup_free_ char *dir = store_vm_dir(st, name);
+	int r = seed_ssh_key(spec->ssh_key, dir, ret_keys, NULL, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "ssh key");
+	*ret_user = *ret_keys ? user : NULL;
+	return 0;
+}
+
 int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err)
 {
 	_cleanup_free_ char *agent = NULL;
 	int r = agent_binary_path(&agent, err);
 	if (r < 0)
 		return r;
+	struct oci_access acc = {.agent = agent};
+	_cleanup_strv_ char **keys = NULL;
+	r = login_of(st, spec, name, &acc.user, &keys, err);
+	if (r < 0)
+		return r;
+	acc.keys = keys;
 	struct oci_disk d = {0};
-	r = oci_disk_ensure(st, spec->oci, agent, &d, err);
+	r = oci_disk_ensure(st, spec->oci, &acc, &d, err);
 	if (r < 0)
 		return r;
 	if (spec->disk && spec->disk < d.size) {
@@ -58,6 +85,14 @@ int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const cha
 		unlink(cfg);
 	oci_disk_release(&d);
 	return r < 0 ? hutch_error_wrap(err, "disk") : 0;
+}
+
+bool vm_oci_is_bootc(const struct store *st, const struct vm_spec *spec, const char *name)
+{
+	if (spec->source != SOURCE_OCI)
+		return false;
+	_cleanup_free_ char *k = store_vm_file(st, name, VM_OCI_KERNEL);
+	return access(k, F_OK) == 0;
 }
 
 void vm_oci_defaults_release(struct vm_oci_defaults *d)

@@ -16,6 +16,9 @@
  * the disk at boot, or to root_size when that is set: hutch.rootsize= on its command line). */
 int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err);
 
+/* A VM of a bootc image: it boots the image's kernel and systemd, and has its sshd and login user. */
+bool vm_oci_is_bootc(const struct store *st, const struct vm_spec *spec, const char *name);
+
 /* The image's Entrypoint+Cmd, Env, WorkingDir and User for VM NAME. -ENOENT when NAME is not a VM
  * made from a container image. The strings stay owned by ret; release with vm_oci_defaults_release. */
 struct vm_oci_defaults {

@@ -55,17 +55,37 @@ is "$(digest_of "$T/home2/cache")" "$d1" "docker-archive: the same disk digest"
 env HUTCH_HOME="$T/home2" "$HUTCH" destroy x >/dev/null 2>&1
 rm -rf "$T/home2"
 
-run hutch create bk --oci "oci:$T/kernel/layout:test"
+# bk logs in with a key of its own (not per VM), a 3G disk and the root capped at 2G
+ssh-keygen -q -t ed25519 -N '' -C bk -f "$T/id"
+for vm in bk bk2 bk3; do
+	printf '%s:\n  source: {oci: "oci:%s"}\n  disk: 3G\n  root_size: 2G\n  ssh: {key: "%s"}\n' \
+		"$vm" "$T/kernel/layout:test" "$T/id.pub"
+done >"$T/bk.yml"
+run hutch create bk --from "$T/bk.yml"
 is "$RC" 0 "create bk from the image that carries a kernel"
 m=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$T/kernel/layout/index.json")
 ok "its kernel is taken out beside the root filesystem" test -s "$HUTCH_HOME/cache/oci/$m/vmlinuz"
 ok "and its initramfs" test -s "$HUTCH_HOME/cache/oci/$m/initrd.img"
+roots() { ls "$HUTCH_HOME/cache/oci/$m/" | grep -c '^root-.*\.img$'; }
+is "$(roots)" 1 "one root filesystem for the image, its agent, user and key"
+ino=$(stat -c %i "$HUTCH_HOME"/cache/oci/"$m"/root-*.img)
+run hutch create bk2 --from "$T/bk.yml"
+is "$RC" 0 "create bk2: the same image and key"
+is "$(roots) $(stat -c %i "$HUTCH_HOME"/cache/oci/"$m"/root-*.img)" "1 $ino" "bk2 shares bk's root filesystem (not unpacked again)"
+# another agent binary (one byte more) is another root filesystem: a cached one never keeps an old agent
+cp "$(dirname "$HUTCH")/hutch-agent" "$T/agent2" && printf x >>"$T/agent2"
+run env HUTCH_AGENT="$T/agent2" "$HUTCH" create bk3 --from "$T/bk.yml"
+is "$RC" 0 "create bk3 with another hutch-agent"
+is "$(roots)" 2 "another agent: the image's root filesystem is built again for it"
+run hutch destroy --disk bk3
+run hutch destroy --disk bk2
 
 # A bootc image boots its own kernel and initramfs, root on the disk, with systemd as init; the
 # agent got in at build time as an enabled systemd unit (no cloud-init, no seed).
 run hutch inspect --render bk
 ok "render bk: the image's own kernel" grep -q "oci-vmlinuz" "$T/.out"
 ok "render bk: root on the disk, not micro's shim" sh -c "grep -q 'root=/dev/vda rw' '$T/.out' && ! grep -q hutch.root= '$T/.out'"
+ok "render bk: the agent grows the root, capped at root_size" grep -q 'hutch.growroot=/dev/vda hutch.rootsize=2147483648' "$T/.out"
 release=$(tar -tf "$HUTCH_OCI_ROOTFS" | sed -n 's|^\./boot/vmlinuz-||p' | sort | tail -n 1)
 run hutch start bk --timeout 900
 is "$RC" 0 "start bk: the image's kernel and systemd, the agent as a unit"
@@ -80,6 +100,21 @@ run hutch exec bk -- stat -c '%a %U:%G' /usr/local/libexec/hutch-agent /usr/bin/
 is "$(echo $OUT)" "755 root:root 4755 root:root" "exec bk: the agent and sudo are root's, sudo still setuid"
 run hutch exec bk -- test -e /etc/hutch-oci-deleted
 is "$RC" 1 "exec bk: the whiteout-deleted file is absent"
+run hutch exec bk -- sh -c 'df -k / | tail -1'
+size_k=$(echo "$OUT" | awk '{print $2}')
+ok "the root grew past what the image needs, to root_size 2G and not the 3G disk (${size_k:-?} KiB)" \
+	test "${size_k:-0}" -gt 1900000 -a "${size_k:-0}" -le 2097152
+run hutch exec bk -- stat -c '%a %U' /home/hutchtest /home/hutchtest/.ssh /home/hutchtest/.ssh/authorized_keys
+is "$(echo $OUT)" "700 hutchtest 700 hutchtest 600 hutchtest" "exec bk: the login user's home, .ssh and key, with its owner and modes"
+# sshd listening, and the address cloud-init's fallback network config gives the NIC in this image
+run hutch exec bk -- timeout 900 sh -c 'until grep -Eq ":0016 [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 &&
+	ip -4 -o addr | grep -qv " lo "; do sleep 1; done'
+is "$RC" 0 "bk: sshd listens and the NIC has an address"
+run hutch ssh bk -- id -un
+is "$OUT" "hutchtest" "hutch ssh bk: the key and user put in at build time"
+[ "$RC" -eq 0 ] || diag "$(hutch exec bk -- sh -c 'ip -br addr; systemctl --failed --no-pager; journalctl -u ssh --no-pager | tail' 2>&1)"
+run hutch ssh bk -- sudo -n id -u
+is "$OUT" "0" "hutch ssh bk: sudo without a password, as in image VMs"
 run hutch stop bk
 is "$RC" 0 "stop bk"
 
