@@ -48,7 +48,7 @@ _hutch_spec()
 	usb/ls) opts="" argopts="" pos="" ;;
 	usb/attach) opts="" argopts="" pos="vm" ;;
 	usb/detach) opts="" argopts="" pos="vm" ;;
-	template) opts="--json" argopts="" pos="" subs="ls save rm" subat=0 ;;
+	template) opts="--timeout --json" argopts="--timeout" pos="" subs="ls save rm" subat=0 ;;
 	template/ls) opts="" argopts="" pos="" ;;
 	template/save) opts="" argopts="" pos="vm micro" ;;
 	template/rm) opts="" argopts="" pos="" ;;

@@ -6,7 +6,14 @@
 #include <string.h>
 #include <time.h>
 
+struct template_cli {
+	uint64_t timeout_ms;
+};
+
 static const struct opt template_opts[] = {
+	OPT_DURATION(0, "timeout", struct template_cli, timeout_ms, "SEC",
+		     "save: give the template VM SEC to boot and answer (default 300; a cloud image under TCG "
+		     "takes a minute or more)"),
 	OPT_JSON(),
 	OPT_END(),
 };
@@ -43,8 +50,9 @@ static int template_ls(struct cmd_ctx *c, void *opts, int argc, char **argv)
 
 static int template_save(struct cmd_ctx *c, void *opts, int argc, char **argv)
 {
+	const struct template_cli *t = opts;
 	json_object *o = NULL;
-	if (warm_save(&c->store, argv[0], 300000, &o, &c->err) < 0)
+	if (warm_save(&c->store, argv[0], t->timeout_ms, &o, &c->err) < 0)
 		return EXIT_ERR;
 	if (c->json) {
 		cmd_print_json(o);
@@ -86,5 +94,8 @@ static const struct verb template_subs[] = {
 	{0},
 };
 
-VERB_DEFINE(template, .name = "template", .opts = template_opts, .opts_size = 0,
-	    .summary = "warm templates: disposables restored instead of booted", .subs = template_subs, .sub_at = 0);
+static const struct template_cli template_defaults = {.timeout_ms = 300000};
+
+VERB_DEFINE(template, .name = "template", .opts = template_opts, .opts_size = sizeof(struct template_cli),
+	    .defaults = &template_defaults, .summary = "warm templates: disposables restored instead of booted",
+	    .subs = template_subs, .sub_at = 0);

@@ -362,3 +362,22 @@ int image_make_overlay(const char *base, const char *overlay, uint64_t size, str
 	int r = image_overlay_start(base, overlay, size, &j, err);
 	return r < 0 ? r : image_overlay_finish(j, err);
 }
+
+int image_make_backed_overlay(const char *backing, const char *overlay, uint64_t size, struct hutch_error *err)
+{
+	if (!backing || backing[0] != '/' || !overlay || !*overlay || !size)
+		return hutch_error_set(err, EINVAL, "an overlay on a backing file needs an absolute path and a size");
+	char sizebuf[32];
+	snprintf(sizebuf, sizeof(sizebuf), "%llu", (unsigned long long)size);
+	char *const argv[] = {"qemu-img",      "create",	"-q",	 "-f", "qcow2", "-F", "qcow2", "-u", "-b",
+			      (char *)backing, (char *)overlay, sizebuf, NULL};
+	unlink(overlay);
+	struct proc_out p;
+	int r = run_qemu_img(argv, &p, err);
+	if (r < 0)
+		return r;
+	if (p.status != 0)
+		r = qemu_img_fail(&p, "create", overlay, err);
+	proc_out_release(&p);
+	return r;
+}

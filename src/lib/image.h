@@ -131,3 +131,7 @@ int image_overlay_start(const char *base, const char *overlay, uint64_t size, st
 			struct hutch_error *err);
 int image_overlay_finish(struct image_overlay_job *j, struct hutch_error *err);
 void image_overlay_abort(struct image_overlay_job *j);
+/* Create OVERLAY (replacing one there) as a qcow2 of SIZE bytes on BACKING, an absolute path to a
+ * qcow2 that may have a backing file of its own (a warm template's disk), without opening BACKING
+ * (qemu-img create -u): it need not exist yet. */
+int image_make_backed_overlay(const char *backing, const char *overlay, uint64_t size, struct hutch_error *err);

@@ -4,6 +4,7 @@
 #include "client.h"
 #include "proto.h"
 #include "qemu.h"
+#include "warm_image.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -124,10 +125,19 @@ static void clone_tb_size(char **argv)
 		}
 }
 
+/* An image VM's disk and seed are vm_dir's (the template's build dir, or a placeholder for the key);
+ * its SMBIOS credential (the authorized keys) is the plan's, a placeholder in the key (smbios_key):
+ * an instance's keys are its own. */
 static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, const char *name, const char *run_dir,
-		     const char *vm_dir, char ***ret, struct hutch_error *err)
+		     const char *vm_dir, const char *smbios_key, char ***ret, struct hutch_error *err)
 {
+	bool image = spec->source == SOURCE_IMAGE;
+	_cleanup_free_ char *disk = image ? xasprintf("%s/disk.qcow2", vm_dir) : NULL;
+	_cleanup_free_ char *seed = image && p->seed ? xasprintf("%s/seed.iso", vm_dir) : NULL;
 	struct qemu_config c = {
+		.disk = disk,
+		.seed = seed,
+		.smbios_cred = image && p->smbios ? (smbios_key ? smbios_key : p->smbios) : NULL,
 		.name = name,
 		.spec = spec,
 		.binary = p->binary,
@@ -156,10 +166,13 @@ static void add_file_id(struct strbuf *sb, const char *what, const char *path)
 
 int warm_supported(const struct vm_spec *s, struct hutch_error *err)
 {
-	if (s->source != SOURCE_TEMPLATE)
+	if (s->source == SOURCE_OCI)
 		return hutch_error_set(err, ENOTSUP,
-				       "warm templates are made of micro VMs only (an image VM's disk would need an "
-				       "overlay per clone)");
+				       "warm templates are made of micro and cloud-image VMs (not of a container "
+				       "image's)");
+	int r = warm_image_supported(s, err);
+	if (r < 0)
+		return r;
 	if (s->net_mode == NET_NETVM)
 		return hutch_error_set(err, ENOTSUP,
 				       "a VM on a netvm link cannot be a clone: the template's link would be shared");
@@ -188,11 +201,17 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 		return r;
 	/* The key: the argv with placeholders where instances differ, and the files it names. */
 	_cleanup_strv_ char **canon = NULL;
-	r = plan_argv(spec, p, "@NAME@", "@RUN@", "@VM@", &canon, err);
+	r = plan_argv(spec, p, "@NAME@", "@RUN@", "@VM@", "@SMBIOS@", &canon, err);
 	if (r < 0)
 		return r;
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_adds(&sb, WARM_FORMAT "\n");
+	struct warm_image *wi = NULL;
+	r = warm_image_plan(st, tname, spec, p, &sb, &wi, err);
+	if (r < 0) {
+		strbuf_release(&sb);
+		return r;
+	}
 	_cleanup_strv_ char **keyed = warm_argv(canon, "@MEM@", spec->memory, false, false);
 	for (size_t i = 0; keyed[i]; i++)
 		strbuf_addf(&sb, "argv %s\n", keyed[i]);
@@ -213,6 +232,11 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 	ret->mem_size = spec->memory;
 	ret->clone_argv = warm_argv(p->argv, ret->mem, spec->memory, true, true);
 	clone_tb_size(ret->clone_argv);
+	if (wi) {
+		warm_image_place(wi, ret->dir, p->vm_dir);
+		warm_image_clone_argv(wi, p->disk, p->seed, ret->clone_argv);
+	}
+	ret->image = wi;
 	ret->template_argv_base = TAKE_PTR(canon);
 	ret->spec = spec;
 	ret->plan = p;
@@ -228,6 +252,7 @@ void warm_plan_release(struct warm_plan *wp)
 	free(wp->state);
 	strv_free(wp->clone_argv);
 	strv_free(wp->template_argv_base);
+	warm_image_free(wp->image);
 	memset(wp, 0, sizeof(*wp));
 }
 
@@ -288,6 +313,8 @@ int warm_template_check(const struct warm_plan *wp, struct hutch_error *err)
 	else if (stat(wp->mem, &st) < 0 || (uint64_t)st.st_size != wp->mem_size)
 		r = hutch_error_set(err, EBADMSG,
 				    "warm template '%s': the memory file is missing or has the wrong size", wp->name);
+	else if (wp->image)
+		r = warm_image_check(wp->image, meta, wp->name, err);
 	hutch_error_clear(&e2);
 	json_object_put(meta);
 	return r;
@@ -438,7 +465,7 @@ static int template_boot_save(const struct warm_plan *wp, const char *bdir, cons
 			      uint64_t *ret_boot_ms, struct hutch_error *err)
 {
 	_cleanup_strv_ char **base = NULL;
-	int r = plan_argv(wp->spec, wp->plan, wp->name, rdir, bdir, &base, err);
+	int r = plan_argv(wp->spec, wp->plan, wp->name, rdir, bdir, NULL, &base, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *mem = xasprintf("%s/mem", bdir), *state = xasprintf("%s/state", bdir);
@@ -462,6 +489,8 @@ static int template_boot_save(const struct warm_plan *wp, const char *bdir, cons
 	}
 	fd_set_nonblock(qp.agent_fd, true);
 	r = wait_agent_idle(qp.agent_fd, qp.pid, deadline, err);
+	if (r == 0 && wp->image)
+		r = warm_image_settle(qp.agent_fd, qp.pid, deadline, err);
 	if (r < 0)
 		goto out;
 	*ret_boot_ms = now_ms() - t0;
@@ -557,6 +586,8 @@ int warm_template_make(struct store *st, const struct warm_plan *wp, uint64_t ti
 	_cleanup_free_ char *probe = xasprintf("%s/qmp-user.sock", rdir);
 	r = store_check_sun_path(probe, err);
 	uint64_t boot_ms = 0;
+	if (r == 0 && wp->image)
+		r = warm_image_prepare(wp->image, bdir, err);
 	if (r == 0)
 		r = template_boot_save(wp, bdir, rdir, timeout_ms, &boot_ms, err);
 	rm_rf(rdir);
@@ -590,6 +621,11 @@ int warm_template_make(struct store *st, const struct warm_plan *wp, uint64_t ti
 	json_object_object_add(meta, "qemu", json_object_new_string(ver ? ver : ""));
 	json_object_object_add(meta, "kernel_release",
 			       json_object_new_string(wp->plan->kernel_release ? wp->plan->kernel_release : ""));
+	if (wp->image && (r = warm_image_seal(wp->image, bdir, meta, err)) < 0) {
+		json_object_put(meta);
+		rm_rf(bdir);
+		return hutch_error_wrap(err, "making warm template '%s'", wp->name);
+	}
 	const char *text = json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PRETTY);
 	_cleanup_free_ char *mp = xasprintf("%s/meta.json", bdir);
 	r = write_file_atomic(mp, text, strlen(text), 0600, err);
@@ -715,13 +751,16 @@ int warm_list(struct store *st, json_object **ret_array, struct hutch_error *err
 				continue;
 			json_object *o = json_object_new_object();
 			_cleanup_free_ char *mem = xasprintf("%s/mem", kdir), *state = xasprintf("%s/state", kdir);
+			_cleanup_free_ char *disk = xasprintf("%s/disk.qcow2", kdir),
+					    *seed = xasprintf("%s/seed.iso", kdir);
 			json_object_object_add(o, "name", json_object_new_string(de->d_name));
 			json_object_object_add(o, "key", json_object_new_string(meta_str(meta, "key")));
 			json_object_object_add(o, "dir", json_object_new_string(kdir));
 			json_object_object_add(o, "mem_bytes", json_object_new_int64(meta_int(meta, "mem_bytes")));
 			json_object_object_add(o, "state_bytes", json_object_new_int64(meta_int(meta, "state_bytes")));
 			json_object_object_add(o, "disk_bytes",
-					       json_object_new_int64((int64_t)(disk_bytes(mem) + disk_bytes(state))));
+					       json_object_new_int64((int64_t)(disk_bytes(mem) + disk_bytes(state) +
+									       disk_bytes(disk) + disk_bytes(seed))));
 			json_object_object_add(o, "created", json_object_new_int64(meta_int(meta, "created")));
 			json_object_object_add(o, "boot_ms", json_object_new_int64(meta_int(meta, "boot_ms")));
 			json_object_object_add(o, "qemu", json_object_new_string(meta_str(meta, "qemu")));
@@ -802,6 +841,16 @@ void warm_clone_setup(struct store *st, const char *name, const struct vm_spec *
 		warm_remove(st, w->wp.name, NULL);
 		return;
 	}
+	if (r == -ENOENT && w->wp.image) {
+		/* A cloud image's first boot takes minutes under TCG: made within this start's timeout,
+		 * the template would leave the cold boot no time. 'template save' makes it. */
+		*ret_log = xasprintf("no warm template '%s' yet ('hutch template save %s' makes one): booting cold",
+				     w->wp.name, w->wp.name);
+		hutch_error_clear(&err);
+		*ret = NULL;
+		warm_clone_free(w);
+		return;
+	}
 	if (r == -ENOENT) {
 		hutch_error_clear(&err);
 		if (warm_template_make(st, &w->wp, timeout_ms, &w->made_ms, &err) < 0) {
@@ -810,6 +859,11 @@ void warm_clone_setup(struct store *st, const char *name, const struct vm_spec *
 			return;
 		}
 	} else if (r < 0) {
+		snprintf(w->warning, sizeof(w->warning), "%s; booting cold", err.msg);
+		hutch_error_clear(&err);
+		return;
+	}
+	if (w->wp.image && warm_image_clone_disk(w->wp.image, &err) < 0) {
 		snprintf(w->warning, sizeof(w->warning), "%s; booting cold", err.msg);
 		hutch_error_clear(&err);
 		return;

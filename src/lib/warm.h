@@ -10,7 +10,8 @@
  * free-page reporting, virtio-mem, postcopy) may run in a clone: a discard on a MAP_PRIVATE file
  * mapping punches a hole in the file itself, under every other clone.
  *
- * Layout: CACHE/warm/NAME/KEY/{mem,state,meta.json}; KEY is a digest of everything that shapes the
+ * Layout: CACHE/warm/NAME/KEY/{mem,state,meta.json}, and for an image VM its frozen disk
+ * {disk.qcow2,seed.iso,clone.qcow2} (warm_image.h); KEY is a digest of everything that shapes the
  * guest (kernel, initramfs, QEMU binary, argv, memory, accel). A new key makes a new template and
  * the old one goes; running clones keep the files they mapped. */
 #pragma once
@@ -19,6 +20,8 @@
 #include "qmp.h"
 
 #include <json-c/json.h>
+
+struct warm_image;
 
 /* What a warm template is made from and where it lives, for one VM's spec. */
 struct warm_plan {
@@ -31,9 +34,11 @@ struct warm_plan {
 	char **template_argv_base; /* canonical argv, before the template's memory and dirs */
 	const struct vm_spec *spec;
 	const struct qemu_plan *plan;
+	struct warm_image *image; /* an image VM's disk (warm_image.h); NULL for micro */
 };
 
-/* Whether a VM of this spec can be a clone: micro VMs with user or no network. -ENOTSUP says why. */
+/* Whether a VM of this spec can be a clone: micro and (BIOS) cloud-image VMs with user or no network.
+ * -ENOTSUP says why. */
 int warm_supported(const struct vm_spec *s, struct hutch_error *err);
 /* The warm plan of a VM (name: the VM, for the clone argv) whose qemu plan is p, for template tname. */
 int warm_plan_make(struct store *st, const char *tname, const char *name, const struct vm_spec *spec,

@@ -148,9 +148,113 @@ static void test_unsupported(void **state)
 	hutch_error_clear(&err);
 	f->spec->home = HOME_OFF;
 	f->spec->source = SOURCE_IMAGE;
+	assert_int_equal(warm_supported(f->spec, &err), 0);
+	f->spec->firmware = FIRMWARE_UEFI;
 	assert_int_equal(warm_supported(f->spec, &err), -ENOTSUP);
+	assert_non_null(strstr(err.msg, "UEFI"));
+	hutch_error_clear(&err);
+	f->spec->firmware = FIRMWARE_BIOS;
+	f->spec->source = SOURCE_OCI;
+	assert_int_equal(warm_supported(f->spec, &err), -ENOTSUP);
+	assert_non_null(strstr(err.msg, "container image"));
 	hutch_error_clear(&err);
 	f->spec->source = SOURCE_TEMPLATE;
+}
+
+/* A qcow2 header of virtual size SIZE on BACKING: all warm_image.c reads of a disk. */
+static void write_qcow2_header(const char *path, const char *backing, uint64_t size)
+{
+	unsigned char h[1024] = {'Q', 'F', 'I', 0xfb, 0, 0, 0, 3};
+	size_t len = strlen(backing);
+	for (int i = 0; i < 8; i++) {
+		h[8 + i] = (unsigned char)((512ull >> (56 - 8 * i)) & 0xff);
+		h[24 + i] = (unsigned char)((size >> (56 - 8 * i)) & 0xff);
+	}
+	for (int i = 0; i < 4; i++)
+		h[16 + i] = (unsigned char)((len >> (24 - 8 * i)) & 0xff);
+	memcpy(h + 512, backing, len);
+	struct hutch_error err = {0};
+	assert_int_equal(write_file_atomic(path, h, sizeof(h), 0600, &err), 0);
+}
+
+/* An image VM's instance: its plan has a disk on a base, a seed and keys of its own. */
+static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst, const char *smbios,
+		       struct qemu_plan *p)
+{
+	struct hutch_error err = {0};
+	memset(p, 0, sizeof(*p));
+	p->binary = xstrdup(f->plan.binary);
+	p->accel = &f->accel;
+	p->vm_dir = store_vm_dir(&f->st, inst);
+	assert_int_equal(mkdir_p(p->vm_dir, 0700), 0);
+	p->disk = xasprintf("%s/disk.qcow2", p->vm_dir);
+	p->seed = xasprintf("%s/seed.iso", p->vm_dir);
+	p->smbios = xstrdup(smbios);
+	_cleanup_free_ char *base = xasprintf("%s/base.qcow2", f->dir);
+	assert_int_equal(write_file_atomic(base, "base", 4, 0600, &err), 0);
+	write_qcow2_header(p->disk, base, 8ull << 30);
+	struct qemu_config c = {.name = inst,
+				.spec = spec,
+				.binary = p->binary,
+				.run_dir = "/run/x",
+				.vm_dir = p->vm_dir,
+				.disk = p->disk,
+				.seed = p->seed,
+				.smbios_cred = p->smbios,
+				.accel = &f->accel};
+	assert_int_equal(qemu_build_argv(&c, &p->argv, &err), 0);
+}
+
+static void test_image(void **state)
+{
+	struct fixture *f = *state;
+	struct hutch_error err = {0};
+	struct vm_spec *spec = spec_new("img-1234abcd");
+	spec->source = SOURCE_IMAGE;
+	spec_apply_defaults(spec);
+	struct qemu_plan p1, p2;
+	image_plan(f, spec, "img-1234abcd", "io.systemd.credential.binary:a=b", &p1);
+	image_plan(f, spec, "img-99999999", "io.systemd.credential.binary:a=c", &p2);
+	struct warm_plan a, b, c;
+	/* no template VM 'img' with a seed yet */
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", spec, &p1, &a, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "seed"));
+	hutch_error_clear(&err);
+	_cleanup_free_ char *tdir = store_vm_dir(&f->st, "img");
+	_cleanup_free_ char *tseed = xasprintf("%s/seed.iso", tdir);
+	assert_int_equal(mkdir_p(tdir, 0700), 0);
+	assert_int_equal(write_file_atomic(tseed, "seed 1", 6, 0600, &err), 0);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", spec, &p1, &a, &err), 0);
+	assert_non_null(a.image);
+	/* the clone runs on an overlay of its own, with the template's seed medium */
+	_cleanup_free_ char *cdisk = xasprintf("file=%s/clone-disk.qcow2,", p1.vm_dir);
+	_cleanup_free_ char *cseed = xasprintf("file=%s/seed.iso,", a.dir);
+	_cleanup_free_ char *cold = xasprintf("file=%s,", p1.disk);
+	assert_true(argv_has(a.clone_argv, cdisk));
+	assert_true(argv_has(a.clone_argv, cseed));
+	assert_false(argv_has(a.clone_argv, cold));
+	assert_true(argv_has(a.clone_argv, "q35,") && argv_has(a.clone_argv, ",memory-backend=warm-mem"));
+	/* another instance (its own keys): the same template */
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-99999999", spec, &p2, &b, &err), 0);
+	assert_string_equal(a.key, b.key);
+	warm_plan_release(&b);
+	/* another seed (cloud-init config, keys, agent): another template */
+	assert_int_equal(write_file_atomic(tseed, "seed 2", 6, 0600, &err), 0);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", spec, &p1, &c, &err), 0);
+	assert_string_not_equal(a.key, c.key);
+	warm_plan_release(&c);
+	/* another disk size: another template */
+	_cleanup_free_ char *base = xasprintf("%s/base.qcow2", f->dir);
+	write_qcow2_header(p1.disk, base, 16ull << 30);
+	assert_int_equal(write_file_atomic(tseed, "seed 1", 6, 0600, &err), 0);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", spec, &p1, &c, &err), 0);
+	assert_string_not_equal(a.key, c.key);
+	warm_plan_release(&c);
+	warm_plan_release(&a);
+	p1.accel = p2.accel = NULL;
+	qemu_plan_release(&p1);
+	qemu_plan_release(&p2);
+	spec_free(spec);
 }
 
 static void test_check_and_cache(void **state)
@@ -275,6 +379,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tb_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_instance_mark, setup, teardown),
 		cmocka_unit_test(test_identity_roundtrip),

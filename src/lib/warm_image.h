@@ -1,0 +1,51 @@
+/* Warm templates of image VMs (warm.h): the template's disk. The template VM boots on an overlay of
+ * its own on the base image, with a copy of the defined VM's cloud-init seed. When it is saved, that
+ * overlay becomes the template's frozen disk state: KEYDIR/disk.qcow2, mode 0400, its size, mtime
+ * and checksum in meta.json. Each clone runs on a fresh overlay backed by it (VMDIR/clone-disk.qcow2,
+ * a copy of KEYDIR/clone.qcow2, an empty overlay made at save time), so a clone's writes never reach
+ * the template and no two clones see each other's files. The clone keeps the template's seed medium
+ * (KEYDIR/seed.iso): its guest already read it, and its device state says what it holds.
+ *
+ * The key has the base image, the seed's checksum (cloud-init config, keys, the agent it installs)
+ * and the disk's size; the argv (machine, memory, cpus, devices) is keyed by warm.c. */
+#pragma once
+#include "backend.h"
+#include "util.h"
+
+#include <json-c/json.h>
+
+struct warm_image {
+	char *base;		   /* the base image the VM's disk is an overlay on */
+	char *vm_seed;		   /* the template VM's seed: the defined VM's */
+	uint64_t disk_size;	   /* virtual size of the VM's disk, bytes */
+	char *disk, *seed, *blank; /* in the template's key dir */
+	char *clone_disk;	   /* the clone's own overlay */
+};
+
+/* Whether spec is an image VM that can be a template (-ENOTSUP says why not; 0 for any other VM). */
+int warm_image_supported(const struct vm_spec *spec, struct hutch_error *err);
+/* For an image VM: its key lines into key and *ret (NULL for other VMs). tname names the defined VM
+ * whose seed the template boots with; p is the plan of the VM that is being keyed (the template VM
+ * or a clone of it). */
+int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *spec, const struct qemu_plan *p,
+		    struct strbuf *key, struct warm_image **ret, struct hutch_error *err);
+/* Where the template's files are (dir: its key dir), and the clone's overlay in vm_dir. */
+void warm_image_place(struct warm_image *wi, const char *dir, const char *vm_dir);
+void warm_image_free(struct warm_image *wi);
+
+/* Before the template VM boots in bdir: bdir/disk.qcow2 on the base, bdir/seed.iso and the keys
+ * that go with the seed. */
+int warm_image_prepare(const struct warm_image *wi, const char *bdir, struct hutch_error *err);
+/* After the template VM's agent said HELLO (afd, non-blocking; pid: its QEMU): let its first boot
+ * finish (cloud-init, systemd: sshd listens) and sync, then PING until it is idle again. */
+int warm_image_settle(int afd, pid_t pid, uint64_t deadline, struct hutch_error *err);
+/* After it was saved: the disk is frozen and recorded in meta, the clones' empty overlay is made. */
+int warm_image_seal(const struct warm_image *wi, const char *bdir, json_object *meta, struct hutch_error *err);
+/* -EBADMSG when the template's disk, seed or empty overlay is missing or changed (tname: its name). */
+int warm_image_check(const struct warm_image *wi, json_object *meta, const char *tname, struct hutch_error *err);
+/* The clone's argv (a copy of the cold one, already a clone's) with its disk on the clone's overlay
+ * and the template's seed; cold_disk and cold_seed are the paths the cold argv has. */
+void warm_image_clone_argv(const struct warm_image *wi, const char *cold_disk, const char *cold_seed, char **argv);
+/* A fresh overlay for one clone, right before its QEMU starts, and the template VM's keys (its
+ * guest's host key, the key pair the guest authorizes) in place of the clone's own. */
+int warm_image_clone_disk(const struct warm_image *wi, struct hutch_error *err);
