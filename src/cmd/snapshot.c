@@ -10,6 +10,13 @@ static const struct opt snapshot_opts[] = {
 	OPT_END(),
 };
 
+/* Whether the snapshot keeps RAM (its size may be unknown: a remote libvirt host's disk). */
+static bool has_ram(json_object *o)
+{
+	json_object *v;
+	return o && json_object_object_get_ex(o, "ram", &v) && json_object_get_boolean(v);
+}
+
 static void print_row(json_object *o)
 {
 	char size[32] = "-", when[32] = "-";
@@ -20,7 +27,7 @@ static void print_row(json_object *o)
 	int64_t vm = cmd_json_int(o, "vm_state_bytes");
 	if (vm > 0)
 		cmd_human((uint64_t)vm, size, sizeof(size));
-	printf("%-24s %-9s %10s %-19s %lds\n", cmd_json_str(o, "tag"), vm > 0 ? "disk+ram" : "disk", size, when,
+	printf("%-24s %-9s %10s %-19s %lds\n", cmd_json_str(o, "tag"), has_ram(o) ? "disk+ram" : "disk", size, when,
 	       (long)cmd_json_int(o, "vm_clock_s"));
 }
 
@@ -59,7 +66,7 @@ static int snapshot_save_cmd(struct cmd_ctx *c, void *opts, int argc, char **arg
 	else {
 		if (!c->quiet)
 			printf("saved snapshot %s of %s (%s)\n", tag, argv[0],
-			       cmd_json_int(o, "vm_state_bytes") > 0 ? "disk and RAM" : "disk only");
+			       has_ram(o) ? "disk and RAM" : "disk only");
 		json_object_put(o);
 	}
 	return EXIT_OK;

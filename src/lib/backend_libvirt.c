@@ -60,6 +60,7 @@ int backend_choose(const struct store *st, struct vm_spec *spec, const char *bac
 #include "ready.h"
 #include "virt_channel.h"
 #include "virt_conn.h"
+#include "virt_snapshot.h"
 #include "virt_watch.h"
 
 #include <libvirt/libvirt.h>
@@ -154,6 +155,7 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, cha
 	_cleanup_free_ char *cmdline = NULL, *fw_code = NULL, *fw_vars = NULL, *console_log = NULL;
 	_cleanup_free_ char *domain = domain_xml_name(vm->name);
 	_cleanup_free_ char *passt = path_find("passt", NULL);
+	_cleanup_free_ char *snap_disk = virt_snapshot_disk_path(vm);
 	struct qemu_config c = {.name = vm->name, .spec = vm->spec, .accel = p.accel, .shares = p.shares};
 	if (vm->spec->source == SOURCE_TEMPLATE)
 		cmdline = qemu_micro_cmdline(&c);
@@ -172,6 +174,7 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, cha
 		.kernel = p.kernel,
 		.initrd = p.initrd,
 		.cmdline = cmdline,
+		.snapshot_disk = snap_disk,
 		.disk = p.disk,
 		.seed = p.seed,
 		.fw_code = p.fw_code,
@@ -230,6 +233,8 @@ int libvirt_define(struct vm *vm, struct hutch_error *err)
 	if (l.dom)
 		virDomainGetUUIDString(l.dom, uuid);
 	r = lv_render_xml(vm, PLAN_RENDER, uuid[0] ? uuid : NULL, &xml, NULL, NULL, err);
+	if (r == 0)
+		r = virt_snapshot_disk_make(vm, err);
 	if (r == 0)
 		r = lv_define_xml(&l, vm, xml, err);
 	lv_close(&l);
@@ -322,6 +327,8 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	if (l.dom)
 		virDomainGetUUIDString(l.dom, uuid);
 	r = lv_render_xml(vm, PLAN_START, uuid[0] ? uuid : NULL, &xml, &kvm, ret->kernel_release, err);
+	if (r == 0)
+		r = virt_snapshot_disk_make(vm, err);
 	if (r < 0)
 		goto out;
 	ret->spawn_ms = now_ms() - t0;
@@ -603,6 +610,24 @@ void libvirt_domain_close(void *conn, void *dom)
 	if (dom)
 		virDomainFree(dom);
 	virt_close(conn);
+}
+
+int libvirt_domain_lookup(struct vm *vm, void **ret_conn, void **ret_dom, struct hutch_error *err)
+{
+	struct lv l;
+	int r = lv_open(vm, &l, err);
+	if (r < 0)
+		return r;
+	if (!l.dom) {
+		r = hutch_error_set(err, ENOENT, "libvirt has no domain '%s' at '%s' (start the VM once to define it)",
+				    l.domain, l.uri);
+		lv_close(&l);
+		return r;
+	}
+	*ret_conn = TAKE_PTR(l.conn);
+	*ret_dom = TAKE_PTR(l.dom);
+	lv_close(&l);
+	return 0;
 }
 
 int libvirt_autostart(const struct store *st, const char *name, bool on, struct hutch_error *err)

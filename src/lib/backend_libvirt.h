@@ -23,6 +23,8 @@ int libvirt_autostart(const struct store *st, const char *name, bool on, struct 
  * libvirt_domain_close; -ENOTCONN when it is not running. */
 int libvirt_domain_open(struct vm *vm, void **ret_conn, void **ret_dom, struct hutch_error *err);
 void libvirt_domain_close(void *conn, void *dom);
+/* The VM's defined domain, running or not (snapshots); -ENOENT when libvirt has none. */
+int libvirt_domain_lookup(struct vm *vm, void **ret_conn, void **ret_dom, struct hutch_error *err);
 /* port add|rm|ls (virt_port.c): 1 with *ret {"ok", "forwards"} when NAME is a libvirt VM, 0 when it
  * is not one (ask the monitor), < 0 on error. op: port-add, port-rm, port-ls. */
 int libvirt_port(struct store *st, const char *name, const char *op, const char *spec, json_object **ret,

@@ -181,6 +181,27 @@ static void write_disk(struct w *w, const char *path, const char *format, const 
 	end(w);
 }
 
+/* A micro VM's disk for snapshots (virt_snapshot.h): libvirt takes internal snapshots only of a
+ * domain with a qcow2 disk to hold the RAM. The guest sees it as an unused virtio disk. */
+static void write_snapshot_disk(struct w *w, const char *path)
+{
+	start(w, "disk");
+	attr(w, "type", "file");
+	attr(w, "device", "disk");
+	start(w, "driver");
+	attr(w, "name", "qemu");
+	attr(w, "type", "qcow2");
+	end(w);
+	empty1(w, "source", "file", path);
+	start(w, "target");
+	attr(w, "dev", "vda");
+	attr(w, "bus", "virtio");
+	end(w);
+	elem(w, "serial", "hutch-snapshots");
+	mmio(w, true);
+	end(w);
+}
+
 static void write_console(struct w *w, const struct domain_xml_input *in)
 {
 	start(w, "serial");
@@ -458,7 +479,8 @@ static int write_devices(struct w *w, const struct domain_xml_input *in, struct 
 		if (in->seed)
 			/* virtio, not a CD-ROM: cloud kernels have no AHCI (as the qemu backend) */
 			write_disk(w, in->seed, "raw", "vdb", true, false);
-	}
+	} else if (in->snapshot_disk)
+		write_snapshot_disk(w, in->snapshot_disk);
 	if (s->net_mode == NET_USER && in->passt) {
 		int r = write_passt_interface(w, s, err);
 		if (r < 0)

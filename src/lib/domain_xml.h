@@ -21,6 +21,7 @@ struct domain_xml_input {
 	const char *cpu; /* the model for -cpu (max, host...) */
 	/* micro: direct kernel boot */
 	const char *kernel, *initrd, *cmdline;
+	const char *snapshot_disk; /* a persistent one: the qcow2 its snapshots live in (virt_snapshot.h) */
 	/* image VMs */
 	const char *disk, *seed, *fw_code, *fw_vars, *nvram, *smbios_cred;
 	bool tpm;

@@ -39,6 +39,14 @@ int lazy_xml_load(struct hutch_error *err);
 	X(virDomainRef)                       \
 	X(virDomainSetAutostart)              \
 	X(virDomainShutdown)                  \
+	X(virDomainListAllSnapshots)          \
+	X(virDomainRevertToSnapshot)          \
+	X(virDomainSnapshotCreateXML)         \
+	X(virDomainSnapshotDelete)            \
+	X(virDomainSnapshotFree)              \
+	X(virDomainSnapshotGetName)           \
+	X(virDomainSnapshotGetXMLDesc)        \
+	X(virDomainSnapshotLookupByName)      \
 	X(virDomainStatsRecordListFree)       \
 	X(virDomainUndefineFlags)             \
 	X(virEventAddTimeout)                 \
@@ -95,6 +103,14 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #define virDomainRef (*lazy_virt()->virDomainRef)
 #define virDomainSetAutostart (*lazy_virt()->virDomainSetAutostart)
 #define virDomainShutdown (*lazy_virt()->virDomainShutdown)
+#define virDomainListAllSnapshots (*lazy_virt()->virDomainListAllSnapshots)
+#define virDomainRevertToSnapshot (*lazy_virt()->virDomainRevertToSnapshot)
+#define virDomainSnapshotCreateXML (*lazy_virt()->virDomainSnapshotCreateXML)
+#define virDomainSnapshotDelete (*lazy_virt()->virDomainSnapshotDelete)
+#define virDomainSnapshotFree (*lazy_virt()->virDomainSnapshotFree)
+#define virDomainSnapshotGetName (*lazy_virt()->virDomainSnapshotGetName)
+#define virDomainSnapshotGetXMLDesc (*lazy_virt()->virDomainSnapshotGetXMLDesc)
+#define virDomainSnapshotLookupByName (*lazy_virt()->virDomainSnapshotLookupByName)
 #define virDomainStatsRecordListFree (*lazy_virt()->virDomainStatsRecordListFree)
 #define virDomainUndefineFlags (*lazy_virt()->virDomainUndefineFlags)
 #define virEventAddTimeout (*lazy_virt()->virEventAddTimeout)

@@ -5,6 +5,7 @@
 #include "client.h"
 #include "qemu.h"
 #include "ready.h"
+#include "virt_snapshot.h"
 #include "vmops.h"
 
 #include <fcntl.h>
@@ -44,8 +45,7 @@ static char *snap_file(const char *vm_dir, const struct vm_spec *spec)
 	return xasprintf("%s/%s", vm_dir, spec->source == SOURCE_IMAGE ? "disk.qcow2" : SNAP_FILE);
 }
 
-/* qemu-img ARGS, its stdout in *ret_out (optional), its stderr's first line in the error. */
-static int qemu_img(char *const argv[], char **ret_out, struct hutch_error *err)
+int snapshot_qemu_img(char *const argv[], char **ret_out, struct hutch_error *err)
 {
 	int po[2], pe[2];
 	if (pipe2(po, O_CLOEXEC) < 0)
@@ -112,7 +112,7 @@ static int attach_snap_file(struct qmp *q, const char *vm_dir, const struct vm_s
 	_cleanup_free_ char *file = snap_file(vm_dir, spec);
 	if (access(file, F_OK) < 0) {
 		char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", file, "16M", NULL};
-		int r = qemu_img(argv, NULL, err);
+		int r = snapshot_qemu_img(argv, NULL, err);
 		if (r < 0)
 			return r;
 	}
@@ -161,16 +161,11 @@ int snapshot_qmp(struct qmp *q, const char *vm_dir, const struct vm_spec *spec, 
 
 static int vm_of(struct store *st, const char *name, struct vm *ret, struct hutch_error *err)
 {
-	int r = vm_load(st, name, ret, err);
-	if (r < 0)
-		return r;
-	if (ret->spec->backend && strcmp(ret->spec->backend, "qemu") != 0) {
-		vm_release(ret);
-		return hutch_error_set(err, ENOTSUP, "'%s' runs on libvirt: hutch snapshots are for the qemu backend",
-				       name);
-	}
-	return 0;
+	return vm_load(st, name, ret, err);
 }
+
+/* A libvirt VM's snapshots are libvirt's own (virt_snapshot.h). */
+static bool on_libvirt(const struct vm *vm) { return vm->spec->backend && !strcmp(vm->spec->backend, "libvirt"); }
 
 static int monitor_op(struct store *st, const char *name, const char *op, const char *tag, struct hutch_error *err)
 {
@@ -207,18 +202,28 @@ int snapshot_list(struct store *st, const char *name, json_object **ret_array, s
 	int r = vm_of(st, name, &vm, err);
 	if (r < 0)
 		return r;
+	if (on_libvirt(&vm)) {
+		r = virt_snapshot_list(&vm, ret_array, err);
+		vm_release(&vm);
+		return r;
+	}
 	_cleanup_free_ char *dir = store_vm_dir(st, name);
 	_cleanup_free_ char *file = snap_file(dir, vm.spec);
 	vm_release(&vm);
-	json_object *arr = json_object_new_array();
 	if (access(file, F_OK) < 0) {
-		*ret_array = arr;
+		*ret_array = json_object_new_array();
 		return 0;
 	}
+	return snapshot_qcow2_list(file, ret_array, err);
+}
+
+int snapshot_qcow2_list(const char *file, json_object **ret_array, struct hutch_error *err)
+{
+	json_object *arr = json_object_new_array();
 	/* -U: a running VM's QEMU holds the image's lock; reading its header is safe */
-	char *argv[] = {"qemu-img", "info", "-U", "--output=json", file, NULL};
+	char *argv[] = {"qemu-img", "info", "-U", "--output=json", (char *)file, NULL};
 	_cleanup_free_ char *out = NULL;
-	r = qemu_img(argv, &out, err);
+	int r = snapshot_qemu_img(argv, &out, err);
 	if (r < 0) {
 		json_object_put(arr);
 		return r;
@@ -257,13 +262,17 @@ int snapshot_save(struct store *st, const char *name, const char *tag, json_obje
 	int r = check_tag(tag, err);
 	if (r < 0 || (r = vm_of(st, name, &vm, err)) < 0)
 		return r;
-	bool image = vm.spec->source == SOURCE_IMAGE, disposable = vm.spec->disposable;
+	bool image = vm.spec->source == SOURCE_IMAGE, disposable = vm.spec->disposable, lv = on_libvirt(&vm);
 	_cleanup_free_ char *dir = store_vm_dir(st, name);
 	_cleanup_free_ char *file = snap_file(dir, vm.spec);
+	if (lv && !disposable)
+		r = virt_snapshot_save(&vm, tag, err);
 	vm_release(&vm);
 	if (disposable)
 		return hutch_error_set(err, ENOTSUP, "'%s' is disposable: it has no snapshots", name);
-	if (store_is_running(st, name))
+	if (lv)
+		;
+	else if (store_is_running(st, name))
 		r = monitor_op(st, name, "snapshot-save", tag, err);
 	else if (!image)
 		return hutch_error_set(err, ENOTSUP,
@@ -274,12 +283,12 @@ int snapshot_save(struct store *st, const char *name, const char *tag, json_obje
 		json_object *have = NULL;
 		if (snapshot_list(st, name, &have, NULL) == 0 && find_tag(have, tag)) {
 			char *del[] = {"qemu-img", "snapshot", "-d", (char *)tag, file, NULL};
-			r = qemu_img(del, NULL, err);
+			r = snapshot_qemu_img(del, NULL, err);
 		}
 		json_object_put(have);
 		char *argv[] = {"qemu-img", "snapshot", "-c", (char *)tag, file, NULL};
 		if (r == 0)
-			r = qemu_img(argv, NULL, err);
+			r = snapshot_qemu_img(argv, NULL, err);
 	}
 	if (r < 0)
 		return hutch_error_wrap(err, "snapshot save '%s' '%s'", name, tag);
@@ -320,11 +329,32 @@ static void wait_agent_back(struct store *st, const char *name, uint64_t ms)
 	}
 }
 
+/* 1 when NAME is a libvirt VM and fn did the work (< 0: it failed, wrapped with verb), 0 when it is
+ * not one. */
+static int on_libvirt_do(struct store *st, const char *name, const char *tag,
+			 int (*fn)(struct vm *, const char *, struct hutch_error *), const char *verb,
+			 struct hutch_error *err)
+{
+	struct vm vm;
+	int r = vm_of(st, name, &vm, err);
+	if (r < 0)
+		return r;
+	bool lv = on_libvirt(&vm);
+	if (lv)
+		r = fn(&vm, tag, err);
+	vm_release(&vm);
+	if (r < 0)
+		return hutch_error_wrap(err, "snapshot %s '%s' '%s'", verb, name, tag);
+	return lv;
+}
+
 int snapshot_restore(struct store *st, const char *name, const char *tag, struct hutch_error *err)
 {
 	json_object *all = NULL;
 	int r = check_tag(tag, err);
-	if (r < 0 || (r = snapshot_list(st, name, &all, err)) < 0)
+	if (r < 0 || (r = on_libvirt_do(st, name, tag, virt_snapshot_restore, "restore", err)) != 0)
+		return r < 0 ? r : 0;
+	if ((r = snapshot_list(st, name, &all, err)) < 0)
 		return r;
 	json_object *o = find_tag(all, tag), *v;
 	bool ram = o && json_object_object_get_ex(o, "ram", &v) && json_object_get_boolean(v);
@@ -342,7 +372,7 @@ int snapshot_restore(struct store *st, const char *name, const char *tag, struct
 		_cleanup_free_ char *dir = store_vm_dir(st, name);
 		_cleanup_free_ char *file = xasprintf("%s/disk.qcow2", dir);
 		char *argv[] = {"qemu-img", "snapshot", "-a", (char *)tag, file, NULL};
-		r = qemu_img(argv, NULL, err);
+		r = snapshot_qemu_img(argv, NULL, err);
 		return r < 0 ? hutch_error_wrap(err, "snapshot restore '%s' '%s'", name, tag) : 0;
 	}
 	if (!running) {
@@ -365,7 +395,9 @@ int snapshot_remove(struct store *st, const char *name, const char *tag, struct 
 {
 	json_object *all = NULL;
 	int r = check_tag(tag, err);
-	if (r < 0 || (r = snapshot_list(st, name, &all, err)) < 0)
+	if (r < 0 || (r = on_libvirt_do(st, name, tag, virt_snapshot_remove, "rm", err)) != 0)
+		return r < 0 ? r : 0;
+	if ((r = snapshot_list(st, name, &all, err)) < 0)
 		return r;
 	bool have = find_tag(all, tag) != NULL;
 	json_object_put(all);
@@ -381,7 +413,7 @@ int snapshot_remove(struct store *st, const char *name, const char *tag, struct 
 		_cleanup_free_ char *file = snap_file(dir, vm.spec);
 		vm_release(&vm);
 		char *argv[] = {"qemu-img", "snapshot", "-d", (char *)tag, file, NULL};
-		r = qemu_img(argv, NULL, err);
+		r = snapshot_qemu_img(argv, NULL, err);
 	}
 	return r < 0 ? hutch_error_wrap(err, "snapshot rm '%s' '%s'", name, tag) : 0;
 }
