@@ -2,8 +2,8 @@
 # The auto_shutdown policies on the libvirt backend (qemu:///session), applied by the supervisor
 # that start spawns beside the domain: idle (a session longer than idle keeps the VM up, then it
 # stops by itself), on_app_exit (run starts the VM, the app exits, the VM stops), list's ACCEL and
-# AGENT columns from that supervisor, and a domain started outside hutch (virsh): start says
-# "already running" and hutch applies the policies from then on.
+# AGENT columns from that supervisor, a domain started outside hutch (virsh): start says "already
+# running" and hutch applies the policies from then on, and run --rm killed mid-run leaves nothing.
 # once
 # timeout: 1200
 . "$(dirname "$0")/lib.sh"
@@ -38,6 +38,22 @@ stopped()
 	vsh domstate "hutch-$1" 2>/dev/null | grep -q "shut off" && hutch list -a 2>/dev/null | grep -Eq "^$1 +stopped"
 }
 
+# events says why each stopped: reason idle and app-exit, as on the qemu backend
+"$HUTCH" events --json >"$T/ev.json" 2>"$T/ev.err" &
+EV=$!
+trap 'kill $EV 2>/dev/null; _cleanup' EXIT
+# has_event VM EVENT REASON: events printed it
+has_event()
+{
+	python3 - "$T/ev.json" "$@" <<'PY'
+import json, sys
+f, vm, ev, reason = sys.argv[1:5]
+sys.exit(0 if any(j.get("vm") == vm and j.get("event") == ev and j.get("reason") == reason
+                  for j in map(json.loads, open(f))) else 1)
+PY
+}
+sleep 1 # let the follower subscribe; libvirt does not replay what happened before
+
 # ---- idle ----
 run hutch start "$I" --timeout 600
 is "$RC" 0 "start $I (auto_shutdown.idle: 10)"
@@ -51,7 +67,7 @@ is "$(json_get "$OUT" "[v['agent'] for v in j if v['name']=='$I'][0]")" "ready" 
 run hutch exec "$I" -- sleep 25
 is "$RC" 0 "idle: a session longer than idle is not cut off"
 ok "idle: $I stops by itself with no sessions" wait_until 300 stopped "$I"
-like "$(cat "$HUTCH_HOME/data/vms/$I/libvirt-watch.log" 2>/dev/null)" "stopping: idle" "... for being idle"
+ok "... and events says why: stopped, reason idle" wait_until 30 has_event "$I" stopped idle
 run hutch start "$I" --timeout 600
 is "$RC" 0 "start $I again after its idle stop"
 run hutch stop "$I"
@@ -61,6 +77,7 @@ is "$RC" 0 "... and stop"
 run hutch run "$A" -- true
 is "$RC" 0 "run $A -- true starts it on demand and exits 0"
 ok "on_app_exit: $A stops by itself after its app exits" wait_until 300 stopped "$A"
+ok "... and events says why: stopped, reason app-exit" wait_until 30 has_event "$A" stopped app-exit
 
 # ---- a domain started outside hutch ----
 vsh start "hutch-$A" >/dev/null
@@ -77,6 +94,20 @@ like "$OUT" "^$A +running +libvirt +tcg .* ready " "... and AGENT ready once a s
 run hutch run "$A" -- true
 is "$RC" 0 "run $A -- true in the adopted domain"
 ok "on_app_exit applies to it too: $A stops by itself" wait_until 300 stopped "$A"
+
+# ---- run --rm whose CLI is killed: the transient domain and the instance go all the same ----
+"$HUTCH" run --rm --backend libvirt micro -- sh -c 'echo up; sleep 600' >"$T/rm.out" 2>"$T/rm.err" &
+rm_pid=$!
+ok "run --rm on libvirt runs its program" wait_until 300 grep -q up "$T/rm.out"
+inst=$(vm_names | grep '^micro-' | head -1)
+ok "... in a disposable instance" test -n "$inst"
+kill -9 "$rm_pid"
+wait "$rm_pid" 2>/dev/null
+rm_gone()
+{
+	! vsh list --all --name 2>/dev/null | grep -q "^hutch-$inst\$" && [ -z "$(vm_names | grep "^$inst\$")" ]
+}
+ok "run --rm killed with SIGKILL: its domain and instance are removed all the same" wait_until 120 rm_gone
 
 for v in "$I" "$A"; do
 	run hutch destroy "$v"
