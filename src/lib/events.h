@@ -15,9 +15,10 @@
 #define EVENTS_LINE_MAX 1024
 #define EVENTS_FILE_MAX (64 * 1024)
 
-/* event: started agent-ready stopped crashed. reason: a short token (requested, idle, app-exit,
- * poweroff, destroyed, qemu-killed...), detail: the human sentence; both may be NULL. Best effort:
- * an event that cannot be written is lost, never an error for the VM. */
+/* event: started agent-ready stopped crashed (libvirt also: connection-lost reconnected). reason:
+ * a short token (requested, idle, app-exit, poweroff, destroyed, qemu-killed, missed...), detail:
+ * the human sentence; both may be NULL. Best effort: an event that cannot be written is lost, never
+ * an error for the VM. */
 int events_append(const struct store *st, const char *name, const char *backend, const char *event, const char *reason,
 		  const char *detail);
 /* The same event as one JSON line (no newline), cut to fit EVENTS_LINE_MAX. */

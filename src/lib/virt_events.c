@@ -59,9 +59,14 @@ struct sub {
 	int id;
 	const struct store *st;
 	int fd;
+	/* hutch VMs running at the last look, each with a NUL: what a reconnect compares against */
+	struct strbuf running;
+	bool synced, lost;
 };
 static struct sub subs[8];
 static pthread_mutex_t subs_lock = PTHREAD_MUTEX_INITIALIZER;
+/* sub.running: libvirt's event thread updates it, a reconnect reads and replaces it */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The hutch VM behind a domain on this URI, when it is one of ours: hutch-NAME, defined here with
  * the libvirt backend on the same URI. */
@@ -80,6 +85,37 @@ static bool vm_of(struct sub *s, const char *domain, char *ret, size_t len)
 	if (ours)
 		snprintf(ret, len, "%s", domain + pl);
 	return ours;
+}
+
+static void emit(struct sub *s, const char *name, const char *event, const char *reason, const char *detail)
+{
+	_cleanup_free_ char *line = events_line(name, "libvirt", event, reason, detail);
+	_cleanup_free_ char *nl = xasprintf("%s\n", line);
+	write_all(s->fd, nl, strlen(nl)); /* one line under PIPE_BUF: atomic */
+}
+
+static bool in_list(const struct strbuf *l, const char *name)
+{
+	for (size_t i = 0; i < l->len; i += strlen(l->buf + i) + 1)
+		if (!strcmp(l->buf + i, name))
+			return true;
+	return false;
+}
+
+/* An event said so: NAME runs now, or not. */
+static void set_running(struct sub *s, const char *name, bool running)
+{
+	pthread_mutex_lock(&running_lock);
+	if (running && !in_list(&s->running, name))
+		strbuf_add(&s->running, name, strlen(name) + 1);
+	for (size_t i = 0; !running && i < s->running.len; i += strlen(s->running.buf + i) + 1)
+		if (!strcmp(s->running.buf + i, name)) {
+			size_t n = strlen(name) + 1;
+			memmove(s->running.buf + i, s->running.buf + i + n, s->running.len - i - n);
+			s->running.len -= n;
+			break;
+		}
+	pthread_mutex_unlock(&running_lock);
 }
 
 static const char *const stopped_why[] = {
@@ -137,10 +173,59 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 	default:
 		return 0; /* defined, undefined, suspended, resumed, pmsuspended: not lifecycle news here */
 	}
+	if (event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_STOPPED)
+		set_running(s, name, event == VIR_DOMAIN_EVENT_STARTED);
 	size_t n = strlen(line);
 	_cleanup_free_ char *nl = xasprintf("%s\n", line);
 	write_all(s->fd, nl, n + 1); /* one line under PIPE_BUF: atomic */
 	return 0;
+}
+
+/* Which hutch VMs on this URI run now, into s->running. After a lost connection, whatever changed
+ * meanwhile is said as an event of its own (reason "missed"): libvirt does not replay what it sent
+ * while nobody listened, and a VM that stopped and started again in the gap looks unchanged. */
+static void sync_running(struct sub *s, virConnectPtr conn)
+{
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+	if (n < 0)
+		return; /* unknown: the next reconnect compares with the older list */
+	struct strbuf now = STRBUF_INIT;
+	for (int i = 0; i < n; i++) {
+		const char *domain = virDomainGetName(doms[i]);
+		char name[64];
+		if (domain && vm_of(s, domain, name, sizeof(name)))
+			strbuf_add(&now, name, strlen(name) + 1);
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	pthread_mutex_lock(&running_lock);
+	if (s->lost && s->synced) {
+		_cleanup_free_ char *gap = xasprintf("while the connection to %s was down (libvirt's state, read again "
+						     "once it was back)",
+						     s->uri);
+		for (size_t i = 0; i < now.len; i += strlen(now.buf + i) + 1)
+			if (!in_list(&s->running, now.buf + i))
+				emit(s, now.buf + i, "started", "missed", gap);
+		for (size_t i = 0; i < s->running.len; i += strlen(s->running.buf + i) + 1) {
+			const char *name = s->running.buf + i;
+			if (in_list(&now, name)) {
+				emit(s, name, "reconnected", NULL,
+				     "still running; events in the gap, if any, are lost");
+				continue;
+			}
+			char reason[32] = "", text[256] = "";
+			_cleanup_free_ char *why = read_note(s->st, name, reason, sizeof(reason), text, sizeof(text))
+							   ? xasprintf("%s (%s)", gap, text)
+							   : xstrdup(gap);
+			emit(s, name, "stopped", "missed", why);
+		}
+	}
+	strbuf_release(&s->running);
+	s->running = now;
+	s->synced = true;
+	s->lost = false;
+	pthread_mutex_unlock(&running_lock);
 }
 
 static int subscribe(struct sub *s, struct hutch_error *err)
@@ -161,6 +246,7 @@ static int subscribe(struct sub *s, struct hutch_error *err)
 	}
 	s->conn = conn;
 	s->id = id;
+	sync_running(s, conn);
 	return 0;
 }
 
@@ -199,6 +285,16 @@ void virt_events_check(const struct store *st, int out_fd)
 			virConnectDomainEventDeregisterAny(s->conn, s->id);
 			virt_close(s->conn);
 			s->conn = NULL;
+			/* say so at once, for every VM this URI ran: nothing arrives until it is back */
+			_cleanup_free_ char *why = xasprintf("the connection to %s was lost: events are missed until "
+							     "it is back, then the VMs' state is read again",
+							     s->uri);
+			pthread_mutex_lock(&running_lock);
+			for (size_t k = 0; k < s->running.len; k += strlen(s->running.buf + k) + 1)
+				emit(s, s->running.buf + k, "connection-lost", NULL, why);
+			s->lost = true;
+			pthread_mutex_unlock(&running_lock);
+			virt_forget(s->uri);
 		}
 		subscribe(s, NULL);
 	}

@@ -3,7 +3,7 @@
 # them to the VM's events.jsonl, followed with inotify (VMs created after `events` started too);
 # libvirt VMs come from libvirt's own lifecycle events (virConnectDomainEventRegisterAny), with
 # agent-ready from the start that heard HELLO. Stops by hutch, by the guest, by `virsh destroy`,
-# and QEMU killed with SIGKILL.
+# and QEMU killed with SIGKILL; a libvirt connection lost while a domain stops (missed, not lost).
 # once
 # timeout: 900
 . "$(dirname "$0")/lib.sh"
@@ -95,6 +95,22 @@ run hutch start "$L" --timeout 300
 vsh destroy "hutch-$L" >/dev/null
 ok "virsh destroy behind hutch's back: stopped, reason destroyed" \
 	wait_until 30 has_event "$T/all.json" "$L" stopped destroyed
+
+# the connection drops (the session daemon is killed) and the domain dies while nobody listens:
+# events says the connection was lost, and once it is back, what changed meanwhile (reason missed)
+run hutch start "$L" --timeout 300
+is "$RC" 0 "start it again"
+lpid=$(pgrep -u "$(id -u)" -f "guest=hutch-$L," | head -1)
+dpid=$(cat "$HOME/.cache/libvirt/libvirtd.pid" 2>/dev/null)
+ok "the domain's QEMU and the session daemon found" test -n "$lpid" -a -n "$dpid"
+kill -9 "$dpid" "$lpid"
+ok "the daemon killed: events says the connection was lost" \
+	wait_until 60 has_event "$T/all.json" "$L" connection-lost
+ok "... and once it is back, that the VM stopped meanwhile (reason missed)" \
+	wait_until 90 has_event "$T/all.json" "$L" stopped missed
+like "$(grep "\"$L\"" "$T/all.json" | grep missed)" "while the connection to qemu:.*session was down" \
+	"... saying when"
+
 is "$(grep -c "\"$L\"" "$T/q.txt")" 0 "the filtered follower saw none of the other VM"
 ok "the followers are still running" kill -0 "$EVALL" "$EVQ"
 is "$(cat "$T/all.err" "$T/q.err")" "" "... and printed no errors"
