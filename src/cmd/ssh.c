@@ -1,45 +1,60 @@
 /* hutch ssh: the system ssh with the VM's user, forwarded port, key and its own known_hosts. */
 #include "backend.h"
+#include "backend_libvirt.h"
 #include "client.h"
 #include "cmd.h"
 #include "qemu.h"
 #include "ready.h"
 #include "seed.h"
+#include "virt_ssh.h"
 
 #include <pwd.h>
 #include <string.h>
 #include <unistd.h>
 
-static int find_ssh_port(struct cmd_ctx *c, const char *name, unsigned guest, unsigned *ret)
+/* The VM's forwards (a JSON array): a libvirt VM's from its forwards file, when its domain runs; the
+ * monitor's otherwise. *ret_libvirt says which. */
+static int vm_forwards(struct cmd_ctx *c, const char *name, json_object **ret_res, bool *ret_libvirt)
 {
+	*ret_res = NULL;
+	int lv = libvirt_port(&c->store, name, "port-ls", NULL, ret_res, &c->err); /* 0: not libvirt */
+	if (lv < 0)
+		return -1;
+	*ret_libvirt = lv > 0;
+	if (lv > 0)
+		return 0;
+	if (!store_is_running(&c->store, name)) {
+		hutch_error_set(&c->err, ENOTCONN, "is not running: start it first");
+		return -1;
+	}
 	_cleanup_close_ int fd = -1;
 	if (monitor_connect(&c->store, name, &fd, &c->err) < 0)
 		return -1;
-	json_object *req = json_object_new_object(), *res = NULL, *fw;
+	json_object *req = json_object_new_object();
 	json_object_object_add(req, "op", json_object_new_string("port-ls"));
-	if (monitor_request(fd, req, 10000, &res, &c->err) < 0)
-		return -1;
-	int r = -1;
+	return monitor_request(fd, req, 10000, ret_res, &c->err) < 0 ? -1 : 0;
+}
+
+static int find_ssh_port(struct cmd_ctx *c, json_object *res, const char *name, unsigned guest, unsigned *ret)
+{
+	json_object *fw;
 	if (json_object_object_get_ex(res, "forwards", &fw))
-		for (size_t i = 0; i < json_object_array_length(fw) && r < 0; i++) {
+		for (size_t i = 0; i < json_object_array_length(fw); i++) {
 			struct forward f;
 			if (forward_parse(json_object_get_string(json_object_array_get_idx(fw, i)), &f) == 0 &&
 			    !f.udp && f.guest == guest) {
 				*ret = f.host;
-				r = 0;
+				return 0;
 			}
 		}
-	json_object_put(res);
-	if (r < 0)
-		hutch_error_set(&c->err, ENOENT,
-				"no port forward to guest port %u: add one with 'hutch port %s add 2222:%u'", guest,
-				name, guest);
-	return r;
+	return hutch_error_set(&c->err, ENOENT,
+			       "no port forward to guest port %u: add one with 'hutch port %s add 2222:%u'", guest,
+			       name, guest);
 }
 
 /* Never returns on success: ssh replaces us, and its exit status is the command's. */
 static int exec_ssh(struct cmd_ctx *c, const struct vm_spec *spec, const char *name, unsigned host_port,
-		    const char *user, int argc, char **argv)
+		    const char *proxy, const char *user, int argc, char **argv)
 {
 	int optind_ = 0;
 	struct passwd *pw = getpwuid(getuid());
@@ -66,6 +81,11 @@ static int exec_ssh(struct cmd_ctx *c, const struct vm_spec *spec, const char *n
 		"-o", alias, "-o", "LogLevel=ERROR"};
 	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
 		av = strv_push(av, xstrdup(fixed[i]));
+	if (proxy) {
+		/* a remote libvirt host: its loopback, where the forward listens, through ssh to it */
+		av = strv_push(av, xstrdup("-o"));
+		av = strv_push(av, xasprintf("ProxyCommand=%s", proxy));
+	}
 	if (key) {
 		av = strv_push(av, xstrdup("-i"));
 		av = strv_push(av, xstrdup(key));
@@ -112,15 +132,20 @@ static int cmd_ssh(struct cmd_ctx *c, void *opts, int argc, char **argv)
 	if (vm_load(&c->store, name, &vm, &c->err) < 0)
 		return EXIT_ERR;
 	int rc = EXIT_ERR;
-	if (!store_is_running(&c->store, name)) {
-		hutch_error_set(&c->err, ENOTCONN, "is not running: start it first");
+	json_object *res = NULL;
+	bool lv = false;
+	_cleanup_free_ char *uri = NULL, *proxy = NULL;
+	if (vm_forwards(c, name, &res, &lv) < 0)
 		goto out;
-	}
+	if (lv && libvirt_uri_of(&vm, &uri) && virt_ssh_proxy(uri, &proxy, &c->err) < 0)
+		goto out;
 	unsigned host_port = o->port;
-	if (!host_port && find_ssh_port(c, name, vm.spec->ssh_port ? (unsigned)vm.spec->ssh_port : 22, &host_port) < 0)
+	if (!host_port &&
+	    find_ssh_port(c, res, name, vm.spec->ssh_port ? (unsigned)vm.spec->ssh_port : 22, &host_port) < 0)
 		goto out;
-	rc = exec_ssh(c, vm.spec, name, host_port, o->login, argc - 1, argv + 1);
+	rc = exec_ssh(c, vm.spec, name, host_port, proxy, o->login, argc - 1, argv + 1);
 out:
+	json_object_put(res);
 	vm_release(&vm);
 	return rc;
 }

@@ -60,6 +60,7 @@ int backend_choose(const struct store *st, struct vm_spec *spec, const char *bac
 #include "ready.h"
 #include "virt_channel.h"
 #include "virt_conn.h"
+#include "virt_ssh.h"
 #include "virt_snapshot.h"
 #include "virt_watch.h"
 
@@ -326,6 +327,10 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	char uuid[VIR_UUID_STRING_BUFLEN] = "";
 	if (l.dom)
 		virDomainGetUUIDString(l.dom, uuid);
+	/* `hutch ssh` finds it in the forwards, as on the qemu backend; without a free port, no ssh */
+	struct hutch_error e_ssh = {0};
+	virt_ssh_auto_forward(vm->store, vm->spec, vm->name, &e_ssh);
+	hutch_error_clear(&e_ssh);
 	r = lv_render_xml(vm, PLAN_START, uuid[0] ? uuid : NULL, &xml, &kvm, ret->kernel_release, err);
 	if (r == 0)
 		r = virt_snapshot_disk_make(vm, err);
@@ -384,6 +389,30 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	if (r < 0) {
 		virDomainDestroy(l.dom);
 		goto out;
+	}
+	if (level >= WAIT_SSH) {
+		/* sshd and cloud-init, seen through the agent as on the qemu backend (ready.c) */
+		struct ready_result rr;
+		uint64_t timeout = o->timeout_ms ? o->timeout_ms : 60000;
+		r = ready_wait(vm->store, vm->spec, vm->name, level, t0, t0 + timeout, &rr, err);
+		if (r == 0) {
+			ret->waited = level;
+			ret->ssh_ms = rr.ssh_ms;
+			ret->cloud_init_ms = rr.cloud_init_ms;
+			ret->no_sshd = rr.no_sshd;
+			ret->cloud_init = (int)rr.ci.state;
+			ret->cloud_init_failures = (int)strv_len(rr.ci.failures);
+		}
+		ready_result_release(&rr);
+		if (r < 0) {
+			/* as on the qemu backend: a start that failed leaves nothing running */
+			lv_close(&l);
+			struct hutch_error e2 = {0};
+			libvirt_policy_stop(vm, r == -ETIMEDOUT ? "boot-timeout" : "start-failed", err->msg, 30000,
+					    &e2);
+			hutch_error_clear(&e2);
+			return r;
+		}
 	}
 	ret->boot_ms = now_ms() - t0;
 out:

@@ -137,6 +137,8 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #endif
 
 #ifdef LIBXML_VERSION
+#include <libxml/uri.h>
+
 /* Not xmlFree: it is a variable holding a function pointer, not a function. */
 #define LAZY_XML_FUNCS(X)                \
 	X(xmlBufferContent)              \
@@ -145,8 +147,10 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 	X(xmlDocGetRootElement)          \
 	X(xmlFreeDoc)                    \
 	X(xmlFreeTextWriter)             \
+	X(xmlFreeURI)                    \
 	X(xmlGetLastError)               \
 	X(xmlNewTextWriterMemory)        \
+	X(xmlParseURI)                   \
 	X(xmlReadMemory)                 \
 	X(xmlTextWriterEndDocument)      \
 	X(xmlTextWriterEndElement)       \
@@ -159,7 +163,8 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 	X(xmlTextWriterWriteAttributeNS) \
 	X(xmlTextWriterWriteElement)     \
 	X(xmlTextWriterWriteRaw)         \
-	X(xmlTextWriterWriteString)
+	X(xmlTextWriterWriteString)      \
+	X(xmlURIUnescapeString)
 
 struct lazy_xml_table {
 	LAZY_XML_FUNCS(LAZY_FIELD)
@@ -172,8 +177,10 @@ const struct lazy_xml_table *lazy_xml(void); /* loaded, or exit 127 */
 #define xmlDocGetRootElement (*lazy_xml()->xmlDocGetRootElement)
 #define xmlFreeDoc (*lazy_xml()->xmlFreeDoc)
 #define xmlFreeTextWriter (*lazy_xml()->xmlFreeTextWriter)
+#define xmlFreeURI (*lazy_xml()->xmlFreeURI)
 #define xmlGetLastError (*lazy_xml()->xmlGetLastError)
 #define xmlNewTextWriterMemory (*lazy_xml()->xmlNewTextWriterMemory)
+#define xmlParseURI (*lazy_xml()->xmlParseURI)
 #define xmlReadMemory (*lazy_xml()->xmlReadMemory)
 #define xmlTextWriterEndDocument (*lazy_xml()->xmlTextWriterEndDocument)
 #define xmlTextWriterEndElement (*lazy_xml()->xmlTextWriterEndElement)
@@ -187,5 +194,6 @@ const struct lazy_xml_table *lazy_xml(void); /* loaded, or exit 127 */
 #define xmlTextWriterWriteElement (*lazy_xml()->xmlTextWriterWriteElement)
 #define xmlTextWriterWriteRaw (*lazy_xml()->xmlTextWriterWriteRaw)
 #define xmlTextWriterWriteString (*lazy_xml()->xmlTextWriterWriteString)
+#define xmlURIUnescapeString (*lazy_xml()->xmlURIUnescapeString)
 #endif
 #endif

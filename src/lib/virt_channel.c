@@ -167,8 +167,8 @@ static int wait_hello(int fd, uint64_t deadline, char *ret_release, size_t relea
 	return hutch_error_set(err, ETIMEDOUT, "no HELLO from the guest agent in time");
 }
 
-int virt_channel_open(void *conn, void *dom, uint64_t timeout_ms, int *ret_fd, char *ret_release, size_t release_len,
-		      struct hutch_error *err)
+/* The channel as a socketpair end, pumped by a thread of its own. */
+static int channel_pump(void *conn, void *dom, int *ret_fd, struct hutch_error *err)
 {
 	virStreamPtr st = virStreamNew(conn, VIR_STREAM_NONBLOCK);
 	if (!st)
@@ -207,26 +207,51 @@ int virt_channel_open(void *conn, void *dom, uint64_t timeout_ms, int *ret_fd, c
 		free(p);
 		return hutch_error_set(err, pr, "cannot start the channel thread");
 	}
+	*ret_fd = sp[0];
+	return 0;
+}
+
+int virt_channel_open(void *conn, void *dom, uint64_t timeout_ms, int *ret_fd, char *ret_release, size_t release_len,
+		      struct hutch_error *err)
+{
+	int fd = -1;
+	int r = channel_pump(conn, dom, &fd, err);
+	if (r < 0)
+		return r;
 	if (timeout_ms == 0) {
 		/* no wait: our answer to a HELLO the agent may or may not send on this connection, so that
 		 * what the caller writes next counts (the agent ignores everything else before it) */
 		struct proto_buf b = {0};
 		proto_encode_hello(&b, PROTO_VERSION, 0, "");
-		int w = frame_write(sp[0], MSG_HELLO, 0, b.data, b.len);
+		int w = frame_write(fd, MSG_HELLO, 0, b.data, b.len);
 		proto_buf_free(&b);
 		if (w < 0) {
-			close(sp[0]);
+			close(fd);
 			return hutch_error_set(err, EPIPE, "the agent channel closed at once");
 		}
-		*ret_fd = sp[0];
+		*ret_fd = fd;
 		return 0;
 	}
-	int r = wait_hello(sp[0], now_ms() + timeout_ms, ret_release, release_len, err);
-	if (r < 0) {
-		close(sp[0]);
-		return r;
+	/* While a guest boots, libvirt's stream of the channel can end (the guest's side of the port
+	 * closes and opens again as its programs start): open it again until the deadline. */
+	uint64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		r = wait_hello(fd, deadline, ret_release, release_len, err);
+		if (r == 0) {
+			*ret_fd = fd;
+			return 0;
+		}
+		close(fd);
+		fd = -1;
+		int state = 0;
+		if (r != -EPIPE || now_ms() + 500 >= deadline || virConnectIsAlive(conn) != 1 ||
+		    virDomainGetState(dom, &state, NULL, 0) < 0 || state != VIR_DOMAIN_RUNNING)
+			return r;
+		hutch_error_clear(err);
+		usleep(500 * 1000);
+		r = channel_pump(conn, dom, &fd, err);
+		if (r < 0)
+			return r;
 	}
-	*ret_fd = sp[0];
-	return 0;
 }
 #endif
