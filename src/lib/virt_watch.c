@@ -171,6 +171,7 @@ int virt_watch_spawn(struct vm *vm, int lock_fd, bool ephemeral, const char *age
 #define WATCH_RECONNECT_MS 5000	 /* a lost connection is opened again this often */
 #define WATCH_PROBE_MS 10000	 /* the agent's HELLO and STAT answer, before an idle stop */
 #define WATCH_STOP_TIMEOUT 20000 /* as the monitor's policy stops */
+#define WATCH_REVERT_MS 60000	 /* a snapshot restore's new QEMU, under TCG and load */
 
 struct wclient {
 	int fd;
@@ -191,7 +192,7 @@ struct watch {
 	bool ephemeral, kvm, gone, stopping;
 	struct wclient *cl[WATCH_MAX_CLIENTS];
 	int sessions, apps_live;
-	uint64_t last_activity, last_check, last_reconnect;
+	uint64_t last_activity, last_check, last_reconnect, off_since;
 	char agent[32];
 	int64_t agent_since;
 	char agent_why[160];
@@ -292,10 +293,20 @@ static void check_domain(struct watch *w)
 			w->gone = true;
 		return;
 	}
-	if (state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED || state == VIR_DOMAIN_NOSTATE)
+	bool off = state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED || state == VIR_DOMAIN_NOSTATE;
+	/* snapshot restore of a running VM: libvirt stops its QEMU and starts another (-loadvm); the VM
+	 * runs on, so the lock stays held unless the new QEMU does not come */
+	if (off && state == VIR_DOMAIN_SHUTOFF && reason == VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT) {
+		if (!w->off_since)
+			w->off_since = now_ms();
+		if (now_ms() - w->off_since < WATCH_REVERT_MS)
+			return;
+	}
+	w->off_since = 0;
+	if (off) {
 		w->gone = true;
-	if (w->gone)
 		wlog("the domain stopped (state %d, reason %d)", state, reason);
+	}
 }
 
 /* Ask the agent, over the channel, how many sessions run in the guest: 1 when it is busy (a
