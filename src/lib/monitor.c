@@ -37,7 +37,7 @@
 #include <time.h>
 
 #include "monitor_internal.h"
-#include "vm_oci.h"
+#include "ready.h"
 
 const char *const agent_state_names[] = {"waiting", "ready", "broken", "gone", "unresponsive"};
 
@@ -869,17 +869,9 @@ static int spawn_swtpm(struct mon *m, struct hutch_error *err)
  * spec already forwards it. `hutch ssh` finds it with port-ls. */
 static void auto_ssh_forward(struct mon *m)
 {
-	const struct vm_spec *s = m->vm.spec;
-	unsigned guest = s->ssh_port > 0 ? (unsigned)s->ssh_port : 22;
-	bool sshd = s->source == SOURCE_IMAGE || vm_oci_is_bootc(m->vm.store, s, m->name);
-	if (!sshd || s->net_mode != NET_USER || (s->ssh_key && !strcmp(s->ssh_key, "none")))
+	struct forward f = {.guest = ready_ssh_forward_wanted(m->vm.store, m->vm.spec, m->name, m->forwards)};
+	if (!f.guest)
 		return;
-	for (size_t i = 0; m->forwards && m->forwards[i]; i++) {
-		struct forward f;
-		if (forward_parse(m->forwards[i], &f) == 0 && !f.udp && f.guest == guest)
-			return;
-	}
-	struct forward f = {.guest = guest};
 	struct hutch_error err = {0};
 	if (pick_forward(m, &f, &err) < 0) {
 		mon_log(m, "ssh forward: %s", err.msg);

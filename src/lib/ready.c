@@ -3,8 +3,10 @@
  * printable ASCII ever reaches a message. */
 #include "ready.h"
 
+#include "qemu.h"
 #include "seed.h"
 #include "session.h"
+#include "vm_oci.h"
 
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -489,3 +491,18 @@ int ready_wait(const struct store *st, const struct vm_spec *spec, const char *n
 }
 
 void ready_result_release(struct ready_result *r) { ci_status_release(&r->ci); }
+
+unsigned ready_ssh_forward_wanted(const struct store *st, const struct vm_spec *spec, const char *name,
+				  char *const *forwards)
+{
+	unsigned guest = spec->ssh_port > 0 ? (unsigned)spec->ssh_port : 22;
+	bool sshd = spec->source == SOURCE_IMAGE || vm_oci_is_bootc(st, spec, name);
+	if (!sshd || spec->net_mode != NET_USER || (spec->ssh_key && !strcmp(spec->ssh_key, "none")))
+		return 0;
+	for (size_t i = 0; forwards && forwards[i]; i++) {
+		struct forward f;
+		if (forward_parse(forwards[i], &f) == 0 && !f.udp && f.guest == guest)
+			return 0;
+	}
+	return guest;
+}

@@ -37,6 +37,12 @@ bool ready_tcp_listening(const char *untrusted, unsigned port);
  * until the state is final; then none, the final state is kept for the boot). */
 int ready_cloud_init_state(const struct store *st, const char *name, struct ci_status *ret, struct hutch_error *err);
 
+/* The guest port start forwards a free loopback port to, so that `hutch ssh` finds its sshd (both
+ * backends): the spec's ssh_port, else 22, for an image or bootc VM on user networking with an ssh
+ * key when none of forwards (HOST:GUEST[/proto]) reaches it yet; 0 when no forward is wanted. */
+unsigned ready_ssh_forward_wanted(const struct store *st, const struct vm_spec *spec, const char *name,
+				  char *const *forwards);
+
 /* Whether `hutch ssh` checks the VM's host key strictly: the key made at create is there and start
  * has not found that the guest could not take it. Otherwise ssh trusts the first key it sees. */
 bool ready_host_key_strict(const struct store *st, const char *name);

@@ -1,7 +1,7 @@
 #include "virt_ssh.h"
 
 #include "qemu.h"
-#include "vm_oci.h"
+#include "ready.h"
 
 #include <string.h>
 
@@ -99,16 +99,9 @@ int virt_ssh_proxy(const char *uri, char **ret, struct hutch_error *err)
 
 int virt_ssh_auto_forward(const struct store *st, struct vm_spec *spec, const char *name, struct hutch_error *err)
 {
-	unsigned guest = spec->ssh_port > 0 ? (unsigned)spec->ssh_port : 22;
-	bool sshd = spec->source == SOURCE_IMAGE || vm_oci_is_bootc(st, spec, name);
-	if (!sshd || spec->net_mode != NET_USER || (spec->ssh_key && !strcmp(spec->ssh_key, "none")))
+	struct forward f = {.guest = ready_ssh_forward_wanted(st, spec, name, spec->forward)};
+	if (!f.guest)
 		return 0;
-	for (size_t i = 0; spec->forward && spec->forward[i]; i++) {
-		struct forward f;
-		if (forward_parse(spec->forward[i], &f) == 0 && !f.udp && f.guest == guest)
-			return 0;
-	}
-	struct forward f = {.guest = guest};
 	int r = forward_pick_free(&f, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "a host port for ssh");
