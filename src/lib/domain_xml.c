@@ -283,8 +283,9 @@ static int write_qemu_net(struct w *w, const struct domain_xml_input *in, struct
 	 * libvirt has given to one of its root ports, and QEMU refuses to start. After them, QEMU
 	 * picks a free slot on pcie.0 (where libvirt never hotplugs). */
 	const char *args[] = {"-netdev", strbuf_str(&nd), "-device",
-			      s->source == SOURCE_TEMPLATE ? "virtio-net-device,netdev=hutchnet0"
-							   : "{\"driver\":\"virtio-net-pci\",\"netdev\":\"hutchnet0\"}"};
+			      s->source == SOURCE_TEMPLATE
+				      ? "virtio-net-device,netdev=hutchnet0"
+				      : "{\"driver\":\"virtio-net-pci\",\"netdev\":\"hutchnet0\"}"};
 	if (!w->failed && xmlTextWriterStartElementNS(w->x, BAD_CAST "qemu", BAD_CAST "commandline", NULL) < 0)
 		w->failed = true;
 	for (size_t i = 0; i < ARRAY_SIZE(args); i++) {

@@ -243,9 +243,14 @@ int virt_channel_open(void *conn, void *dom, uint64_t timeout_ms, int *ret_fd, c
 		}
 		close(fd);
 		fd = -1;
+		if (r == -EPIPE && virConnectIsAlive(conn) != 1) {
+			hutch_error_clear(err);
+			return hutch_error_set(err, ECONNRESET,
+					       "the connection to libvirt was lost before the agent said HELLO");
+		}
 		int state = 0;
-		if (r != -EPIPE || now_ms() + 500 >= deadline || virConnectIsAlive(conn) != 1 ||
-		    virDomainGetState(dom, &state, NULL, 0) < 0 || state != VIR_DOMAIN_RUNNING)
+		if (r != -EPIPE || now_ms() + 500 >= deadline || virDomainGetState(dom, &state, NULL, 0) < 0 ||
+		    state != VIR_DOMAIN_RUNNING)
 			return r;
 		hutch_error_clear(err);
 		usleep(500 * 1000);
