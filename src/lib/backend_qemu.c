@@ -216,10 +216,12 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 		}
 		_cleanup_free_ char *k = store_vm_file(vm->store, vm->name, VM_OCI_KERNEL);
 		_cleanup_free_ char *i = store_vm_file(vm->store, vm->name, VM_OCI_INITRD);
+		_cleanup_free_ char *seed = store_vm_file(vm->store, vm->name, "seed.iso");
 		if (access(k, F_OK) == 0) {
 			own_kernel = true;
 			ret->kernel = TAKE_PTR(k);
 			ret->initrd = access(i, F_OK) == 0 ? TAKE_PTR(i) : NULL;
+			ret->seed = access(seed, F_OK) == 0 ? TAKE_PTR(seed) : NULL; /* cloud-init's (vm_oci.h) */
 		}
 	}
 	if (own_kernel) {

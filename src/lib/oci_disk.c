@@ -255,6 +255,10 @@ static int build(const struct oci_image *img, const struct oci_access *acc, cons
 			r = copy_out(initrd, i, err);
 		if (r == 0)
 			r = oci_access_apply(tree_dir, &t, acc, img->config.created, err);
+		const struct oci_node *ci = oci_tree_get(&t, "usr/bin/cloud-init");
+		_cleanup_free_ char *marker = xasprintf("%s/" OCI_DISK_CLOUD_INIT, out);
+		if (r == 0 && ci && (S_ISREG(ci->mode) || S_ISLNK(ci->mode)))
+			r = write_file_atomic(marker, "", 0, 0644, err);
 	}
 	_cleanup_free_ char *rootfs = root_file(out, bootc, access_key);
 	if (r == 0)
@@ -275,6 +279,8 @@ static void fill(struct oci_disk *d, const char *dir, const char *key, const cha
 	d->kernel = access(k, F_OK) == 0 ? TAKE_PTR(k) : NULL;
 	d->initrd = d->kernel && access(i, F_OK) == 0 ? TAKE_PTR(i) : NULL;
 	d->rootfs = root_file(dir, d->kernel != NULL, access_key);
+	_cleanup_free_ char *ci = xasprintf("%s/" OCI_DISK_CLOUD_INIT, dir);
+	d->cloud_init = d->kernel && access(ci, F_OK) == 0;
 	struct stat st;
 	d->size = stat(d->rootfs, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
@@ -293,6 +299,10 @@ static int build_into(const struct oci_image *img, const struct oci_access *acc,
 	int r = build(img, acc, access_key, work, out, &size, err);
 	if (r == 0 && only_root && rename(from, to) < 0)
 		r = hutch_error_set(err, errno, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
+	_cleanup_free_ char *ci_from = xasprintf("%s/" OCI_DISK_CLOUD_INIT, out),
+			    *ci_to = xasprintf("%s/" OCI_DISK_CLOUD_INIT, dir);
+	if (r == 0 && only_root && access(ci_from, F_OK) == 0 && rename(ci_from, ci_to) < 0)
+		r = hutch_error_set(err, errno, "cannot rename '%s' to '%s': %s", ci_from, ci_to, strerror(errno));
 	if (r == 0 && !only_root && rename(out, dir) < 0)
 		r = hutch_error_set(err, errno, "cannot rename '%s' to '%s': %s", out, dir, strerror(errno));
 	rm_rf(work);

@@ -13,9 +13,11 @@ struct oci_disk {
 	char *config;	       /* dir/config.json: the image config, verified */
 	char *kernel, *initrd; /* bootc: dir/vmlinuz and dir/initrd.img; NULL for a plain image */
 	uint64_t size;	       /* bytes of rootfs.img */
+	bool cloud_init;       /* bootc, and the image has /usr/bin/cloud-init */
 	bool built;	       /* this call built it (false: it was cached) */
 };
 void oci_disk_release(struct oci_disk *d);
+#define OCI_DISK_CLOUD_INIT "cloud-init" /* in dir: the bootc image has cloud-init */
 
 /* Make sure the root filesystem of image REF (oci.h's references) is in the cache. A failure
  * leaves nothing behind in the cache. A bootc image (one with a kernel) gets ACC written into it

@@ -278,6 +278,13 @@ int qemu_build_argv(const struct qemu_config *c, char ***ret_argv, struct hutch_
 			ARG("-device");
 			ARG("virtio-blk-device,drive=disk0");
 		}
+		if (c->own_kernel && c->seed) {
+			/* a bootc image with cloud-init: the NoCloud seed, found by its label */
+			ARG("-drive");
+			ARG("file=%s,if=none,id=seed,format=raw,readonly=on", seed);
+			ARG("-device");
+			ARG("virtio-blk-device,drive=seed");
+		}
 	} else {
 		bool uefi = s->firmware == FIRMWARE_UEFI || s->firmware == FIRMWARE_UEFI_SECURE;
 		if (uefi && (!c->fw_code || !c->nvram)) {

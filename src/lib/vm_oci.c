@@ -50,7 +50,8 @@ static int login_of(const struct store *st, const struct vm_spec *spec, const ch
 	return 0;
 }
 
-int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err)
+int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, bool *ret_seed,
+		   struct hutch_error *err)
 {
 	_cleanup_free_ char *agent = NULL;
 	int r = agent_binary_path(&agent, err);
@@ -83,6 +84,8 @@ int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const cha
 		log_info("keeping the existing disk of '%s'", name); /* as image VMs do: destroy kept it */
 	else if (r == 0 && (r = image_make_overlay(d.rootfs, disk, spec->disk ? spec->disk : d.size, err)) < 0)
 		unlink(cfg);
+	if (r == 0)
+		*ret_seed = d.kernel && d.cloud_init;
 	oci_disk_release(&d);
 	return r < 0 ? hutch_error_wrap(err, "disk") : 0;
 }

@@ -13,8 +13,10 @@
 
 /* Build (or reuse) the image's root filesystem and make the VM's disk.qcow2 on it, of the spec's
  * disk: size (the root filesystem's own size when unset; the guest grows the filesystem to fill
- * the disk at boot, or to root_size when that is set: hutch.rootsize= on its command line). */
-int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, struct hutch_error *err);
+ * the disk at boot, or to root_size when that is set: hutch.rootsize= on its command line).
+ * *ret_seed: a bootc image with cloud-init, which gets the NoCloud seed of image VMs too. */
+int vm_oci_prepare(const struct store *st, const struct vm_spec *spec, const char *name, bool *ret_seed,
+		   struct hutch_error *err);
 
 /* A VM of a bootc image: it boots the image's kernel and systemd, and has its sshd and login user. */
 bool vm_oci_is_bootc(const struct store *st, const struct vm_spec *spec, const char *name);

@@ -300,11 +300,11 @@ int vm_create(struct store *st, const struct create_opts *o, char **ret_name, st
 	if (r < 0)
 		return hutch_error_set(err, -r, "cannot create '%s': %s", dir, strerror(-r));
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
-	bool had_disk = access(disk, F_OK) == 0;
+	bool had_disk = access(disk, F_OK) == 0, seed = false;
 	if (spec->source == SOURCE_IMAGE)
 		r = prepare_image_vm(st, o, spec, name, err);
-	else if (spec->source == SOURCE_OCI)
-		r = vm_oci_prepare(st, spec, name, err);
+	else if (spec->source == SOURCE_OCI && (r = vm_oci_prepare(st, spec, name, &seed, err)) == 0 && seed)
+		r = make_seed(st, spec, name, err); /* a bootc image with cloud-init: as for image VMs */
 	if (r == 0) {
 		/* spec.yml last: its presence is what makes the VM exist */
 		_cleanup_free_ char *yaml = spec_render_yaml(spec);

@@ -72,6 +72,17 @@ ino=$(stat -c %i "$HUTCH_HOME"/cache/oci/"$m"/root-*.img)
 run hutch create bk2 --from "$T/bk.yml"
 is "$RC" 0 "create bk2: the same image and key"
 is "$(roots) $(stat -c %i "$HUTCH_HOME"/cache/oci/"$m"/root-*.img)" "1 $ino" "bk2 shares bk's root filesystem (not unpacked again)"
+# what the build put in for the login user, read from the cached root filesystem itself (the guest's
+# cloud-init gets the same key from the seed; this is what a bootc image without cloud-init has)
+root_img=$(ls "$HUTCH_HOME"/cache/oci/"$m"/root-*.img)
+dfs() { /sbin/debugfs -R "$1" "$root_img" 2>/dev/null; }
+is "$(dfs 'cat /home/hutchtest/.ssh/authorized_keys')" "$(cat "$T/id.pub")" "the key is in the user's authorized_keys"
+is "$(dfs 'stat /home/hutchtest/.ssh/authorized_keys' | grep -o 'Mode: *0[0-7]*' | tr -s ' ')" "Mode: 0600" "authorized_keys is 0600"
+is "$(dfs 'stat /home/hutchtest/.ssh' | grep -o 'Mode: *0[0-7]*' | tr -s ' ')" "Mode: 0700" ".ssh is 0700"
+uid=$(dfs 'cat /etc/passwd' | awk -F: '$1 == "hutchtest" {print $3}')
+ok "the user is added to the image's /etc/passwd (uid ${uid:-none})" test "${uid:-0}" -ge 1000
+is "$(dfs 'stat /home/hutchtest/.ssh/authorized_keys' | grep -o 'User: *[0-9]*' | tr -s ' ')" "User: $uid" "and owns its key"
+like "$(dfs 'cat /etc/sudoers.d/hutch-hutchtest')" "^hutchtest ALL=\(ALL\) NOPASSWD:ALL" "with sudo without a password"
 # another agent binary (one byte more) is another root filesystem: a cached one never keeps an old agent
 cp "$(dirname "$HUTCH")/hutch-agent" "$T/agent2" && printf x >>"$T/agent2"
 run env HUTCH_AGENT="$T/agent2" "$HUTCH" create bk3 --from "$T/bk.yml"
@@ -81,11 +92,12 @@ run hutch destroy --disk bk3
 run hutch destroy --disk bk2
 
 # A bootc image boots its own kernel and initramfs, root on the disk, with systemd as init; the
-# agent got in at build time as an enabled systemd unit (no cloud-init, no seed).
+# agent got in at build time as an enabled systemd unit (no cloud-init needed).
 run hutch inspect --render bk
 ok "render bk: the image's own kernel" grep -q "oci-vmlinuz" "$T/.out"
 ok "render bk: root on the disk, not micro's shim" sh -c "grep -q 'root=/dev/vda rw' '$T/.out' && ! grep -q hutch.root= '$T/.out'"
 ok "render bk: the agent grows the root, capped at root_size" grep -q 'hutch.growroot=/dev/vda hutch.rootsize=2147483648' "$T/.out"
+ok "render bk: the image has cloud-init, so it gets the NoCloud seed" grep -q 'virtio-blk-device,drive=seed' "$T/.out"
 release=$(tar -tf "$HUTCH_OCI_ROOTFS" | sed -n 's|^\./boot/vmlinuz-||p' | sort | tail -n 1)
 run hutch start bk --timeout 900
 is "$RC" 0 "start bk: the image's kernel and systemd, the agent as a unit"
@@ -106,12 +118,19 @@ ok "the root grew past what the image needs, to root_size 2G and not the 3G disk
 	test "${size_k:-0}" -gt 1900000 -a "${size_k:-0}" -le 2097152
 run hutch exec bk -- stat -c '%a %U' /home/hutchtest /home/hutchtest/.ssh /home/hutchtest/.ssh/authorized_keys
 is "$(echo $OUT)" "700 hutchtest 700 hutchtest 600 hutchtest" "exec bk: the login user's home, .ssh and key, with its owner and modes"
+# the image has cloud-init, so bk got the NoCloud seed of image VMs as well: its hostname, and the
+# host key made at create, which hutch ssh checks strictly
+run hutch exec bk -- timeout 900 cloud-init status --wait
+contains "$OUT" "status: done" "exec bk: cloud-init ran from the seed"
+run hutch exec bk -- hostname
+is "$OUT" "bk" "exec bk: the hostname from the seed's meta-data"
 # sshd listening, and the address cloud-init's fallback network config gives the NIC in this image
 run hutch exec bk -- timeout 900 sh -c 'until grep -Eq ":0016 [0-9A-F]+:0000 0A" /proc/net/tcp /proc/net/tcp6 &&
 	ip -4 -o addr | grep -qv " lo "; do sleep 1; done'
 is "$RC" 0 "bk: sshd listens and the NIC has an address"
 run hutch ssh bk -- id -un
 is "$OUT" "hutchtest" "hutch ssh bk: the key and user put in at build time"
+contains "$(cat "$HUTCH_HOME/data/vms/bk/known_hosts")" "hutch-bk ssh-ed25519 " "the host key made at create is the one known (checked strictly)"
 [ "$RC" -eq 0 ] || diag "$(hutch exec bk -- sh -c 'ip -br addr; systemctl --failed --no-pager; journalctl -u ssh --no-pager | tail' 2>&1)"
 run hutch ssh bk -- sudo -n id -u
 is "$OUT" "0" "hutch ssh bk: sudo without a password, as in image VMs"

@@ -256,6 +256,35 @@ static void test_micro_cmdline(void **state UNUSED)
 	strv_free(argv);
 }
 
+/* A bootc image: its own kernel, root on the disk grown by the agent (capped), and the NoCloud seed
+ * as a second virtio-mmio disk after the root, only when the VM has one. */
+static void test_bootc(void **state UNUSED)
+{
+	_cleanup_(spec_freep) struct vm_spec *s = micro_spec();
+	s->source = SOURCE_OCI;
+	s->oci = xstrdup("oci:/x");
+	s->root_size = 2ull << 30;
+	struct qemu_config c = micro_config(s, &accel_tcg);
+	c.own_kernel = true;
+	c.disk = "/vms/web/disk.qcow2";
+	_cleanup_free_ char *cmd = qemu_micro_cmdline(&c);
+	assert_non_null(strstr(cmd, " root=/dev/vda rw hutch.growroot=/dev/vda hutch.rootsize=2147483648"));
+	assert_null(strstr(cmd, "hutch.root="));
+	_cleanup_free_ char *plain = render(&c);
+	assert_null(strstr(plain, "drive=seed"));
+	c.seed = "/vms/web/seed.iso";
+	_cleanup_free_ char *seeded = render(&c);
+	const char *root = strstr(seeded, "virtio-blk-device,drive=disk0");
+	const char *seed = strstr(seeded, "virtio-blk-device,drive=seed");
+	assert_non_null(root);
+	assert_non_null(seed);
+	assert_true(root < seed); /* the root stays /dev/vda */
+	assert_non_null(strstr(seeded, "file=/vms/web/seed.iso,if=none,id=seed,format=raw,readonly=on"));
+	c.own_kernel = false; /* a plain image under micro's shim has no use for it */
+	_cleanup_free_ char *shim = render(&c);
+	assert_null(strstr(shim, "drive=seed"));
+}
+
 static void expect_forward_error(const char *fwd)
 {
 	_cleanup_(spec_freep) struct vm_spec *s = micro_spec();
@@ -444,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_forward_parse),
 		cmocka_unit_test(test_forward_check_free),
 		cmocka_unit_test(test_micro_cmdline),
+		cmocka_unit_test(test_bootc),
 		cmocka_unit_test(test_invalid_forward),
 		cmocka_unit_test(test_missing_inputs),
 		cmocka_unit_test(test_defaults),
