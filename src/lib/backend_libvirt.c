@@ -327,6 +327,9 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	char uuid[VIR_UUID_STRING_BUFLEN] = "";
 	if (l.dom)
 		virDomainGetUUIDString(l.dom, uuid);
+	r = libvirt_ports_resolve(vm, err);
+	if (r < 0)
+		goto out;
 	/* `hutch ssh` finds it in the forwards, as on the qemu backend; without a free port, no ssh */
 	struct hutch_error e_ssh = {0};
 	virt_ssh_auto_forward(vm->store, vm->spec, vm->name, &e_ssh);

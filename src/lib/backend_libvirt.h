@@ -36,6 +36,9 @@ int libvirt_policy_stop(struct vm *vm, const char *reason, const char *detail, u
 /* start of a VM whose run lock is held: true when NAME is a libvirt VM whose domain is not running
  * and whose supervisor, on its way out, let go of the lock within a few seconds. */
 bool libvirt_settle(struct store *st, const char *name);
+/* start: host port 0 in the spec's forwards (any free port) becomes a free port, in memory, before
+ * the domain is rendered: QEMU would bind one nobody could look up. */
+int libvirt_ports_resolve(struct vm *vm, struct hutch_error *err);
 /* start: the forwards in effect are the spec's again (the runtime ones went with the old QEMU). */
 void libvirt_ports_reset(struct vm *vm);
 /* list (virt_list.c): the state of every libvirt VM among names, in the same order (libvirt false for

@@ -249,11 +249,11 @@ int virt_channel_open(void *conn, void *dom, uint64_t timeout_ms, int *ret_fd, c
 					       "the connection to libvirt was lost before the agent said HELLO");
 		}
 		int state = 0;
-		if (r != -EPIPE || now_ms() + 500 >= deadline || virDomainGetState(dom, &state, NULL, 0) < 0 ||
+		if (r != -EPIPE || now_ms() + 100 >= deadline || virDomainGetState(dom, &state, NULL, 0) < 0 ||
 		    state != VIR_DOMAIN_RUNNING)
 			return r;
 		hutch_error_clear(err);
-		usleep(500 * 1000);
+		usleep(100 * 1000); /* the HELLO is waited for: a micro VM's agent is up within seconds */
 		r = channel_pump(conn, dom, &fd, err);
 		if (r < 0)
 			return r;

@@ -24,6 +24,23 @@ static void ports_write(const struct store *st, const char *name, char *const *f
 	strbuf_release(&sb);
 }
 
+int libvirt_ports_resolve(struct vm *vm, struct hutch_error *err)
+{
+	for (size_t i = 0; vm->spec->forward && vm->spec->forward[i]; i++) {
+		struct forward f;
+		if (forward_parse(vm->spec->forward[i], &f) < 0)
+			return hutch_error_set(err, EINVAL, "invalid port forward '%s'", vm->spec->forward[i]);
+		if (f.host)
+			continue;
+		int r = forward_pick_free(&f, err);
+		if (r < 0)
+			return r;
+		free(vm->spec->forward[i]);
+		vm->spec->forward[i] = xasprintf("%u:%u/%s", f.host, f.guest, f.udp ? "udp" : "tcp");
+	}
+	return 0;
+}
+
 void libvirt_ports_reset(struct vm *vm)
 {
 	_cleanup_strv_ char **fw = NULL;
