@@ -209,6 +209,8 @@ static void client_free(struct mon *m, struct client *c)
 	proto_reader_free(&c->rd);
 	proto_buf_free(&c->out.b);
 	free(c);
+	if (had_sessions)
+		m->client_session_at = now_ms();
 	if (had_sessions || was_run)
 		m->last_activity = now_ms();
 	if (was_run && m->a->ephemeral && m->stop_step == STOP_NONE)
@@ -228,6 +230,13 @@ static int qemu_start_failed(struct mon *m, int st, const char *log_path, struct
 	return hutch_error_set(err, EIO, "qemu exited at start with %s %d%s%s (see %s)",
 			       WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
 			       last ? ": " : "", last ? last : "", log_path);
+}
+
+/* When a disposable VM that no run client came for is stopped (EPHEMERAL_GRACE_MS). */
+static uint64_t ephemeral_grace_end(const struct mon *m)
+{
+	uint64_t from = m->client_session_at > m->t_hello ? m->client_session_at : m->t_hello;
+	return from + EPHEMERAL_GRACE_MS;
 }
 
 /* Whether pid exits within ms (reaped, status in *st). */
@@ -556,8 +565,8 @@ static uint64_t next_timeout(struct mon *m)
 		dl = m->t_boot_deadline;
 	if (m->t_restored && !m->t_hello && m->t_restored + WARM_HELLO_MS < dl)
 		dl = m->t_restored + WARM_HELLO_MS;
-	if (m->a->ephemeral && !m->run_client_seen && m->t_hello && m->t_hello + EPHEMERAL_GRACE_MS < dl)
-		dl = m->t_hello + EPHEMERAL_GRACE_MS;
+	if (m->a->ephemeral && !m->run_client_seen && m->t_hello && ephemeral_grace_end(m) < dl)
+		dl = ephemeral_grace_end(m);
 	if (m->vm.spec->idle_s && m->stop_step == STOP_NONE && m->agent_state == AGENT_READY) {
 		uint64_t idle_dl = m->last_activity + m->vm.spec->idle_s * 1000;
 		if (idle_dl < dl)
@@ -623,7 +632,7 @@ static void check_timers(struct mon *m)
 		notify_ready(m);
 	}
 	if (m->a->ephemeral && !m->run_client_seen && m->stop_step == STOP_NONE && m->t_hello &&
-	    t >= m->t_hello + EPHEMERAL_GRACE_MS)
+	    t >= ephemeral_grace_end(m))
 		begin_stop(m, false, 20000, "no client came for the disposable VM");
 	if (m->vm.spec->idle_s && m->stop_step == STOP_NONE && m->agent_state == AGENT_READY &&
 	    count_sessions(m) == 0 && !any_client_connected(m) && t >= m->last_activity + m->vm.spec->idle_s * 1000)

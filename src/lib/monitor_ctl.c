@@ -245,7 +245,7 @@ static void handle_client_frame(struct mon *m, struct client *c, const struct pr
 {
 	/* Sessions are activity; a `list` or `inspect` asking for status is not. */
 	if (f->type != MSG_CTL)
-		m->last_activity = now_ms();
+		m->last_activity = m->client_session_at = now_ms();
 	if (f->type == MSG_CTL)
 		return handle_ctl(m, c, f);
 	if (f->type == MSG_EXEC)

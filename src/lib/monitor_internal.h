@@ -37,6 +37,9 @@
 #define CLIENT_OUT_MAX (16u * 1024 * 1024)
 #define AGENT_OUT_MAX (32u * 1024 * 1024)
 #define MAX_CHANNELS 1024
+/* A disposable VM whose run client never came is stopped this long after HELLO, or after the last
+ * session a client ran in it (start's own readiness checks, which can outlast HELLO by minutes
+ * on a cloud image): then the run that was to come is gone. */
 #define EPHEMERAL_GRACE_MS 60000
 /* Liveness: an agent that has said nothing for AGENT_QUIET_MS while sessions are open, or before a
  * new session starts, is pinged; one that does not answer within AGENT_PING_MS is unresponsive.
@@ -87,7 +90,8 @@ struct mon {
 	struct vm vm;
 	struct qemu_plan plan;
 	pid_t qemu_pid;
-	bool spawn_exited; /* the last QEMU ended before QMP was up: spawn_status says how */
+	bool spawn_exited;	    /* the last QEMU ended before QMP was up: spawn_status says how */
+	uint64_t client_session_at; /* the last session frame from a client (EPHEMERAL_GRACE_MS) */
 	int spawn_status;
 	int qemu_status;
 	bool qemu_exited;
