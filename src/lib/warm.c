@@ -394,24 +394,14 @@ static int wait_agent_idle(int afd, pid_t pid, uint64_t deadline, struct hutch_e
 	bool hello = false;
 	int r = 0;
 	for (;;) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			r = hutch_error_set(err, EIO, "the template VM exited before its agent answered");
+		int got = warm_agent_read(&rd, afd, pid, deadline, "before its agent answered",
+					  "the template VM's agent did not say HELLO in time", err);
+		if (got < 0) {
+			r = got;
 			break;
 		}
-		uint64_t t = now_ms();
-		if (t >= deadline) {
-			r = hutch_error_set(err, ETIMEDOUT, "the template VM's agent did not say HELLO in time");
-			break;
-		}
-		struct pollfd p = {.fd = afd, .events = POLLIN};
-		if (poll(&p, 1, (int)(deadline - t > 200 ? 200 : deadline - t)) <= 0)
+		if (got == 0)
 			continue;
-		long n = proto_reader_read_fd(&rd, afd);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-			r = hutch_error_set(err, EIO, "the template VM closed its agent channel");
-			break;
-		}
 		struct proto_frame f;
 		int k;
 		bool done = false;

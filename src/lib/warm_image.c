@@ -332,6 +332,24 @@ static int send_ping(int afd, struct hutch_error *err)
 	return r;
 }
 
+int warm_agent_read(struct proto_reader *rd, int afd, pid_t pid, uint64_t deadline, const char *step, const char *late,
+		    struct hutch_error *err)
+{
+	int st;
+	if (waitpid(pid, &st, WNOHANG) == pid)
+		return hutch_error_set(err, EIO, "the template VM exited %s", step);
+	uint64_t t = now_ms();
+	if (t >= deadline)
+		return hutch_error_set(err, ETIMEDOUT, "%s", late);
+	struct pollfd p = {.fd = afd, .events = POLLIN};
+	if (poll(&p, 1, (int)(deadline - t > 200 ? 200 : deadline - t)) <= 0)
+		return 0;
+	long n = proto_reader_read_fd(rd, afd);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		return hutch_error_set(err, EIO, "the template VM closed its agent channel");
+	return 1;
+}
+
 int warm_image_settle(int afd, pid_t pid, uint64_t deadline, struct hutch_error *err)
 {
 	int r = send_settle(afd, false, err);
@@ -341,26 +359,15 @@ int warm_image_settle(int afd, pid_t pid, uint64_t deadline, struct hutch_error 
 	proto_reader_init(&rd);
 	bool exited = false, done = false;
 	while (!done && r == 0) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			r = hutch_error_set(err, EIO, "the template VM exited while it finished its first boot");
+		int got = warm_agent_read(&rd, afd, pid, deadline, "while it finished its first boot",
+					  "the template VM did not finish its first boot (cloud-init, systemd) in time",
+					  err);
+		if (got < 0) {
+			r = got;
 			break;
 		}
-		uint64_t t = now_ms();
-		if (t >= deadline) {
-			r = hutch_error_set(
-				err, ETIMEDOUT,
-				"the template VM did not finish its first boot (cloud-init, systemd) in time");
-			break;
-		}
-		struct pollfd p = {.fd = afd, .events = POLLIN};
-		if (poll(&p, 1, (int)(deadline - t > 200 ? 200 : deadline - t)) <= 0)
+		if (got == 0)
 			continue;
-		long n = proto_reader_read_fd(&rd, afd);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-			r = hutch_error_set(err, EIO, "the template VM closed its agent channel");
-			break;
-		}
 		struct proto_frame f;
 		int k;
 		while (!done && r == 0 && (k = proto_reader_next(&rd, &f)) == 1) {

@@ -10,6 +10,7 @@
  * and the disk's size; the argv (machine, memory, cpus, devices) is keyed by warm.c. */
 #pragma once
 #include "backend.h"
+#include "proto.h"
 #include "util.h"
 
 #include <json-c/json.h>
@@ -39,6 +40,11 @@ int warm_image_prepare(const struct warm_image *wi, const char *bdir, struct hut
 /* After the template VM's agent said HELLO (afd, non-blocking; pid: its QEMU): let its first boot
  * finish (cloud-init, systemd: sshd listens) and sync, then PING until it is idle again. */
 int warm_image_settle(int afd, pid_t pid, uint64_t deadline, struct hutch_error *err);
+/* Read what the template VM's agent (afd) sent into rd, waiting up to 200 ms: 1 when bytes came, 0
+ * when none yet; < 0 when QEMU (pid) exited ("the template VM exited STEP"), the deadline passed
+ * (LATE is the message), or the channel closed. */
+int warm_agent_read(struct proto_reader *rd, int afd, pid_t pid, uint64_t deadline, const char *step, const char *late,
+		    struct hutch_error *err);
 /* After it was saved: the disk is frozen and recorded in meta, the clones' empty overlay is made. */
 int warm_image_seal(const struct warm_image *wi, const char *bdir, json_object *meta, struct hutch_error *err);
 /* -EBADMSG when the template's disk, seed or empty overlay is missing or changed (tname: its name). */
