@@ -32,7 +32,8 @@ static uint64_t allocated(const char *dir)
 	return total;
 }
 
-/* Does a qcow2 in VM dir VMDIR have a backing file inside DIR (as named, or its real path)? */
+/* Does a qcow2 in VM dir VMDIR have a backing file inside DIR, or that is DIR when DIR is a file (as
+ * named, or its real path)? */
 static bool disk_uses(const char *vmdir, const char *dir, const char *real_dir)
 {
 	DIR *d = opendir(vmdir);
@@ -45,8 +46,8 @@ static bool disk_uses(const char *vmdir, const char *dir, const char *real_dir)
 		_cleanup_free_ char *p = xasprintf("%s/%s", vmdir, de->d_name);
 		_cleanup_free_ char *b = image_qcow2_backing(p);
 		size_t dl = strlen(dir), rl = real_dir ? strlen(real_dir) : 0;
-		used = b && ((!strncmp(b, dir, dl) && b[dl] == '/') ||
-			     (real_dir && !strncmp(b, real_dir, rl) && b[rl] == '/'));
+		used = b && ((!strncmp(b, dir, dl) && (b[dl] == '/' || !b[dl])) ||
+			     (real_dir && !strncmp(b, real_dir, rl) && (b[rl] == '/' || !b[rl])));
 	}
 	if (d)
 		closedir(d);
@@ -126,6 +127,35 @@ void oci_cache_entries_free(struct oci_cache_entry *v, size_t n)
 	free(v);
 }
 
+/* A bootc entry VMs use keeps one root filesystem per agent, user and keys (oci_disk.h): remove
+ * those no VM's disk is based on (an older agent's, a destroyed VM's key). The caller holds the
+ * entry's lock. */
+static int prune_roots(const struct store *st, const struct oci_cache_entry *e, char ***removed,
+		       struct hutch_error *err)
+{
+	DIR *d = opendir(e->dir);
+	struct dirent *de;
+	int r = 0;
+	while (d && r == 0 && (de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		bool root = (!strncmp(de->d_name, "root-", 5) && n > 9 && !strcmp(de->d_name + n - 4, ".img")) ||
+			    !strcmp(de->d_name, "rootfs.img"); /* a bootc build from before the keys */
+		if (!root)
+			continue;
+		_cleanup_free_ char *file = xasprintf("%s/%s", e->dir, de->d_name);
+		_cleanup_strv_ char **users = users_of(st, file);
+		if (users[0])
+			continue;
+		if (unlink(file) < 0)
+			r = hutch_error_set(err, errno, "cannot remove '%s': %s", file, strerror(errno));
+		else
+			*removed = strv_push(*removed, xasprintf("%s root filesystem %s", e->key, de->d_name));
+	}
+	if (d)
+		closedir(d);
+	return r;
+}
+
 int oci_cache_prune(const struct store *st, char ***ret_removed, struct hutch_error *err)
 {
 	struct oci_cache_entry *v = NULL;
@@ -135,14 +165,14 @@ int oci_cache_prune(const struct store *st, char ***ret_removed, struct hutch_er
 		return r;
 	char **removed = xcalloc(1, sizeof(char *));
 	for (size_t i = 0; i < n && r == 0; i++) {
-		if (v[i].users[0])
-			continue;
 		/* the lock oci_disk_ensure builds and looks up under: an entry being made or reused now stays */
 		_cleanup_free_ char *lockp = xasprintf("%s.lock", v[i].dir);
 		_cleanup_close_ int lock = -1;
 		if (store_lock_file(lockp, 0, &lock, NULL) < 0)
 			continue;
 		_cleanup_strv_ char **again = users_of(st, v[i].dir);
+		if (again[0] && v[i].bootc && (r = prune_roots(st, &v[i], &removed, err)) < 0)
+			break;
 		if (again[0])
 			continue;
 		r = rm_rf(v[i].dir);

@@ -13,6 +13,7 @@ struct oci_cache_entry {
 /* Every entry, sorted by key. */
 int oci_cache_list(const struct store *st, struct oci_cache_entry **ret, size_t *ret_n, struct hutch_error *err);
 void oci_cache_entries_free(struct oci_cache_entry *v, size_t n);
-/* Remove every entry no VM's disk is based on (one being built is left alone); ret_removed gets
- * their keys. */
+/* Remove every entry no VM's disk is based on (one being built is left alone), and in a bootc entry
+ * VMs use the root filesystems none is based on (another agent's, user's or key's); ret_removed gets
+ * the entries' keys, and "KEY root filesystem root-HEX.img" for those files. */
 int oci_cache_prune(const struct store *st, char ***ret_removed, struct hutch_error *err);

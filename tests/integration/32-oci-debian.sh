@@ -90,6 +90,9 @@ is "$RC" 0 "create bk3 with another hutch-agent"
 is "$(roots)" 2 "another agent: the image's root filesystem is built again for it"
 run hutch destroy --disk bk3
 run hutch destroy --disk bk2
+run hutch --json image prune
+contains "$OUT" "sha256:$m root filesystem root-" "image prune: the root filesystem of the other agent goes"
+is "$(roots) $(stat -c %i "$HUTCH_HOME"/cache/oci/"$m"/root-*.img)" "1 $ino" "and the one bk is based on stays"
 
 # A bootc image boots its own kernel and initramfs, root on the disk, with systemd as init; the
 # agent got in at build time as an enabled systemd unit (no cloud-init needed).
