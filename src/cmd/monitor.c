@@ -5,17 +5,29 @@
 
 #include <string.h>
 
-static int cmd_monitor(struct cmd_ctx *c, void *opts, int argc, char **argv)
+/* NAME LOCKFD NOTIFYFD, which both hidden verbs start with: the fds the starting hutch passed are
+ * ours now, and not for the programs we run. -1 (usage) or EXIT_ERR (the name) when bad. */
+static int supervisor_args(struct cmd_ctx *c, char **argv, long long *lock_fd, long long *notify_fd)
 {
-	long long lock_fd, notify_fd, timeout;
-	if (argc != 5 || parse_ll(argv[1], 0, 1 << 20, &lock_fd) < 0 ||
-	    parse_ll(argv[2], -1, 1 << 20, &notify_fd) < 0 || parse_ll(argv[3], 0, 1ll << 40, &timeout) < 0)
+	if (parse_ll(argv[1], 0, 1 << 20, lock_fd) < 0 || parse_ll(argv[2], -1, 1 << 20, notify_fd) < 0)
 		return cmd_usage(c, "internal verb: bad arguments");
 	if (store_check_name(argv[0], &c->err) < 0)
 		return EXIT_ERR;
-	fd_set_cloexec((int)lock_fd, true);
-	if (notify_fd >= 0)
-		fd_set_cloexec((int)notify_fd, true);
+	fd_set_cloexec((int)*lock_fd, true);
+	if (*notify_fd >= 0)
+		fd_set_cloexec((int)*notify_fd, true);
+	hutch_log_level = LOG_DEBUG;
+	return 0;
+}
+
+static int cmd_monitor(struct cmd_ctx *c, void *opts, int argc, char **argv)
+{
+	long long lock_fd, notify_fd, timeout;
+	if (argc != 5 || parse_ll(argv[3], 0, 1ll << 40, &timeout) < 0)
+		return cmd_usage(c, "internal verb: bad arguments");
+	int r = supervisor_args(c, argv, &lock_fd, &notify_fd);
+	if (r)
+		return r;
 	struct monitor_args a = {
 		.name = argv[0],
 		.lock_fd = (int)lock_fd,
@@ -23,7 +35,6 @@ static int cmd_monitor(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		.boot_timeout_ms = (uint64_t)timeout,
 		.ephemeral = strcmp(argv[4], "ephemeral") == 0,
 	};
-	hutch_log_level = LOG_DEBUG;
 	return monitor_main(&c->store, &a);
 }
 
@@ -36,16 +47,12 @@ static int cmd_libvirt_watch(struct cmd_ctx *c, void *opts, int argc, char **arg
 {
 	long long lock_fd, notify_fd;
 	const char *f = argv[3];
-	if (argc != 4 || parse_ll(argv[1], 0, 1 << 20, &lock_fd) < 0 ||
-	    parse_ll(argv[2], -1, 1 << 20, &notify_fd) < 0 || strlen(f) != 3 || !strchr("rwu", f[1]))
+	if (argc != 4 || strlen(f) != 3 || !strchr("rwu", f[1]))
 		return cmd_usage(c, "internal verb: bad arguments");
-	if (store_check_name(argv[0], &c->err) < 0)
-		return EXIT_ERR;
-	fd_set_cloexec((int)lock_fd, true);
-	if (notify_fd >= 0)
-		fd_set_cloexec((int)notify_fd, true);
+	int r = supervisor_args(c, argv, &lock_fd, &notify_fd);
+	if (r)
+		return r;
 	const char *agent = f[1] == 'r' ? "ready" : f[1] == 'w' ? "waiting" : "unknown";
-	hutch_log_level = LOG_DEBUG;
 	return virt_watch_main(&c->store, argv[0], (int)lock_fd, (int)notify_fd, f[0] == 'e', agent, f[2] == 'k');
 }
 
