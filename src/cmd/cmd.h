@@ -9,7 +9,8 @@
 #include <signal.h>
 
 /* Exit codes: 0 ok, 1 error, 2 usage. `run`/`exec` return the program's own status. */
-enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2 };
+/* EXIT_ALREADY: start (and the autostart unit that runs it) found the VM running already. */
+enum { EXIT_OK = 0, EXIT_ERR = 1, EXIT_USAGE = 2, EXIT_ALREADY = 3 };
 
 struct cmd_ctx {
 	bool json;

@@ -51,7 +51,7 @@ static int cmd_start(struct cmd_ctx *c, void *opts, int argc, char **argv)
 		return EXIT_ERR;
 	struct start_result res;
 	if (vm_start(&c->store, name, &s->o, &res, &c->err) < 0)
-		return EXIT_ERR;
+		return c->err.code == EALREADY ? EXIT_ALREADY : EXIT_ERR;
 	desktop_autosync(&c->store, name, res.waited != WAIT_NONE); /* menu entries, when the spec has apps */
 	_cleanup_free_ char *warn = start_accel_warning(&res);
 	if (warn)

@@ -64,7 +64,9 @@ int autostart_render_unit(const struct autostart_unit *u, char **ret, struct hut
 		    "# hutch start returns once the guest agent answers; the VM's monitor stays in this unit's\n"
 		    "# cgroup until ExecStop shuts the guest down (agent, ACPI, quit, kill).\n"
 		    "Type=oneshot\n"
-		    "RemainAfterExit=yes\n",
+		    "RemainAfterExit=yes\n"
+		    "# 3: already running (libvirt's own autostart of the domain came first; hutch adopts it)\n"
+		    "SuccessExitStatus=3\n",
 		    u->name, u->name, u->name, u->name);
 	if (u->hutch_home) {
 		strbuf_adds(&sb, "Environment=");

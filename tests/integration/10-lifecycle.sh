@@ -51,7 +51,7 @@ is "$RC" 0 "logs exits 0"
 like "$OUT" 'hutch-agent: ready' "logs contain the agent's ready line"
 
 run hutch start demo
-is "$RC" 1 "second start exits 1"
+is "$RC" 3 "second start exits 3 (already running)"
 like "$ERR" 'already running' "second start says already running"
 is "$(qemu_count)" 1 "second start did not spawn another QEMU"
 

@@ -20,7 +20,8 @@ for i in $(seq $N); do
 	rc=$?
 	if [ $rc -eq 0 ] && grep -q '^started race' "$T/start.$i.out"; then
 		won=$((won + 1))
-	elif [ $rc -eq 1 ] && grep -Eq 'already running|busy' "$T/start.$i.err"; then
+	elif { [ $rc -eq 3 ] && grep -q 'already running' "$T/start.$i.err"; } ||
+		{ [ $rc -eq 1 ] && grep -q 'busy' "$T/start.$i.err"; }; then
 		lost=$((lost + 1))
 	else
 		other=$((other + 1))

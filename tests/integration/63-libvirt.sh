@@ -121,7 +121,7 @@ ok "... and from QEMU: the host port is free again" python3 -c "
 import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$hp)); s.listen()"
 
 run hutch start "$N"
-is "$RC" 1 "start of a running libvirt VM fails"
+is "$RC" 3 "start of a running libvirt VM fails (3: already running)"
 like "$ERR" "already running" "... saying already running"
 
 # destroyed behind hutch's back: stopped, and start works again

@@ -82,7 +82,7 @@ ok "... and events says why: stopped, reason app-exit" wait_until 30 has_event "
 # ---- a domain started outside hutch ----
 vsh start "hutch-$A" >/dev/null
 run hutch start "$A"
-is "$RC" 1 "start of a domain virsh started fails"
+is "$RC" 3 "start of a domain virsh started exits 3 (already running)"
 like "$ERR" "already running: libvirt runs the domain 'hutch-$A', started outside hutch" "... saying already running, and by whom"
 run hutch list
 like "$OUT" "^$A +running +libvirt +tcg" "list shows it running, with its ACCEL"
