@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "image_internal.h"
+#include "warm.h"
 #include "lazylib.h"
 
 /* ---- cache helpers ---- */
@@ -434,6 +435,16 @@ char *image_qcow2_backing(const char *path)
 	return name;
 }
 
+/* Whether the qcow2 at path is an overlay on a file in the cache entry dir. */
+static bool disk_based_in(const char *path, const char *dir, const char *real_dir)
+{
+	_cleanup_free_ char *b = image_qcow2_backing(path);
+	if (!b)
+		return false;
+	size_t dl = strlen(dir), rl = real_dir ? strlen(real_dir) : 0;
+	return (!strncmp(b, dir, dl) && b[dl] == '/') || (real_dir && !strncmp(b, real_dir, rl) && b[rl] == '/');
+}
+
 static bool vm_disk_uses(const struct store *st, const char *name, const char *dir, const char *real_dir)
 {
 	_cleanup_free_ char *vmdir = store_vm_dir(st, name);
@@ -447,12 +458,7 @@ static bool vm_disk_uses(const struct store *st, const char *name, const char *d
 		if (n < 6 || strcmp(de->d_name + n - 6, ".qcow2"))
 			continue;
 		_cleanup_free_ char *p = xasprintf("%s/%s", vmdir, de->d_name);
-		_cleanup_free_ char *b = image_qcow2_backing(p);
-		if (!b)
-			continue;
-		size_t dl = strlen(dir), rl = real_dir ? strlen(real_dir) : 0;
-		used = (!strncmp(b, dir, dl) && b[dl] == '/') ||
-		       (real_dir && !strncmp(b, real_dir, rl) && b[rl] == '/');
+		used = disk_based_in(p, dir, real_dir);
 	}
 	closedir(d);
 	return used;
@@ -494,6 +500,18 @@ int image_users(const struct store *st, const struct image_entry *e, char ***ret
 		else if (vm_disk_uses(st, names[i], dir, real_dir))
 			users = strv_push(users, store_vm_exists(st, names[i]) ? xstrdup(names[i])
 									       : xasprintf("%s (kept disk)", names[i]));
+	}
+	/* a warm template's frozen disk (WARM/NAME/KEY/disk.qcow2) is a user too, named by NAME */
+	_cleanup_strv_ char **tdisks = warm_template_disks(st);
+	for (size_t i = 0; tdisks[i]; i++) {
+		if (!disk_based_in(tdisks[i], dir, real_dir))
+			continue;
+		char *key = strrchr(tdisks[i], '/');
+		*key = 0;
+		char *tname = strrchr(tdisks[i], '/');
+		*tname = 0;
+		tname = strrchr(tdisks[i], '/');
+		users = strv_push(users, xasprintf("warm template %s", tname ? tname + 1 : "?"));
 	}
 	*ret_vms = users;
 	return 0;
@@ -630,6 +648,13 @@ static char **collect_backings(const struct store *st)
 		}
 		if (d)
 			closedir(d);
+	}
+	/* and the frozen disks of image VMs' warm templates */
+	_cleanup_strv_ char **tdisks = warm_template_disks(st);
+	for (size_t i = 0; tdisks[i]; i++) {
+		char *b = image_qcow2_backing(tdisks[i]);
+		if (b)
+			v = strv_push(v, b);
 	}
 	return v;
 }

@@ -12,6 +12,7 @@
 #include "seed.h"
 #include "template_net.h"
 #include "vm_oci.h"
+#include "warm.h"
 
 #include <pwd.h>
 
@@ -424,6 +425,12 @@ int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o,
 	if ((r = autostart_disable(name, &ar, err)) < 0)
 		return hutch_error_wrap(err, "autostart");
 	pass_warnings(ar.warnings, o->warnings);
+	/* Its warm template (template save NAME, or its first run --rm) serves no other VM, and holds
+	 * hundreds of MiB: it goes with it. An instance of a run --rm, whose warm-template file names
+	 * the template it was cloned from, leaves that template alone. */
+	_cleanup_free_ char *cloned_from = warm_instance_template(st, name);
+	if (!cloned_from)
+		warm_remove(st, name, NULL);
 	_cleanup_free_ char *disk = store_vm_file(st, name, "disk.qcow2");
 	if (!o->disk && access(disk, F_OK) == 0) {
 		/* keep the disk: remove everything else */

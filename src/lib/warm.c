@@ -791,6 +791,35 @@ int warm_remove(struct store *st, const char *name, struct hutch_error *err)
 	return 0;
 }
 
+char **warm_template_disks(const struct store *st)
+{
+	char **v = xcalloc(1, sizeof(char *));
+	_cleanup_free_ char *root = warm_root(st);
+	DIR *d = opendir(root);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || !store_name_valid(de->d_name))
+			continue;
+		_cleanup_free_ char *ndir = xasprintf("%s/%s", root, de->d_name);
+		DIR *k = opendir(ndir);
+		struct dirent *ke;
+		while (k && (ke = readdir(k))) {
+			if (ke->d_name[0] == '.')
+				continue;
+			char *disk = xasprintf("%s/%s/disk.qcow2", ndir, ke->d_name);
+			if (access(disk, F_OK) == 0)
+				v = strv_push(v, disk);
+			else
+				free(disk);
+		}
+		if (k)
+			closedir(k);
+	}
+	if (d)
+		closedir(d);
+	return v;
+}
+
 /* ---- the monitor's side ---- */
 
 struct warm_clone {

@@ -70,6 +70,9 @@ char *warm_instance_template(struct store *st, const char *instance);
 int warm_list(struct store *st, json_object **ret_array, struct hutch_error *err);
 /* Remove NAME's templates. -ENOENT when there are none. */
 int warm_remove(struct store *st, const char *name, struct hutch_error *err);
+/* The frozen disks of image VMs' templates (each a qcow2 overlay on a cached base image, at
+ * WARM/NAME/KEY/disk.qcow2): for the image cache, a base under one of them is in use. */
+char **warm_template_disks(const struct store *st);
 
 /* Make (again) the warm template NAME: 'micro', or a defined micro VM. *ret: its ls entry. */
 int warm_save(struct store *st, const char *name, uint64_t timeout_ms, json_object **ret, struct hutch_error *err);

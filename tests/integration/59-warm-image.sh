@@ -11,7 +11,7 @@ exec </dev/null
 
 here=$(cd "$(dirname "$0")" && pwd)
 IMG=debian-12-hutch-amd64.qcow2
-SECTIONS="save clones isolation template-unchanged uefi"
+SECTIONS="save clones isolation template-unchanged cache uefi"
 BOOT_TIMEOUT=1500 # a bound, not an expectation: under load 20 one cloud boot took 7 min here
 . "$here/cloud.sh"
 cloud_fixture
@@ -111,6 +111,22 @@ is "$after" "$before" "the template's disk, seed, overlay, memory and state are 
 run hutch -v run --rm img -- cat /var/tmp/who
 is "$OUT" "" "a third clone sees neither file"
 like "$ERR" 'restored from template img' "and was restored too"
+
+section "cache"
+# the base under the template's frozen disk is in use: image rm refuses, naming the template, and
+# prune keeps it; destroy img takes its template along, and then the base is free
+url=$base/files/$IMG
+run hutch image rm "$url"
+is "$RC" 1 "image rm of the template's base fails"
+like "$ERR" "warm template img" "... naming the warm template"
+run hutch image prune
+is "$RC" 0 "image prune"
+run hutch image ls
+like "$OUT" "$IMG" "image prune keeps the template's base"
+run hutch destroy img
+is "$RC" 0 "destroy img"
+ok "its warm template went with it" test ! -e "$dir"
+is "$(json_get "$(hutch template ls --json)" '[t["name"] for t in j if t["name"] == "img"]')" "[]" "template ls no longer lists img"
 
 section "uefi"
 run hutch create efi --from "$T/hutch.yml"
