@@ -470,6 +470,8 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 	uint64_t t0 = now_ms();
 	enum start_wait level;
 	int r = ready_resolve_wait(vm->spec, (enum start_wait)o->wait, &level, err);
+	if (r == 0)
+		r = ready_check_wait(vm->store, vm->spec, vm->name, level, err);
 	if (r < 0)
 		return r;
 	r = store_prepare_run_dir(vm->store, vm->name, err);

@@ -32,7 +32,8 @@ int ready_resolve_wait(const struct vm_spec *spec, enum start_wait want, enum st
 		*ret = !image ? WAIT_AGENT : user_work ? WAIT_CLOUD_INIT : WAIT_SSH;
 		return 0;
 	}
-	if (!image && (want == WAIT_SSH || want == WAIT_CLOUD_INIT))
+	/* a container image's VM may be a bootc one with sshd and cloud-init: ready_check_wait tells */
+	if (!image && spec->source != SOURCE_OCI && (want == WAIT_SSH || want == WAIT_CLOUD_INIT))
 		return hutch_error_set(err, EINVAL,
 				       "--wait %s: a micro VM has no sshd or cloud-init (use agent or none)",
 				       start_wait_names[want]);
@@ -445,11 +446,23 @@ static void check_host_key(const struct store *st, const char *name)
 		host_key_fallback(st, name, "presents another host key than the one made at create");
 }
 
+int ready_check_wait(const struct store *st, const struct vm_spec *spec, const char *name, enum start_wait level,
+		     struct hutch_error *err)
+{
+	if (level >= WAIT_SSH && spec->source == SOURCE_OCI && !vm_oci_is_bootc(st, spec, name))
+		return hutch_error_set(err, EINVAL,
+				       "--wait %s: '%s' runs a container image under the micro kernel, with no sshd "
+				       "or cloud-init (use agent or none)",
+				       start_wait_names[level], name);
+	return 0;
+}
+
 int ready_wait(const struct store *st, const struct vm_spec *spec, const char *name, enum start_wait level,
 	       uint64_t t0_ms, uint64_t deadline_ms, struct ready_result *ret, struct hutch_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
-	if (level < WAIT_AGENT || spec->source != SOURCE_IMAGE)
+	bool bootc = vm_oci_is_bootc(st, spec, name); /* its own systemd, sshd and maybe cloud-init */
+	if (level < WAIT_AGENT || (spec->source != SOURCE_IMAGE && !bootc))
 		return 0;
 	struct guest_facts f;
 	int r = guest_facts(st, name, &f, err);

@@ -14,6 +14,10 @@ extern const char *const start_wait_names[]; /* "auto", "none", ... indexed by e
  * when the seed carries the user's own work (packages, runcmd). ssh and cloud-init on a micro VM
  * are -EINVAL: it has neither. */
 int ready_resolve_wait(const struct vm_spec *spec, enum start_wait want, enum start_wait *ret, struct hutch_error *err);
+/* What ready_resolve_wait cannot tell from the spec: a container image's VM has sshd and
+ * cloud-init to wait for only when it is a bootc one (vm_oci.h). Before the VM starts. */
+int ready_check_wait(const struct store *st, const struct vm_spec *spec, const char *name, enum start_wait level,
+		     struct hutch_error *err);
 
 enum ci_state { CI_UNKNOWN = 0, CI_NONE, CI_DISABLED, CI_RUNNING, CI_DONE, CI_ERROR };
 extern const char *const ci_state_names[]; /* "unknown", "none", "disabled", "running", "done", "error" */

@@ -417,6 +417,17 @@ static int render_user_data(const struct seed_input *in, const char *user, char 
 	render_write_files(&y, in->write_files, in->n_write_files);
 	if (in->agent_path)
 		render_agent(&y);
+	if (in->spec->source == SOURCE_OCI) {
+		/* a bootc image's root is grown by hutch's agent, capped at root_size (vm_oci.h): cloud-init's
+		 * growpart and resizefs would take it to the whole disk */
+		y.field = "resize_rootfs";
+		yw_plain(&y, "resize_rootfs");
+		yw_plain(&y, "false");
+		yw_plain(&y, "growpart");
+		yw_map(&y);
+		yw_kv(&y, "mode", "off");
+		yw_map_end(&y);
+	}
 	return yw_end(&y, "user-data", ret, err);
 }
 

@@ -30,6 +30,10 @@ ok "a two-layer OCI image with the kernel under /usr/lib/modules" \
 
 run hutch create deb --oci "oci:$T/plain/layout:test" -d 4G -m 512M
 is "$RC" 0 "create deb --oci (Debian root filesystem, 4G disk)"
+run hutch start deb --wait ssh
+is "$RC" 1 "start deb --wait ssh: fails"
+contains "$ERR" "under the micro kernel, with no sshd" "a plain container image's VM has no sshd to wait for, and start says so"
+ok "and does not start it" test ! -e "$HUTCH_HOME/data/vms/deb/console.log"
 run hutch start deb
 is "$RC" 0 "start deb: micro's kernel with the image's disk as root"
 [ "$RC" -eq 0 ] || diag "$(tail -20 "$HUTCH_HOME/data/vms/deb/console.log" 2>/dev/null)"
@@ -102,8 +106,8 @@ ok "render bk: root on the disk, not micro's shim" sh -c "grep -q 'root=/dev/vda
 ok "render bk: the agent grows the root, capped at root_size" grep -q 'hutch.growroot=/dev/vda hutch.rootsize=2147483648' "$T/.out"
 ok "render bk: the image has cloud-init, so it gets the NoCloud seed" grep -q 'virtio-blk-device,drive=seed' "$T/.out"
 release=$(tar -tf "$HUTCH_OCI_ROOTFS" | sed -n 's|^\./boot/vmlinuz-||p' | sort | tail -n 1)
-run hutch start bk --timeout 900
-is "$RC" 0 "start bk: the image's kernel and systemd, the agent as a unit"
+run hutch start bk --timeout 900 --wait cloud-init
+is "$RC" 0 "start bk --wait cloud-init: the image's kernel and systemd, the agent as a unit, sshd, cloud-init"
 [ "$RC" -eq 0 ] || diag "$(tail -30 "$HUTCH_HOME/data/vms/bk/console.log" 2>/dev/null)"
 run hutch exec bk -- uname -r
 is "$OUT" "$release" "exec bk: the guest runs the image's kernel"
@@ -123,8 +127,8 @@ run hutch exec bk -- stat -c '%a %U' /home/hutchtest /home/hutchtest/.ssh /home/
 is "$(echo $OUT)" "700 hutchtest 700 hutchtest 600 hutchtest" "exec bk: the login user's home, .ssh and key, with its owner and modes"
 # the image has cloud-init, so bk got the NoCloud seed of image VMs as well: its hostname, and the
 # host key made at create, which hutch ssh checks strictly
-run hutch exec bk -- timeout 900 cloud-init status --wait
-contains "$OUT" "status: done" "exec bk: cloud-init ran from the seed"
+run hutch exec bk -- cloud-init status
+contains "$OUT" "status: done" "exec bk: cloud-init ran from the seed (start waited for it)"
 run hutch exec bk -- hostname
 is "$OUT" "bk" "exec bk: the hostname from the seed's meta-data"
 # sshd listening, and the address cloud-init's fallback network config gives the NIC in this image

@@ -44,6 +44,29 @@ static void test_resolve_wait(void **state)
 	assert_non_null(strstr(err.msg, "--wait ssh"));
 	assert_int_equal(ready_resolve_wait(micro, WAIT_CLOUD_INIT, &w, &err), -EINVAL);
 	hutch_error_clear(&err);
+	/* a container image's VM: the agent by default; ssh and cloud-init asked for are left to
+	 * ready_check_wait, which knows whether it is a bootc one (it has the image's kernel) */
+	_cleanup_(spec_freep) struct vm_spec *oci = spec_new("o");
+	oci->source = SOURCE_OCI;
+	assert_int_equal(ready_resolve_wait(oci, WAIT_AUTO, &w, &err), 0);
+	assert_int_equal(w, WAIT_AGENT);
+	assert_int_equal(ready_resolve_wait(oci, WAIT_CLOUD_INIT, &w, &err), 0);
+	assert_int_equal(w, WAIT_CLOUD_INIT);
+	char tmpl[] = "/tmp/hutch-test-ready.XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	struct store st = {.data_dir = tmpl};
+	assert_int_equal(ready_check_wait(&st, oci, "o", WAIT_AGENT, &err), 0);
+	assert_int_equal(ready_check_wait(&st, oci, "o", WAIT_SSH, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "--wait ssh: 'o' runs a container image under the micro kernel"));
+	hutch_error_clear(&err);
+	char *dir = xasprintf("%s/vms/o", tmpl), *kernel = xasprintf("%s/oci-vmlinuz", dir);
+	assert_int_equal(mkdir_p(dir, 0700), 0);
+	assert_int_equal(write_file_atomic(kernel, "k", 1, 0600, NULL), 0);
+	assert_int_equal(ready_check_wait(&st, oci, "o", WAIT_CLOUD_INIT, &err), 0);
+	assert_int_equal(ready_check_wait(&st, img, "o", WAIT_CLOUD_INIT, &err), 0);
+	free(dir);
+	free(kernel);
+	rm_rf(tmpl);
 	assert_string_equal(start_wait_names[WAIT_CLOUD_INIT], "cloud-init");
 	assert_string_equal(start_wait_names[WAIT_NONE], "none");
 }

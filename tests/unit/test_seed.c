@@ -233,6 +233,17 @@ static void test_render_default_user(void **state)
 	assert_string_equal(yscalar(yseq_at(&y, yget(&y, y.root, "ssh_authorized_keys"), 0)), KEY_ED25519);
 	assert_null(yget(&y, y.root, "bootcmd")); /* no agent_path */
 	assert_null(yget(&y, y.root, "packages"));
+	assert_null(yget(&y, y.root, "resize_rootfs")); /* cloud-init grows an image VM's root */
+	ydoc_free(&y);
+
+	/* a bootc image's VM: hutch's agent grows the root (capped at root_size), cloud-init must not */
+	s->source = SOURCE_OCI;
+	_cleanup_free_ char *oud = NULL, *omd = NULL;
+	render_ok(&in, &oud, &omd);
+	check_cloud_config(oud);
+	ydoc_load(&y, oud);
+	assert_string_equal(yscalar(yget(&y, y.root, "resize_rootfs")), "false");
+	assert_string_equal(yscalar(yget(&y, yget(&y, y.root, "growpart"), "mode")), "off");
 	ydoc_free(&y);
 
 	for (const char *const *u = (const char *const[]){"ubuntu", "fedora", "arch", "cloud-user", "ec2-user", NULL};
