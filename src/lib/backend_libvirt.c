@@ -208,9 +208,40 @@ static int lv_render(struct vm *vm, struct strbuf *out, struct hutch_error *err)
 	return 0;
 }
 
+/* What hutch last defined, kept beside the VM as two hashes: of its render, and of libvirt's own
+ * (inactive) form of the domain right after. A start whose render is the same, of a domain libvirt
+ * still holds the same way (nobody edited it since), needs no define: libvirt would validate it
+ * against its schema, write it out and load it again for nothing. */
+static void lv_defined_key(struct lv *l, const char *xml, char *ret, size_t len)
+{
+	ret[0] = 0;
+	char *cur = l->dom ? virDomainGetXMLDesc(l->dom, VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE) : NULL;
+	if (!cur)
+		return;
+	char a[65], b[65];
+	sha256_hex(xml, strlen(xml), a);
+	sha256_hex(cur, strlen(cur), b);
+	free(cur);
+	snprintf(ret, len, "%s %s\n", a, b);
+}
+
+static bool lv_defined_same(struct lv *l, struct vm *vm, const char *xml)
+{
+	if (!l->dom || virDomainIsPersistent(l->dom) != 1)
+		return false;
+	_cleanup_free_ char *p = store_vm_file(vm->store, vm->name, "libvirt-defined");
+	_cleanup_free_ char *had = NULL;
+	if (read_file(p, 256, &had, NULL, NULL) < 0)
+		return false;
+	char key[160];
+	lv_defined_key(l, xml, key, sizeof(key));
+	return key[0] && !strcmp(had, key);
+}
+
 static int lv_define_xml(struct lv *l, struct vm *vm, const char *xml, struct hutch_error *err)
 {
-	(void)vm;
+	_cleanup_free_ char *p = store_vm_file(vm->store, vm->name, "libvirt-defined");
+	unlink(p);
 	virDomainPtr d = virDomainDefineXMLFlags(l->conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!d)
 		return hutch_error_set(err, EIO, "libvirt refused the domain '%s': %s", l->domain,
@@ -218,6 +249,10 @@ static int lv_define_xml(struct lv *l, struct vm *vm, const char *xml, struct hu
 	if (l->dom)
 		virDomainFree(l->dom);
 	l->dom = d;
+	char key[160];
+	lv_defined_key(l, xml, key, sizeof(key));
+	if (key[0])
+		virt_state_write(p, key);
 	return 0;
 }
 
@@ -353,10 +388,13 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 			virDomainFree(l.dom);
 		l.dom = d;
 	} else {
-		/* defined again at every start: the template's kernel or the accelerator may have changed */
-		r = lv_define_xml(&l, vm, xml, err);
-		if (r < 0)
-			goto out;
+		/* defined again when the render changed (the template's kernel, the accelerator) or
+		 * libvirt's definition did */
+		if (!lv_defined_same(&l, vm, xml)) {
+			r = lv_define_xml(&l, vm, xml, err);
+			if (r < 0)
+				goto out;
+		}
 		if (virDomainCreateWithFlags(l.dom, 0) < 0) {
 			const char *why = virt_last_error("unknown error");
 			r = strstr(why, "already running")

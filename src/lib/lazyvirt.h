@@ -32,6 +32,7 @@ int lazy_xml_load(struct hutch_error *err);
 	X(virDomainGetMetadata)               \
 	X(virDomainGetName)                   \
 	X(virDomainGetState)                  \
+	X(virDomainGetXMLDesc)                \
 	X(virDomainGetUUIDString)             \
 	X(virDomainIsPersistent)              \
 	X(virDomainLookupByName)              \
@@ -96,6 +97,7 @@ const struct lazy_virt_table *lazy_virt(void); /* loaded, or exit 127 */
 #define virDomainGetMetadata (*lazy_virt()->virDomainGetMetadata)
 #define virDomainGetName (*lazy_virt()->virDomainGetName)
 #define virDomainGetState (*lazy_virt()->virDomainGetState)
+#define virDomainGetXMLDesc (*lazy_virt()->virDomainGetXMLDesc)
 #define virDomainGetUUIDString (*lazy_virt()->virDomainGetUUIDString)
 #define virDomainIsPersistent (*lazy_virt()->virDomainIsPersistent)
 #define virDomainLookupByName (*lazy_virt()->virDomainLookupByName)
