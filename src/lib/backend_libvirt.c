@@ -158,8 +158,8 @@ static int lv_render_xml(struct vm *vm, enum plan_use use, const char *uuid, cha
 	_cleanup_free_ char *passt = path_find("passt", NULL);
 	_cleanup_free_ char *snap_disk = virt_snapshot_disk_path(vm);
 	struct qemu_config c = {.name = vm->name, .spec = vm->spec, .accel = p.accel, .shares = p.shares};
-	if (vm->spec->source == SOURCE_TEMPLATE)
-		cmdline = qemu_micro_cmdline(&c);
+	if (vm->spec->source != SOURCE_IMAGE)
+		cmdline = qemu_micro_cmdline(&c); /* a container image's too: its root disk, or bootc's */
 	else if ((r = qemu_firmware_paths(vm->spec->firmware, &fw_code, &fw_vars, err)) < 0)
 		goto out;
 	console_log = store_vm_file(vm->store, vm->name, "console.log");
@@ -328,6 +328,8 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	memset(ret, 0, sizeof(*ret));
 	enum start_wait level;
 	int r = ready_resolve_wait(vm->spec, (enum start_wait)o->wait, &level, err);
+	if (r == 0)
+		r = ready_check_wait(vm->store, vm->spec, vm->name, level, err);
 	if (r < 0)
 		return r;
 	/* the run lock, as the qemu backend's monitor holds it: handed to the supervisor once the domain

@@ -84,10 +84,15 @@ static bool uefi(const struct vm_spec *s)
 	return s->firmware == FIRMWARE_UEFI || s->firmware == FIRMWARE_UEFI_SECURE;
 }
 
+/* A microvm with direct kernel boot: the micro template, and container images (a plain one on the
+ * micro kernel with hutch's initramfs as its shim, a bootc one on its own kernel), as with the qemu
+ * backend. Only cloud images are q35 machines with firmware. */
+static bool is_micro(const struct vm_spec *s) { return s->source != SOURCE_IMAGE; }
+
 static void write_os(struct w *w, const struct domain_xml_input *in)
 {
 	const struct vm_spec *s = in->spec;
-	bool micro = s->source == SOURCE_TEMPLATE;
+	bool micro = is_micro(s);
 	start(w, "os");
 	start(w, "type");
 	attr(w, "arch", "x86_64");
@@ -126,7 +131,7 @@ static void write_features_cpu(struct w *w, const struct domain_xml_input *in)
 	start(w, "features");
 	start(w, "acpi");
 	end(w);
-	if (s->source != SOURCE_TEMPLATE && s->firmware == FIRMWARE_UEFI_SECURE)
+	if (!is_micro(s) && s->firmware == FIRMWARE_UEFI_SECURE)
 		empty1(w, "smm", "state", "on");
 	end(w);
 	/* QEMU's -cpu host / max: libvirt's CPU map knows neither as a model, only as these modes */
@@ -156,7 +161,8 @@ static void mmio(struct w *w, bool micro)
 		empty1(w, "address", "type", "virtio-mmio");
 }
 
-static void write_disk(struct w *w, const char *path, const char *format, const char *dev, bool readonly, bool boot)
+static void write_disk(struct w *w, const char *path, const char *format, const char *dev, bool readonly, bool boot,
+		       bool micro)
 {
 	start(w, "disk");
 	attr(w, "type", "file");
@@ -178,6 +184,7 @@ static void write_disk(struct w *w, const char *path, const char *format, const 
 	}
 	if (boot)
 		empty1(w, "boot", "order", "1");
+	mmio(w, micro);
 	end(w);
 }
 
@@ -258,7 +265,7 @@ static int write_passt_interface(struct w *w, const struct vm_spec *s, struct hu
 		end(w);
 	}
 	empty1(w, "model", "type", "virtio");
-	mmio(w, s->source == SOURCE_TEMPLATE);
+	mmio(w, is_micro(s));
 	end(w);
 	return 0;
 }
@@ -283,9 +290,8 @@ static int write_qemu_net(struct w *w, const struct domain_xml_input *in, struct
 	 * libvirt has given to one of its root ports, and QEMU refuses to start. After them, QEMU
 	 * picks a free slot on pcie.0 (where libvirt never hotplugs). */
 	const char *args[] = {"-netdev", strbuf_str(&nd), "-device",
-			      s->source == SOURCE_TEMPLATE
-				      ? "virtio-net-device,netdev=hutchnet0"
-				      : "{\"driver\":\"virtio-net-pci\",\"netdev\":\"hutchnet0\"}"};
+			      is_micro(s) ? "virtio-net-device,netdev=hutchnet0"
+					  : "{\"driver\":\"virtio-net-pci\",\"netdev\":\"hutchnet0\"}"};
 	if (!w->failed && xmlTextWriterStartElementNS(w->x, BAD_CAST "qemu", BAD_CAST "commandline", NULL) < 0)
 		w->failed = true;
 	for (size_t i = 0; i < ARRAY_SIZE(args); i++) {
@@ -471,15 +477,16 @@ static void write_desktop(struct w *w, const struct vm_spec *s, bool micro)
 static int write_devices(struct w *w, const struct domain_xml_input *in, struct hutch_error *err)
 {
 	const struct vm_spec *s = in->spec;
-	bool micro = s->source == SOURCE_TEMPLATE;
+	bool micro = is_micro(s);
 	start(w, "devices");
 	if (in->emulator)
 		elem(w, "emulator", in->emulator);
-	if (!micro) {
-		write_disk(w, in->disk, "qcow2", "vda", false, true);
+	if (in->disk) {
+		/* a container image's VM: its root disk on virtio-mmio, the kernel booted directly */
+		write_disk(w, in->disk, "qcow2", "vda", false, !micro, micro);
 		if (in->seed)
 			/* virtio, not a CD-ROM: cloud kernels have no AHCI (as the qemu backend) */
-			write_disk(w, in->seed, "raw", "vdb", true, false);
+			write_disk(w, in->seed, "raw", "vdb", true, false, micro);
 	} else if (in->snapshot_disk)
 		write_snapshot_disk(w, in->snapshot_disk);
 	if (s->net_mode == NET_USER && in->passt) {
@@ -542,7 +549,7 @@ static void write_metadata(struct w *w, const struct domain_xml_input *in)
 
 static void write_sysinfo(struct w *w, const struct domain_xml_input *in)
 {
-	if (!in->smbios_cred || in->spec->source == SOURCE_TEMPLATE)
+	if (!in->smbios_cred || is_micro(in->spec))
 		return;
 	start(w, "sysinfo");
 	attr(w, "type", "smbios");
@@ -558,10 +565,10 @@ int domain_xml_render(const struct domain_xml_input *in, char **ret, struct hutc
 	if (r < 0)
 		return r;
 	const struct vm_spec *s = in->spec;
-	bool micro = s->source == SOURCE_TEMPLATE;
+	bool micro = is_micro(s);
 	if (micro && (!in->kernel || !in->initrd || !in->cmdline))
 		return hutch_error_set(err, EINVAL, "micro VM '%s' has no kernel or initramfs", in->vm_name);
-	if (!micro && !in->disk)
+	if ((!micro || s->source == SOURCE_OCI) && !in->disk)
 		return hutch_error_set(err, EINVAL, "VM '%s' has no disk", in->vm_name);
 	if (!micro && uefi(s) && (!in->fw_code || !in->nvram))
 		return hutch_error_set(err, EINVAL, "UEFI VM '%s' has no firmware or NVRAM", in->vm_name);

@@ -224,4 +224,23 @@ like "$OUT" "did not answer within" "... with the reason"
 like "$OUT" "^ok1 +stopped +qemu" "... and still lists the rest"
 rm -rf "$HUTCH_HOME/data/vms/dead"
 
+# a container image's VM on libvirt: a microvm on the micro kernel, the image's root on virtio-mmio
+python3 "$_lib_dir/oci-image.py" --busybox-base "$T/base.tar" >/dev/null &&
+	python3 "$_lib_dir/oci-image.py" "$T/base.tar" "$T/img" --no-kernel >/dev/null
+O=lo$$
+run hutch create "$O" --oci "oci:$T/img/layout:test" -d 512M --backend libvirt
+is "$RC" 0 "create a container image's VM on libvirt"
+xml=$(vsh dumpxml "hutch-$O" 2>&1)
+like "$xml" "machine='microvm'" "... a microvm"
+like "$xml" "$HUTCH_HOME/data/vms/$O/disk.qcow2" "... with its root disk"
+run hutch start "$O" --timeout 300
+is "$RC" 0 "start it on libvirt"
+run hutch exec "$O" -- sh -c 'awk '"'"'$2 == "/" { print $1 }'"'"' /proc/mounts'
+is "$OUT" "/dev/vda" "the image's filesystem is the guest's root"
+run hutch stop "$O"
+is "$RC" 0 "stop it"
+run hutch destroy "$O"
+is "$RC" 0 "destroy it"
+is "$(vsh list --all --name | grep -cx "hutch-$O")" 0 "its domain is undefined"
+
 done_testing
