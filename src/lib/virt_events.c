@@ -62,7 +62,12 @@ struct sub {
 	/* hutch VMs running at the last look, each with a NUL: what a reconnect compares against */
 	struct strbuf running;
 	bool synced, lost;
+	/* VMs a reconnect found still running: a new daemon lists its domains as running before it has
+	 * reconnected to their QEMUs, and one whose QEMU is gone then stops with no event at all */
+	struct strbuf settle;
+	uint64_t settle_until;
 };
+#define SETTLE_MS 60000
 static struct sub subs[8];
 static pthread_mutex_t subs_lock = PTHREAD_MUTEX_INITIALIZER;
 /* sub.running: libvirt's event thread updates it, a reconnect reads and replaces it */
@@ -102,10 +107,9 @@ static bool in_list(const struct strbuf *l, const char *name)
 	return false;
 }
 
-/* An event said so: NAME runs now, or not. */
-static void set_running(struct sub *s, const char *name, bool running)
+/* NAME runs now, or not; running_lock held. */
+static void set_running_locked(struct sub *s, const char *name, bool running)
 {
-	pthread_mutex_lock(&running_lock);
 	if (running && !in_list(&s->running, name))
 		strbuf_add(&s->running, name, strlen(name) + 1);
 	for (size_t i = 0; !running && i < s->running.len; i += strlen(s->running.buf + i) + 1)
@@ -115,6 +119,13 @@ static void set_running(struct sub *s, const char *name, bool running)
 			s->running.len -= n;
 			break;
 		}
+}
+
+/* An event said so: NAME runs now, or not. */
+static void set_running(struct sub *s, const char *name, bool running)
+{
+	pthread_mutex_lock(&running_lock);
+	set_running_locked(s, name, running);
 	pthread_mutex_unlock(&running_lock);
 }
 
@@ -212,6 +223,8 @@ static void sync_running(struct sub *s, virConnectPtr conn)
 			if (in_list(&now, name)) {
 				emit(s, name, "reconnected", NULL,
 				     "still running; events in the gap, if any, are lost");
+				strbuf_add(&s->settle, name, strlen(name) + 1);
+				s->settle_until = now_ms() + SETTLE_MS;
 				continue;
 			}
 			char reason[32] = "", text[256] = "";
@@ -272,6 +285,39 @@ out:
 	return r;
 }
 
+/* After a reconnect: a VM said to be still running whose domain libvirt now has as stopped, with no
+ * event for it (its reconnect to a dead QEMU sends none), is said stopped then. */
+static void settle_check(struct sub *s)
+{
+	if (!s->settle.len)
+		return;
+	struct strbuf keep = STRBUF_INIT; /* settle is only touched under subs_lock */
+	for (size_t i = 0; i < s->settle.len; i += strlen(s->settle.buf + i) + 1) {
+		const char *name = s->settle.buf + i;
+		/* libvirt's calls outside running_lock, which its event thread takes */
+		_cleanup_free_ char *domain = domain_xml_name(name);
+		virDomainPtr d = virDomainLookupByName(s->conn, domain);
+		int state = VIR_DOMAIN_NOSTATE;
+		bool known = d && virDomainGetState(d, &state, NULL, 0) == 0;
+		if (d)
+			virDomainFree(d);
+		bool stopped = !known || state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED;
+		pthread_mutex_lock(&running_lock);
+		if (stopped && in_list(&s->running, name)) { /* else an event said it stopped */
+			_cleanup_free_ char *why = xasprintf(
+				"its QEMU was gone when libvirt, back on %s, reconnected to it (libvirt says so with no event)",
+				s->uri);
+			emit(s, name, "stopped", "missed", why);
+			set_running_locked(s, name, false);
+		}
+		pthread_mutex_unlock(&running_lock);
+		if (!stopped && now_ms() < s->settle_until)
+			strbuf_add(&keep, name, strlen(name) + 1);
+	}
+	strbuf_release(&s->settle);
+	s->settle = keep;
+}
+
 void virt_events_check(const struct store *st, int out_fd)
 {
 	(void)st;
@@ -279,6 +325,8 @@ void virt_events_check(const struct store *st, int out_fd)
 	pthread_mutex_lock(&subs_lock);
 	for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {
 		struct sub *s = &subs[i];
+		if (s->uri && s->conn && virConnectIsAlive(s->conn) == 1)
+			settle_check(s);
 		if (!s->uri || (s->conn && virConnectIsAlive(s->conn) == 1))
 			continue;
 		if (s->conn) {

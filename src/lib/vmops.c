@@ -402,7 +402,8 @@ int vm_destroy(struct store *st, const char *name, const struct destroy_opts *o,
 	r = store_lock_op(st, name, OP_LOCK_TIMEOUT_MS, &op, err);
 	if (r < 0)
 		return r;
-	if (store_is_running(st, name)) {
+	/* a libvirt VM whose domain just stopped: its supervisor lets go of the lock within seconds */
+	if (store_is_running(st, name) && !libvirt_settle(st, name)) {
 		if (!o->force)
 			return hutch_error_set(err, EBUSY, "is running: stop it first, or pass --force");
 		struct stop_opts so = {.force = true, .timeout_ms = 10000};
