@@ -92,7 +92,9 @@ is()
 # like TEXT ERE DESC: TEXT has a line matching the extended regex.
 like()
 {
-	if printf '%s\n' "$1" | grep -Eq -- "$2"; then
+	# a here-string, not a pipe: under pipefail, grep -q leaving at the first match can kill the
+	# writer with SIGPIPE and fail a pipeline that matched
+	if grep -Eq -- "$2" <<<"$1"; then
 		pass "$3"
 	else
 		fail "$3" "no line matches /$2/ in:" "$(printf '%s\n' "$1" | head -40)"
@@ -102,7 +104,7 @@ like()
 # unlike TEXT ERE DESC
 unlike()
 {
-	if printf '%s\n' "$1" | grep -Eq -- "$2"; then
+	if grep -Eq -- "$2" <<<"$1"; then
 		fail "$3" "a line matches /$2/ in:" "$(printf '%s\n' "$1" | head -40)"
 	else
 		pass "$3"
@@ -138,8 +140,8 @@ pids_of_home()
 	local p
 	for p in $(pgrep -u "$(id -u)" -f -- "$1"); do
 		[ "$p" != $$ ] || continue
-		if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qxF "HUTCH_HOME=$HUTCH_HOME" ||
-			tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$HUTCH_HOME/"; then
+		if grep -qxF "HUTCH_HOME=$HUTCH_HOME" < <(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ") ||
+			grep -qF "$HUTCH_HOME/" < <(tr '\0' '\n' 2>/dev/null <"/proc/$p/cmdline"); then
 			echo "$p"
 		fi
 	done

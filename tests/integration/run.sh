@@ -227,13 +227,16 @@ else
 	done
 fi
 
-# sweep DIR: kill our processes whose HUTCH_HOME is under DIR. Prints how many it found.
+# sweep DIR: kill our processes whose HUTCH_HOME is under DIR. Prints how many it found. libvirt's
+# per-user session daemons are not a test's: one that a test's hutch started (connecting autospawns
+# it, after 63 or 65 killed the last one) carries that test's environment, and serves every later test.
 sweep()
 {
 	local n=0 p
 	for p in $(pgrep -u "$(id -u)"); do
 		[ "$p" != $$ ] || continue
-		if tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -q "^HUTCH_HOME=$1/"; then
+		case "$(cat "/proc/$p/comm" 2>/dev/null)" in libvirtd | virtqemud | virtlogd | virtlockd | virt*d) continue ;; esac
+		if grep -q "^HUTCH_HOME=$1/" < <(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ"); then
 			kill -9 "$p" 2>/dev/null && n=$((n + 1))
 		fi
 	done
