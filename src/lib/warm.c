@@ -719,11 +719,10 @@ static int by_name(const void *a, const void *b)
 	return strcmp(meta_str(x, "name"), meta_str(y, "name"));
 }
 
-int warm_list(struct store *st, json_object **ret_array, struct hutch_error *err)
+/* Every template's dir, WARM/NAME/KEY, with its NAME: fn(name, kdir, arg). */
+static void each_template(const struct store *st, void (*fn)(const char *name, const char *kdir, void *arg), void *arg)
 {
-	(void)err;
 	_cleanup_free_ char *root = warm_root(st);
-	json_object *arr = json_object_new_array();
 	DIR *d = opendir(root);
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
@@ -736,34 +735,44 @@ int warm_list(struct store *st, json_object **ret_array, struct hutch_error *err
 			if (ke->d_name[0] == '.')
 				continue;
 			_cleanup_free_ char *kdir = xasprintf("%s/%s", ndir, ke->d_name);
-			json_object *meta = read_meta(kdir);
-			if (!meta)
-				continue;
-			json_object *o = json_object_new_object();
-			_cleanup_free_ char *mem = xasprintf("%s/mem", kdir), *state = xasprintf("%s/state", kdir);
-			_cleanup_free_ char *disk = xasprintf("%s/disk.qcow2", kdir),
-					    *seed = xasprintf("%s/seed.iso", kdir);
-			json_object_object_add(o, "name", json_object_new_string(de->d_name));
-			json_object_object_add(o, "key", json_object_new_string(meta_str(meta, "key")));
-			json_object_object_add(o, "dir", json_object_new_string(kdir));
-			json_object_object_add(o, "mem_bytes", json_object_new_int64(meta_int(meta, "mem_bytes")));
-			json_object_object_add(o, "state_bytes", json_object_new_int64(meta_int(meta, "state_bytes")));
-			json_object_object_add(o, "disk_bytes",
-					       json_object_new_int64((int64_t)(disk_bytes(mem) + disk_bytes(state) +
-									       disk_bytes(disk) + disk_bytes(seed))));
-			json_object_object_add(o, "created", json_object_new_int64(meta_int(meta, "created")));
-			json_object_object_add(o, "boot_ms", json_object_new_int64(meta_int(meta, "boot_ms")));
-			json_object_object_add(o, "qemu", json_object_new_string(meta_str(meta, "qemu")));
-			json_object_object_add(o, "kernel_release",
-					       json_object_new_string(meta_str(meta, "kernel_release")));
-			json_object_array_add(arr, o);
-			json_object_put(meta);
+			fn(de->d_name, kdir, arg);
 		}
 		if (k)
 			closedir(k);
 	}
 	if (d)
 		closedir(d);
+}
+
+static void list_one(const char *name, const char *kdir, void *arg)
+{
+	json_object *arr = arg, *meta = read_meta(kdir);
+	if (!meta)
+		return;
+	json_object *o = json_object_new_object();
+	_cleanup_free_ char *mem = xasprintf("%s/mem", kdir), *state = xasprintf("%s/state", kdir);
+	_cleanup_free_ char *disk = xasprintf("%s/disk.qcow2", kdir), *seed = xasprintf("%s/seed.iso", kdir);
+	json_object_object_add(o, "name", json_object_new_string(name));
+	json_object_object_add(o, "key", json_object_new_string(meta_str(meta, "key")));
+	json_object_object_add(o, "dir", json_object_new_string(kdir));
+	json_object_object_add(o, "mem_bytes", json_object_new_int64(meta_int(meta, "mem_bytes")));
+	json_object_object_add(o, "state_bytes", json_object_new_int64(meta_int(meta, "state_bytes")));
+	json_object_object_add(o, "disk_bytes",
+			       json_object_new_int64((int64_t)(disk_bytes(mem) + disk_bytes(state) + disk_bytes(disk) +
+							       disk_bytes(seed))));
+	json_object_object_add(o, "created", json_object_new_int64(meta_int(meta, "created")));
+	json_object_object_add(o, "boot_ms", json_object_new_int64(meta_int(meta, "boot_ms")));
+	json_object_object_add(o, "qemu", json_object_new_string(meta_str(meta, "qemu")));
+	json_object_object_add(o, "kernel_release", json_object_new_string(meta_str(meta, "kernel_release")));
+	json_object_array_add(arr, o);
+	json_object_put(meta);
+}
+
+int warm_list(struct store *st, json_object **ret_array, struct hutch_error *err)
+{
+	(void)err;
+	json_object *arr = json_object_new_array();
+	each_template(st, list_one, arr);
 	json_object_array_sort(arr, by_name);
 	*ret_array = arr;
 	return 0;
@@ -791,32 +800,21 @@ int warm_remove(struct store *st, const char *name, struct hutch_error *err)
 	return 0;
 }
 
+static void disk_of(const char *name, const char *kdir, void *arg)
+{
+	(void)name;
+	char ***v = arg;
+	char *disk = xasprintf("%s/disk.qcow2", kdir);
+	if (access(disk, F_OK) == 0)
+		*v = strv_push(*v, disk);
+	else
+		free(disk);
+}
+
 char **warm_template_disks(const struct store *st)
 {
 	char **v = xcalloc(1, sizeof(char *));
-	_cleanup_free_ char *root = warm_root(st);
-	DIR *d = opendir(root);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		if (de->d_name[0] == '.' || !store_name_valid(de->d_name))
-			continue;
-		_cleanup_free_ char *ndir = xasprintf("%s/%s", root, de->d_name);
-		DIR *k = opendir(ndir);
-		struct dirent *ke;
-		while (k && (ke = readdir(k))) {
-			if (ke->d_name[0] == '.')
-				continue;
-			char *disk = xasprintf("%s/%s/disk.qcow2", ndir, ke->d_name);
-			if (access(disk, F_OK) == 0)
-				v = strv_push(v, disk);
-			else
-				free(disk);
-		}
-		if (k)
-			closedir(k);
-	}
-	if (d)
-		closedir(d);
+	each_template(st, disk_of, &v);
 	return v;
 }
 
