@@ -327,18 +327,10 @@ static int lv_start(struct vm *vm, const struct start_opts *o, struct start_resu
 	uint64_t t0 = now_ms();
 	memset(ret, 0, sizeof(*ret));
 	enum start_wait level;
-	int r = ready_resolve_wait(vm->spec, (enum start_wait)o->wait, &level, err);
-	if (r == 0)
-		r = ready_check_wait(vm->store, vm->spec, vm->name, level, err);
-	if (r < 0)
-		return r;
 	/* the run lock, as the qemu backend's monitor holds it: handed to the supervisor once the domain
 	 * runs, so that a VM is running exactly when it is held, on both backends */
-	r = store_prepare_run_dir(vm->store, vm->name, err);
-	if (r < 0)
-		return r;
 	_cleanup_close_ int lock_fd = -1;
-	r = store_lock_run(vm->store, vm->name, &lock_fd, err);
+	int r = ready_start_begin(vm->store, vm->spec, vm->name, (enum start_wait)o->wait, &level, &lock_fd, err);
 	if (r < 0)
 		return r;
 	struct lv l;

@@ -469,16 +469,8 @@ static int qemu_start(struct vm *vm, const struct start_opts *o, struct start_re
 {
 	uint64_t t0 = now_ms();
 	enum start_wait level;
-	int r = ready_resolve_wait(vm->spec, (enum start_wait)o->wait, &level, err);
-	if (r == 0)
-		r = ready_check_wait(vm->store, vm->spec, vm->name, level, err);
-	if (r < 0)
-		return r;
-	r = store_prepare_run_dir(vm->store, vm->name, err);
-	if (r < 0)
-		return r;
 	_cleanup_close_ int lock_fd = -1;
-	r = store_lock_run(vm->store, vm->name, &lock_fd, err);
+	int r = ready_start_begin(vm->store, vm->spec, vm->name, (enum start_wait)o->wait, &level, &lock_fd, err);
 	if (r < 0)
 		return r;
 	/* KVM is decided here, probed if this host boot has no verdict yet, so that the probe's cost

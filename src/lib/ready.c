@@ -519,3 +519,16 @@ unsigned ready_ssh_forward_wanted(const struct store *st, const struct vm_spec *
 	}
 	return guest;
 }
+
+int ready_start_begin(const struct store *st, const struct vm_spec *spec, const char *name, enum start_wait want,
+		      enum start_wait *ret_level, int *ret_lock_fd, struct hutch_error *err)
+{
+	int r = ready_resolve_wait(spec, want, ret_level, err);
+	if (r == 0)
+		r = ready_check_wait(st, spec, name, *ret_level, err);
+	if (r == 0)
+		r = store_prepare_run_dir(st, name, err);
+	if (r == 0)
+		r = store_lock_run(st, name, ret_lock_fd, err);
+	return r;
+}

@@ -16,6 +16,10 @@ extern const char *const start_wait_names[]; /* "auto", "none", ... indexed by e
 int ready_resolve_wait(const struct vm_spec *spec, enum start_wait want, enum start_wait *ret, struct hutch_error *err);
 /* What ready_resolve_wait cannot tell from the spec: a container image's VM has sshd and
  * cloud-init to wait for only when it is a bootc one (vm_oci.h). Before the VM starts. */
+/* The first steps of a start on either backend: the wait level (resolved and checked), the VM's
+ * run dir, and its run lock (*ret_lock_fd, which the caller hands to the monitor or supervisor). */
+int ready_start_begin(const struct store *st, const struct vm_spec *spec, const char *name, enum start_wait want,
+		      enum start_wait *ret_level, int *ret_lock_fd, struct hutch_error *err);
 int ready_check_wait(const struct store *st, const struct vm_spec *spec, const char *name, enum start_wait level,
 		     struct hutch_error *err);
 
