@@ -432,11 +432,44 @@ static uint64_t measure_tsc_khz(void)
 	return (khz + 500) / 1000 * 1000;
 }
 
-uint64_t accel_tsc_khz(void)
+/* The host's boot id, as accel_host_read reads it, or "" (a buffer of 64). */
+static void boot_id(char out[64])
+{
+	struct accel_host h;
+	struct hutch_error err = {0};
+	out[0] = 0;
+	/* qemu_binary only keys the verdict: any file that exists will do here */
+	if (accel_host_read("/", &h, &err) == 0)
+		snprintf(out, 64, "%s", h.boot_id);
+	hutch_error_clear(&err);
+}
+
+/* The TSC rate is fixed for a boot of the host: measured once per boot and kept in
+ * cache_dir/tsc-khz ("BOOT_ID KHZ"), so a start does not sleep 20 ms for it, and every start of
+ * one boot renders the same kernel command line (a warm template's key holds it). */
+uint64_t accel_tsc_khz(const char *cache_dir)
 {
 	const char *khz = getenv("HUTCH_TSC_KHZ");
 	long long v;
 	if (khz && parse_ll(khz, 1000, 100000000, &v) == 0)
 		return (uint64_t)v;
-	return measure_tsc_khz();
+	char id[64];
+	boot_id(id);
+	_cleanup_free_ char *path = cache_dir && id[0] ? xasprintf("%s/tsc-khz", cache_dir) : NULL;
+	_cleanup_free_ char *text = NULL;
+	if (path && read_file(path, 256, &text, NULL, NULL) == 0) {
+		char fid[64];
+		unsigned long long k;
+		if (sscanf(text, "%63s %llu", fid, &k) == 2 && !strcmp(fid, id) && k >= 1000 && k <= 100000000)
+			return k;
+	}
+	uint64_t m = measure_tsc_khz();
+	if (path && m) {
+		_cleanup_free_ char *line = xasprintf("%s %llu\n", id, (unsigned long long)m);
+		struct hutch_error err = {0};
+		if (mkdir_p(cache_dir, 0700) < 0 || write_file_atomic(path, line, strlen(line), 0600, &err) < 0)
+			log_debug("accel: cannot keep the TSC rate in '%s'", path);
+		hutch_error_clear(&err);
+	}
+	return m;
 }

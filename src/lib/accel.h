@@ -115,8 +115,9 @@ struct accel_result {
 	struct accel_verdict verdict;
 };
 int accel_resolve(const struct accel_request *rq, struct accel_result *ret, struct hutch_error *err);
-/* Under TCG only: the host TSC rate, measured in 20 ms (HUTCH_TSC_KHZ overrides). accel_resolve
- * leaves info.tsc_khz 0; the QEMU plan measures it only when it renders a TCG micro VM. */
-uint64_t accel_tsc_khz(void);
+/* Under TCG only: the host TSC rate, measured in 20 ms once per host boot and kept in
+ * cache_dir/tsc-khz (NULL: measured each time; HUTCH_TSC_KHZ overrides). accel_resolve leaves
+ * info.tsc_khz 0; the QEMU plan asks only when it renders a TCG micro VM. */
+uint64_t accel_tsc_khz(const char *cache_dir);
 /* The path of the cached verdict. */
 char *accel_verdict_path(const char *cache_dir);

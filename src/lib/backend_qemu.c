@@ -203,7 +203,7 @@ int qemu_plan_make(struct vm *vm, enum plan_use use, struct qemu_plan *ret, stru
 		goto fail;
 	*ret->accel = ar.info;
 	if (!ret->accel->kvm && vm->spec->source != SOURCE_IMAGE)
-		ret->accel->tsc_khz = accel_tsc_khz();
+		ret->accel->tsc_khz = accel_tsc_khz(vm->store->cache_dir);
 
 	bool own_kernel = false;
 	if (vm->spec->source == SOURCE_OCI) {

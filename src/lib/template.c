@@ -795,6 +795,7 @@ struct micro_build {
 	const char *busybox;
 	const char *agent;
 	char **extra; /* absolute paths copied as they are: nft and its libraries (template_net.h) */
+	const char *moddep_sig; /* moddep_sig() of modules_dir */
 };
 
 static int micro_write_base(struct cpio *c, const struct micro_build *b, struct hutch_error *err)
@@ -939,6 +940,48 @@ static int stat_line(struct strbuf *sb, const char *tag, const char *label, cons
 	return 0;
 }
 
+/* "moddep" and DEV INO SIZE MTIME CTIME of modules.dep and modules.builtin ("-" for one missing):
+ * the module list resolved from them is kept in the inputs file and used again while both are as
+ * they were, instead of parsing the 1 MiB modules.dep at every start. */
+static char *moddep_sig(const char *modules_dir)
+{
+	static const char *const files[] = {"modules.dep", "modules.builtin"};
+	struct strbuf sb = STRBUF_INIT;
+	strbuf_adds(&sb, "moddep");
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", modules_dir, files[i]);
+		struct stat st;
+		if (stat(p, &st) < 0) {
+			strbuf_adds(&sb, " -");
+			continue;
+		}
+		struct file_sig fs;
+		file_sig_of(&st, &fs);
+		strbuf_addf(&sb, " %llu %llu %lld %lld %lld", fs.dev, fs.ino, fs.size, fs.mtime_ns, fs.ctime_ns);
+	}
+	return strbuf_detach(&sb, NULL);
+}
+
+/* The modules of an inputs file written with this sig, in their order; NULL when it has none. */
+static char **modules_from_inputs(const char *inputs, const char *sig)
+{
+	bool match = false;
+	_cleanup_strv_ char **out = xcalloc(1, sizeof(char *));
+	for (const char *line = inputs; line && *line;) {
+		size_t n = strcspn(line, "\n");
+		if (n == strlen(sig) && !strncmp(line, sig, n))
+			match = true;
+		else if (n > 7 && !strncmp(line, "module ", 7)) {
+			size_t m = strcspn(line + 7, " \n");
+			if (m == 0 || line[7 + m] != ' ')
+				return NULL;
+			out = strv_push(out, xstrndup(line + 7, m));
+		}
+		line += n + (line[n] == '\n');
+	}
+	return match ? TAKE_PTR(out) : NULL;
+}
+
 /* The text whose sha256 is the cache key: everything the initramfs is built from. */
 static int micro_key_text(const char *kernel, const struct micro_build *b, struct hash_cache *hc, struct strbuf *sb,
 			  struct hutch_error *err)
@@ -947,7 +990,7 @@ static int micro_key_text(const char *kernel, const struct micro_build *b, struc
 	int r = stat_line(sb, "kernel", kernel, kernel, err);
 	if (r < 0)
 		return r;
-	strbuf_addf(sb, "release %s\nmodules %s\n", b->release, b->modules_dir);
+	strbuf_addf(sb, "release %s\nmodules %s\n%s\n", b->release, b->modules_dir, b->moddep_sig);
 	for (size_t i = 0; b->modules[i]; i++) {
 		_cleanup_free_ char *p = xasprintf("%s/%s", b->modules_dir, b->modules[i]);
 		if ((r = stat_line(sb, "module", b->modules[i], p, err)) < 0)
@@ -1017,18 +1060,26 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 		return r;
 	_cleanup_free_ char *modules_dir =
 		xasprintf("%s/%s", in->modules_root ? in->modules_root : "/lib/modules", release);
-	_cleanup_strv_ char **modules = NULL;
-	if ((r = micro_modules(in, modules_dir, release, &modules, err)) < 0)
-		return r;
-	modules = template_net_modules(modules_dir, modules);
+	_cleanup_free_ char *dir = xasprintf("%s/%s", in->cache_dir, release);
+	_cleanup_free_ char *inputs_path = xasprintf("%s/inputs", dir);
+	_cleanup_free_ char *sig = moddep_sig(modules_dir);
+	_cleanup_free_ char *hint = NULL;
+	if (read_file(inputs_path, 1 << 20, &hint, NULL, NULL) < 0)
+		hint = NULL;
+	/* read again under the lock below: this is only a hint of the modules it lists */
+	_cleanup_strv_ char **modules = modules_from_inputs(hint, sig);
+	if (!modules) {
+		if ((r = micro_modules(in, modules_dir, release, &modules, err)) < 0)
+			return r;
+		modules = template_net_modules(modules_dir, modules);
+	}
 	_cleanup_free_ char *nft_cache = in->dry_run ? NULL : xasprintf("%s/nft-list", in->cache_dir);
 	_cleanup_strv_ char **extra = template_nft_files(nft_cache);
 	struct micro_build b = {release,   modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox",
-				in->agent, extra};
+				in->agent, extra,  sig};
 	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)
 		return r;
 
-	_cleanup_free_ char *dir = xasprintf("%s/%s", in->cache_dir, release);
 	_cleanup_close_ int lfd = -1;
 	if (!in->dry_run) {
 		if ((r = mkdir_p(dir, 0755)) < 0)
@@ -1042,7 +1093,6 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 				return hutch_error_set(err, errno, "cannot lock '%s': %s", lock, strerror(errno));
 	}
 
-	_cleanup_free_ char *inputs_path = xasprintf("%s/inputs", dir);
 	_cleanup_free_ char *initrd = xasprintf("%s/initramfs.cpio", dir);
 	_cleanup_free_ char *old = NULL;
 	if (read_file(inputs_path, 1 << 20, &old, NULL, NULL) < 0)

@@ -222,6 +222,44 @@ static void test_host_key(void **state UNUSED)
 	hutch_error_clear(&err);
 }
 
+/* The TSC rate is measured once per host boot: a second call reads what the first kept, and a
+ * new boot id measures again. */
+static void test_tsc_per_boot(void **state UNUSED)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/tscproc/proc/sys/kernel/random", tmpdir);
+	assert_int_equal(mkdir_p(dir, 0755), 0);
+	_cleanup_free_ char *f = xasprintf("%s/boot_id", dir);
+	const char *id = "11111111-2222-3333-4444-555555555555\n";
+	assert_int_equal(write_file_atomic(f, id, strlen(id), 0644, NULL), 0);
+	_cleanup_free_ char *root = xasprintf("%s/tscproc", tmpdir);
+	setenv("HUTCH_PROC_ROOT", root, 1);
+	unsetenv("HUTCH_TSC_KHZ");
+	_cleanup_free_ char *cache = xasprintf("%s/tsccache", tmpdir);
+	uint64_t k = accel_tsc_khz(cache);
+	_cleanup_free_ char *kept = xasprintf("%s/tsc-khz", cache);
+	char *text = NULL;
+	assert_int_equal(read_file(kept, 256, &text, NULL, NULL), 0);
+	_cleanup_free_ char *want = xasprintf("11111111-2222-3333-4444-555555555555 %llu\n", (unsigned long long)k);
+	assert_string_equal(text, want);
+	free(text);
+	/* kept: a value planted in the file is what the next call answers */
+	const char *planted = "11111111-2222-3333-4444-555555555555 1234000\n";
+	assert_int_equal(write_file_atomic(kept, planted, strlen(planted), 0600, NULL), 0);
+	assert_int_equal(accel_tsc_khz(cache), 1234000);
+	/* another boot: measured again, and kept for that boot */
+	const char *id2 = "99999999-2222-3333-4444-555555555555\n";
+	assert_int_equal(write_file_atomic(f, id2, strlen(id2), 0644, NULL), 0);
+	uint64_t k2 = accel_tsc_khz(cache);
+	assert_true(k2 != 1234000 || k == 1234000);
+	assert_int_equal(read_file(kept, 256, &text, NULL, NULL), 0);
+	assert_non_null(strstr(text, "99999999-"));
+	free(text);
+	/* garbage is no rate */
+	assert_int_equal(write_file_atomic(kept, "x y\n", 4, 0600, NULL), 0);
+	assert_true(accel_tsc_khz(cache) != 0 || k == 0);
+	unsetenv("HUTCH_PROC_ROOT");
+}
+
 static void test_config(void **state UNUSED)
 {
 	struct hutch_config c;
@@ -303,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_verdict_roundtrip),
 		cmocka_unit_test(test_verdict_garbage),
 		cmocka_unit_test(test_host_key),
+		cmocka_unit_test(test_tsc_per_boot),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_accel_precedence),
 	};
