@@ -2,6 +2,7 @@
  * template's RNG state, clock, hostname and machine-id, shared with every other clone: the host
  * sends fresh ones right after the restore, before any program runs. */
 #include "agent.h"
+#include "etc_hosts.h"
 
 /* <linux/random.h>: musl ships no kernel headers, and these are ABI. */
 #define HUTCH_RNDADDENTROPY _IOW('R', 0x03, int[2])
@@ -50,6 +51,48 @@ static int write_machine_id(const char *id)
 	return r;
 }
 
+/* Write path (mode 0644) as text, atomically, if it exists already: an image that has it. */
+static int replace_file(const char *path, const char *tmp, const char *text)
+{
+	if (access(path, F_OK) < 0)
+		return 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	int r = write_all(fd, text, strlen(text));
+	if (r == 0)
+		r = fsync(fd);
+	close(fd);
+	if (r == 0)
+		r = rename(tmp, path);
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+/* The clone's hostname where the image keeps it on disk too: /etc/hostname (systemd reads it at
+ * boot, and programs read the file), and the template's name on /etc/hosts' 127.0.1.1 line. */
+static int write_hostname_files(const char *old, const char *new)
+{
+	char line[64 + 2]; /* the identity's hostname is at most 64 bytes */
+	snprintf(line, sizeof(line), "%s\n", new);
+	int r = replace_file("/etc/hostname", "/etc/.hostname.tmp", line);
+	int fd = open("/etc/hosts", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return r;
+	char buf[65536];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || n == (ssize_t)sizeof(buf) - 1)
+		return r; /* empty, unreadable, or too large to be a hosts file we should rewrite */
+	buf[n] = 0;
+	char *text = etc_hosts_rename(buf, old, new);
+	if (text && replace_file("/etc/hosts", "/etc/.hosts.tmp", text) < 0)
+		r = -1;
+	free(text);
+	return r;
+}
+
 void handle_identity(const struct proto_frame *f)
 {
 	struct proto_identity id;
@@ -57,7 +100,7 @@ void handle_identity(const struct proto_frame *f)
 		logmsg("identity: malformed message ignored");
 		return;
 	}
-	const char *failed[4];
+	const char *failed[5];
 	int nf = 0;
 	if (id.entropy_len && reseed(id.entropy, id.entropy_len) < 0)
 		failed[nf++] = "rng";
@@ -65,8 +108,12 @@ void handle_identity(const struct proto_frame *f)
 			      .tv_nsec = (long)(id.realtime_ns % 1000000000ull)};
 	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
 		failed[nf++] = "clock";
+	char before[65] = "";
+	gethostname(before, sizeof(before) - 1);
 	if (sethostname(id.hostname, strlen(id.hostname)) < 0)
 		failed[nf++] = "hostname";
+	else if (strcmp(before, id.hostname) != 0 && write_hostname_files(before, id.hostname) < 0)
+		failed[nf++] = "hostname files";
 	if (write_machine_id(id.machine_id) < 0)
 		failed[nf++] = "machine-id";
 	for (int i = 0; i < nf; i++)
