@@ -62,6 +62,7 @@ static char *escape_commas(const char *s)
 static char **warm_argv(char *const *argv, const char *mem, uint64_t mem_size, bool clone, bool keep_fwd)
 {
 	char **out = NULL;
+	bool is_microvm = false;
 	_cleanup_free_ char *mem_e = escape_commas(mem);
 	for (size_t i = 0; argv && argv[i]; i++) {
 		const char *a = argv[i], *next = argv[i + 1];
@@ -84,6 +85,7 @@ static char **warm_argv(char *const *argv, const char *mem, uint64_t mem_size, b
 		}
 		out = strv_push(out, xstrdup(a));
 		if ((!strcmp(a, "-M") || !strcmp(a, "-machine")) && next) {
+			is_microvm = has_prefix(next, "microvm");
 			out = strv_push(out, xasprintf("%s,memory-backend=" WARM_MEM_ID, next));
 			i++;
 		} else if (!strcmp(a, "-m") && next) {
@@ -94,6 +96,13 @@ static char **warm_argv(char *const *argv, const char *mem, uint64_t mem_size, b
 						       (unsigned long long)mem_size, mem_e, clone ? "off" : "on"));
 			i++;
 		}
+	}
+	/* A machine with ACPI gets a VM generation ID: QEMU writes each clone's own (guid=auto: new per
+	 * QEMU process) into the restored guest and notifies it, and Linux's vmgenid driver reseeds
+	 * the kernel's RNG at once, before the agent's reseed arrives. microvm has no ACPI for it. */
+	if (!is_microvm) {
+		out = strv_push(out, xstrdup("-device"));
+		out = strv_push(out, xstrdup("vmgenid,guid=auto"));
 	}
 	if (clone) {
 		out = strv_push(out, xstrdup("-S"));

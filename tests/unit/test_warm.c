@@ -87,6 +87,7 @@ static void test_clone_argv(void **state)
 	/* discarding devices never reach a clone */
 	assert_false(argv_has(wp.clone_argv, "virtio-balloon"));
 	assert_true(argv_has(wp.clone_argv, "defer"));
+	assert_false(argv_has(wp.clone_argv, "vmgenid")); /* microvm has no ACPI */
 	assert_true(argv_has(wp.clone_argv, wp.mem));
 	assert_int_equal(strlen(wp.key), 64);
 	assert_non_null(strstr(wp.dir, "/warm/micro/"));
@@ -234,6 +235,7 @@ static void test_image(void **state)
 	assert_true(argv_has(a.clone_argv, cseed));
 	assert_false(argv_has(a.clone_argv, cold));
 	assert_true(argv_has(a.clone_argv, "q35,") && argv_has(a.clone_argv, ",memory-backend=warm-mem"));
+	assert_true(argv_has(a.clone_argv, "vmgenid,guid=auto")); /* q35 has ACPI */
 	/* another instance (its own keys): the same template */
 	assert_int_equal(warm_plan_make(&f->st, "img", "img-99999999", spec, &p2, &b, &err), 0);
 	assert_string_equal(a.key, b.key);
