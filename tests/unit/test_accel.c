@@ -195,15 +195,21 @@ static void test_verdict_garbage(void **state UNUSED)
 	assert_int_equal(accel_verdict_load(path, NULL, &back), -ENOENT);
 }
 
+/* A fake /proc under tmpdir/NAME (HUTCH_PROC_ROOT) whose boot_id is id; returns the boot_id file. */
+static char *fake_boot_id(const char *name, const char *id)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/%s/proc/sys/kernel/random", tmpdir, name);
+	assert_int_equal(mkdir_p(dir, 0755), 0);
+	char *f = xasprintf("%s/boot_id", dir);
+	assert_int_equal(write_file_atomic(f, id, strlen(id), 0644, NULL), 0);
+	_cleanup_free_ char *root = xasprintf("%s/%s", tmpdir, name);
+	setenv("HUTCH_PROC_ROOT", root, 1);
+	return f;
+}
+
 static void test_host_key(void **state UNUSED)
 {
-	_cleanup_free_ char *dir = xasprintf("%s/proc/proc/sys/kernel/random", tmpdir);
-	assert_int_equal(mkdir_p(dir, 0755), 0);
-	_cleanup_free_ char *f = xasprintf("%s/boot_id", dir);
-	const char *id = "3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d\n";
-	assert_int_equal(write_file_atomic(f, id, strlen(id), 0644, NULL), 0);
-	_cleanup_free_ char *root = xasprintf("%s/proc", tmpdir);
-	setenv("HUTCH_PROC_ROOT", root, 1);
+	_cleanup_free_ char *f = fake_boot_id("proc", "3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d\n");
 	struct accel_host h;
 	assert_int_equal(accel_host_read("/bin/sh", &h, NULL), 0);
 	assert_string_equal(h.boot_id, "3f1b2c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
@@ -226,13 +232,7 @@ static void test_host_key(void **state UNUSED)
  * new boot id measures again. */
 static void test_tsc_per_boot(void **state UNUSED)
 {
-	_cleanup_free_ char *dir = xasprintf("%s/tscproc/proc/sys/kernel/random", tmpdir);
-	assert_int_equal(mkdir_p(dir, 0755), 0);
-	_cleanup_free_ char *f = xasprintf("%s/boot_id", dir);
-	const char *id = "11111111-2222-3333-4444-555555555555\n";
-	assert_int_equal(write_file_atomic(f, id, strlen(id), 0644, NULL), 0);
-	_cleanup_free_ char *root = xasprintf("%s/tscproc", tmpdir);
-	setenv("HUTCH_PROC_ROOT", root, 1);
+	_cleanup_free_ char *f = fake_boot_id("tscproc", "11111111-2222-3333-4444-555555555555\n");
 	unsetenv("HUTCH_TSC_KHZ");
 	_cleanup_free_ char *cache = xasprintf("%s/tsccache", tmpdir);
 	uint64_t k = accel_tsc_khz(cache);
