@@ -80,6 +80,14 @@ is "$RC" 0 "clone A writes /var/tmp/who"
 is "$(sed -n 1p <<<"$OUT")" from-a "clone A reads back what it wrote"
 is "$(sed -n 2p <<<"$OUT")" "$a" "clone A's hostname is its instance name"
 ma=$(sed -n 3p <<<"$OUT")
+run hutch exec "$a" -- sh -c 'cat /etc/hostname; grep "^127.0.1.1" /etc/hosts; ls /sys/bus/acpi/devices | grep -c "^QEMUVGID:"'
+is "$(sed -n 1p <<<"$OUT")" "$a" "clone A's /etc/hostname names it"
+# cloud-init (manage_etc_hosts: localhost) mapped the template's name there
+like "$(sed -n 2p <<<"$OUT")" "^127\.0\.1\.1[[:space:]].*$a" "clone A's /etc/hosts maps its own name to 127.0.1.1"
+unlike "$(sed -n 2p <<<"$OUT")" '[[:space:]]img([.[:space:]]|$)' "clone A's /etc/hosts no longer maps the template's name"
+# (Debian's cloud kernel has no vmgenid driver, CONFIG_VMGENID; the generic one has: the agent's
+# reseed covers both)
+is "$(tail -n 1 <<<"$OUT")" 1 "clone A has the VM generation ID's ACPI device"
 
 section "isolation"
 probe='cat /var/tmp/who 2>/dev/null || echo none; echo from-b >/var/tmp/who && sync && cat /var/tmp/who; uname -n; cat /etc/machine-id'
