@@ -39,7 +39,10 @@ for ((i = 0; i < C; i++)); do
 		bench_die "hutch run --rm --cold box -- sh -c : failed: $(tail -n 20 "$BENCH_TMP/cold.log")"
 	K+=("$ELAPSED_MS")
 done
-left=$(ls "$HUTCH_HOME/data/vms" | grep -vx box | wc -l)
+left=0
+for d in "$HUTCH_HOME"/data/vms/*/; do
+	[ -d "$d" ] && [ "$(basename "$d")" != box ] && left=$((left + 1))
+done
 
 w=$(bench_median "${W[@]}")
 k=$(bench_median "${K[@]}")
