@@ -141,8 +141,8 @@ static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, cons
 		     const char *vm_dir, const char *smbios_key, char ***ret, struct hutch_error *err)
 {
 	bool image = spec->source == SOURCE_IMAGE;
-	_cleanup_free_ char *disk = image ? xasprintf("%s/disk.qcow2", vm_dir) : NULL;
-	_cleanup_free_ char *seed = image && p->seed ? xasprintf("%s/seed.iso", vm_dir) : NULL;
+	_cleanup_free_ char *disk = p->disk ? xasprintf("%s/disk.qcow2", vm_dir) : NULL; /* image and OCI VMs */
+	_cleanup_free_ char *seed = p->seed ? xasprintf("%s/seed.iso", vm_dir) : NULL;
 	struct qemu_config c = {
 		.disk = disk,
 		.seed = seed,
@@ -175,10 +175,6 @@ static void add_file_id(struct strbuf *sb, const char *what, const char *path)
 
 int warm_supported(const struct vm_spec *s, struct hutch_error *err)
 {
-	if (s->source == SOURCE_OCI)
-		return hutch_error_set(err, ENOTSUP,
-				       "warm templates are made of micro and cloud-image VMs (not of a container "
-				       "image's)");
 	int r = warm_image_supported(s, err);
 	if (r < 0)
 		return r;
@@ -216,7 +212,8 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 	struct strbuf sb = STRBUF_INIT;
 	strbuf_adds(&sb, WARM_FORMAT "\n");
 	struct warm_image *wi = NULL;
-	r = warm_image_plan(st, tname, spec, p, &sb, &wi, err);
+	r = spec->source == SOURCE_OCI ? warm_oci_plan(st, tname, spec, p, &sb, &wi, err)
+				       : warm_image_plan(st, tname, spec, p, &sb, &wi, err);
 	if (r < 0) {
 		strbuf_release(&sb);
 		return r;
@@ -488,7 +485,8 @@ static int template_boot_save(const struct warm_plan *wp, const char *bdir, cons
 	}
 	fd_set_nonblock(qp.agent_fd, true);
 	r = wait_agent_idle(qp.agent_fd, qp.pid, deadline, err);
-	if (r == 0 && wp->image)
+	/* a container image's VM (no cloud-init, the agent is its PID 1) is settled at HELLO, as micro */
+	if (r == 0 && wp->image && wp->spec->source == SOURCE_IMAGE)
 		r = warm_image_settle(qp.agent_fd, qp.pid, deadline, err);
 	if (r < 0)
 		goto out;
@@ -867,9 +865,10 @@ void warm_clone_setup(struct store *st, const char *name, const struct vm_spec *
 		warm_remove(st, w->wp.name, NULL);
 		return;
 	}
-	if (r == -ENOENT && w->wp.image) {
+	if (r == -ENOENT && w->wp.image && spec->source == SOURCE_IMAGE) {
 		/* A cloud image's first boot takes minutes under TCG: made within this start's timeout,
-		 * the template would leave the cold boot no time. 'template save' makes it. */
+		 * the template would leave the cold boot no time. 'template save' makes it. A container
+		 * image's VM boots micro's kernel in seconds: like micro, its template is made here. */
 		*ret_log = xasprintf("no warm template '%s' yet ('hutch template save %s' makes one): booting cold",
 				     w->wp.name, w->wp.name);
 		hutch_error_clear(&err);

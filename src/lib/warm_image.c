@@ -5,6 +5,7 @@
 #include "proto.h"
 #include "seed.h"
 #include "store.h"
+#include "vm_oci.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -39,6 +40,32 @@ static uint64_t qcow2_size(const char *path)
 	return v;
 }
 
+/* The base image under the VM's disk (an overlay on it) and the disk's virtual size. */
+static int disk_base(const struct qemu_plan *p, char **ret_base, uint64_t *ret_size, struct hutch_error *err)
+{
+	if (!p->disk)
+		return hutch_error_set(err, ENOENT, "the VM has no disk");
+	_cleanup_free_ char *base = image_qcow2_backing(p->disk);
+	if (!base || base[0] != '/')
+		return hutch_error_set(err, EINVAL, "the disk '%s' is not an overlay on a base image", p->disk);
+	*ret_size = qcow2_size(p->disk);
+	if (!*ret_size)
+		return hutch_error_set(err, EINVAL, "the disk '%s' is not a qcow2", p->disk);
+	*ret_base = TAKE_PTR(base);
+	return 0;
+}
+
+/* The base is a by-digest file that never changes: its identity is enough for the key. */
+static int key_base(struct strbuf *key, const char *what, const char *base, struct hutch_error *err)
+{
+	struct stat sb;
+	if (stat(base, &sb) < 0)
+		return hutch_error_set(err, errno, "the base image '%s': %s", base, strerror(errno));
+	strbuf_addf(key, "%s %s %llu %llu %lld\n", what, base, (unsigned long long)sb.st_ino,
+		    (unsigned long long)sb.st_size, (long long)sb.st_mtim.tv_sec);
+	return 0;
+}
+
 int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *spec, const struct qemu_plan *p,
 		    struct strbuf *key, struct warm_image **ret, struct hutch_error *err)
 {
@@ -48,14 +75,11 @@ int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *s
 	int r = warm_image_supported(spec, err);
 	if (r < 0)
 		return r;
-	if (!p->disk)
-		return hutch_error_set(err, ENOENT, "the VM has no disk");
-	_cleanup_free_ char *base = image_qcow2_backing(p->disk);
-	if (!base || base[0] != '/')
-		return hutch_error_set(err, EINVAL, "the disk '%s' is not an overlay on a base image", p->disk);
-	uint64_t size = qcow2_size(p->disk);
-	if (!size)
-		return hutch_error_set(err, EINVAL, "the disk '%s' is not a qcow2", p->disk);
+	_cleanup_free_ char *base = NULL;
+	uint64_t size = 0;
+	r = disk_base(p, &base, &size, err);
+	if (r < 0)
+		return r;
 	_cleanup_free_ char *seed = store_vm_file(st, tname, "seed.iso");
 	char hex[65];
 	struct stat sb;
@@ -69,11 +93,9 @@ int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *s
 	r = sha256_file_hex(seed, hex, err);
 	if (r < 0)
 		return r;
-	/* the base is a by-digest file that never changes: its identity is enough */
-	if (stat(base, &sb) < 0)
-		return hutch_error_set(err, errno, "the base image '%s': %s", base, strerror(errno));
-	strbuf_addf(key, "image base %s %llu %llu %lld\n", base, (unsigned long long)sb.st_ino,
-		    (unsigned long long)sb.st_size, (long long)sb.st_mtim.tv_sec);
+	r = key_base(key, "image base", base, err);
+	if (r < 0)
+		return r;
 	strbuf_addf(key, "image seed %s\nimage disk %llu\n", hex, (unsigned long long)size);
 	struct warm_image *wi = xcalloc(1, sizeof(*wi));
 	wi->base = TAKE_PTR(base);
@@ -83,10 +105,35 @@ int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *s
 	return 0;
 }
 
+int warm_oci_plan(const struct store *st, const char *tname, const struct vm_spec *spec, const struct qemu_plan *p,
+		  struct strbuf *key, struct warm_image **ret, struct hutch_error *err)
+{
+	*ret = NULL;
+	if (spec->source != SOURCE_OCI)
+		return 0;
+	if (vm_oci_is_bootc(st, spec, tname))
+		return hutch_error_set(err, ENOTSUP,
+				       "a bootc image's VM cannot be a warm template yet (it boots its own kernel and "
+				       "systemd, kept per VM): use run --cold");
+	_cleanup_free_ char *base = NULL;
+	uint64_t size = 0;
+	int r = disk_base(p, &base, &size, err);
+	if (r == 0)
+		r = key_base(key, "oci root", base, err);
+	if (r < 0)
+		return r;
+	strbuf_addf(key, "oci disk %llu\n", (unsigned long long)size);
+	struct warm_image *wi = xcalloc(1, sizeof(*wi));
+	wi->base = TAKE_PTR(base);
+	wi->disk_size = size;
+	*ret = wi;
+	return 0;
+}
+
 void warm_image_place(struct warm_image *wi, const char *dir, const char *vm_dir)
 {
 	wi->disk = xasprintf("%s/disk.qcow2", dir);
-	wi->seed = xasprintf("%s/seed.iso", dir);
+	wi->seed = wi->vm_seed ? xasprintf("%s/seed.iso", dir) : NULL; /* a container image's VM has none */
 	wi->blank = xasprintf("%s/clone.qcow2", dir);
 	wi->clone_disk = xasprintf("%s/clone-disk.qcow2", vm_dir);
 }
@@ -115,6 +162,8 @@ int warm_image_prepare(const struct warm_image *wi, const char *bdir, struct hut
 	int r = image_make_overlay(wi->base, disk, wi->disk_size, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "the template's disk");
+	if (!wi->vm_seed)
+		return 0;
 	r = copy_file_atomic(wi->vm_seed, seed, WARM_SEED_MAX, 0400, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "the template's seed");
@@ -194,7 +243,7 @@ int warm_image_check(const struct warm_image *wi, json_object *meta, const char 
 	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != get_int(meta, "disk_mtime_ns"))
 		r = hutch_error_set(err, EBADMSG,
 				    "warm template '%s': its disk is missing or changed since it was saved", tname);
-	else if (access(wi->seed, R_OK) < 0)
+	else if (wi->seed && access(wi->seed, R_OK) < 0)
 		r = hutch_error_set(err, EBADMSG, "warm template '%s': its seed is missing", tname);
 	else if (sha256_file_hex(wi->blank, hex, &e2) < 0 || strcmp(hex, get_str(meta, "clone_disk_sha256")) != 0)
 		r = hutch_error_set(err, EBADMSG, "warm template '%s': the clones' overlay is missing or corrupt",

@@ -17,7 +17,7 @@
 
 struct warm_image {
 	char *base;		   /* the base image the VM's disk is an overlay on */
-	char *vm_seed;		   /* the template VM's seed: the defined VM's */
+	char *vm_seed;		   /* the template VM's seed: the defined VM's; NULL for a container image's */
 	uint64_t disk_size;	   /* virtual size of the VM's disk, bytes */
 	char *disk, *seed, *blank; /* in the template's key dir */
 	char *clone_disk;	   /* the clone's own overlay */
@@ -30,6 +30,11 @@ int warm_image_supported(const struct vm_spec *spec, struct hutch_error *err);
  * or a clone of it). */
 int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *spec, const struct qemu_plan *p,
 		    struct strbuf *key, struct warm_image **ret, struct hutch_error *err);
+/* The same for a plain container image's VM (oci_disk.h): the base is its root filesystem in the
+ * OCI cache, keyed with the disk's size; it has no seed (micro's kernel boots it, with the agent as
+ * PID 1, no cloud-init) and no keys. A bootc image's VM is refused (-ENOTSUP). */
+int warm_oci_plan(const struct store *st, const char *tname, const struct vm_spec *spec, const struct qemu_plan *p,
+		  struct strbuf *key, struct warm_image **ret, struct hutch_error *err);
 /* Where the template's files are (dir: its key dir), and the clone's overlay in vm_dir. */
 void warm_image_place(struct warm_image *wi, const char *dir, const char *vm_dir);
 void warm_image_free(struct warm_image *wi);

@@ -4,8 +4,8 @@
 # carry for a user. create --oci builds the root filesystem once (cached by manifest digest) with
 # ownership and modes exact, boots it under micro's kernel with the disk as root, exec works, run
 # with no command runs the image's Cmd with its Env, WorkingDir and User. A docker-archive and an
-# oci-archive of the same image give the same disk bytes. Faults are clear errors that leave
-# nothing in the cache.
+# oci-archive of the same image give the same disk bytes. A warm template of the VM gives run --rm
+# clones on overlays of their own. Faults are clear errors that leave nothing in the cache.
 # once
 # timeout: 1500
 . "$(dirname "$0")/lib.sh"
@@ -63,6 +63,43 @@ is "$RC" 1 "exec: the opaque dir hides what layer 1 put in it"
 run hutch run c1
 is "$RC" 0 "run with no command runs the image's Cmd"
 is "$OUT" "hello from yes in /opt/hutch-lower as root" "run: with the image's Env, WorkingDir and User"
+
+# Warm templates of a container image's VM (src/lib/warm_image.c): template save boots c1's image on
+# an overlay of its own, frozen read-only as the template's disk; each run --rm clone restores on a
+# fresh overlay of it, so clones do not see each other's files and the template never changes.
+run hutch template save c1
+is "$RC" 0 "template save c1 (a container image's VM)"
+[ "$RC" -eq 0 ] || diag "$ERR" "$(tail -n 20 "$HUTCH_HOME/cache/warm/c1/.failed-console.log" 2>&1)"
+tdir=$(json_get "$(hutch template ls --json)" '[t["dir"] for t in j if t["name"] == "c1"][0]' 2>/dev/null)
+is "$(cd "$tdir" 2>/dev/null && stat -c '%n %a' disk.qcow2 && ls clone.qcow2 seed.iso 2>/dev/null)" \
+	"disk.qcow2 400
+clone.qcow2" "the template has its read-only disk and the clones' empty overlay, and no seed"
+is "$(json_get "$(cat "$tdir/meta.json")" 'j["base_image"]')" "$cache/${manifest#sha256:}/rootfs.img" \
+	"the template's disk is an overlay on the image's cached root filesystem"
+before=$(cd "$tdir" && sha256sum disk.qcow2 clone.qcow2 mem state)
+"$HUTCH" -v run --rm c1 -- sh -c 'echo from-a >/root/who && busybox sleep 600' >"$T/a.out" 2>"$T/a.err" &
+bg=$!
+clone_a() { a=$(vm_names | grep '^c1-' | head -1) && [ -n "$a" ] && hutch exec "$a" -- test -e /root/who 2>/dev/null; }
+ok "clone A of c1 writes /root/who" wait_until 300 clone_a
+run hutch -v run --rm c1 -- sh -c 'cat /root/who 2>/dev/null || echo none; echo from-b >/root/who; cat /root/who /proc/sys/kernel/hostname'
+is "$RC" 0 "clone B runs while A does"
+like "$ERR" 'restored from template c1 in [0-9]+ ms' "run -v says clone B was restored from template c1"
+is "$(sed -n 1,2p <<<"$OUT")" "none
+from-b" "clone B does not see clone A's file, and reads back its own"
+like "$(sed -n 3p <<<"$OUT")" '^c1-[0-9a-f]{8}$' "clone B's hostname is its instance name"
+run hutch exec "$a" -- cat /root/who
+is "$OUT" "from-a" "clone A does not see clone B's file"
+run hutch stop "$a"
+wait "$bg" 2>/dev/null
+like "$(cat "$T/a.err")" 'restored from template c1 in [0-9]+ ms' "run -v says clone A was restored from template c1"
+is "$(cd "$tdir" && sha256sum disk.qcow2 clone.qcow2 mem state)" "$before" \
+	"the template's disk, overlay, memory and state are unchanged"
+# like micro's, a container image VM's template is made on first use (it boots in seconds)
+run hutch template rm c1
+run hutch -v run --rm c1 -- cat /root/who
+like "$ERR" 'made warm template c1 in' "run --rm without a template makes it first"
+like "$ERR" 'restored from template c1' "and restores the clone from it"
+is "$OUT" "" "that clone sees neither clone's file"
 run hutch exec c1 -- sh -c 'df -k / | tail -1'
 size_k=$(echo "$OUT" | awk '{print $2}')
 ok "the root filesystem grew to --root-size 400M, not the disk's 512M (${size_k:-?} KiB)" \
@@ -71,6 +108,7 @@ run hutch stop c1
 is "$RC" 0 "stop c1"
 run hutch destroy c1
 is "$RC" 0 "destroy c1 (its disk is kept, as for image VMs)"
+ok "its warm template went with it" test ! -e "$HUTCH_HOME/cache/warm/c1"
 run hutch create c1 --oci "oci:$img/layout:test"
 is "$RC" 0 "create c1 again: the kept disk is used"
 run hutch destroy --disk c1

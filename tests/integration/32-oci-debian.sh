@@ -67,6 +67,9 @@ for vm in bk bk2 bk3; do
 done >"$T/bk.yml"
 run hutch create bk --from "$T/bk.yml"
 is "$RC" 0 "create bk from the image that carries a kernel"
+HUTCH_CMD_TIMEOUT=120 run hutch template save bk
+is "$RC" 1 "template save of a bootc image's VM fails (before booting anything)"
+contains "$ERR" "a bootc image's VM cannot be a warm template yet" "and says why"
 m=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"][7:])' "$T/kernel/layout/index.json")
 ok "its kernel is taken out beside the root filesystem" test -s "$HUTCH_HOME/cache/oci/$m/vmlinuz"
 ok "and its initramfs" test -s "$HUTCH_HOME/cache/oci/$m/initrd.img"

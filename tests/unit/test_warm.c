@@ -1,4 +1,4 @@
-/* warm templates (src/lib/warm.c): the clone's argv, the key, instance marks, the cache listing;
+/* warm templates (src/lib/warm.c): the clone's argv, the key (micro, image and container-image VMs), instance marks, the cache listing;
  * MSG_IDENTITY's encoding; snapshot tags (src/lib/snapshot.c). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include "qemu.h"
 #include "snapshot.h"
 #include "warm.h"
+#include "warm_image.h"
 
 #define UNUSED __attribute__((unused))
 
@@ -155,10 +156,8 @@ static void test_unsupported(void **state)
 	assert_non_null(strstr(err.msg, "UEFI"));
 	hutch_error_clear(&err);
 	f->spec->firmware = FIRMWARE_BIOS;
-	f->spec->source = SOURCE_OCI;
-	assert_int_equal(warm_supported(f->spec, &err), -ENOTSUP);
-	assert_non_null(strstr(err.msg, "container image"));
-	hutch_error_clear(&err);
+	f->spec->source = SOURCE_OCI; /* a bootc image's is refused by the plan (test_oci) */
+	assert_int_equal(warm_supported(f->spec, &err), 0);
 	f->spec->source = SOURCE_TEMPLATE;
 }
 
@@ -178,22 +177,12 @@ static void write_qcow2_header(const char *path, const char *backing, uint64_t s
 	assert_int_equal(write_file_atomic(path, h, sizeof(h), 0600, &err), 0);
 }
 
-/* An image VM's instance: its plan has a disk on a base, a seed and keys of its own. */
-static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst, const char *smbios,
-		       struct qemu_plan *p)
+/* The argv of instance INST of spec, from what its plan p has. */
+static void plan_argv(struct fixture *f, struct vm_spec *spec, const char *inst, struct qemu_plan *p)
 {
 	struct hutch_error err = {0};
-	memset(p, 0, sizeof(*p));
-	p->binary = xstrdup(f->plan.binary);
-	p->accel = &f->accel;
-	p->vm_dir = store_vm_dir(&f->st, inst);
-	assert_int_equal(mkdir_p(p->vm_dir, 0700), 0);
-	p->disk = xasprintf("%s/disk.qcow2", p->vm_dir);
-	p->seed = xasprintf("%s/seed.iso", p->vm_dir);
-	p->smbios = xstrdup(smbios);
-	_cleanup_free_ char *base = xasprintf("%s/base.qcow2", f->dir);
-	assert_int_equal(write_file_atomic(base, "base", 4, 0600, &err), 0);
-	write_qcow2_header(p->disk, base, 8ull << 30);
+	strv_free(p->argv);
+	p->argv = NULL;
 	struct qemu_config c = {.name = inst,
 				.spec = spec,
 				.binary = p->binary,
@@ -202,8 +191,35 @@ static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst
 				.disk = p->disk,
 				.seed = p->seed,
 				.smbios_cred = p->smbios,
+				.kernel = p->kernel,
+				.initrd = p->initrd,
 				.accel = &f->accel};
 	assert_int_equal(qemu_build_argv(&c, &p->argv, &err), 0);
+}
+
+/* A plan for instance INST whose disk (of SIZE) is an overlay on BASE. */
+static void disk_plan(struct fixture *f, const char *inst, const char *base, uint64_t size, struct qemu_plan *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->binary = xstrdup(f->plan.binary);
+	p->accel = &f->accel;
+	p->vm_dir = store_vm_dir(&f->st, inst);
+	assert_int_equal(mkdir_p(p->vm_dir, 0700), 0);
+	p->disk = xasprintf("%s/disk.qcow2", p->vm_dir);
+	write_qcow2_header(p->disk, base, size);
+}
+
+/* An image VM's instance: its plan has a disk on a base, a seed and keys of its own. */
+static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst, const char *smbios,
+		       struct qemu_plan *p)
+{
+	struct hutch_error err = {0};
+	_cleanup_free_ char *base = xasprintf("%s/base.qcow2", f->dir);
+	assert_int_equal(write_file_atomic(base, "base", 4, 0600, &err), 0);
+	disk_plan(f, inst, base, 8ull << 30, p);
+	p->seed = xasprintf("%s/seed.iso", p->vm_dir);
+	p->smbios = xstrdup(smbios);
+	plan_argv(f, spec, inst, p);
 }
 
 static void test_image(void **state)
@@ -256,6 +272,80 @@ static void test_image(void **state)
 	p1.accel = p2.accel = NULL;
 	qemu_plan_release(&p1);
 	qemu_plan_release(&p2);
+	spec_free(spec);
+}
+
+/* A plain container image's VM: micro's kernel, its disk an overlay on the image's root filesystem
+ * (base: a file in the test dir), no seed. */
+static void oci_plan(struct fixture *f, struct vm_spec *spec, const char *inst, const char *base, struct qemu_plan *p)
+{
+	disk_plan(f, inst, base, 512ull << 20, p);
+	p->kernel = xstrdup(f->plan.kernel);
+	p->initrd = xstrdup(f->plan.initrd);
+	plan_argv(f, spec, inst, p);
+}
+
+static void test_oci(void **state)
+{
+	struct fixture *f = *state;
+	struct hutch_error err = {0};
+	struct vm_spec *spec = spec_new("box-1234abcd");
+	spec->source = SOURCE_OCI;
+	spec->oci = xstrdup("oci:/x:test");
+	spec_apply_defaults(spec);
+	_cleanup_free_ char *root1 = xasprintf("%s/rootfs1.img", f->dir), *root2 = xasprintf("%s/rootfs2.img", f->dir);
+	assert_int_equal(write_file_atomic(root1, "ext4 one", 8, 0600, &err), 0);
+	assert_int_equal(write_file_atomic(root2, "ext4 two", 8, 0600, &err), 0);
+	_cleanup_free_ char *tdir = store_vm_dir(&f->st, "box");
+	assert_int_equal(mkdir_p(tdir, 0700), 0);
+	struct qemu_plan p1, p2, p3;
+	oci_plan(f, spec, "box-1234abcd", root1, &p1);
+	oci_plan(f, spec, "box-99999999", root1, &p2);
+	oci_plan(f, spec, "box-55555555", root2, &p3);
+	struct warm_plan a, b, c;
+	/* no seed needed: the template boots with none */
+	assert_int_equal(warm_plan_make(&f->st, "box", "box-1234abcd", spec, &p1, &a, &err), 0);
+	assert_non_null(a.image);
+	assert_null(a.image->seed);
+	assert_string_equal(a.image->base, root1);
+	/* micro's machine and kernel, its RAM in the template's file, the disk the clone's own overlay */
+	_cleanup_free_ char *cdisk = xasprintf("file=%s/clone-disk.qcow2,", p1.vm_dir);
+	_cleanup_free_ char *cold = xasprintf("file=%s,", p1.disk);
+	assert_true(argv_has(a.clone_argv, cdisk));
+	assert_false(argv_has(a.clone_argv, cold));
+	assert_false(argv_has(a.clone_argv, "seed.iso"));
+	assert_true(argv_has(a.clone_argv, "microvm,") && argv_has(a.clone_argv, ",memory-backend=warm-mem"));
+	assert_true(argv_has(a.clone_argv, "share=off") && argv_has(a.clone_argv, "defer"));
+	assert_false(argv_has(a.clone_argv, "-kernel"));
+	/* another instance of the same image: the same template */
+	assert_int_equal(warm_plan_make(&f->st, "box", "box-99999999", spec, &p2, &b, &err), 0);
+	assert_string_equal(a.key, b.key);
+	warm_plan_release(&b);
+	/* another root filesystem: another template */
+	assert_int_equal(warm_plan_make(&f->st, "box", "box-55555555", spec, &p3, &c, &err), 0);
+	assert_string_not_equal(a.key, c.key);
+	warm_plan_release(&c);
+	/* another root size (on the guest's command line): another template */
+	spec->root_size = 300ull << 20;
+	plan_argv(f, spec, "box-99999999", &p2);
+	assert_int_equal(warm_plan_make(&f->st, "box", "box-99999999", spec, &p2, &c, &err), 0);
+	assert_string_not_equal(a.key, c.key);
+	warm_plan_release(&c);
+	spec->root_size = 0;
+	/* the template's check needs no seed either: a complete template without one is not corrupt */
+	assert_int_equal(warm_template_check(&a, &err), -ENOENT);
+	hutch_error_clear(&err);
+	warm_plan_release(&a);
+	/* a bootc image's VM (its own kernel beside its disk) cannot be a template yet */
+	_cleanup_free_ char *k = xasprintf("%s/oci-vmlinuz", tdir);
+	assert_int_equal(write_file_atomic(k, "bzImage", 7, 0600, &err), 0);
+	assert_int_equal(warm_plan_make(&f->st, "box", "box-1234abcd", spec, &p1, &a, &err), -ENOTSUP);
+	assert_non_null(strstr(err.msg, "bootc"));
+	hutch_error_clear(&err);
+	p1.accel = p2.accel = p3.accel = NULL;
+	qemu_plan_release(&p1);
+	qemu_plan_release(&p2);
+	qemu_plan_release(&p3);
 	spec_free(spec);
 }
 
@@ -382,6 +472,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tb_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oci, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_instance_mark, setup, teardown),
 		cmocka_unit_test(test_identity_roundtrip),
