@@ -158,7 +158,7 @@ ok "mute: nothing left" wait_until 30 vm_gone hmute
 
 section "flap"
 is "$(cat "$T/start.flap.rc")" 0 "flap: start succeeds"
-run hutch exec hflap -- flap 25
+run hutch exec hflap -- flap 15
 is "$RC" 255 "flap: the session whose agent went away exits 255"
 like "$ERR" "the guest agent in 'hflap' went away while 'flap' was running; its result is unknown" \
 	"flap: the message says the agent went away and the result is unknown"
