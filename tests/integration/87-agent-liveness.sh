@@ -2,7 +2,7 @@
 # once
 # The agent can go away and come back (issue 17), on micro VMs: the monitor knows whether the agent
 # is there, sessions never hang, and a new agent is a new start. The cloud image (the agent as a
-# systemd service: stop, restart, SIGSTOP) is 96-agent-liveness.sh.
+# systemd service: stop, restart, SIGSTOP) is in 95-cloud.sh (L1-L4).
 #
 #   1  a VM paused through QMP (its own socket, qmp-user.sock): the agent is unresponsive at once,
 #      exec fails fast naming the state, an open session ends with 255; after cont exec works again

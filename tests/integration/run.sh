@@ -75,7 +75,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 			a=$(basename "$a")
 			for t in "$here/$a" "$here/$a"-*.sh "$here/$a".sh; do
 				if [ -f "$t" ]; then
-					# the tests that boot the image name its variable (95-cloud.sh, 96-...)
+					# the tests that boot the image name its variable (95-cloud.sh, 68-...)
 					! grep -qE "HUTCH_DEBIAN_IMAGE_DIR|HUTCH_OCI_ROOTFS|HUTCH_GUEST_ROOTFS|^cloud_fixture" "$t" || wants_cloud=1
 					break
 				fi
