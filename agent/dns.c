@@ -134,8 +134,15 @@ void dns_forwarder_start(const uint32_t *addrs, size_t n)
 	if (!n)
 		return;
 	pid_t pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		/* The agent's blocked signals (SIGTERM among them, for its signalfd) would stay blocked
+		 * here: systemd's SIGTERM to the service at shutdown must end this process too, or the
+		 * guest's poweroff waits out the stop timeout (90 s) for it. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		dns_loop(addrs, n);
+	}
 	if (pid < 0)
 		logmsg("dns: fork: %s", strerror(errno));
 	running = pid;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# once
 # Four micro VMs booting at once on a contended CPU. Under TCG a microvm guest can hang forever
 # calibrating its TSC (DESIGN.md, measured facts); every one of them must reach "started".
 . "$(dirname "$0")/lib.sh"

@@ -64,7 +64,7 @@ like "$OUT" "^$I +running +libvirt +tcg .* ready " "list: ACCEL and AGENT of a r
 run hutch list --json
 is "$(json_get "$OUT" "[v['agent'] for v in j if v['name']=='$I'][0]")" "ready" "list --json: the agent is ready"
 # a session longer than idle: the VM stays up for it
-run hutch exec "$I" -- sleep 25
+run hutch exec "$I" -- sleep 15
 is "$RC" 0 "idle: a session longer than idle is not cut off"
 ok "idle: $I stops by itself with no sessions" wait_until 300 stopped "$I"
 ok "... and events says why: stopped, reason idle" wait_until 30 has_event "$I" stopped idle

@@ -2,7 +2,7 @@
 # once
 # The agent can go away and come back (issue 17), on micro VMs: the monitor knows whether the agent
 # is there, sessions never hang, and a new agent is a new start. The cloud image (the agent as a
-# systemd service: stop, restart, SIGSTOP) is 96-agent-liveness.sh.
+# systemd service: stop, restart, SIGSTOP) is in 95-cloud.sh (L1-L4).
 #
 #   1  a VM paused through QMP (its own socket, qmp-user.sock): the agent is unresponsive at once,
 #      exec fails fast naming the state, an open session ends with 255; after cont exec works again
@@ -158,7 +158,7 @@ ok "mute: nothing left" wait_until 30 vm_gone hmute
 
 section "flap"
 is "$(cat "$T/start.flap.rc")" 0 "flap: start succeeds"
-run hutch exec hflap -- flap 25
+run hutch exec hflap -- flap 15
 is "$RC" 255 "flap: the session whose agent went away exits 255"
 like "$ERR" "the guest agent in 'hflap' went away while 'flap' was running; its result is unknown" \
 	"flap: the message says the agent went away and the result is unknown"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# timeout: 1200
+# timeout: 1800
 # Cloud images against real components (issue 4): a real Debian 12 cloud image, served over
 # loopback HTTP with its SHA256SUMS, booted under TCG with real cloud-init creating the user,
 # installing the ssh key and the agent.
@@ -19,15 +19,33 @@
 #   7  faults: checksum mismatch, a cut download that a rerun resumes with Range
 #   8  start --wait none and agent on a micro VM; ssh and cloud-init refused there
 #
+# And, on the UEFI VM's second boot (one boot less than a file of their own), the agent going away
+# and coming back (issue 17), the agent being the systemd service hutch-agent. The events come from a
+# systemd timer in the guest (set through exec, firing 2 s later, writing the guest's clock to
+# /run/hutch-event first); what the agent cannot do while it is away is done over `hutch ssh`, which
+# does not need it:
+#   L1 the agent is stopped (systemd-run --on-active=2, as a user would): an exec already running
+#      ends with 255 and the message, inspect and list say gone (with why), a new exec fails fast
+#      (exit 1) naming the state and the restart command; started again, exec works
+#   L2 the agent is restarted with a session open: the session ends with 255 and the message, a new
+#      exec works at once, and nothing of the old session shows up in a new one
+#   L3 the agent gets SIGSTOP, then SIGCONT: an open session ends (255) once a ping goes unanswered,
+#      inspect says unresponsive, a new exec fails fast; after SIGCONT ready, exec works
+#   L4 stop with the agent gone skips the agent step (the VM's last stop)
+# Each case reports, as a diag line, how long after the guest event the CLI gave its error (the
+# guest's clock, corrected by its offset from the host's measured through exec; not asserted).
+#
 # The image comes from tests/fixtures/debian-image.sh, which needs root: run.sh builds (or reuses)
 # it before dropping privileges and passes its directory as HUTCH_DEBIAN_IMAGE_DIR. Without it this
 # test reports SKIP; if the build failed (HUTCH_DEBIAN_IMAGE_LOG), it fails with the log's tail.
 # Boots: the BIOS VM once, then the same name as a UEFI VM twice (about 100 s each under TCG).
 . "$(dirname "$0")/lib.sh"
+exec </dev/null
 
 here=$(cd "$(dirname "$0")" && pwd)
 IMG=debian-12-hutch-amd64.qcow2
-SECTIONS="create start forward cp stop-destroy uefi-tpm faults wait-micro"
+SECTIONS="create start forward cp stop-destroy uefi-tpm agent-stopped agent-restarted agent-sigstop
+	stop-agent-gone faults wait-micro"
 # Bounds, not expectations: a TCG boot here takes 75-190 s.
 BOOT_TIMEOUT=600
 V=$HUTCH_HOME/data/vms
@@ -89,6 +107,70 @@ wait_body()
 		[ $SECONDS -lt $deadline ] || { LAST_BODY=$body; return 1; }
 		sleep 0.5
 	done
+}
+
+# ---- for the agent liveness cases (L1-L4), on the VM deb ----
+agent_field()
+{
+	hutch inspect deb --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1],""))' "$1" 2>/dev/null
+}
+agent_is()
+{
+	[ "$(agent_field agent)" = "$1" ]
+}
+sessions_are()
+{
+	[ "$(agent_field sessions)" = "$1" ]
+}
+now()
+{
+	date +%s.%N
+}
+# bg_exec TAG ARGS...: hutch exec deb ARGS in the background; status in $T/TAG.rc, and when it
+# ended in $T/TAG.t.
+bg_exec()
+{
+	local tag=$1
+	shift
+	(
+		hutch exec deb "$@" >"$T/$tag.out" 2>"$T/$tag.err"
+		echo $? >"$T/$tag.rc"
+		now >"$T/$tag.t"
+	) &
+}
+# guest CMD...: as root in the guest over ssh (it does not need the agent).
+guest()
+{
+	run hutch ssh deb -- sudo -n "$@"
+}
+# schedule CMD: run CMD as root in the guest 2 s from now, from a systemd timer (so the exec that
+# sets it up is over by then), after writing the guest's clock to /run/hutch-event. Also measures
+# the guest clock's offset from the host's (OFFSET, s) through an exec.
+schedule()
+{
+	local h0 g h1
+	h0=$(now)
+	g=$(hutch exec deb -- date +%s.%N)
+	h1=$(now)
+	OFFSET=$(python3 -c 'import sys; h0,g,h1=map(float,sys.argv[1:4]); print(g-(h0+h1)/2)' "$h0" "$g" "$h1")
+	run hutch exec deb -- rm -f /run/hutch-event
+	# a timer's default accuracy is a minute: ask for 100 ms
+	run hutch exec deb -- systemd-run --quiet --on-active=2 --timer-property=AccuracySec=100ms \
+		sh -c "date +%s.%N >/run/hutch-event; $1"
+}
+# event_done: the scheduled event has happened (asked over ssh: the agent may be away).
+event_done()
+{
+	hutch ssh deb -- test -s /run/hutch-event 2>/dev/null
+}
+# latency WHAT TFILE: how long after the scheduled event (its guest time, in host time) the CLI
+# gave its error, whose host time is in TFILE. Diag only.
+latency()
+{
+	local t g
+	t=$(cat "$2" 2>/dev/null) || return 0
+	g=$(hutch ssh deb -- cat /run/hutch-event 2>/dev/null) || return 0
+	diag "$(python3 -c 'import sys; g,o,e=map(float,sys.argv[2:5]); print("latency, %s: the CLI error came %.2f s after the guest event" % (sys.argv[1], e-(g-o)))' "$1" "$g" "$OFFSET" "$t")"
 }
 
 # ==== 1: create from the URL with the sums-file checksum ====
@@ -357,8 +439,109 @@ run hutch exec deb -- cloud-init status
 like "$OUT" '^status: done$' "cloud-init is done on the second boot"
 run hutch ssh deb -- true
 is "$RC$ERR" 0 "hutch ssh still works after the restart, quietly"
-run hutch stop deb
-is "$RC" 0 "stop deb exits 0 (after the second boot)"
+
+# ==== L1-L4: the agent goes away and comes back ====
+section "L1: the agent is stopped"
+is "$(agent_field agent)" ready "L1: the agent is ready"
+bg_exec s1 -- sh -c 'sleep 60; echo done'
+ok "L1: a session is open" wait_until 60 sessions_are 1
+schedule "systemctl stop hutch-agent"
+is "$RC" 0 "L1: systemctl stop hutch-agent, in 2 s (systemd-run, through exec)"
+ok "L1: the open exec returns" wait_until 60 test -s "$T/s1.rc"
+is "$(cat "$T/s1.rc" 2>/dev/null)" 255 "L1: the exec that was running exits 255"
+like "$(cat "$T/s1.err")" "the guest agent in 'deb' went away while 'sh' was running; its result is unknown" \
+	"L1: its message says the agent went away and the result is unknown"
+latency "stopped agent" "$T/s1.t"
+ok "L1: inspect says gone" wait_until 30 agent_is gone
+is "$(agent_field agent_why)" "the guest closed the agent port" "L1: inspect --json says why"
+run hutch inspect deb
+like "$OUT" '^agent: +gone for [0-9]+s \(the guest closed the agent port\)$' "L1: inspect says since when and why"
+run hutch list
+like "$OUT" '^deb +running +[a-z]+ .* gone ' "L1: list shows the agent gone"
+t=$(now)
+run hutch exec deb -- true
+is "$RC" 1 "L1: exec on a gone agent exits 1 (at once, not a hang)"
+like "$ERR" "the guest agent in 'deb' is gone \(for [0-9]+ s: the guest closed the agent port\); restart it with 'hutch ssh deb -- sudo systemctl restart hutch-agent'" \
+	"L1: the error names the state and the command that restarts the agent"
+diag "L1: exec on the gone agent failed in $(python3 -c 'import sys,time; print("%.2f" % (time.time()-float(sys.argv[1])))' "$t") s"
+guest systemctl start hutch-agent
+is "$RC" 0 "L1: systemctl start hutch-agent"
+ok "L1: ready again" wait_until 60 agent_is ready
+run hutch exec deb -- echo back
+is "$RC:$OUT" "0:back" "L1: exec works again"
+
+# ---- L2: the agent is restarted with a session open ----
+section "L2: the agent is restarted"
+bg_exec s2 -- sh -c 'sleep 20; echo done'
+ok "L2: a session is open" wait_until 60 sessions_are 1
+t_open=$SECONDS # the program started before this: it ends by t_open + 20 s
+schedule "systemctl restart hutch-agent"
+is "$RC" 0 "L2: systemctl restart hutch-agent, in 2 s"
+ok "L2: the open exec returns" wait_until 60 test -s "$T/s2.rc"
+is "$(cat "$T/s2.rc" 2>/dev/null)" 255 "L2: the session whose agent restarted exits 255"
+like "$(cat "$T/s2.err")" "the guest agent in 'deb' went away while 'sh' was running; its result is unknown" \
+	"L2: ... with the message"
+unlike "$(cat "$T/s2.out")" 'done' "L2: its program did not finish (systemd killed it with the agent)"
+latency "restarted agent" "$T/s2.t"
+ok "L2: the new agent is ready" wait_until 60 agent_is ready
+run hutch exec deb -- echo fresh
+is "$RC:$OUT" "0:fresh" "L2: a new exec works"
+is "$(agent_field agent_why)" "a new agent said HELLO" "L2: inspect: a new agent said HELLO"
+# past the old program's end (2 s after it, counted from when its session was seen open): none of it
+# may reach a new session
+left=$((t_open + 22 - SECONDS))
+[ "$left" -le 0 ] || sleep "$left"
+run hutch exec deb -- cat /dev/null
+is "$RC:$OUT" "0:" "L2: a new session gets nothing of the old one"
+
+# ---- L3: SIGSTOP, then SIGCONT ----
+section "L3: the agent gets SIGSTOP"
+bg_exec s3 -- sh -c 'sleep 120; echo done'
+ok "L3: a session is open" wait_until 60 sessions_are 1
+schedule "systemctl kill --kill-whom=main -s SIGSTOP hutch-agent"
+is "$RC" 0 "L3: SIGSTOP to the agent in 2 s (systemctl kill --kill-whom=main)"
+ok "L3: the open exec returns (a ping went unanswered)" wait_until 90 test -s "$T/s3.rc"
+is "$(cat "$T/s3.rc" 2>/dev/null)" 255 "L3: the session on the stopped agent exits 255"
+like "$(cat "$T/s3.err")" "the guest agent in 'deb' stopped answering \(no answer to a ping within [0-9]+ s\) while 'sh' was running; its result is unknown" \
+	"L3: ... with the message"
+latency "SIGSTOPped agent, session open" "$T/s3.t"
+is "$(agent_field agent)" unresponsive "L3: inspect says unresponsive"
+t=$(now)
+run hutch exec deb -- true
+is "$RC" 1 "L3: exec on the unresponsive agent exits 1"
+like "$ERR" "the guest agent in 'deb' is unresponsive .*restart it with 'hutch ssh deb -- sudo systemctl restart hutch-agent'" \
+	"L3: ... naming the state and what to try"
+diag "L3: exec on the unresponsive agent failed in $(python3 -c 'import sys,time; print("%.2f" % (time.time()-float(sys.argv[1])))' "$t") s"
+guest systemctl kill --kill-whom=main -s SIGCONT hutch-agent
+is "$RC" 0 "L3: SIGCONT to the agent"
+ok "L3: ready again" wait_until 60 agent_is ready
+run hutch exec deb -- echo cont
+is "$RC:$OUT" "0:cont" "L3: exec works after SIGCONT"
+ok "L3: the hung-up program's session is gone" wait_until 60 sessions_are 0
+
+# A quiet, stopped agent with no session open: the first exec is bounded by a ping.
+schedule "systemctl kill --kill-whom=main -s SIGSTOP hutch-agent"
+ok "L3b: SIGSTOP to the agent, with no session open" wait_until 60 event_done
+sleep 6 # quiet past the ping threshold (5 s)
+t=$(now)
+bg_exec s4 -- true
+ok "L3b: exec on a stopped, quiet agent returns (bounded by a ping)" wait_until 60 test -s "$T/s4.rc"
+is "$(cat "$T/s4.rc" 2>/dev/null)" 1 "L3b: ... with exit 1"
+like "$(cat "$T/s4.err")" "is unresponsive \(for [0-9]+ s: no answer to a ping" "L3b: ... naming the state"
+diag "latency, SIGSTOPped quiet agent: a new exec failed $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[2])-float(sys.argv[1])))' "$t" "$(cat "$T/s4.t")") s after it began"
+guest systemctl kill --kill-whom=main -s SIGCONT hutch-agent
+ok "L3b: ready again" wait_until 60 agent_is ready
+
+# ---- L4: stop with the agent gone (the last stop of deb) ----
+section "L4: stop with the agent gone"
+guest systemctl stop hutch-agent
+ok "L4: gone" wait_until 30 agent_is gone
+run hutch stop deb --json
+is "$RC" 0 "stop deb exits 0 (after the second boot; L4: the agent gone)"
+unlike "$(json_get "$OUT" 'j["method"]')" '^agent$' "L4: stop skipped the agent step (ended on $(json_get "$OUT" 'j["method"]'))"
+diag "L4: stop ended on $(json_get "$OUT" 'j["method"]') after $(json_get "$OUT" 'j["ms"]') ms"
+run hutch list -a
+like "$OUT" '^deb +stopped' "L4: list -a: deb is stopped"
 ok "QEMU is gone after stop" wait_until 30 no_qemu
 ok "nvram.fd still differs from the pristine copy (kept, not reset)" eval "! cmp -s '$nvram' '$pristine'"
 nv2=$(sha256sum <"$nvram" | cut -d' ' -f1)

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by the cloud-image tests (95-cloud.sh, 96-agent-liveness.sh). Source it after lib.sh, with
-# IMG (the image's file name) and SECTIONS (the names reported as SKIP when there is no image) set.
+# Shared by the cloud-image tests (95-cloud.sh, 59-warm-image.sh, 67-libvirt-image.sh,
+# 68-netvm-image.sh). Source it after lib.sh, with IMG (the image's file name) and SECTIONS (the
+# names reported as SKIP when there is no image) set.
 #
 #   cloud_fixture          sets image_dir, or reports every section as SKIP (HUTCH_SKIP_CLOUD=1, no
 #                          fixture) or fails with the fixture build's log, and exits

@@ -75,7 +75,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 			a=$(basename "$a")
 			for t in "$here/$a" "$here/$a"-*.sh "$here/$a".sh; do
 				if [ -f "$t" ]; then
-					# the tests that boot the image name its variable (95-cloud.sh, 96-...)
+					# the tests that boot the image name its variable (95-cloud.sh, 68-...)
 					! grep -qE "HUTCH_DEBIAN_IMAGE_DIR|HUTCH_OCI_ROOTFS|HUTCH_GUEST_ROOTFS|^cloud_fixture" "$t" || wants_cloud=1
 					break
 				fi
@@ -119,6 +119,8 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 		derive HUTCH_GUEST_ROOTFS "${HUTCH_OCI_ROOTFS:-}" guest-rootfs.sh "the guest root filesystem with programs"
 		# ... and that as an OCI image (layout and docker-archive), made once for all its tests.
 		derive HUTCH_GUEST_OCI "${HUTCH_GUEST_ROOTFS:-}" guest-oci.sh "the guest root filesystem as an OCI image"
+		# ... and the Debian root filesystem as OCI images, plain and with a kernel (32-oci-debian.sh).
+		derive HUTCH_DEBIAN_OCI "${HUTCH_OCI_ROOTFS:-}" debian-oci.sh "the Debian root filesystem as OCI images"
 	fi
 	# Tests that need the invoking root user (root/*.sh: a /dev/kvm only root can open, say) run
 	# here, before privileges are dropped, as root with their own HUTCH_HOME; their counts are
@@ -163,7 +165,7 @@ if [ -z "${HUTCH_IT_STAGED:-}" ]; then
 	passenv+=(HUTCH_ROOT_PASS="$root_pass" HUTCH_ROOT_FAIL="$root_fail")
 	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS HUTCH_CMD_TIMEOUT TERM \
 		HUTCH_SKIP_CLOUD HUTCH_SKIP_ONCE HUTCH_DEBIAN_IMAGE_DIR HUTCH_DEBIAN_IMAGE_LOG HUTCH_OCI_ROOTFS \
-		HUTCH_GUEST_ROOTFS HUTCH_GUEST_OCI; do
+		HUTCH_GUEST_ROOTFS HUTCH_GUEST_OCI HUTCH_DEBIAN_OCI; do
 		[ -n "${!v:-}" ] && passenv+=("$v=${!v}")
 	done
 	if [ "$(id -u)" -eq 0 ]; then
