@@ -125,7 +125,8 @@ static void clone_tb_size(char **argv)
 		}
 }
 
-/* An image VM's disk and seed are vm_dir's (the template's build dir, or a placeholder for the key);
+/* An image VM's disk, seed and NVRAM are vm_dir's (the template's build dir, or a placeholder for
+ * the key);
  * its SMBIOS credential (the authorized keys) is the plan's, a placeholder in the key (smbios_key):
  * an instance's keys are its own. */
 static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, const char *name, const char *run_dir,
@@ -134,9 +135,12 @@ static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, cons
 	bool image = spec->source == SOURCE_IMAGE;
 	_cleanup_free_ char *disk = image ? xasprintf("%s/disk.qcow2", vm_dir) : NULL;
 	_cleanup_free_ char *seed = image && p->seed ? xasprintf("%s/seed.iso", vm_dir) : NULL;
+	_cleanup_free_ char *nvram = image && p->nvram ? xasprintf("%s/nvram.fd", vm_dir) : NULL;
 	struct qemu_config c = {
 		.disk = disk,
 		.seed = seed,
+		.fw_code = image ? p->fw_code : NULL,
+		.nvram = nvram,
 		.smbios_cred = image && p->smbios ? (smbios_key ? smbios_key : p->smbios) : NULL,
 		.name = name,
 		.spec = spec,
@@ -170,9 +174,6 @@ int warm_supported(const struct vm_spec *s, struct hutch_error *err)
 		return hutch_error_set(err, ENOTSUP,
 				       "warm templates are made of micro and cloud-image VMs (not of a container "
 				       "image's)");
-	int r = warm_image_supported(s, err);
-	if (r < 0)
-		return r;
 	if (s->net_mode == NET_NETVM)
 		return hutch_error_set(err, ENOTSUP,
 				       "a VM on a netvm link cannot be a clone: the template's link would be shared");
@@ -234,7 +235,7 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 	clone_tb_size(ret->clone_argv);
 	if (wi) {
 		warm_image_place(wi, ret->dir, p->vm_dir);
-		warm_image_clone_argv(wi, p->disk, p->seed, ret->clone_argv);
+		warm_image_clone_argv(wi, p->disk, p->seed, p->nvram, ret->clone_argv);
 	}
 	ret->image = wi;
 	ret->template_argv_base = TAKE_PTR(canon);
@@ -752,6 +753,7 @@ static void list_one(const char *name, const char *kdir, void *arg)
 	json_object *o = json_object_new_object();
 	_cleanup_free_ char *mem = xasprintf("%s/mem", kdir), *state = xasprintf("%s/state", kdir);
 	_cleanup_free_ char *disk = xasprintf("%s/disk.qcow2", kdir), *seed = xasprintf("%s/seed.iso", kdir);
+	_cleanup_free_ char *nvram = xasprintf("%s/nvram.fd", kdir);
 	json_object_object_add(o, "name", json_object_new_string(name));
 	json_object_object_add(o, "key", json_object_new_string(meta_str(meta, "key")));
 	json_object_object_add(o, "dir", json_object_new_string(kdir));
@@ -759,7 +761,7 @@ static void list_one(const char *name, const char *kdir, void *arg)
 	json_object_object_add(o, "state_bytes", json_object_new_int64(meta_int(meta, "state_bytes")));
 	json_object_object_add(o, "disk_bytes",
 			       json_object_new_int64((int64_t)(disk_bytes(mem) + disk_bytes(state) + disk_bytes(disk) +
-							       disk_bytes(seed))));
+							       disk_bytes(seed) + disk_bytes(nvram))));
 	json_object_object_add(o, "created", json_object_new_int64(meta_int(meta, "created")));
 	json_object_object_add(o, "boot_ms", json_object_new_int64(meta_int(meta, "boot_ms")));
 	json_object_object_add(o, "qemu", json_object_new_string(meta_str(meta, "qemu")));
