@@ -38,8 +38,8 @@ struct warm_plan {
 	struct warm_image *image; /* an image VM's disk (warm_image.h); NULL for micro */
 };
 
-/* Whether a VM of this spec can be a clone: micro and cloud-image VMs (BIOS or UEFI) with user or no
- * network and no TPM. -ENOTSUP says why. */
+/* Whether a VM of this spec can be a clone: micro and cloud-image VMs (BIOS or UEFI, with or without
+ * a TPM) with user or no network. -ENOTSUP says why. */
 int warm_supported(const struct vm_spec *s, struct hutch_error *err);
 /* The warm plan of a VM (name: the VM, for the clone argv) whose qemu plan is p, for template tname. */
 int warm_plan_make(struct store *st, const char *tname, const char *name, const struct vm_spec *spec,

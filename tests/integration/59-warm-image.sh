@@ -2,12 +2,13 @@
 # once
 # timeout: 2400
 # Warm templates of an image VM (src/lib/warm_image.c): template save boots the Debian 12 cloud
-# image once (UEFI: the harder path; the BIOS argv is covered by tests/unit/test_warm.c) on an
-# overlay of its own, which becomes the template's frozen disk, with a fresh NVRAM, frozen with it;
-# each run --rm clone restores from it on a fresh overlay and a private copy of the NVRAM. Two clones
-# at once: each writes a file the other does not see, clone A writes an EFI variable that reaches its
-# own NVRAM file only, each has its own hostname and machine-id, and the template's disk and NVRAM
-# are unchanged.
+# image once (UEFI with a TPM: the harder path; the BIOS argv is covered by tests/unit/test_warm.c)
+# on an overlay of its own, which becomes the template's frozen disk, with a fresh NVRAM, frozen with
+# it; each run --rm clone restores from it on a fresh overlay, a private copy of the NVRAM and a
+# swtpm of its own that loads the template's TPM state. Two clones at once: each writes a file the
+# other does not see, clone A writes an EFI variable that reaches its own NVRAM file only, both
+# TPMs answer, each has its own hostname and machine-id, and the template's disk and NVRAM are
+# unchanged.
 . "$(dirname "$0")/lib.sh"
 exec </dev/null
 
@@ -27,10 +28,11 @@ img:
   disk: 8G
   memory: 1G
   firmware: uefi
+  tpm: true
   ssh: {key: generate}
 EOF
 run hutch create img --from "$T/hutch.yml"
-is "$RC" 0 "create img (the cloud image, UEFI)"
+is "$RC" 0 "create img (the cloud image, UEFI, TPM)"
 V=$HUTCH_HOME/data/vms
 
 section "template save img"
@@ -59,6 +61,7 @@ ls -l "$nvram" 2>&1 | grep -q '^-r--------' && pass "the template keeps its NVRA
 	fail "the template keeps its NVRAM, read-only (0400)" "$(ls -la "$dir")"
 is "$(json_get "$(cat "$dir/meta.json")" '[j["nvram_sha256"], j["nvram_bytes"]]')" \
 	"['$(sha256sum "$nvram" | cut -d' ' -f1)', $(stat -c %s "$nvram")]" "meta.json records the NVRAM's checksum and size"
+ok "the template keeps no swtpm state (the TPM's is in its device state)" test ! -e "$dir/tpm"
 before=$(cd "$dir" && sha256sum disk.qcow2 seed.iso clone.qcow2 nvram.fd mem state)
 
 # ==== two clones at once ====
@@ -101,9 +104,17 @@ is "$RC" 0 "clone A writes an EFI variable"
 ok "... which reaches clone A's NVRAM file" grep -qaF "$token" "$cnv"
 grep -qaF "$token" "$nvram" && fail "... and not the template's" "$nvram holds $token" ||
 	pass "... and not the template's"
+# reading a PCR is a TPM2_PCR_Read to the clone's swtpm: it answers only with the template's state
+# loaded (a TPM that missed its startup fails every command)
+run hutch exec "$a" -- sh -c 'cat /sys/class/tpm/tpm0/tpm_version_major /sys/class/tpm/tpm0/pcr-sha256/0'
+is "$(sed -n 1p <<<"$OUT")" 2 "clone A has a TPM 2.0"
+pa=$(sed -n 2p <<<"$OUT")
+like "$pa" '^[0-9A-Fa-f]{64}$' "clone A's TPM answers (PCR 0 reads)"
+unlike "$pa" '^0+$' "... with the firmware's measurements of the template's boot in it"
+ok "clone A runs a swtpm of its own (state in its VM dir)" test -d "$V/$a/tpm"
 
 section "isolation"
-probe='cat /var/tmp/who 2>/dev/null || echo none; echo from-b >/var/tmp/who && sync && cat /var/tmp/who; uname -n; cat /etc/machine-id; ls /sys/firmware/efi/efivars | grep -c ^HutchTest- || true'
+probe='cat /var/tmp/who 2>/dev/null || echo none; echo from-b >/var/tmp/who && sync && cat /var/tmp/who; uname -n; cat /etc/machine-id; ls /sys/firmware/efi/efivars | grep -c ^HutchTest- || true; cat /sys/class/tpm/tpm0/pcr-sha256/0'
 run hutch -v run --rm img -- sh -c "$probe"
 is "$RC" 0 "clone B runs while A does"
 like "$ERR" 'restored from template img in [0-9]+ ms' "run -v says clone B was restored from img"
@@ -113,6 +124,7 @@ is "$(sed -n 1p <<<"$OUT")" none "clone B does not see clone A's file"
 is "$(sed -n 2p <<<"$OUT")" from-b "clone B reads back what it wrote"
 hb=$(sed -n 3p <<<"$OUT") mb=$(sed -n 4p <<<"$OUT")
 is "$(sed -n 5p <<<"$OUT")" 0 "clone B does not see clone A's EFI variable"
+is "$(sed -n 6p <<<"$OUT")" "$pa" "clone B's TPM answers with the template's measurements (PCR 0 as clone A's)"
 like "$hb" '^img-[0-9a-f]{8}$' "clone B's hostname is its instance name"
 [ "$hb" != "$a" ] && pass "the clones have distinct hostnames" || fail "the clones have distinct hostnames" "$hb = $a"
 like "$ma" '^[0-9a-f]{32}$' "clone A has a machine-id"

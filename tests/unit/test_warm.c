@@ -157,10 +157,14 @@ static void test_unsupported(void **state)
 	assert_int_equal(warm_supported(f->spec, &err), 0);
 	f->spec->firmware = FIRMWARE_UEFI_SECURE;
 	assert_int_equal(warm_supported(f->spec, &err), 0);
+	/* an image VM's TPM state goes with the device state; a micro VM has no TPM device */
 	f->spec->tpm = true;
+	assert_int_equal(warm_supported(f->spec, &err), 0);
+	f->spec->source = SOURCE_TEMPLATE;
 	assert_int_equal(warm_supported(f->spec, &err), -ENOTSUP);
 	assert_non_null(strstr(err.msg, "TPM"));
 	hutch_error_clear(&err);
+	f->spec->source = SOURCE_IMAGE;
 	f->spec->tpm = false;
 	f->spec->firmware = FIRMWARE_BIOS;
 	f->spec->source = SOURCE_OCI;
@@ -195,7 +199,9 @@ static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst
 	p->binary = xstrdup(f->plan.binary);
 	p->accel = &f->accel;
 	p->vm_dir = store_vm_dir(&f->st, inst);
+	p->run_dir = xstrdup("/run/x");
 	assert_int_equal(mkdir_p(p->vm_dir, 0700), 0);
+	_cleanup_free_ char *tpm_sock = spec->tpm ? xasprintf("%s/swtpm.sock", p->run_dir) : NULL;
 	p->disk = xasprintf("%s/disk.qcow2", p->vm_dir);
 	p->seed = xasprintf("%s/seed.iso", p->vm_dir);
 	p->smbios = xstrdup(smbios);
@@ -216,6 +222,7 @@ static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst
 				.seed = p->seed,
 				.fw_code = p->fw_code,
 				.nvram = p->nvram,
+				.tpm_sock = tpm_sock,
 				.smbios_cred = p->smbios,
 				.accel = &f->accel};
 	assert_int_equal(qemu_build_argv(&c, &p->argv, &err), 0);
@@ -346,6 +353,19 @@ static void test_image_uefi(void **state)
 	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &pu, &u2, &err), 0);
 	assert_string_not_equal(u.key, u2.key);
 	warm_plan_release(&u2);
+	/* a TPM: another template; the clone talks to its own swtpm (its run dir's socket) */
+	uefi->tpm = true;
+	struct qemu_plan pt;
+	image_plan(f, uefi, "img-1234abcd", "io.systemd.credential.binary:a=b", &pt);
+	_cleanup_free_ char *tsock = xasprintf("socket,id=chrtpm,path=%s/swtpm.sock", pt.run_dir);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &pt, &u2, &err), 0);
+	assert_string_not_equal(u.key, u2.key);
+	assert_string_equal(argv_find(u2.clone_argv, "socket,id=chrtpm,"), tsock);
+	assert_true(argv_has(u2.template_argv_base, "socket,id=chrtpm,path=@RUN@/swtpm.sock"));
+	warm_plan_release(&u2);
+	pt.accel = NULL;
+	qemu_plan_release(&pt);
+	uefi->tpm = false;
 	/* Secure Boot: another template (its code, its variable store, SMM) */
 	uefi->firmware = FIRMWARE_UEFI_SECURE;
 	struct qemu_plan ps;
