@@ -8,6 +8,8 @@
 #
 #   BENCH_RUNS       warm runs (default 5)
 #   BENCH_BOOT_RUNS  cold boots (default 1: each takes a minute or more under TCG)
+#   BENCH_FIRMWARE   bios (default), uefi or uefi-secure: the VM's firmware (a UEFI template keeps
+#                    its NVRAM and each clone gets a copy of it)
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" = 0 ] && [ -z "${BENCH_IMAGE_DIR:-}" ]; then
 	BENCH_IMAGE_DIR=$(ls -dt /var/cache/hutch-test/debian-12-*/ 2>/dev/null | while read -r d; do
@@ -22,6 +24,8 @@ IMG=${BENCH_IMAGE_DIR:-}
 	bench_skip "$TITLE" "$SUMMARY" "no Debian test image (build it with tests/fixtures/debian-image.sh, as root)"
 N=$BENCH_RUNS
 C=${BENCH_BOOT_RUNS:-1}
+FW=${BENCH_FIRMWARE:-bios}
+case "$FW" in bios | uefi | uefi-secure) ;; *) bench_die "BENCH_FIRMWARE: bios, uefi or uefi-secure, not '$FW'" ;; esac
 TIMEOUT=1800 # a bound for a cold boot under load, not an expectation
 
 SRV=$BENCH_TMP/srv
@@ -38,6 +42,7 @@ img:
     image: http://127.0.0.1:$PORT/deb.qcow2
     checksum: sha256:http://127.0.0.1:$PORT/SHA256SUMS
   memory: 1G
+  firmware: $FW
   ssh: {key: generate}
 EOF
 bench_hutch_or_die create img --from "$BENCH_TMP/hutch.yml"
@@ -74,7 +79,7 @@ left=$(ls "$HUTCH_HOME/data/vms" | grep -vx img | wc -l)
 w=$(bench_median "${W[@]}")
 k=$(bench_median "${K[@]}")
 bench_title "$TITLE"
-echo "Debian 12 cloud image (tests/fixtures/debian-image.sh), 1 GiB, TCG. $N warm runs, $C cold boot(s); wall-clock ms."
+echo "Debian 12 cloud image (tests/fixtures/debian-image.sh), 1 GiB, firmware $FW, TCG. $N warm runs, $C cold boot(s); wall-clock ms."
 echo "\`template save img\` (boot on its own overlay, cloud-init and systemd done, save): ${SAVE} ms, not counted."
 echo
 bench_header "what" "median ms" "p90 ms" "ratio to cold"

@@ -14,6 +14,7 @@
 #include "monitor_desktop.h"
 #include "unixsock.h"
 #include "snapshot.h"
+#include "swtpm.h"
 #include "warm.h"
 
 #include "proto.h"
@@ -252,12 +253,18 @@ static bool reaped_within(pid_t pid, uint64_t ms, int *st)
 	return false;
 }
 
+static int spawn_swtpm(struct mon *m, struct hutch_error *err);
+
 static int spawn_qemu(struct mon *m, struct hutch_error *err)
 {
 	_cleanup_free_ char *log_path = xasprintf("%s/qemu.log", m->vm_dir);
 	struct qemu_proc q;
 	m->spawn_exited = false;
-	int r = qemu_spawn(m->plan.argv, m->run_dir, log_path, &q, err);
+	/* a TPM VM's swtpm: at start, and again for the cold boot after a clone's QEMU was discarded */
+	int r = m->vm.spec->tpm && m->swtpm_pid <= 0 ? spawn_swtpm(m, err) : 0;
+	if (r < 0)
+		return r;
+	r = qemu_spawn(m->plan.argv, m->run_dir, log_path, &q, err);
 	if (r < 0)
 		return r;
 	pid_t pid = q.pid;
@@ -292,13 +299,23 @@ static int spawn_qemu(struct mon *m, struct hutch_error *err)
 	return 0;
 }
 
-/* A clone's QEMU that will not be used: killed and reaped, with its QMP and agent connections. */
+/* A clone's QEMU that will not be used: killed and reaped, with its QMP and agent connections, and
+ * its swtpm with the TPM state the restore gave it (the cold boot gets a fresh one). */
 static void qemu_discard(struct mon *m)
 {
 	if (m->qemu_pid > 0) {
 		kill(m->qemu_pid, SIGKILL);
 		waitpid(m->qemu_pid, NULL, 0);
 		m->qemu_pid = 0;
+	}
+	if (m->swtpm_pid > 0) {
+		kill(m->swtpm_pid, SIGKILL);
+		waitpid(m->swtpm_pid, NULL, 0);
+		m->swtpm_pid = 0;
+	}
+	if (m->vm.spec->tpm) {
+		_cleanup_free_ char *state = xasprintf("%s/tpm", m->vm_dir);
+		rm_rf(state);
 	}
 	qmp_close(m->qmp);
 	m->qmp = NULL;
@@ -830,48 +847,7 @@ static int spawn_swtpm(struct mon *m, struct hutch_error *err)
 	_cleanup_free_ char *state = xasprintf("%s/tpm", m->vm_dir);
 	_cleanup_free_ char *sock = xasprintf("%s/swtpm.sock", m->run_dir);
 	_cleanup_free_ char *log = xasprintf("%s/swtpm.log", m->vm_dir);
-	int r = store_check_sun_path(sock, err);
-	if (r < 0)
-		return r;
-	if (mkdir_p(state, 0700) < 0)
-		return hutch_error_set(err, errno, "cannot create '%s': %s", state, strerror(errno));
-	const char *bin = getenv("HUTCH_SWTPM");
-	if (!bin || !*bin)
-		bin = "/usr/bin/swtpm";
-	if (access(bin, X_OK) < 0)
-		return hutch_error_set(err, ENOENT, "swtpm not found: install Debian's swtpm and swtpm-tools packages");
-	unlink(sock);
-	_cleanup_free_ char *state_arg = xasprintf("dir=%s,mode=0600", state);
-	_cleanup_free_ char *ctrl_arg = xasprintf("type=unixio,path=%s", sock);
-	_cleanup_free_ char *log_arg = xasprintf("file=%s", log);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return hutch_error_set(err, errno, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		child_die_with_parent(parent);
-		int nul = open("/dev/null", O_RDWR);
-		dup2(nul, 0);
-		dup2(nul, 1);
-		for (int fd = 3; fd < 1024; fd++)
-			close(fd);
-		execl(bin, bin, "socket", "--tpm2", "--tpmstate", state_arg, "--ctrl", ctrl_arg, "--terminate", "--log",
-		      log_arg, (char *)NULL);
-		_exit(127);
-	}
-	m->swtpm_pid = pid;
-	/* bounded wait for its socket */
-	for (int i = 0; i < 500; i++) {
-		if (access(sock, F_OK) == 0)
-			return 0;
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			m->swtpm_pid = 0;
-			return hutch_error_set(err, EIO, "swtpm exited at start (see %s)", log);
-		}
-		usleep(10000);
-	}
-	return hutch_error_set(err, ETIMEDOUT, "swtpm did not create its socket within 5 s (see %s)", log);
+	return swtpm_spawn(state, sock, log, &m->swtpm_pid, err);
 }
 
 /* Image and bootc VMs get a forward to their sshd on a free loopback port, as Lima does, unless the
@@ -974,11 +950,6 @@ static int setup(struct mon *m, struct hutch_error *err)
 	if (m->listen_fd < 0)
 		return m->listen_fd;
 	fd_set_nonblock(m->listen_fd, true);
-	if (m->vm.spec->tpm) {
-		r = spawn_swtpm(m, err);
-		if (r < 0)
-			return r;
-	}
 	r = mon_shares_start(&m->shares, m->plan.shares, m->vm_dir, err);
 	if (r < 0)
 		return r;

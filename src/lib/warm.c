@@ -4,6 +4,7 @@
 #include "client.h"
 #include "proto.h"
 #include "qemu.h"
+#include "swtpm.h"
 #include "warm_image.h"
 
 #include <dirent.h>
@@ -134,7 +135,8 @@ static void clone_tb_size(char **argv)
 		}
 }
 
-/* An image VM's disk and seed are vm_dir's (the template's build dir, or a placeholder for the key);
+/* An image VM's disk, seed and NVRAM are vm_dir's (the template's build dir, or a placeholder for
+ * the key);
  * its SMBIOS credential (the authorized keys) is the plan's, a placeholder in the key (smbios_key):
  * an instance's keys are its own. */
 static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, const char *name, const char *run_dir,
@@ -143,9 +145,14 @@ static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, cons
 	bool image = spec->source == SOURCE_IMAGE;
 	_cleanup_free_ char *disk = p->disk ? xasprintf("%s/disk.qcow2", vm_dir) : NULL; /* image and OCI VMs */
 	_cleanup_free_ char *seed = p->seed ? xasprintf("%s/seed.iso", vm_dir) : NULL;
+	_cleanup_free_ char *nvram = image && p->nvram ? xasprintf("%s/nvram.fd", vm_dir) : NULL;
+	_cleanup_free_ char *tpm_sock = image && spec->tpm ? xasprintf("%s/swtpm.sock", run_dir) : NULL;
 	struct qemu_config c = {
 		.disk = disk,
 		.seed = seed,
+		.fw_code = image ? p->fw_code : NULL,
+		.nvram = nvram,
+		.tpm_sock = tpm_sock,
 		.smbios_cred = image && p->smbios ? (smbios_key ? smbios_key : p->smbios) : NULL,
 		.name = name,
 		.spec = spec,
@@ -175,13 +182,10 @@ static void add_file_id(struct strbuf *sb, const char *what, const char *path)
 
 int warm_supported(const struct vm_spec *s, struct hutch_error *err)
 {
-	int r = warm_image_supported(s, err);
-	if (r < 0)
-		return r;
 	if (s->net_mode == NET_NETVM)
 		return hutch_error_set(err, ENOTSUP,
 				       "a VM on a netvm link cannot be a clone: the template's link would be shared");
-	if (s->tpm)
+	if (s->tpm && s->source != SOURCE_IMAGE)
 		return hutch_error_set(err, ENOTSUP, "a VM with a TPM cannot be a clone");
 	/* QEMU refuses to migrate these: a template could never be saved */
 	if (s->n_shares || s->home != HOME_OFF)
@@ -224,6 +228,8 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 	add_file_id(&sb, "kernel", p->kernel);
 	add_file_id(&sb, "initrd", p->initrd);
 	add_file_id(&sb, "qemu", p->binary);
+	if (spec->tpm) /* the TPM's state is in the device state, in swtpm's format */
+		add_file_id(&sb, "swtpm", swtpm_binary());
 	strbuf_addf(&sb, "memory %llu\naccel %s %s\n", (unsigned long long)spec->memory, p->accel->kvm ? "kvm" : "tcg",
 		    p->accel->cpu);
 	char hex[65];
@@ -240,7 +246,7 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 	clone_tb_size(ret->clone_argv);
 	if (wi) {
 		warm_image_place(wi, ret->dir, p->vm_dir);
-		warm_image_clone_argv(wi, p->disk, p->seed, ret->clone_argv);
+		warm_image_clone_argv(wi, p->disk, p->seed, p->nvram, ret->clone_argv);
 	}
 	ret->image = wi;
 	ret->template_argv_base = TAKE_PTR(canon);
@@ -473,10 +479,25 @@ static int template_boot_save(const struct warm_plan *wp, const char *bdir, cons
 	if (mfd < 0)
 		return hutch_error_set(err, errno, "cannot create '%s': %s", mem, strerror(errno));
 	_cleanup_close_ int sfd = -1;
+	/* A TPM's swtpm, whose state QEMU saves with the device state: each clone loads it into a
+	 * fresh swtpm of its own, and this one's state dir goes when the template is saved. */
+	pid_t tpm_pid = 0;
+	_cleanup_free_ char *tpm_dir = xasprintf("%s/tpm", bdir);
+	if (wp->spec->tpm && wp->image) {
+		_cleanup_free_ char *sock = xasprintf("%s/swtpm.sock", rdir), *tlog = xasprintf("%s/swtpm.log", bdir);
+		r = swtpm_spawn(tpm_dir, sock, tlog, &tpm_pid, err);
+		if (r < 0)
+			return hutch_error_wrap(err, "the template VM's TPM");
+	}
 	struct qemu_proc qp;
 	r = qemu_spawn(argv, rdir, log, &qp, err);
-	if (r < 0)
+	if (r < 0) {
+		if (tpm_pid > 0) {
+			kill(tpm_pid, SIGKILL);
+			kill_reap(tpm_pid, 0);
+		}
 		return r;
+	}
 	struct qmp *q = NULL;
 	r = qmp_open(qp.qmp_fd, 30000, &q, err);
 	if (r < 0) {
@@ -525,6 +546,10 @@ out:
 	if (r < 0)
 		kill(qp.pid, SIGKILL);
 	kill_reap(qp.pid, 5000);
+	if (tpm_pid > 0) {
+		kill_reap(tpm_pid, 2000); /* --terminate: it ends with QEMU's connection */
+		rm_rf(tpm_dir);
+	}
 	return r;
 }
 
@@ -759,6 +784,7 @@ static void list_one(const char *name, const char *kdir, void *arg)
 	json_object *o = json_object_new_object();
 	_cleanup_free_ char *mem = xasprintf("%s/mem", kdir), *state = xasprintf("%s/state", kdir);
 	_cleanup_free_ char *disk = xasprintf("%s/disk.qcow2", kdir), *seed = xasprintf("%s/seed.iso", kdir);
+	_cleanup_free_ char *nvram = xasprintf("%s/nvram.fd", kdir);
 	json_object_object_add(o, "name", json_object_new_string(name));
 	json_object_object_add(o, "key", json_object_new_string(meta_str(meta, "key")));
 	json_object_object_add(o, "dir", json_object_new_string(kdir));
@@ -766,7 +792,7 @@ static void list_one(const char *name, const char *kdir, void *arg)
 	json_object_object_add(o, "state_bytes", json_object_new_int64(meta_int(meta, "state_bytes")));
 	json_object_object_add(o, "disk_bytes",
 			       json_object_new_int64((int64_t)(disk_bytes(mem) + disk_bytes(state) + disk_bytes(disk) +
-							       disk_bytes(seed))));
+							       disk_bytes(seed) + disk_bytes(nvram))));
 	json_object_object_add(o, "created", json_object_new_int64(meta_int(meta, "created")));
 	json_object_object_add(o, "boot_ms", json_object_new_int64(meta_int(meta, "boot_ms")));
 	json_object_object_add(o, "qemu", json_object_new_string(meta_str(meta, "qemu")));

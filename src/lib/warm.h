@@ -11,9 +11,10 @@
  * mapping punches a hole in the file itself, under every other clone.
  *
  * Layout: CACHE/warm/NAME/KEY/{mem,state,meta.json}, and for an image VM its frozen disk
- * {disk.qcow2,seed.iso,clone.qcow2} (warm_image.h; a container image's VM has no seed.iso); KEY is a digest of everything that shapes the
- * guest (kernel, initramfs, QEMU binary, argv, memory, accel). A new key makes a new template and
- * the old one goes; running clones keep the files they mapped. */
+ * {disk.qcow2,seed.iso,clone.qcow2} and a UEFI VM's NVRAM, nvram.fd (warm_image.h; a container
+ * image's VM has no seed.iso); KEY is a digest of everything that shapes the guest (kernel,
+ * initramfs, firmware, QEMU binary, argv, memory, accel). A new key makes a new template and the old
+ * one goes; running clones keep the files they mapped. */
 #pragma once
 #include "backend.h"
 #include "proto.h"
@@ -37,9 +38,9 @@ struct warm_plan {
 	struct warm_image *image; /* an image or container image VM's disk (warm_image.h); NULL for micro */
 };
 
-/* Whether a VM of this spec can be a clone: micro, (BIOS) cloud-image and container-image VMs with user
- * or no network (a bootc image's VM is refused by warm_plan_make, which knows the VM).
- * -ENOTSUP says why. */
+/* Whether a VM of this spec can be a clone: micro, cloud-image (BIOS or UEFI, with or without a
+ * TPM) and container-image VMs with user or no network (a bootc image's VM is refused by
+ * warm_plan_make, which knows the VM). -ENOTSUP says why. */
 int warm_supported(const struct vm_spec *s, struct hutch_error *err);
 /* The warm plan of a VM (name: the VM, for the clone argv) whose qemu plan is p, for template tname. */
 int warm_plan_make(struct store *st, const char *tname, const char *name, const struct vm_spec *spec,

@@ -3,6 +3,7 @@
 
 #include "image.h"
 #include "proto.h"
+#include "qemu.h"
 #include "seed.h"
 #include "store.h"
 #include "vm_oci.h"
@@ -15,15 +16,22 @@
 
 #define WARM_SEED_MAX (64u << 20)
 #define WARM_BLANK_MAX (16u << 20)
+#define WARM_NVRAM_MAX (64u << 20)
 
-int warm_image_supported(const struct vm_spec *spec, struct hutch_error *err)
+static bool is_uefi(const struct vm_spec *spec)
 {
-	if (spec->source != SOURCE_IMAGE)
-		return 0;
-	if (spec->firmware == FIRMWARE_UEFI || spec->firmware == FIRMWARE_UEFI_SECURE)
-		return hutch_error_set(err, ENOTSUP,
-				       "a UEFI VM cannot be a warm template yet (each clone would need its own copy "
-				       "of the template's NVRAM): use firmware: bios, or run --cold");
+	return spec->firmware == FIRMWARE_UEFI || spec->firmware == FIRMWARE_UEFI_SECURE;
+}
+
+/* A firmware file's path and identity, for the key. */
+static int key_file(struct strbuf *key, const char *what, const char *path, struct hutch_error *err)
+{
+	struct stat sb;
+	if (stat(path, &sb) < 0)
+		return hutch_error_set(err, errno, "the UEFI firmware '%s': %s", path, strerror(errno));
+	strbuf_addf(key, "%s %s %llu %llu %llu %lld.%09ld\n", what, path, (unsigned long long)sb.st_dev,
+		    (unsigned long long)sb.st_ino, (unsigned long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+		    sb.st_mtim.tv_nsec);
 	return 0;
 }
 
@@ -72,12 +80,9 @@ int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *s
 	*ret = NULL;
 	if (spec->source != SOURCE_IMAGE)
 		return 0;
-	int r = warm_image_supported(spec, err);
-	if (r < 0)
-		return r;
 	_cleanup_free_ char *base = NULL;
 	uint64_t size = 0;
-	r = disk_base(p, &base, &size, err);
+	int r = disk_base(p, &base, &size, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *seed = store_vm_file(st, tname, "seed.iso");
@@ -97,7 +102,22 @@ int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *s
 	if (r < 0)
 		return r;
 	strbuf_addf(key, "image seed %s\nimage disk %llu\n", hex, (unsigned long long)size);
+	_cleanup_free_ char *code = NULL, *vars = NULL;
+	if (is_uefi(spec)) {
+		/* the template's NVRAM starts as a copy of OVMF's variable store, not of the VM's own
+		 * (which its cold boots change), as its disk starts as a fresh overlay on the base */
+		r = qemu_firmware_paths(spec->firmware, &code, &vars, err);
+		if (r == 0 && !p->nvram)
+			r = hutch_error_set(err, EINVAL, "the UEFI VM has no NVRAM");
+		if (r == 0)
+			r = key_file(key, "ovmf code", code, err);
+		if (r == 0)
+			r = key_file(key, "ovmf vars", vars, err);
+		if (r < 0)
+			return r;
+	}
 	struct warm_image *wi = xcalloc(1, sizeof(*wi));
+	wi->fw_vars = TAKE_PTR(vars);
 	wi->base = TAKE_PTR(base);
 	wi->vm_seed = TAKE_PTR(seed);
 	wi->disk_size = size;
@@ -136,6 +156,10 @@ void warm_image_place(struct warm_image *wi, const char *dir, const char *vm_dir
 	wi->seed = wi->vm_seed ? xasprintf("%s/seed.iso", dir) : NULL; /* a container image's VM has none */
 	wi->blank = xasprintf("%s/clone.qcow2", dir);
 	wi->clone_disk = xasprintf("%s/clone-disk.qcow2", vm_dir);
+	if (wi->fw_vars) {
+		wi->nvram = xasprintf("%s/nvram.fd", dir);
+		wi->clone_nvram = xasprintf("%s/clone-nvram.fd", vm_dir);
+	}
 }
 
 void warm_image_free(struct warm_image *wi)
@@ -148,6 +172,9 @@ void warm_image_free(struct warm_image *wi)
 	free(wi->seed);
 	free(wi->blank);
 	free(wi->clone_disk);
+	free(wi->fw_vars);
+	free(wi->nvram);
+	free(wi->clone_nvram);
 	free(wi);
 }
 
@@ -167,6 +194,12 @@ int warm_image_prepare(const struct warm_image *wi, const char *bdir, struct hut
 	r = copy_file_atomic(wi->vm_seed, seed, WARM_SEED_MAX, 0400, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "the template's seed");
+	if (wi->fw_vars) {
+		_cleanup_free_ char *nvram = xasprintf("%s/nvram.fd", bdir);
+		r = copy_file_atomic(wi->fw_vars, nvram, WARM_NVRAM_MAX, 0600, err);
+		if (r < 0)
+			return hutch_error_wrap(err, "the template's NVRAM");
+	}
 	_cleanup_free_ char *vm_dir = xstrdup(wi->vm_seed);
 	*strrchr(vm_dir, '/') = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(seed_keys); i++) {
@@ -207,6 +240,23 @@ int warm_image_seal(const struct warm_image *wi, const char *bdir, json_object *
 		r = hutch_error_set(err, errno, "stat '%s': %s", disk, strerror(errno));
 	if (r < 0)
 		return hutch_error_wrap(err, "freezing the template's disk");
+	if (wi->fw_vars) {
+		/* the NVRAM as the guest left it: QEMU wrote each flash write through to it */
+		_cleanup_free_ char *nvram = xasprintf("%s/nvram.fd", bdir);
+		struct stat nst;
+		char nhex[65];
+		r = chmod(nvram, 0400) < 0 ? hutch_error_set(err, errno, "chmod '%s': %s", nvram, strerror(errno)) : 0;
+		if (r == 0)
+			r = fsync_path(nvram, err);
+		if (r == 0)
+			r = sha256_file_hex(nvram, nhex, err);
+		if (r == 0 && stat(nvram, &nst) < 0)
+			r = hutch_error_set(err, errno, "stat '%s': %s", nvram, strerror(errno));
+		if (r < 0)
+			return hutch_error_wrap(err, "freezing the template's NVRAM");
+		json_object_object_add(meta, "nvram_bytes", json_object_new_int64((int64_t)nst.st_size));
+		json_object_object_add(meta, "nvram_sha256", json_object_new_string(nhex));
+	}
 	json_object_object_add(meta, "disk_bytes", json_object_new_int64((int64_t)st.st_size));
 	json_object_object_add(meta, "disk_mtime_ns",
 			       json_object_new_int64((int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec));
@@ -248,11 +298,15 @@ int warm_image_check(const struct warm_image *wi, json_object *meta, const char 
 	else if (sha256_file_hex(wi->blank, hex, &e2) < 0 || strcmp(hex, get_str(meta, "clone_disk_sha256")) != 0)
 		r = hutch_error_set(err, EBADMSG, "warm template '%s': the clones' overlay is missing or corrupt",
 				    tname);
+	else if (wi->nvram && (stat(wi->nvram, &st) < 0 || (int64_t)st.st_size != get_int(meta, "nvram_bytes") ||
+			       sha256_file_hex(wi->nvram, hex, &e2) < 0 || strcmp(hex, get_str(meta, "nvram_sha256"))))
+		r = hutch_error_set(err, EBADMSG,
+				    "warm template '%s': its NVRAM is missing or changed since it was saved", tname);
 	hutch_error_clear(&e2);
 	return r;
 }
 
-/* "file=PATH," with PATH's commas doubled, as the argv has it. */
+/* "file=PATH" with PATH's commas doubled, as the argv has it. */
 static char *file_opt(const char *path)
 {
 	struct strbuf sb = STRBUF_INIT;
@@ -262,30 +316,37 @@ static char *file_opt(const char *path)
 			strbuf_addch(&sb, ',');
 		strbuf_addch(&sb, *s);
 	}
-	strbuf_addch(&sb, ',');
 	return strbuf_detach(&sb, NULL);
 }
 
+/* In each -drive option: the option file=FROM (a whole option: after the start or a comma, before a
+ * comma or the end; a doubled comma is part of the path) becomes file=TO. */
 static void replace_file(char **argv, const char *from, const char *to)
 {
-	if (!from)
+	if (!from || !to)
 		return;
 	_cleanup_free_ char *f = file_opt(from), *t = file_opt(to);
+	size_t fl = strlen(f);
 	for (size_t i = 0; argv[i] && argv[i + 1]; i++) {
 		if (strcmp(argv[i], "-drive") != 0)
 			continue;
-		char *a = argv[i + 1], *at = strstr(a, f);
-		if (!at || (at != a && at[-1] != ','))
-			continue;
-		argv[i + 1] = xasprintf("%.*s%s%s", (int)(at - a), a, t, at + strlen(f));
-		free(a);
+		char *a = argv[i + 1];
+		for (char *at = strstr(a, f); at; at = strstr(at + 1, f)) {
+			if ((at != a && at[-1] != ',') || (at[fl] && (at[fl] != ',' || at[fl + 1] == ',')))
+				continue;
+			argv[i + 1] = xasprintf("%.*s%s%s", (int)(at - a), a, t, at + fl);
+			free(a);
+			break;
+		}
 	}
 }
 
-void warm_image_clone_argv(const struct warm_image *wi, const char *cold_disk, const char *cold_seed, char **argv)
+void warm_image_clone_argv(const struct warm_image *wi, const char *cold_disk, const char *cold_seed,
+			   const char *cold_nvram, char **argv)
 {
 	replace_file(argv, cold_disk, wi->clone_disk);
 	replace_file(argv, cold_seed, wi->seed);
+	replace_file(argv, cold_nvram, wi->clone_nvram);
 }
 
 /* The template's keys in the clone's dir (vm_dir, the instance name), in place of its own. */
@@ -315,6 +376,16 @@ static int clone_keys(const struct warm_image *wi, const char *vm_dir, const cha
 	return 0;
 }
 
+/* path afresh (0600) with buf: a clone's own file, never one a former clone left there. */
+static int write_fresh(const char *path, const char *buf, size_t len, struct hutch_error *err)
+{
+	unlink(path);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || write_all(fd, buf, len) < 0)
+		return hutch_error_set(err, errno, "the clone's '%s': %s", path, strerror(errno));
+	return 0;
+}
+
 int warm_image_clone_disk(const struct warm_image *wi, struct hutch_error *err)
 {
 	_cleanup_free_ char *vm_dir = xstrdup(wi->clone_disk);
@@ -329,11 +400,14 @@ int warm_image_clone_disk(const struct warm_image *wi, struct hutch_error *err)
 	int r = read_file(wi->blank, WARM_BLANK_MAX, &buf, &len, err);
 	if (r < 0)
 		return hutch_error_wrap(err, "the clone's disk");
-	unlink(wi->clone_disk);
-	_cleanup_close_ int fd = open(wi->clone_disk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || write_all(fd, buf, len) < 0)
-		return hutch_error_set(err, errno, "the clone's disk '%s': %s", wi->clone_disk, strerror(errno));
-	return 0;
+	r = write_fresh(wi->clone_disk, buf, len, err);
+	if (r < 0 || !wi->nvram)
+		return r;
+	free(TAKE_PTR(buf));
+	r = read_file(wi->nvram, WARM_NVRAM_MAX, &buf, &len, err);
+	if (r < 0)
+		return hutch_error_wrap(err, "the clone's NVRAM");
+	return write_fresh(wi->clone_nvram, buf, len, err);
 }
 
 /* ---- settling the template VM ---- */

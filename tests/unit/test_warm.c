@@ -14,6 +14,9 @@
 #include "warm.h"
 #include "warm_image.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #define UNUSED __attribute__((unused))
 
 static bool argv_has(char *const *argv, const char *s)
@@ -152,9 +155,18 @@ static void test_unsupported(void **state)
 	f->spec->source = SOURCE_IMAGE;
 	assert_int_equal(warm_supported(f->spec, &err), 0);
 	f->spec->firmware = FIRMWARE_UEFI;
+	assert_int_equal(warm_supported(f->spec, &err), 0);
+	f->spec->firmware = FIRMWARE_UEFI_SECURE;
+	assert_int_equal(warm_supported(f->spec, &err), 0);
+	/* an image VM's TPM state goes with the device state; a micro VM has no TPM device */
+	f->spec->tpm = true;
+	assert_int_equal(warm_supported(f->spec, &err), 0);
+	f->spec->source = SOURCE_TEMPLATE;
 	assert_int_equal(warm_supported(f->spec, &err), -ENOTSUP);
-	assert_non_null(strstr(err.msg, "UEFI"));
+	assert_non_null(strstr(err.msg, "TPM"));
 	hutch_error_clear(&err);
+	f->spec->source = SOURCE_IMAGE;
+	f->spec->tpm = false;
 	f->spec->firmware = FIRMWARE_BIOS;
 	f->spec->source = SOURCE_OCI; /* a bootc image's is refused by the plan (test_oci) */
 	assert_int_equal(warm_supported(f->spec, &err), 0);
@@ -183,6 +195,7 @@ static void plan_argv(struct fixture *f, struct vm_spec *spec, const char *inst,
 	struct hutch_error err = {0};
 	strv_free(p->argv);
 	p->argv = NULL;
+	_cleanup_free_ char *tpm_sock = spec->tpm ? xasprintf("%s/swtpm.sock", p->run_dir) : NULL;
 	struct qemu_config c = {.name = inst,
 				.spec = spec,
 				.binary = p->binary,
@@ -190,6 +203,9 @@ static void plan_argv(struct fixture *f, struct vm_spec *spec, const char *inst,
 				.vm_dir = p->vm_dir,
 				.disk = p->disk,
 				.seed = p->seed,
+				.fw_code = p->fw_code,
+				.nvram = p->nvram,
+				.tpm_sock = tpm_sock,
 				.smbios_cred = p->smbios,
 				.kernel = p->kernel,
 				.initrd = p->initrd,
@@ -204,12 +220,14 @@ static void disk_plan(struct fixture *f, const char *inst, const char *base, uin
 	p->binary = xstrdup(f->plan.binary);
 	p->accel = &f->accel;
 	p->vm_dir = store_vm_dir(&f->st, inst);
+	p->run_dir = xstrdup("/run/x");
 	assert_int_equal(mkdir_p(p->vm_dir, 0700), 0);
 	p->disk = xasprintf("%s/disk.qcow2", p->vm_dir);
 	write_qcow2_header(p->disk, base, size);
 }
 
-/* An image VM's instance: its plan has a disk on a base, a seed and keys of its own. */
+/* An image VM's instance: its plan has a disk on a base, a seed and keys of its own, and a UEFI
+ * VM's firmware and NVRAM. */
 static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst, const char *smbios,
 		       struct qemu_plan *p)
 {
@@ -219,7 +237,40 @@ static void image_plan(struct fixture *f, struct vm_spec *spec, const char *inst
 	disk_plan(f, inst, base, 8ull << 30, p);
 	p->seed = xasprintf("%s/seed.iso", p->vm_dir);
 	p->smbios = xstrdup(smbios);
+	if (spec->firmware == FIRMWARE_UEFI || spec->firmware == FIRMWARE_UEFI_SECURE) {
+		_cleanup_free_ char *vars = NULL;
+		assert_int_equal(qemu_firmware_paths(spec->firmware, &p->fw_code, &vars, &err), 0);
+		p->nvram = xasprintf("%s/nvram.fd", p->vm_dir);
+	}
 	plan_argv(f, spec, inst, p);
+}
+
+/* The argument of argv that starts with prefix, or NULL. */
+static const char *argv_find(char *const *argv, const char *prefix)
+{
+	for (size_t i = 0; argv && argv[i]; i++)
+		if (!strncmp(argv[i], prefix, strlen(prefix)))
+			return argv[i];
+	return NULL;
+}
+
+/* Fake OVMF files in DIR/ovmf (HUTCH_OVMF_DIR): the key has their paths and identities. */
+static void fake_ovmf(struct fixture *f, const char *vars_text)
+{
+	struct hutch_error err = {0};
+	_cleanup_free_ char *dir = xasprintf("%s/ovmf", f->dir);
+	assert_int_equal(mkdir_p(dir, 0700), 0);
+	setenv("HUTCH_OVMF_DIR", dir, 1);
+	static const char *const code[] = {"OVMF_CODE_4M.fd", "OVMF_CODE_4M.secboot.fd"};
+	for (size_t i = 0; i < ARRAY_SIZE(code); i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", dir, code[i]);
+		assert_int_equal(write_file_atomic(p, "code", 4, 0600, &err), 0);
+	}
+	static const char *const vars[] = {"OVMF_VARS_4M.fd", "OVMF_VARS_4M.ms.fd"};
+	for (size_t i = 0; i < ARRAY_SIZE(vars); i++) {
+		_cleanup_free_ char *p = xasprintf("%s/%s", dir, vars[i]);
+		assert_int_equal(write_file_atomic(p, vars_text, strlen(vars_text), 0600, &err), 0);
+	}
 }
 
 static void test_image(void **state)
@@ -273,6 +324,172 @@ static void test_image(void **state)
 	qemu_plan_release(&p1);
 	qemu_plan_release(&p2);
 	spec_free(spec);
+}
+
+/* A UEFI image VM: the template's NVRAM in its key dir, each clone's own copy in its VM dir; OVMF's
+ * code and variable store are in the key. BIOS VMs have no pflash at all. */
+static void test_image_uefi(void **state)
+{
+	struct fixture *f = *state;
+	struct hutch_error err = {0};
+	fake_ovmf(f, "vars 1");
+	_cleanup_free_ char *tdir = store_vm_dir(&f->st, "img");
+	_cleanup_free_ char *tseed = xasprintf("%s/seed.iso", tdir);
+	assert_int_equal(mkdir_p(tdir, 0700), 0);
+	assert_int_equal(write_file_atomic(tseed, "seed 1", 6, 0600, &err), 0);
+	struct vm_spec *bios = spec_new("img-1234abcd"), *uefi = spec_new("img-1234abcd");
+	bios->source = uefi->source = SOURCE_IMAGE;
+	spec_apply_defaults(bios);
+	uefi->firmware = FIRMWARE_UEFI;
+	spec_apply_defaults(uefi);
+	struct qemu_plan pb, pu;
+	image_plan(f, bios, "img-1234abcd", "io.systemd.credential.binary:a=b", &pb);
+	image_plan(f, uefi, "img-1234abcd", "io.systemd.credential.binary:a=b", &pu);
+	struct warm_plan b, u, u2;
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", bios, &pb, &b, &err), 0);
+	assert_false(argv_has(b.clone_argv, "pflash"));
+	assert_null(b.image->nvram);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &pu, &u, &err), 0);
+	assert_string_not_equal(b.key, u.key);
+	/* the clone's NVRAM is its own file; OVMF's code stays read-only where it is */
+	_cleanup_free_ char *nv = xasprintf("if=pflash,format=raw,unit=1,file=%s/clone-nvram.fd", pu.vm_dir);
+	_cleanup_free_ char *code = xasprintf("if=pflash,format=raw,unit=0,readonly=on,file=%s", pu.fw_code);
+	const char *unit1 = argv_find(u.clone_argv, "if=pflash,format=raw,unit=1,");
+	assert_non_null(unit1);
+	assert_string_equal(unit1, nv);
+	assert_string_equal(argv_find(u.clone_argv, "if=pflash,format=raw,unit=0,"), code);
+	_cleanup_free_ char *nvdir = xasprintf("%s/nvram.fd", u.dir), *cnv = xasprintf("%s/clone-nvram.fd", pu.vm_dir);
+	assert_string_equal(u.image->nvram, nvdir);
+	assert_string_equal(u.image->clone_nvram, cnv);
+	/* the template VM's argv (its build dir stands in for the VM's): keyed with a placeholder */
+	assert_true(argv_has(u.template_argv_base, "unit=1,file=@VM@/nvram.fd"));
+	/* the same plan again: the same key; another variable store (a new file): another template */
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &pu, &u2, &err), 0);
+	assert_string_equal(u.key, u2.key);
+	warm_plan_release(&u2);
+	fake_ovmf(f, "vars 2, longer");
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &pu, &u2, &err), 0);
+	assert_string_not_equal(u.key, u2.key);
+	warm_plan_release(&u2);
+	/* a TPM: another template; the clone talks to its own swtpm (its run dir's socket) */
+	uefi->tpm = true;
+	struct qemu_plan pt;
+	image_plan(f, uefi, "img-1234abcd", "io.systemd.credential.binary:a=b", &pt);
+	_cleanup_free_ char *tsock = xasprintf("socket,id=chrtpm,path=%s/swtpm.sock", pt.run_dir);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &pt, &u2, &err), 0);
+	assert_string_not_equal(u.key, u2.key);
+	assert_string_equal(argv_find(u2.clone_argv, "socket,id=chrtpm,"), tsock);
+	assert_true(argv_has(u2.template_argv_base, "socket,id=chrtpm,path=@RUN@/swtpm.sock"));
+	warm_plan_release(&u2);
+	pt.accel = NULL;
+	qemu_plan_release(&pt);
+	uefi->tpm = false;
+	/* Secure Boot: another template (its code, its variable store, SMM) */
+	uefi->firmware = FIRMWARE_UEFI_SECURE;
+	struct qemu_plan ps;
+	image_plan(f, uefi, "img-1234abcd", "io.systemd.credential.binary:a=b", &ps);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &ps, &u2, &err), 0);
+	assert_string_not_equal(u.key, u2.key);
+	assert_true(argv_has(u2.clone_argv, "secboot"));
+	assert_true(argv_has(u2.clone_argv, "property=secure,value=on"));
+	assert_string_equal(argv_find(u2.clone_argv, "if=pflash,format=raw,unit=1,"), nv);
+	warm_plan_release(&u2);
+	/* no OVMF: a clear error, not a template without firmware */
+	_cleanup_free_ char *gone = xasprintf("%s/ovmf/OVMF_VARS_4M.ms.fd", f->dir);
+	unlink(gone);
+	assert_int_equal(warm_plan_make(&f->st, "img", "img-1234abcd", uefi, &ps, &u2, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "ovmf"));
+	hutch_error_clear(&err);
+	unsetenv("HUTCH_OVMF_DIR");
+	warm_plan_release(&b);
+	warm_plan_release(&u);
+	pb.accel = pu.accel = ps.accel = NULL;
+	qemu_plan_release(&pb);
+	qemu_plan_release(&pu);
+	qemu_plan_release(&ps);
+	spec_free(bios);
+	spec_free(uefi);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	struct hutch_error err = {0};
+	assert_int_equal(write_file_atomic(path, text, strlen(text), 0600, &err), 0);
+}
+
+/* The template's NVRAM is checked (size and checksum) at each clone, and each clone gets a private
+ * writable copy of it, never a file a former clone left (nor one it points to). */
+static void test_image_nvram_files(void **state)
+{
+	struct fixture *f = *state;
+	struct hutch_error err = {0};
+	_cleanup_free_ char *kdir = xasprintf("%s/key", f->dir), *vdir = xasprintf("%s/vm", f->dir);
+	assert_int_equal(mkdir_p(kdir, 0700), 0);
+	assert_int_equal(mkdir_p(vdir, 0700), 0);
+	/* an image VM's: it has a seed */
+	struct warm_image wi = {.fw_vars = xstrdup("/nonexistent/OVMF_VARS_4M.fd"),
+				.vm_seed = xstrdup("/nonexistent/seed.iso")};
+	warm_image_place(&wi, kdir, vdir);
+	write_text(wi.disk, "disk");
+	write_text(wi.seed, "seed");
+	write_text(wi.blank, "blank");
+	write_text(wi.nvram, "nvram as the template left it");
+	assert_int_equal(chmod(wi.nvram, 0400), 0);
+	struct stat st;
+	assert_int_equal(stat(wi.disk, &st), 0);
+	char bhex[65], nhex[65];
+	assert_int_equal(sha256_file_hex(wi.blank, bhex, &err), 0);
+	assert_int_equal(sha256_file_hex(wi.nvram, nhex, &err), 0);
+	json_object *meta = json_object_new_object();
+	json_object_object_add(meta, "disk_bytes", json_object_new_int64(st.st_size));
+	json_object_object_add(meta, "disk_mtime_ns",
+			       json_object_new_int64((int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec));
+	json_object_object_add(meta, "clone_disk_sha256", json_object_new_string(bhex));
+	json_object_object_add(meta, "nvram_bytes", json_object_new_int64(29));
+	json_object_object_add(meta, "nvram_sha256", json_object_new_string(nhex));
+	assert_int_equal(warm_image_check(&wi, meta, "img", &err), 0);
+	/* a former clone's file, and a link somewhere else: the clone's copy replaces them */
+	_cleanup_free_ char *victim = xasprintf("%s/victim", f->dir);
+	write_text(victim, "victim");
+	assert_int_equal(symlink(victim, wi.clone_nvram), 0);
+	assert_int_equal(warm_image_clone_disk(&wi, &err), 0);
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(read_file(wi.clone_nvram, 4096, &text, &len, &err), 0);
+	assert_string_equal(text, "nvram as the template left it");
+	free(text);
+	assert_int_equal(read_file(victim, 4096, &text, &len, &err), 0);
+	assert_string_equal(text, "victim");
+	free(text);
+	struct stat cst, tst;
+	assert_int_equal(lstat(wi.clone_nvram, &cst), 0);
+	assert_int_equal(stat(wi.nvram, &tst), 0);
+	assert_true(S_ISREG(cst.st_mode));
+	assert_int_equal(cst.st_mode & 0777, 0600);
+	assert_int_not_equal(cst.st_ino, tst.st_ino);
+	/* the clone writes its variables: the template's NVRAM is unchanged and still checks */
+	write_text(wi.clone_nvram, "a clone's boot entry");
+	assert_int_equal(warm_image_check(&wi, meta, "img", &err), 0);
+	/* a template NVRAM that changed (same size), or went: corrupt */
+	assert_int_equal(chmod(wi.nvram, 0600), 0);
+	write_text(wi.nvram, "NVRAM as the template left it");
+	assert_int_equal(warm_image_check(&wi, meta, "img", &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "NVRAM"));
+	hutch_error_clear(&err);
+	unlink(wi.nvram);
+	assert_int_equal(warm_image_check(&wi, meta, "img", &err), -EBADMSG);
+	hutch_error_clear(&err);
+	/* a BIOS template has no NVRAM to check or copy */
+	free(TAKE_PTR(wi.nvram));
+	assert_int_equal(warm_image_check(&wi, meta, "img", &err), 0);
+	json_object_put(meta);
+	free(wi.fw_vars);
+	free(wi.clone_nvram);
+	wi.fw_vars = wi.clone_nvram = NULL;
+	free(wi.disk);
+	free(wi.seed);
+	free(wi.blank);
+	free(wi.clone_disk);
 }
 
 /* A plain container image's VM: micro's kernel, its disk an overlay on the image's root filesystem
@@ -472,6 +689,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tb_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image_uefi, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_image_nvram_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oci, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_instance_mark, setup, teardown),
