@@ -794,7 +794,7 @@ struct micro_build {
 	char **modules; /* relative to modules_dir, load order */
 	const char *busybox;
 	const char *agent;
-	char **extra; /* absolute paths copied as they are: nft and its libraries (template_net.h) */
+	char **extra;		/* absolute paths copied as they are: nft and its libraries (template_net.h) */
 	const char *moddep_sig; /* moddep_sig() of modules_dir */
 };
 
@@ -1076,7 +1076,7 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 	_cleanup_free_ char *nft_cache = in->dry_run ? NULL : xasprintf("%s/nft-list", in->cache_dir);
 	_cleanup_strv_ char **extra = template_nft_files(nft_cache);
 	struct micro_build b = {release,   modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox",
-				in->agent, extra,  sig};
+				in->agent, extra,	sig};
 	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)
 		return r;
 
