@@ -166,18 +166,6 @@ static int plan_argv(const struct vm_spec *spec, const struct qemu_plan *p, cons
 	return qemu_build_argv(&c, ret, err);
 }
 
-static void add_file_id(struct strbuf *sb, const char *what, const char *path)
-{
-	struct stat st;
-	if (!path || stat(path, &st) < 0) {
-		strbuf_addf(sb, "%s -\n", what);
-		return;
-	}
-	strbuf_addf(sb, "%s %s %llu %llu %llu %lld.%09ld\n", what, path, (unsigned long long)st.st_dev,
-		    (unsigned long long)st.st_ino, (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
-		    st.st_mtim.tv_nsec);
-}
-
 /* ---- plan ---- */
 
 int warm_supported(const struct vm_spec *s, struct hutch_error *err)
@@ -225,11 +213,11 @@ int warm_plan_make(struct store *st, const char *tname, const char *name, const 
 	_cleanup_strv_ char **keyed = warm_argv(canon, "@MEM@", spec->memory, false, false);
 	for (size_t i = 0; keyed[i]; i++)
 		strbuf_addf(&sb, "argv %s\n", keyed[i]);
-	add_file_id(&sb, "kernel", p->kernel);
-	add_file_id(&sb, "initrd", p->initrd);
-	add_file_id(&sb, "qemu", p->binary);
+	warm_key_file(&sb, "kernel", p->kernel);
+	warm_key_file(&sb, "initrd", p->initrd);
+	warm_key_file(&sb, "qemu", p->binary);
 	if (spec->tpm) /* the TPM's state is in the device state, in swtpm's format */
-		add_file_id(&sb, "swtpm", swtpm_binary());
+		warm_key_file(&sb, "swtpm", swtpm_binary());
 	strbuf_addf(&sb, "memory %llu\naccel %s %s\n", (unsigned long long)spec->memory, p->accel->kvm ? "kvm" : "tcg",
 		    p->accel->cpu);
 	char hex[65];
@@ -492,10 +480,8 @@ static int template_boot_save(const struct warm_plan *wp, const char *bdir, cons
 	struct qemu_proc qp;
 	r = qemu_spawn(argv, rdir, log, &qp, err);
 	if (r < 0) {
-		if (tpm_pid > 0) {
-			kill(tpm_pid, SIGKILL);
+		if (tpm_pid > 0)
 			kill_reap(tpm_pid, 0);
-		}
 		return r;
 	}
 	struct qmp *q = NULL;

@@ -23,15 +23,24 @@ static bool is_uefi(const struct vm_spec *spec)
 	return spec->firmware == FIRMWARE_UEFI || spec->firmware == FIRMWARE_UEFI_SECURE;
 }
 
-/* A firmware file's path and identity, for the key. */
+void warm_key_file(struct strbuf *key, const char *what, const char *path)
+{
+	struct stat st;
+	if (!path || stat(path, &st) < 0) {
+		strbuf_addf(key, "%s -\n", what);
+		return;
+	}
+	strbuf_addf(key, "%s %s %llu %llu %llu %lld.%09ld\n", what, path, (unsigned long long)st.st_dev,
+		    (unsigned long long)st.st_ino, (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+		    st.st_mtim.tv_nsec);
+}
+
+/* A firmware file's path and identity, for the key: it must be there. */
 static int key_file(struct strbuf *key, const char *what, const char *path, struct hutch_error *err)
 {
-	struct stat sb;
-	if (stat(path, &sb) < 0)
+	if (access(path, F_OK) < 0)
 		return hutch_error_set(err, errno, "the UEFI firmware '%s': %s", path, strerror(errno));
-	strbuf_addf(key, "%s %s %llu %llu %llu %lld.%09ld\n", what, path, (unsigned long long)sb.st_dev,
-		    (unsigned long long)sb.st_ino, (unsigned long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
-		    sb.st_mtim.tv_nsec);
+	warm_key_file(key, what, path);
 	return 0;
 }
 
@@ -219,6 +228,19 @@ static int fsync_path(const char *path, struct hutch_error *err)
 	return 0;
 }
 
+/* path read-only (0400), synced, and its checksum and stat: a template file frozen as it is. */
+static int freeze_file(const char *path, struct stat *st, char hex[65], struct hutch_error *err)
+{
+	if (chmod(path, 0400) < 0)
+		return hutch_error_set(err, errno, "chmod '%s': %s", path, strerror(errno));
+	int r = fsync_path(path, err);
+	if (r == 0)
+		r = sha256_file_hex(path, hex, err);
+	if (r == 0 && stat(path, st) < 0)
+		r = hutch_error_set(err, errno, "stat '%s': %s", path, strerror(errno));
+	return r;
+}
+
 int warm_image_seal(const struct warm_image *wi, const char *bdir, json_object *meta, struct hutch_error *err)
 {
 	_cleanup_free_ char *disk = xasprintf("%s/disk.qcow2", bdir), *blank = xasprintf("%s/clone.qcow2", bdir);
@@ -226,18 +248,12 @@ int warm_image_seal(const struct warm_image *wi, const char *bdir, json_object *
 	int r = image_make_backed_overlay(wi->disk, blank, wi->disk_size, err);
 	if (r == 0)
 		r = fsync_path(blank, err);
-	if (r == 0 && chmod(disk, 0400) < 0)
-		r = hutch_error_set(err, errno, "chmod '%s': %s", disk, strerror(errno));
-	if (r == 0)
-		r = fsync_path(disk, err);
 	char hex[65], bhex[65];
 	struct stat st;
 	if (r == 0)
-		r = sha256_file_hex(disk, hex, err);
+		r = freeze_file(disk, &st, hex, err);
 	if (r == 0)
 		r = sha256_file_hex(blank, bhex, err);
-	if (r == 0 && stat(disk, &st) < 0)
-		r = hutch_error_set(err, errno, "stat '%s': %s", disk, strerror(errno));
 	if (r < 0)
 		return hutch_error_wrap(err, "freezing the template's disk");
 	if (wi->fw_vars) {
@@ -245,14 +261,7 @@ int warm_image_seal(const struct warm_image *wi, const char *bdir, json_object *
 		_cleanup_free_ char *nvram = xasprintf("%s/nvram.fd", bdir);
 		struct stat nst;
 		char nhex[65];
-		r = chmod(nvram, 0400) < 0 ? hutch_error_set(err, errno, "chmod '%s': %s", nvram, strerror(errno)) : 0;
-		if (r == 0)
-			r = fsync_path(nvram, err);
-		if (r == 0)
-			r = sha256_file_hex(nvram, nhex, err);
-		if (r == 0 && stat(nvram, &nst) < 0)
-			r = hutch_error_set(err, errno, "stat '%s': %s", nvram, strerror(errno));
-		if (r < 0)
+		if (freeze_file(nvram, &nst, nhex, err) < 0)
 			return hutch_error_wrap(err, "freezing the template's NVRAM");
 		json_object_object_add(meta, "nvram_bytes", json_object_new_int64((int64_t)nst.st_size));
 		json_object_object_add(meta, "nvram_sha256", json_object_new_string(nhex));
@@ -376,13 +385,19 @@ static int clone_keys(const struct warm_image *wi, const char *vm_dir, const cha
 	return 0;
 }
 
-/* path afresh (0600) with buf: a clone's own file, never one a former clone left there. */
-static int write_fresh(const char *path, const char *buf, size_t len, struct hutch_error *err)
+/* dst afresh (0600) as a copy of src (at most max bytes): a clone's own file, never one a former
+ * clone left there (a link is replaced, not followed). */
+static int copy_fresh(const char *src, const char *dst, size_t max, struct hutch_error *err)
 {
-	unlink(path);
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	int r = read_file(src, max, &buf, &len, err);
+	if (r < 0)
+		return r;
+	unlink(dst);
+	_cleanup_close_ int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || write_all(fd, buf, len) < 0)
-		return hutch_error_set(err, errno, "the clone's '%s': %s", path, strerror(errno));
+		return hutch_error_set(err, errno, "the clone's '%s': %s", dst, strerror(errno));
 	return 0;
 }
 
@@ -395,19 +410,11 @@ int warm_image_clone_disk(const struct warm_image *wi, struct hutch_error *err)
 		return hutch_error_wrap(err, "the clone's keys");
 	/* no fsync: a disposable's disk need not outlive a crash, and an fsync under a busy disk costs
 	 * a clone hundreds of ms */
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0;
-	int r = read_file(wi->blank, WARM_BLANK_MAX, &buf, &len, err);
-	if (r < 0)
+	if (copy_fresh(wi->blank, wi->clone_disk, WARM_BLANK_MAX, err) < 0)
 		return hutch_error_wrap(err, "the clone's disk");
-	r = write_fresh(wi->clone_disk, buf, len, err);
-	if (r < 0 || !wi->nvram)
-		return r;
-	free(TAKE_PTR(buf));
-	r = read_file(wi->nvram, WARM_NVRAM_MAX, &buf, &len, err);
-	if (r < 0)
+	if (wi->nvram && copy_fresh(wi->nvram, wi->clone_nvram, WARM_NVRAM_MAX, err) < 0)
 		return hutch_error_wrap(err, "the clone's NVRAM");
-	return write_fresh(wi->clone_nvram, buf, len, err);
+	return 0;
 }
 
 /* ---- settling the template VM ---- */

@@ -46,6 +46,9 @@ int warm_image_plan(struct store *st, const char *tname, const struct vm_spec *s
  * PID 1, no cloud-init) and no keys. A bootc image's VM is refused (-ENOTSUP). */
 int warm_oci_plan(const struct store *st, const char *tname, const struct vm_spec *spec, const struct qemu_plan *p,
 		  struct strbuf *key, struct warm_image **ret, struct hutch_error *err);
+/* "WHAT PATH DEV INO SIZE MTIME" of a file the template depends on, or "WHAT -" when there is none,
+ * as a key line. */
+void warm_key_file(struct strbuf *key, const char *what, const char *path);
 /* Where the template's files are (dir: its key dir), and the clone's overlay in vm_dir. */
 void warm_image_place(struct warm_image *wi, const char *dir, const char *vm_dir);
 void warm_image_free(struct warm_image *wi);
