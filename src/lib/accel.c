@@ -75,22 +75,28 @@ void accel_check_device(struct kvm_device *ret)
 
 /* ---- the host key ---- */
 
+/* The host's boot id (hex digits and dashes) into out; false when there is none to read. */
+static bool boot_id_read(char *out, size_t size)
+{
+	_cleanup_free_ char *bp = host_path("HUTCH_PROC_ROOT", "/proc/sys/kernel/random/boot_id");
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0, k = 0;
+	if (read_file(bp, 4096, &text, &len, NULL) == 0)
+		for (size_t i = 0; i < len && k + 1 < size; i++)
+			if ((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f') || text[i] == '-')
+				out[k++] = text[i];
+	out[k] = 0;
+	return k > 0;
+}
+
 int accel_host_read(const char *qemu_binary, struct accel_host *ret, struct hutch_error *err)
 {
 	struct accel_host h;
 	memset(&h, 0, sizeof(h));
-	_cleanup_free_ char *bp = host_path("HUTCH_PROC_ROOT", "/proc/sys/kernel/random/boot_id");
-	char *text = NULL;
-	size_t len = 0;
-	if (read_file(bp, 4096, &text, &len, NULL) == 0) {
-		size_t k = 0;
-		for (size_t i = 0; i < len && k + 1 < sizeof(h.boot_id); i++)
-			if ((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f') || text[i] == '-')
-				h.boot_id[k++] = text[i];
-		free(text);
-	}
-	if (!h.boot_id[0])
+	if (!boot_id_read(h.boot_id, sizeof(h.boot_id))) {
+		_cleanup_free_ char *bp = host_path("HUTCH_PROC_ROOT", "/proc/sys/kernel/random/boot_id");
 		return hutch_error_set(err, ENOENT, "cannot read the host's boot id from '%s'", bp);
+	}
 	struct utsname u;
 	if (uname(&u) == 0)
 		snprintf(h.kernel, sizeof(h.kernel), "%s", u.release);
@@ -432,18 +438,6 @@ static uint64_t measure_tsc_khz(void)
 	return (khz + 500) / 1000 * 1000;
 }
 
-/* The host's boot id, as accel_host_read reads it, or "" (a buffer of 64). */
-static void boot_id(char out[64])
-{
-	struct accel_host h;
-	struct hutch_error err = {0};
-	out[0] = 0;
-	/* qemu_binary only keys the verdict: any file that exists will do here */
-	if (accel_host_read("/", &h, &err) == 0)
-		snprintf(out, 64, "%s", h.boot_id);
-	hutch_error_clear(&err);
-}
-
 /* The TSC rate is fixed for a boot of the host: measured once per boot and kept in
  * cache_dir/tsc-khz ("BOOT_ID KHZ"), so a start does not sleep 20 ms for it, and every start of
  * one boot renders the same kernel command line (a warm template's key holds it). */
@@ -454,7 +448,7 @@ uint64_t accel_tsc_khz(const char *cache_dir)
 	if (khz && parse_ll(khz, 1000, 100000000, &v) == 0)
 		return (uint64_t)v;
 	char id[64];
-	boot_id(id);
+	boot_id_read(id, sizeof(id));
 	_cleanup_free_ char *path = cache_dir && id[0] ? xasprintf("%s/tsc-khz", cache_dir) : NULL;
 	_cleanup_free_ char *text = NULL;
 	if (path && read_file(path, 256, &text, NULL, NULL) == 0) {
