@@ -1061,25 +1061,6 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 	_cleanup_free_ char *modules_dir =
 		xasprintf("%s/%s", in->modules_root ? in->modules_root : "/lib/modules", release);
 	_cleanup_free_ char *dir = xasprintf("%s/%s", in->cache_dir, release);
-	_cleanup_free_ char *inputs_path = xasprintf("%s/inputs", dir);
-	_cleanup_free_ char *sig = moddep_sig(modules_dir);
-	_cleanup_free_ char *hint = NULL;
-	if (read_file(inputs_path, 1 << 20, &hint, NULL, NULL) < 0)
-		hint = NULL;
-	/* read again under the lock below: this is only a hint of the modules it lists */
-	_cleanup_strv_ char **modules = modules_from_inputs(hint, sig);
-	if (!modules) {
-		if ((r = micro_modules(in, modules_dir, release, &modules, err)) < 0)
-			return r;
-		modules = template_net_modules(modules_dir, modules);
-	}
-	_cleanup_free_ char *nft_cache = in->dry_run ? NULL : xasprintf("%s/nft-list", in->cache_dir);
-	_cleanup_strv_ char **extra = template_nft_files(nft_cache);
-	struct micro_build b = {release,   modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox",
-				in->agent, extra,	sig};
-	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)
-		return r;
-
 	_cleanup_close_ int lfd = -1;
 	if (!in->dry_run) {
 		if ((r = mkdir_p(dir, 0755)) < 0)
@@ -1093,10 +1074,24 @@ static int micro_ensure(const struct template_inputs *in, struct micro_template 
 				return hutch_error_set(err, errno, "cannot lock '%s': %s", lock, strerror(errno));
 	}
 
+	_cleanup_free_ char *inputs_path = xasprintf("%s/inputs", dir);
 	_cleanup_free_ char *initrd = xasprintf("%s/initramfs.cpio", dir);
 	_cleanup_free_ char *old = NULL;
 	if (read_file(inputs_path, 1 << 20, &old, NULL, NULL) < 0)
 		old = NULL;
+	_cleanup_free_ char *sig = moddep_sig(modules_dir);
+	_cleanup_strv_ char **modules = modules_from_inputs(old, sig);
+	if (!modules) {
+		if ((r = micro_modules(in, modules_dir, release, &modules, err)) < 0)
+			return r;
+		modules = template_net_modules(modules_dir, modules);
+	}
+	_cleanup_free_ char *nft_cache = in->dry_run ? NULL : xasprintf("%s/nft-list", in->cache_dir);
+	_cleanup_strv_ char **extra = template_nft_files(nft_cache);
+	struct micro_build b = {release,   modules_dir, modules, in->busybox ? in->busybox : "/bin/busybox",
+				in->agent, extra,	sig};
+	if ((r = check_busybox(b.busybox, err)) < 0 || (r = check_agent(b.agent, err)) < 0)
+		return r;
 	_cleanup_(hash_cache_release) struct hash_cache hc = {0};
 	hash_cache_parse(&hc, old);
 	_cleanup_strbuf_ struct strbuf text = STRBUF_INIT;
