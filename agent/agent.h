@@ -70,6 +70,9 @@ extern struct agent_state g;
 void logmsg(const char *fmt, ...);
 uint64_t mono_ms(void);
 int write_all(int fd, const void *buf, size_t len);
+/* path as text, through tmp (same directory: fsync, then rename), with mode; -1 and errno on
+ * failure, tmp removed. */
+int write_text_atomic(const char *path, const char *tmp, const char *text, mode_t mode);
 void send_frame(uint8_t type, uint32_t channel, const void *payload, size_t len);
 void send_buf(uint8_t type, uint32_t channel, struct proto_buf *payload);
 void send_error(uint32_t channel, const char *fmt, ...);

@@ -37,37 +37,15 @@ static int reseed(const uint8_t *bytes, uint32_t n)
 static int write_machine_id(const char *id)
 {
 	mkdir("/etc", 0755);
-	int fd = open("/etc/.machine-id.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
-	if (fd < 0)
-		return -1;
 	char line[40];
-	int n = snprintf(line, sizeof(line), "%s\n", id);
-	int r = write_all(fd, line, (size_t)n);
-	if (r == 0)
-		r = fsync(fd);
-	close(fd);
-	if (r == 0)
-		r = rename("/etc/.machine-id.tmp", "/etc/machine-id");
-	return r;
+	snprintf(line, sizeof(line), "%s\n", id);
+	return write_text_atomic("/etc/machine-id", "/etc/.machine-id.tmp", line, 0444);
 }
 
-/* Write path (mode 0644) as text, atomically, if it exists already: an image that has it. */
+/* path (mode 0644) as text, atomically, if it exists already: an image that has it. */
 static int replace_file(const char *path, const char *tmp, const char *text)
 {
-	if (access(path, F_OK) < 0)
-		return 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	int r = write_all(fd, text, strlen(text));
-	if (r == 0)
-		r = fsync(fd);
-	close(fd);
-	if (r == 0)
-		r = rename(tmp, path);
-	if (r < 0)
-		unlink(tmp);
-	return r;
+	return access(path, F_OK) < 0 ? 0 : write_text_atomic(path, tmp, text, 0644);
 }
 
 /* The clone's hostname where the image keeps it on disk too: /etc/hostname (systemd reads it at

@@ -187,13 +187,9 @@ static int link_setup(const char *mac, const char *name, const char *cidr)
 static void write_resolv(const char *ns)
 {
 	char buf[64];
-	int n = snprintf(buf, sizeof(buf), "nameserver %s\n", ns);
-	int fd = open("/etc/resolv.conf.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write_all(fd, buf, (size_t)n) < 0 || fsync(fd) < 0 ||
-	    rename("/etc/resolv.conf.tmp", "/etc/resolv.conf") < 0)
+	snprintf(buf, sizeof(buf), "nameserver %s\n", ns);
+	if (write_text_atomic("/etc/resolv.conf", "/etc/resolv.conf.tmp", buf, 0644) < 0)
 		net_fail(errno, "cannot write /etc/resolv.conf: %s", strerror(errno));
-	if (fd >= 0)
-		close(fd);
 }
 
 static int write_str(const char *path, const char *s)

@@ -39,6 +39,25 @@ int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int write_text_atomic(const char *path, const char *tmp, const char *text, mode_t mode)
+{
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -1;
+	int r = write_all(fd, text, strlen(text));
+	if (r == 0)
+		r = fsync(fd);
+	close(fd);
+	if (r == 0)
+		r = rename(tmp, path);
+	if (r < 0) {
+		int e = errno;
+		unlink(tmp);
+		errno = e;
+	}
+	return r;
+}
+
 void send_frame(uint8_t type, uint32_t channel, const void *payload, size_t len)
 {
 	struct proto_buf b = {0};
